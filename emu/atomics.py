@@ -1,0 +1,158 @@
+"""The kernel's atomic API, emulated with a hashed table of process-shared locks.
+
+This is how GCC's libatomic does atomics it cannot do natively: a lock chosen by hashing the
+address's cache line. Two fields on one line share a lock (and contend, as the line would
+bounce); fields on different lines almost never do. Every read-modify-write runs with the
+CPU's soft interrupt mask raised, so an IPI handler never tries to take a lock that the code
+it interrupted already holds.
+
+Plain loads and stores (``READ_ONCE``/``WRITE_ONCE``) are single word accesses, which are
+atomic on their own. Under the default sequentially consistent model the barriers
+(``smp_mb``, acquire/release) have nothing to order and cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from multiprocessing.synchronize import Lock
+from typing import TYPE_CHECKING
+
+from emu.layout import LINE
+
+if TYPE_CHECKING:
+    from emu.irq import Irq
+
+LINE_SHIFT = LINE.bit_length() - 1
+
+
+def make_locks(ctx, n: int = 256) -> list[Lock]:  # type: ignore[no-untyped-def]
+    """The lock table, created by the runner before the CPUs fork. ``n`` is a power of two."""
+    assert n & (n - 1) == 0
+    return [ctx.Lock() for _ in range(n)]
+
+
+class Atomics:
+    """Atomic operations on word offsets of the shared segment, for one CPU process."""
+
+    def __init__(self, words: memoryview, locks: Sequence[Lock], irq: Irq) -> None:
+        self.w = words
+        self.irq = irq
+        self._acq = [lk._semlock.acquire for lk in locks]  # type: ignore[attr-defined]
+        self._rel = [lk._semlock.release for lk in locks]  # type: ignore[attr-defined]
+        self._mask = len(locks) - 1
+
+    # -- the lock: raise the soft mask first, so no IPI handler runs while it is held --------
+    def lock(self, i: int) -> int:
+        self.irq.in_atomic += 1
+        k = (i >> LINE_SHIFT) & self._mask
+        self._acq[k]()
+        return k
+
+    def unlock(self, k: int) -> None:
+        self._rel[k]()
+        irq = self.irq
+        irq.in_atomic -= 1
+        if irq.pending:
+            irq.replay()
+
+    # -- plain accesses --------------------------------------------------------------------
+    def READ_ONCE(self, i: int) -> int:
+        return self.w[i]
+
+    def WRITE_ONCE(self, i: int, v: int) -> None:
+        self.w[i] = v
+
+    def smp_load_acquire(self, i: int) -> int:
+        return self.w[i]
+
+    def smp_store_release(self, i: int, v: int) -> None:
+        self.w[i] = v
+
+    def smp_mb(self) -> None:
+        """A full barrier: nothing to do when every access is already ordered."""
+
+    atomic_read = READ_ONCE
+    atomic_set = WRITE_ONCE
+
+    # -- read-modify-writes --------------------------------------------------------------
+    def atomic_add_return(self, i: int, d: int) -> int:
+        k = self.lock(i)
+        w = self.w
+        v = w[i] + d
+        w[i] = v
+        self.unlock(k)
+        return v
+
+    def atomic_add(self, i: int, d: int) -> None:
+        self.atomic_add_return(i, d)
+
+    def atomic_sub(self, i: int, d: int) -> None:
+        self.atomic_add_return(i, -d)
+
+    def atomic_inc(self, i: int) -> None:
+        self.atomic_add_return(i, 1)
+
+    def atomic_dec(self, i: int) -> None:
+        self.atomic_add_return(i, -1)
+
+    def atomic_dec_and_test(self, i: int) -> bool:
+        return self.atomic_add_return(i, -1) == 0
+
+    def atomic_xchg(self, i: int, new: int) -> int:
+        k = self.lock(i)
+        w = self.w
+        old = w[i]
+        w[i] = new
+        self.unlock(k)
+        return old
+
+    def atomic_cmpxchg(self, i: int, old: int, new: int) -> int:
+        """Store ``new`` if the word holds ``old``; return what it held."""
+        k = self.lock(i)
+        w = self.w
+        cur = w[i]
+        if cur == old:
+            w[i] = new
+        self.unlock(k)
+        return cur
+
+    def try_cmpxchg(self, i: int, old: int, new: int) -> tuple[bool, int]:
+        """The kernel's ``try_cmpxchg(ptr, &old, new)``: success, and the value seen."""
+        cur = self.atomic_cmpxchg(i, old, new)
+        return cur == old, cur
+
+    xchg = atomic_xchg
+    cmpxchg = atomic_cmpxchg
+    try_cmpxchg_relaxed = try_cmpxchg
+
+    # -- cpumask: 32 CPUs a word, so a word never needs the sign bit ----------------------------
+    def cpumask_set_cpu(self, mask: int, cpu: int) -> None:
+        i = mask + (cpu >> 5)
+        k = self.lock(i)
+        self.w[i] |= 1 << (cpu & 31)
+        self.unlock(k)
+
+    def cpumask_clear_cpu(self, mask: int, cpu: int) -> None:
+        i = mask + (cpu >> 5)
+        k = self.lock(i)
+        self.w[i] &= ~(1 << (cpu & 31))
+        self.unlock(k)
+
+    def cpumask_test_cpu(self, mask: int, cpu: int) -> bool:
+        return bool(self.w[mask + (cpu >> 5)] >> (cpu & 31) & 1)
+
+    def for_each_cpu(self, mask: int, ncpus: int) -> Iterator[int]:
+        """Iterate the set bits, reading each word once (a racy snapshot, as in the kernel)."""
+        for wi in range((ncpus + 31) >> 5):
+            bits = self.w[mask + wi]
+            while bits:
+                low = bits & -bits
+                yield (wi << 5) + low.bit_length() - 1
+                bits ^= low
+
+    def cpumask_weight(self, mask: int, ncpus: int) -> int:
+        return sum(bin(self.w[mask + wi]).count("1") for wi in range((ncpus + 31) >> 5))
+
+    # -- for tests: the read-modify-write that the locks exist to prevent --------------------
+    def unlocked_inc(self, i: int) -> None:
+        self.w[i] = self.w[i] + 1

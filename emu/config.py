@@ -1,0 +1,116 @@
+"""What one run is: the machine, the scheme under test and the workload that drives it."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+
+import psutil
+
+
+class ConfigError(ValueError):
+    """A user mistake in the run's settings: reported as one line, exit status 2."""
+
+
+# Rough per-CPU-process footprint after fork (private pages only), measured with psutil's uss.
+_BYTES_PER_CPU = 12 * 1024 * 1024
+MAX_CPUS = 1024
+
+
+@dataclass
+class Workload:
+    """The knobs of the synthetic load; defaults keep several multi-threaded processes alive."""
+
+    procs: int = 0  # live user processes to keep; 0 = derived from --cpus
+    threads: int = 4  # threads per process
+    kthreads: int = 2  # per-CPU kernel threads
+    p_fork: float = 0.05  # per quantum, when below --procs
+    p_exit: float = 0.02  # per user quantum: the thread exits
+    p_block: float = 0.10  # per user quantum: the thread sleeps (the CPU may go lazy)
+    p_migrate: float = 0.20  # per preemption or wake-up: the thread moves to another CPU
+    p_kthread: float = 0.10  # per schedule: a per-CPU kernel thread wakes
+    p_use_mm: float = 0.05  # per kernel-thread quantum: kthread_use_mm on a live mm
+    sleep_us: int = 200  # mean sleep of a blocked thread
+
+    def live_procs(self, cpus: int) -> int:
+        return self.procs or max(2, min(64, cpus))
+
+
+@dataclass
+class RunConfig:
+    cpus: int = 4
+    strategy: str = "refcount"
+    mutant: str | None = None
+    arch: str = "x86"
+    duration: float = 3.0
+    seed: int = 0
+    workload: Workload = field(default_factory=Workload)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @property
+    def scheme(self) -> str:
+        """The name the strategy registry resolves: the mutant if one is chosen."""
+        return self.mutant or self.strategy
+
+
+def suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"(valid: {', '.join(valid)}){hint}"
+
+
+def max_cpus_here() -> int:
+    """How many CPU processes this machine can hold: memory and the process limit."""
+    avail = psutil.virtual_memory().available // _BYTES_PER_CPU
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+        if soft != resource.RLIM_INFINITY:
+            mine = len([p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == os.getuid()])
+            avail = min(avail, max(0, soft - mine - 16))
+    except (ImportError, OSError, psutil.Error):
+        pass
+    return int(max(1, min(MAX_CPUS, avail)))
+
+
+def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arches: list[str]) -> None:
+    """Raise ConfigError with one readable line for any setting out of range or unknown."""
+    if cfg.cpus < 1:
+        raise ConfigError(f"--cpus must be at least 1, got {cfg.cpus}")
+    limit = max_cpus_here()
+    if cfg.cpus > limit:
+        raise ConfigError(f"--cpus {cfg.cpus} is more than this machine can hold (at most {limit} here)")
+    if cfg.strategy not in strategies:
+        raise ConfigError(f"unknown strategy '{cfg.strategy}' {suggest(cfg.strategy, strategies)}")
+    if cfg.mutant is not None:
+        if cfg.mutant not in mutants:
+            raise ConfigError(f"unknown mutant '{cfg.mutant}' {suggest(cfg.mutant, sorted(mutants))}")
+        base = mutants[cfg.mutant]
+        if cfg.strategy != base:
+            raise ConfigError(f"mutant '{cfg.mutant}' belongs to strategy '{base}', not '{cfg.strategy}'")
+    if cfg.arch not in arches:
+        raise ConfigError(f"unknown architecture '{cfg.arch}' {suggest(cfg.arch, arches)}")
+    if not cfg.duration > 0 or cfg.duration > 7 * 24 * 3600:
+        raise ConfigError(f"--duration must be a positive number of seconds, got {cfg.duration}")
+    if not 0 <= cfg.seed < 2**63:
+        raise ConfigError(f"--seed must be between 0 and 2**63-1, got {cfg.seed}")
+    w = cfg.workload
+    for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm"):
+        v = getattr(w, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {v}")
+    if w.p_exit <= 0:
+        raise ConfigError("--p-exit must be above 0, or no process would ever exit")
+    if not 0 <= w.procs <= 4096:
+        raise ConfigError(f"--procs must be between 0 (automatic) and 4096, got {w.procs}")
+    if not 1 <= w.threads <= 64:
+        raise ConfigError(f"--threads must be between 1 and 64, got {w.threads}")
+    if not 0 <= w.kthreads <= 16:
+        raise ConfigError(f"--kthreads must be between 0 and 16, got {w.kthreads}")
+    if not 0 <= w.sleep_us <= 1_000_000:
+        raise ConfigError(f"--sleep-us must be between 0 and 1000000, got {w.sleep_us}")

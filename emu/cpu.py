@@ -1,0 +1,407 @@
+"""One emulated CPU: an OS process running the scheduler loop over the shared machine.
+
+The loop runs the current task for one quantum, lets it decide what happens next (fork,
+exit, sleep, be preempted or migrated; a kernel thread may adopt an mm), and calls
+``schedule()``. Every quantum the MMU "walks" the page tables of the loaded and the active
+mm, which is where the oracle sees a lazy CPU touching a freed mm. An idle CPU blocks in
+``select`` on the signal wakeup fd, so it burns no core until an IPI or a wake-up arrives.
+
+Everything random is drawn from this CPU's generator, derived from the run seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import select
+import signal
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emu.arch import ARCHES
+from emu.atomics import Atomics
+from emu.irq import IPI_SIGNAL, Irq, IpiTimeout, ipi_purpose
+from emu.layout import (
+    C_ACTIVE_MM,
+    C_CURR,
+    C_INBOX_HEAD,
+    C_INBOX_TAIL,
+    C_LOADED_MM,
+    C_ONLINE,
+    C_PID,
+    C_PREV_MM,
+    C_SCHEME,
+    C_STATE,
+    E2F_COUNTERS,
+    CPU_EXITED,
+    CPU_IDLE,
+    CPU_QUIESCED,
+    CPU_RUNNING,
+    H_KTHREAD_MMS,
+    H_LIVE_PROCS,
+    H_LIVE_USERS,
+    H_PHASE,
+    H_READY,
+    INIT_MM,
+    KIND_IDLE,
+    KIND_KTHREAD,
+    KIND_USER,
+    M_GEN,
+    M_STATE,
+    MM_LIVE,
+    MM_SLOT_BITS,
+    PHASE_DRAIN,
+    PHASE_EXIT,
+    PHASE_RUN,
+    T_KIND,
+    T_MM,
+    T_STATE,
+    TASK_DEAD,
+    TASK_FREE,
+    TASK_RUNNABLE,
+    Layout,
+    e2f_bucket,
+)
+from emu.mm import MmOps
+from emu.oracle import Oracle
+from emu.sched import Scheduler
+from emu.strategies import resolve
+from emu.trace import Tracer, event
+
+if TYPE_CHECKING:
+    from emu.config import RunConfig
+    from emu.shm import Segment
+
+EV_FORK = event("fork", "fork: {mm:a}, {n:b} threads")
+EV_EXIT = event("exit", "{task:a} exits")
+EV_MIGRATE = event("migrate", "{task:a} -> {cpu:b}")
+
+EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
+
+
+class Cpu(Scheduler):
+    def __init__(self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list) -> None:  # type: ignore[type-arg]
+        self.cpu = cpu
+        self.cfg = cfg
+        self.wl = cfg.workload
+        self.layout = layout
+        self.ncpus = layout.ncpus
+        self.w = seg.words
+        self.arr = np.frombuffer(seg.buf, dtype=np.int64)
+        self.irq = Irq(self.w, layout, cpu)
+        self.atomics = Atomics(self.w, locks, self.irq)
+        self.trace = Tracer(self.w, layout, cpu)
+        self.irq.trace = self.trace
+        self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
+        self.rng = random.Random(cfg.seed * 1_000_003 + cpu)
+
+        base = layout.cpu(cpu)
+        self.CURR, self.ACTIVE, self.LOADED = base + C_CURR, base + C_ACTIVE_MM, base + C_LOADED_MM
+        self.PREV_MM, self.STATE = base + C_PREV_MM, base + C_STATE
+        self.task_base = layout.task_base
+        self._cnt = {name: layout.counter(cpu, name) for name in layout.counters}
+        self.c_switches = self._cnt["context_switches"]
+        self.c_lazy_switches = self._cnt["lazy_switches"]
+        self.c_walks = self._cnt["page_walks"]
+        self.irq.on_send = self._count_ipi
+        self.irq.on_receive = lambda fid: self.count("ipis_received")
+
+        self.mm = MmOps(self)
+        self.arch = ARCHES[cfg.arch](self)
+        self.strategy = resolve(cfg.scheme)(self)
+
+        # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
+        self.runqueue: deque[int] = deque()
+        self.kthreads = list(layout.kthread_tasks_of(cpu))
+        self.kthread_queued: set[int] = set()
+        self.kthread_mm: dict[int, list[int]] = {}  # kthread -> [mm, quanta left]
+        self.sleepers: list[tuple[float, int]] = []
+        self.procs_target = self.wl.live_procs(self.ncpus)
+        self._wake_r = -1
+
+    # -- per-CPU fields and counters ----------------------------------------------------------
+    def rq_field(self, cpu: int, k: int) -> int:
+        return self.layout.cpu(cpu) + C_SCHEME + k
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.w[self._cnt[name]] += n
+
+    def _count_ipi(self, fid: int, target: int, arg: int) -> None:
+        self.count("ipis_sent")
+        purpose = ipi_purpose(fid)
+        if purpose:
+            self.count(purpose)
+
+    def record_exit_to_free(self, ns: int) -> None:
+        self.count(E2F_COUNTERS[e2f_bucket(ns)])
+
+    def online_cpus(self) -> list[int]:
+        w, lay = self.w, self.layout
+        return [c for c in range(self.ncpus) if w[lay.cpu(c) + C_ONLINE]]
+
+    # -- process entry ----------------------------------------------------------------------
+    def main(self) -> int:
+        """Boot, run until the runner says exit, and return the process exit status."""
+        r, wfd = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(wfd, False)
+        self._wake_r = r
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        signal.signal(IPI_SIGNAL, self.irq.doorbell)
+        self.boot()
+        try:
+            self.run()
+        except IpiTimeout as e:
+            print(f"cpu{self.cpu}: {e}", file=sys.stderr)
+            return EXIT_HARNESS
+        finally:
+            self.w[self.STATE] = CPU_EXITED
+        return 0
+
+    def boot(self) -> None:
+        w, lay = self.w, self.layout
+        idle = self.cpu  # task id of this CPU's idle task
+        w[self.task_base + idle * 8 + T_KIND] = KIND_IDLE
+        w[self.task_base + idle * 8 + T_STATE] = TASK_RUNNABLE
+        for k in self.kthreads:
+            w[self.task_base + k * 8 + T_KIND] = KIND_KTHREAD
+            w[self.task_base + k * 8 + T_STATE] = TASK_RUNNABLE
+        w[self.CURR] = idle
+        w[self.ACTIVE] = INIT_MM
+        w[self.LOADED] = INIT_MM
+        self.strategy.mmgrab_lazy_tlb(INIT_MM)  # the idle task starts lazy on init_mm
+        w[lay.cpu(self.cpu) + C_PID] = os.getpid()
+        w[lay.cpu(self.cpu) + C_ONLINE] = 1
+        w[self.STATE] = CPU_RUNNING
+        self.atomics.atomic_inc(H_READY)
+
+    def run(self) -> None:
+        w = self.w
+        while w[H_PHASE] < PHASE_RUN:
+            self.idle_wait(0.005)
+        while True:
+            phase = w[H_PHASE]
+            if phase == PHASE_EXIT:
+                return
+            self.page_walk()
+            curr = w[self.CURR]
+            kind = w[self.task_base + curr * 8 + T_KIND]
+            if kind == KIND_USER:
+                self.run_user(curr, phase)
+            elif kind == KIND_KTHREAD:
+                self.run_kthread(curr, phase)
+            else:
+                self.run_idle(phase)
+
+    def page_walk(self) -> None:
+        """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced."""
+        w = self.w
+        w[self.c_walks] += 1
+        active = w[self.ACTIVE]
+        if active != INIT_MM:
+            self.oracle.touch(active)
+        loaded = w[self.LOADED]
+        if loaded != active and loaded != INIT_MM:
+            self.oracle.touch(loaded)
+
+    # -- what a task does with its quantum ------------------------------------------------------
+    def run_user(self, task: int, phase: int) -> None:
+        rng, wl = self.rng, self.wl
+        self.maybe_fork(phase)
+        r = rng.random()
+        if phase != PHASE_RUN or r < wl.p_exit:
+            self.do_exit(task)
+        elif r < wl.p_exit + wl.p_block:
+            delay = rng.expovariate(1e6 / wl.sleep_us) if wl.sleep_us else 0.0
+            heapq.heappush(self.sleepers, (time.monotonic() + delay, task))
+            self.schedule()
+        else:
+            self.preempt(task)
+
+    def preempt(self, task: int) -> None:
+        """Requeue and switch away. A task moving to another CPU is queued there only once it is
+        off this one (the kernel's ``p->on_cpu`` wait in ``try_to_wake_up``)."""
+        target = self.select_task_rq()
+        if target == self.cpu:
+            self.runqueue.append(task)
+            self.schedule()
+        else:
+            self.schedule()
+            self.ttwu_queue(target, task)
+
+    def run_kthread(self, k: int, phase: int) -> None:
+        use = self.kthread_mm.get(k)
+        if use is not None:
+            use[1] -= 1
+            if use[1] <= 0 or phase != PHASE_RUN:
+                del self.kthread_mm[k]
+                self.kthread_unuse_mm(k, use[0])
+                self.mm.mmput(use[0])
+                self.atomics.atomic_dec(H_KTHREAD_MMS)
+        elif phase == PHASE_RUN and self.rng.random() < self.wl.p_use_mm:
+            mm = self.pick_live_mm()
+            if mm and self.mm.mmget_not_zero(mm):
+                self.atomics.atomic_inc(H_KTHREAD_MMS)
+                self.kthread_mm[k] = [mm, self.rng.randint(1, 4)]
+                self.kthread_use_mm(k, mm)
+                self.count("kthread_use_mm")
+        if k in self.kthread_mm:
+            self.runqueue.append(k)
+        else:
+            self.kthread_queued.discard(k)
+        self.schedule()
+
+    def run_idle(self, phase: int) -> None:
+        self.wake_sleepers(phase)
+        self.maybe_fork(phase)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
+        if self.has_work(phase):
+            self.w[self.STATE] = CPU_RUNNING
+            self.schedule()
+            return
+        if phase == PHASE_DRAIN:
+            self.sched_force_init_mm()
+            self.w[self.STATE] = CPU_QUIESCED
+            self.idle_wait(0.005)
+            return
+        timeout = 0.002
+        if self.sleepers:
+            timeout = max(0.0, min(timeout, self.sleepers[0][0] - time.monotonic()))
+        self.w[self.STATE] = CPU_IDLE
+        if not self.inbox_pending():  # re-check after publishing IDLE: a waker reads it after queueing
+            self.count("idle_waits")
+            self.idle_wait(timeout)
+        self.w[self.STATE] = CPU_RUNNING
+
+    def has_work(self, phase: int) -> bool:
+        if self.runqueue or self.inbox_pending():
+            return True
+        return phase == PHASE_RUN and self.kthreads != [] and self.rng.random() < self.wl.p_kthread
+
+    def idle_wait(self, timeout: float) -> None:
+        """Block until a signal (an IPI or a wake-up doorbell) or the timeout."""
+        try:
+            select.select([self._wake_r], [], [], timeout)
+        except InterruptedError:
+            pass
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- run queues ---------------------------------------------------------------------------
+    def pick_next_task(self) -> int:
+        self.drain_inbox()
+        if self.sleepers and self.sleepers[0][0] <= time.monotonic():
+            self.wake_sleepers(PHASE_RUN)
+        if self.kthreads and self.w[H_PHASE] == PHASE_RUN and self.rng.random() < self.wl.p_kthread:
+            k = self.rng.choice(self.kthreads)
+            if k not in self.kthread_queued and k != self.w[self.CURR]:
+                self.kthread_queued.add(k)
+                return k
+        if self.runqueue:
+            return self.runqueue.popleft()
+        return self.cpu  # the idle task
+
+    def inbox_pending(self) -> bool:
+        base = self.layout.cpu(self.cpu)
+        return self.w[base + C_INBOX_TAIL] != self.w[base + C_INBOX_HEAD]
+
+    def drain_inbox(self) -> None:
+        if not self.inbox_pending():
+            return
+        w, lay = self.w, self.layout
+        head_i = lay.cpu(self.cpu) + C_INBOX_HEAD
+        box, cap = lay.inbox(self.cpu), lay.inbox_cap
+        k = self.atomics.lock(head_i)
+        head, tail = w[head_i], w[head_i + 1]
+        for i in range(head, tail):
+            self.runqueue.append(w[box + i % cap])
+        w[head_i] = tail
+        self.atomics.unlock(k)
+
+    def ttwu_queue(self, target: int, task: int) -> None:
+        """Queue a woken task on ``target``'s runqueue; kick the target if it is idle."""
+        if target == self.cpu:
+            self.runqueue.append(task)
+            return
+        w, lay = self.w, self.layout
+        head_i = lay.cpu(target) + C_INBOX_HEAD
+        k = self.atomics.lock(head_i)
+        head, tail = w[head_i], w[head_i + 1]
+        if tail - head >= lay.inbox_cap:
+            self.atomics.unlock(k)
+            self.runqueue.append(task)
+            return
+        w[lay.inbox(target) + tail % lay.inbox_cap] = task
+        w[head_i + 1] = tail + 1
+        self.atomics.unlock(k)
+        self.trace(EV_MIGRATE, task, target)
+        self.count("migrations")
+        if w[lay.cpu(target) + C_STATE] == CPU_IDLE:
+            self.irq.smp_send_reschedule(target)
+
+    def select_task_rq(self) -> int:
+        """Where a woken or preempted task runs next: here, or now and then another CPU."""
+        if self.ncpus > 1 and self.w[H_PHASE] == PHASE_RUN and self.rng.random() < self.wl.p_migrate:
+            target = self.rng.randrange(self.ncpus - 1)
+            return target + (target >= self.cpu)
+        return self.cpu
+
+    def wake_up(self, task: int) -> None:
+        """Queue a task that is not running anywhere (new, or back from sleep)."""
+        self.ttwu_queue(self.select_task_rq(), task)
+
+    def wake_sleepers(self, phase: int) -> None:
+        now = time.monotonic()
+        while self.sleepers and (phase != PHASE_RUN or self.sleepers[0][0] <= now):
+            _, task = heapq.heappop(self.sleepers)
+            self.wake_up(task)
+
+    # -- process lifecycle ----------------------------------------------------------------------
+    def maybe_fork(self, phase: int) -> None:
+        if phase == PHASE_RUN and self.rng.random() < self.wl.p_fork and self.w[H_LIVE_PROCS] < self.procs_target:
+            self.do_fork()
+
+    def do_fork(self) -> None:
+        w, lay = self.w, self.layout
+        free = [t for t in lay.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
+        n = self.wl.threads
+        if len(free) < n:
+            return
+        mm = self.mm.mm_alloc(users=n)
+        if not mm:
+            return
+        self.atomics.atomic_inc(H_LIVE_PROCS)
+        self.atomics.atomic_add(H_LIVE_USERS, n)
+        self.trace(EV_FORK, mm, n)
+        self.count("forks")
+        for t in free[:n]:
+            tb = self.task_base + t * 8
+            w[tb + T_KIND] = KIND_USER
+            w[tb + T_MM] = mm
+            w[tb + T_STATE] = TASK_RUNNABLE
+            self.wake_up(t)
+
+    def do_exit(self, task: int) -> None:
+        self.trace(EV_EXIT, task)
+        self.count("exits")
+        self.exit_mm(task)
+        self.w[self.task_base + task * 8 + T_STATE] = TASK_DEAD
+        self.schedule()  # the final switch away from the dead task: kernel -> X
+        self.w[self.task_base + task * 8 + T_STATE] = TASK_FREE
+        self.atomics.atomic_dec(H_LIVE_USERS)
+
+    def pick_live_mm(self) -> int:
+        """A random live mm, for a kernel thread to adopt (like io_uring or vhost workers)."""
+        lay, w = self.layout, self.w
+        slot = self.rng.randrange(1, lay.nmm)
+        b = lay.mm_base + slot * 8
+        if w[b + M_STATE] != MM_LIVE:
+            return 0
+        return (w[b + M_GEN] << MM_SLOT_BITS) | slot

@@ -1,0 +1,247 @@
+"""Where every field of the emulated machine lives in the shared int64 segment.
+
+The segment is one flat array of int64 words. Regions are laid out from the run's
+configuration and aligned to 8 words (one 64-byte cache line), because the atomics hash
+their locks on the cache line: two fields on one line share a lock, as they would share a
+line in a real machine. An mm's counters and its generation live on one line, so a checked
+read-modify-write on ``mm_count`` is atomic with ``__mmdrop`` poisoning the record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LINE = 8  # int64 words per cache line
+
+MAGIC = 0x4C415A59544C4231  # "LAZYTLB1"
+
+# mm handles: generation in the high bits, slot in the low bits; 0 is NULL.
+MM_SLOT_BITS = 20
+MM_SLOT_MASK = (1 << MM_SLOT_BITS) - 1
+INIT_MM = 1 << MM_SLOT_BITS  # slot 0, generation 1: never freed
+
+# -- header ------------------------------------------------------------------------------
+H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE, H_LIVE_USERS, H_LIVE_PROCS = range(8)
+H_KTHREAD_MMS, H_NVIOL, H_READY, H_STOP_REASON, H_NSNAP = range(8, 13)
+H_VIOL_KINDS = 16  # 16 words: a histogram of violation kinds
+HEADER_WORDS = 32
+
+# run phases, written by the runner only
+PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
+
+# -- per-CPU record ------------------------------------------------------------------------
+(C_CURR, C_ACTIVE_MM, C_LOADED_MM, C_PREV_MM, C_ONLINE, C_STATE, C_PID, C_EV_HEAD) = range(8)
+C_SCHEME = 8  # 8 words for the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
+SCHEME_FIELDS = 8
+C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
+CPU_WORDS = 24
+
+# CPU states (C_STATE), for the runner's progress and the reschedule doorbell
+CPU_BOOT, CPU_RUNNING, CPU_IDLE, CPU_QUIESCED, CPU_EXITED = range(5)
+
+# -- IPI mailbox: one slot per (target, sender), like the kernel's per-CPU csd ------------------
+X_FUNC, X_ARG, X_REQ, X_ACK = range(4)
+XSLOT_WORDS = 4
+
+# -- mm record: one cache line ------------------------------------------------------------------
+M_GEN, M_STATE, M_USERS, M_COUNT, M_FREED_BY, M_T_MMPUT, M_SERIAL, M_OWNER = range(8)
+MM_WORDS = LINE
+MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)  # EXITED: mm_users hit 0, mm_count still held
+POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read as this
+
+# -- task table -----------------------------------------------------------------------------
+T_STATE, T_MM, T_KIND, T_CPU, T_USE_MM = range(5)
+TASK_WORDS = 8
+TASK_FREE, TASK_RUNNABLE, TASK_DEAD = range(3)
+KIND_IDLE, KIND_KTHREAD, KIND_USER = range(3)
+
+# -- violations and event rings ---------------------------------------------------------------
+V_KIND, V_CPU, V_MM, V_SITE, V_AUX, V_CLOCK, V_SNAP, V_OTHER = range(8)
+VIOL_WORDS = 8
+VIOL_CAP = 256
+SNAP_CAP = 4
+EV_WORDS = 4  # clock_ns, code, a, b
+EV_CAP = 256  # events kept per CPU
+
+# exit-to-free latency histogram: 4 buckets per octave from 1 us
+E2F_BUCKETS = 96
+E2F_COUNTERS = tuple(f"e2f_{i}" for i in range(E2F_BUCKETS))
+
+
+def e2f_bucket(ns: int) -> int:
+    return 0 if ns < 1000 else min(E2F_BUCKETS - 1, int(4 * math.log2(ns / 1000)))
+
+
+def e2f_value_ns(bucket: int) -> float:
+    return 1000 * 2 ** ((bucket + 0.5) / 4)
+
+
+# Per-CPU counters: the base set; strategies and arches append their own names.
+BASE_COUNTERS = (
+    "context_switches",
+    "lazy_switches",
+    "ipis_sent",
+    "ipis_shootdown",
+    "ipis_flush",
+    "ipis_check",
+    "ipis_received",
+    "lazy_refcount_atomics",
+    "mm_created",
+    "mm_freed",
+    "forks",
+    "exits",
+    "kthread_use_mm",
+    "migrations",
+    "page_walks",
+    "idle_waits",
+    "exit_to_free_ns_sum",
+) + E2F_COUNTERS
+
+
+def _align(n: int) -> int:
+    return (n + LINE - 1) // LINE * LINE
+
+
+@dataclass(frozen=True)
+class Layout:
+    ncpus: int
+    mm_per_cpu: int
+    kthreads: int
+    user_tasks_per_cpu: int
+    counters: tuple[str, ...]
+
+    @classmethod
+    def for_run(cls, ncpus: int, procs: int, threads: int, kthreads: int, counters: tuple[str, ...]) -> Layout:
+        mm_per_cpu = max(8, math.ceil(4 * procs / ncpus) + 4)
+        user_per_cpu = max(16, math.ceil(3 * procs * threads / ncpus) + 8)
+        names = tuple(dict.fromkeys(BASE_COUNTERS + counters))
+        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names)
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def nmm(self) -> int:
+        return 1 + self.ncpus * self.mm_per_cpu  # slot 0 is init_mm
+
+    @property
+    def ntask(self) -> int:
+        return self.ncpus * (1 + self.kthreads + self.user_tasks_per_cpu)
+
+    @property
+    def inbox_cap(self) -> int:
+        return min(self.ntask, 1024)
+
+    @property
+    def cpumask_words(self) -> int:
+        return (self.ncpus + 31) // 32
+
+    @property
+    def counter_words(self) -> int:
+        return _align(len(self.counters))
+
+    # -- region bases (word offsets) -----------------------------------------------------
+    @property
+    def cpu_base(self) -> int:
+        return HEADER_WORDS
+
+    @property
+    def counters_base(self) -> int:
+        return self.cpu_base + self.ncpus * CPU_WORDS
+
+    @property
+    def mailbox_base(self) -> int:
+        return self.counters_base + self.ncpus * self.counter_words
+
+    @property
+    def inbox_base(self) -> int:
+        return self.mailbox_base + _align(self.ncpus * self.ncpus * XSLOT_WORDS)
+
+    @property
+    def mm_base(self) -> int:
+        return self.inbox_base + _align(self.ncpus * self.inbox_cap)
+
+    @property
+    def cpumask_base(self) -> int:
+        return self.mm_base + self.nmm * MM_WORDS
+
+    @property
+    def task_base(self) -> int:
+        return self.cpumask_base + _align(self.nmm * self.cpumask_words)
+
+    @property
+    def viol_base(self) -> int:
+        return self.task_base + self.ntask * TASK_WORDS
+
+    @property
+    def events_base(self) -> int:
+        return self.viol_base + VIOL_CAP * VIOL_WORDS
+
+    @property
+    def events_words(self) -> int:
+        return self.ncpus * EV_CAP * EV_WORDS
+
+    @property
+    def snap_base(self) -> int:
+        return self.events_base + self.events_words
+
+    @property
+    def words(self) -> int:
+        return self.snap_base + SNAP_CAP * self.events_words
+
+    @property
+    def nbytes(self) -> int:
+        return self.words * 8
+
+    # -- addresses -----------------------------------------------------------------------
+    def cpu(self, c: int) -> int:
+        return self.cpu_base + c * CPU_WORDS
+
+    def counter(self, c: int, name: str) -> int:
+        return self.counters_base + c * self.counter_words + self.counters.index(name)
+
+    def xslot(self, target: int, sender: int) -> int:
+        return self.mailbox_base + (target * self.ncpus + sender) * XSLOT_WORDS
+
+    def inbox(self, c: int) -> int:
+        return self.inbox_base + c * self.inbox_cap
+
+    def mm(self, handle: int) -> int:
+        return self.mm_base + (handle & MM_SLOT_MASK) * MM_WORDS
+
+    def cpumask(self, handle: int) -> int:
+        return self.cpumask_base + (handle & MM_SLOT_MASK) * self.cpumask_words
+
+    def task(self, t: int) -> int:
+        return self.task_base + t * TASK_WORDS
+
+    def events(self, c: int) -> int:
+        return self.events_base + c * EV_CAP * EV_WORDS
+
+    def mm_slots_of(self, c: int) -> range:
+        first = 1 + c * self.mm_per_cpu
+        return range(first, first + self.mm_per_cpu)
+
+    def kthread_tasks_of(self, c: int) -> range:
+        first = self.ncpus + c * self.kthreads
+        return range(first, first + self.kthreads)
+
+    def user_tasks_of(self, c: int) -> range:
+        first = self.ncpus * (1 + self.kthreads) + c * self.user_tasks_per_cpu
+        return range(first, first + self.user_tasks_per_cpu)
+
+
+def mm_gen(handle: int) -> int:
+    return handle >> MM_SLOT_BITS
+
+
+def mm_slot(handle: int) -> int:
+    return handle & MM_SLOT_MASK
+
+
+def mm_name(handle: int) -> str:
+    """How reports name an mm: slot and generation, e.g. ``mm12#4``; init_mm by name."""
+    if handle == 0:
+        return "NULL"
+    if handle == INIT_MM:
+        return "init_mm"
+    return f"mm{mm_slot(handle)}#{mm_gen(handle)}"

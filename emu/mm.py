@@ -1,0 +1,193 @@
+"""The mm lifecycle, as in kernel/fork.c: two counts, two teardown stages.
+
+``mm_users`` counts the tasks that use the address space; when it drops to zero ``__mmput``
+tears it down (``exit_mmap`` with its final TLB flush) and drops the single ``mm_count``
+reference that all users share. ``mm_count`` counts that reference, lazy users (in the
+refcount scheme) and ``mmgrab`` holders; when it drops to zero ``__mmdrop`` runs the scheme's
+``cleanup_lazy_tlbs`` and frees the mm.
+
+Every count change is a checked read-modify-write: under the mm's cache-line lock it first
+verifies that the handle's generation is current and the record not freed, so a count touched
+after ``__mmdrop`` is reported as a use-after-free, not silently applied to a reused slot.
+"""
+
+from __future__ import annotations
+
+from time import monotonic_ns
+from typing import TYPE_CHECKING
+
+from emu.layout import (
+    H_LIVE_PROCS,
+    INIT_MM,
+    M_COUNT,
+    M_FREED_BY,
+    M_GEN,
+    M_OWNER,
+    M_SERIAL,
+    M_STATE,
+    M_T_MMPUT,
+    M_USERS,
+    MM_EXITED,
+    MM_FREED,
+    MM_LIVE,
+    MM_SLOT_BITS,
+    MM_UNUSED,
+    POISON,
+    mm_gen,
+)
+from emu.oracle import COUNT_UNDERFLOW, DOUBLE_FREE, USE_AFTER_FREE, site
+from emu.trace import event
+
+if TYPE_CHECKING:
+    from emu.cpu import Cpu
+
+EV_MMGRAB = event("mmgrab", "mm_count({mm:a}) +1 -> {n:b}")
+EV_MMDROP = event("mmdrop", "mm_count({mm:a}) -1 -> {n:b}")
+EV_MMGET = event("mmget", "mm_users({mm:a}) +1 -> {n:b}")
+EV_MMPUT = event("mmput", "mm_users({mm:a}) -1 -> {n:b}")
+EV_MMPUT_LAST = event("__mmput", "__mmput({mm:a}): exit_mmap, last user gone")
+EV_MMDROP_LAST = event("__mmdrop", "__mmdrop({mm:a}): cleanup_lazy_tlbs, free")
+EV_FREED = event("free_mm", "freed {mm:a}")
+EV_ALLOC = event("mm_alloc", "mm_alloc {mm:a} for {n:b} threads")
+
+AT_MMGRAB = site("mmgrab (mm_count +1)")
+AT_MMDROP = site("mmdrop (mm_count -1)")
+AT_MMGET = site("mmget (mm_users +1)")
+AT_MMPUT = site("mmput (mm_users -1)")
+AT_COUNT_ADD = site("atomic_add(mm_count)")
+AT_FREE = site("__mmdrop")
+
+
+class MmOps:
+    """The mm operations as one CPU performs them."""
+
+    def __init__(self, cpu: Cpu) -> None:
+        self.c = cpu
+        self.w = cpu.w
+        self.layout = cpu.layout
+        self.atomics = cpu.atomics
+        self.oracle = cpu.oracle
+        self.trace = cpu.trace
+        self._serial = 0
+
+    # -- the checked read-modify-write ---------------------------------------------------
+    def mm_count_add(self, mm: int, field: int, delta: int, where: int) -> int | None:
+        """Add ``delta`` to a count of a live mm; None (and a report) if the mm is freed."""
+        b = self.layout.mm(mm)
+        a = self.atomics
+        k = a.lock(b)
+        w = self.w
+        if w[b + M_GEN] != mm_gen(mm) or w[b + M_STATE] == MM_FREED:
+            a.unlock(k)
+            self.oracle.report(USE_AFTER_FREE, mm, where)
+            return None
+        v = w[b + field] + delta
+        w[b + field] = v
+        a.unlock(k)
+        if v < 0:
+            self.oracle.report(COUNT_UNDERFLOW, mm, where, aux=v)
+        return v
+
+    # -- allocation (fork) -----------------------------------------------------------------
+    def mm_alloc(self, users: int) -> int:
+        """A new mm from this CPU's slots, with ``users`` users and their one mm_count; 0 if full."""
+        w = self.w
+        a = self.atomics
+        for slot in self.layout.mm_slots_of(self.c.cpu):
+            b = self.layout.mm_base + slot * 8
+            if w[b + M_STATE] not in (MM_UNUSED, MM_FREED):
+                continue
+            k = a.lock(b)
+            gen = w[b + M_GEN] + 1
+            mm = (gen << MM_SLOT_BITS) | slot
+            mask = self.layout.cpumask(mm)
+            for i in range(self.layout.cpumask_words):
+                w[mask + i] = 0
+            w[b + M_GEN], w[b + M_USERS], w[b + M_COUNT] = gen, users, 1
+            w[b + M_OWNER], w[b + M_FREED_BY], w[b + M_T_MMPUT] = self.c.cpu, -1, 0
+            self._serial += 1
+            w[b + M_SERIAL] = self._serial
+            w[b + M_STATE] = MM_LIVE
+            a.unlock(k)
+            self.trace(EV_ALLOC, mm, users)
+            self.c.count("mm_created")
+            return mm
+        return 0
+
+    # -- mm_users ------------------------------------------------------------------------
+    def mmget(self, mm: int) -> None:
+        v = self.mm_count_add(mm, M_USERS, 1, AT_MMGET)
+        self.trace(EV_MMGET, mm, -1 if v is None else v)
+
+    def mmget_not_zero(self, mm: int) -> bool:
+        """Take a user reference if the mm still has users: a lookup, never a dereference of a freed mm."""
+        b = self.layout.mm(mm)
+        a = self.atomics
+        k = a.lock(b)
+        w = self.w
+        ok = w[b + M_GEN] == mm_gen(mm) and w[b + M_STATE] == MM_LIVE and w[b + M_USERS] > 0
+        if ok:
+            w[b + M_USERS] += 1
+        a.unlock(k)
+        return ok
+
+    def mmput(self, mm: int) -> None:
+        v = self.mm_count_add(mm, M_USERS, -1, AT_MMPUT)
+        self.trace(EV_MMPUT, mm, -1 if v is None else v)
+        if v == 0:
+            self.__mmput(mm)
+
+    def __mmput(self, mm: int) -> None:
+        b = self.layout.mm(mm)
+        self.w[b + M_T_MMPUT] = monotonic_ns()
+        self.w[b + M_STATE] = MM_EXITED
+        self.atomics.atomic_dec(H_LIVE_PROCS)
+        self.trace(EV_MMPUT_LAST, mm)
+        self.exit_mmap(mm)
+        self.c.strategy.mmput_lazy_fixup(mm)
+        self.mmdrop(mm)
+
+    def exit_mmap(self, mm: int) -> None:
+        """Unmap everything, free the page tables' contents, and flush every TLB that may hold them."""
+        self.c.arch.flush_tlb_mm_exit(mm)
+
+    # -- mm_count ------------------------------------------------------------------------
+    def mmgrab(self, mm: int) -> None:
+        v = self.mm_count_add(mm, M_COUNT, 1, AT_MMGRAB)
+        self.trace(EV_MMGRAB, mm, -1 if v is None else v)
+
+    def mmdrop(self, mm: int) -> None:
+        v = self.mm_count_add(mm, M_COUNT, -1, AT_MMDROP)
+        self.trace(EV_MMDROP, mm, -1 if v is None else v)
+        if v == 0:
+            self.__mmdrop(mm)
+
+    def __mmdrop(self, mm: int) -> None:
+        self.trace(EV_MMDROP_LAST, mm)
+        self.c.strategy.cleanup_lazy_tlbs(mm)
+        self.oracle.check_free(mm, AT_FREE)
+        self.free_mm(mm)
+
+    def free_mm(self, mm: int) -> None:
+        """Free and poison the record; a second free of the same handle is a double free."""
+        if mm == INIT_MM:
+            self.oracle.report(DOUBLE_FREE, mm, AT_FREE)
+            return
+        b = self.layout.mm(mm)
+        a = self.atomics
+        k = a.lock(b)
+        w = self.w
+        if w[b + M_GEN] != mm_gen(mm) or w[b + M_STATE] == MM_FREED:
+            a.unlock(k)
+            self.oracle.report(DOUBLE_FREE, mm, AT_FREE)
+            return
+        w[b + M_STATE] = MM_FREED
+        w[b + M_USERS] = w[b + M_COUNT] = POISON
+        w[b + M_FREED_BY] = self.c.cpu
+        t_put = w[b + M_T_MMPUT]
+        a.unlock(k)
+        self.trace(EV_FREED, mm)
+        self.c.count("mm_freed")
+        if t_put:
+            self.c.count("exit_to_free_ns_sum", monotonic_ns() - t_put)
+            self.c.record_exit_to_free(monotonic_ns() - t_put)

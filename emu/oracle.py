@@ -1,0 +1,124 @@
+"""The oracle: generic checks that know nothing about which scheme is running.
+
+- A CPU that touches an mm (the MMU walking its page tables while it is active or lazy, and
+  every dereference in scheme code) finds it live: same generation, not freed.
+- ``__mmdrop`` finds no CPU with the mm as its active_mm or loaded mm.
+- An mm is freed once; ``mm_users`` and ``mm_count`` never go below zero.
+- When the machine is quiet, every mm created has been freed (checked by the runner).
+
+A violation is appended to a shared table with the CPU, the mm, where it was seen, and (for
+the first few) a snapshot of every CPU's event ring.
+"""
+
+from __future__ import annotations
+
+from time import monotonic_ns
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emu.layout import (
+    C_ACTIVE_MM,
+    C_LOADED_MM,
+    CPU_WORDS,
+    H_NVIOL,
+    H_VIOL_KINDS,
+    INIT_MM,
+    M_GEN,
+    M_STATE,
+    MM_FREED,
+    SNAP_CAP,
+    V_AUX,
+    V_CLOCK,
+    V_CPU,
+    V_KIND,
+    V_MM,
+    V_OTHER,
+    V_SITE,
+    V_SNAP,
+    VIOL_CAP,
+    VIOL_WORDS,
+    Layout,
+    mm_gen,
+)
+from emu.trace import event
+
+if TYPE_CHECKING:
+    from emu.atomics import Atomics
+    from emu.trace import Tracer
+
+KINDS = (
+    "use_after_free",  # a CPU touched a freed mm
+    "freed_while_lazy",  # __mmdrop while some CPU still has the mm as active_mm / loaded
+    "double_free",
+    "count_underflow",
+    "leak",  # quiet machine, mm never freed
+    "scheme_warning",  # a scheme's own WARN_ON fired (its debug check)
+)
+USE_AFTER_FREE, FREED_WHILE_LAZY, DOUBLE_FREE, COUNT_UNDERFLOW, LEAK, SCHEME_WARNING = range(len(KINDS))
+
+_SITES: list[str] = []
+
+
+def site(name: str) -> int:
+    """Register a named place in the code where an mm is dereferenced."""
+    if name not in _SITES:
+        _SITES.append(name)
+    return _SITES.index(name)
+
+
+def site_name(code: int) -> str:
+    return _SITES[code] if 0 <= code < len(_SITES) else f"site#{code}"
+
+
+PAGE_WALK = site("page-table walk")
+EV_VIOLATION = event("violation", "VIOLATION {kind:a} on {mm:b}")
+
+
+class Oracle:
+    def __init__(self, words: memoryview, arr: np.ndarray, layout: Layout, atomics: Atomics, cpu: int, trace: Tracer) -> None:
+        self.w = words
+        self.arr = arr
+        self.layout = layout
+        self.atomics = atomics
+        self.cpu = cpu
+        self.trace = trace
+        self.mm_base = layout.mm_base
+        self._active = slice(layout.cpu_base + C_ACTIVE_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
+        self._loaded = slice(layout.cpu_base + C_LOADED_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
+
+    def touch(self, mm: int, where: int = PAGE_WALK) -> bool:
+        """Dereference ``mm``: it must be live. Returns False (after reporting) if freed."""
+        if mm == INIT_MM or mm == 0:
+            return True
+        b = self.layout.mm(mm)
+        w = self.w
+        if w[b + M_GEN] != mm_gen(mm) or w[b + M_STATE] == MM_FREED:
+            self.report(USE_AFTER_FREE, mm, where)
+            return False
+        return True
+
+    def check_free(self, mm: int, where: int) -> None:
+        """At ``__mmdrop``: no CPU may still run on, or be lazy on, the mm."""
+        arr = self.arr
+        hits = np.flatnonzero((arr[self._active] == mm) | (arr[self._loaded] == mm))
+        for c in hits.tolist():
+            self.report(FREED_WHILE_LAZY, mm, where, other=c)
+
+    def report(self, kind: int, mm: int, where: int, aux: int = 0, other: int = -1) -> None:
+        a = self.atomics
+        self.trace(EV_VIOLATION, kind, mm)
+        n = a.atomic_add_return(H_NVIOL, 1) - 1
+        a.atomic_inc(H_VIOL_KINDS + kind)
+        if n >= VIOL_CAP:
+            return
+        snap = -1
+        if n < SNAP_CAP:
+            lay = self.layout
+            ew = lay.events_words
+            self.arr[lay.snap_base + n * ew : lay.snap_base + (n + 1) * ew] = self.arr[lay.events_base : lay.events_base + ew]
+            snap = n
+        v = self.layout.viol_base + n * VIOL_WORDS
+        w = self.w
+        w[v + V_KIND], w[v + V_CPU], w[v + V_MM], w[v + V_SITE] = kind, self.cpu, mm, where
+        w[v + V_AUX], w[v + V_CLOCK], w[v + V_SNAP], w[v + V_OTHER] = aux, monotonic_ns(), snap, other

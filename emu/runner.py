@@ -1,0 +1,253 @@
+"""The runner: boots the CPUs, supervises them, drains the machine and collects the report.
+
+Lifecycle of a run (the header's phase word): BOOT (CPUs attach and report ready) -> RUN (the
+workload for ``duration`` seconds) -> DRAIN (no new work; user tasks exit, kernel threads let
+go of their mms, idle CPUs leave their lazy mms for init_mm) -> EXIT. After EXIT the oracle's
+leak check runs on the quiet machine.
+
+Every CPU process is reaped on every path: normal end, a violation, Ctrl-C or SIGTERM (the
+run drains and still reports; a second signal stops at once), and a CPU that dies or hangs.
+CPU processes die with the runner (``PR_SET_PDEATHSIG``), and the segment is unlinked once,
+by the runner, whatever happened.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emu.arch import ARCHES
+from emu.atomics import make_locks
+from emu.config import RunConfig
+from emu.cpu import Cpu
+from emu.layout import (
+    C_ACTIVE_MM,
+    C_CURR,
+    C_STATE,
+    CPU_QUIESCED,
+    H_KTHREAD_MMS,
+    H_LIVE_USERS,
+    H_NVIOL,
+    H_NCPUS,
+    H_NMM,
+    H_NTASK,
+    H_PHASE,
+    H_READY,
+    INIT_MM,
+    M_COUNT,
+    M_GEN,
+    M_STATE,
+    M_USERS,
+    MM_LIVE,
+    PHASE_DRAIN,
+    PHASE_EXIT,
+    PHASE_RUN,
+    Layout,
+)
+from emu.report import Report, collect, sum_counters
+from emu.shm import Segment, sweep_stale
+from emu.strategies import resolve
+
+PR_SET_PDEATHSIG = 1
+BOOT_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 5.0
+
+
+class HarnessError(RuntimeError):
+    """The machine itself failed: a CPU died or hung, or booting failed."""
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(3)
+
+
+def _cpu_entry(cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, parent: int) -> None:  # type: ignore[type-arg]
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    seg.check()
+    sys.exit(Cpu(cpu, cfg, layout, seg, locks).main())
+
+
+@dataclass
+class RunState:
+    """What the runner learned along the way, for the report."""
+
+    boot_s: float = 0.0
+    run_s: float = 0.0
+    drain_s: float = 0.0
+    t_run_ns: int = 0
+    interrupted: str = ""
+    harness_error: str = ""
+    dead_cpu: int = -1
+    progress: list[dict[str, float]] = field(default_factory=list)
+
+
+def layout_for(cfg: RunConfig) -> Layout:
+    strat = resolve(cfg.scheme)
+    arch = ARCHES[cfg.arch]
+    w = cfg.workload
+    return Layout.for_run(
+        cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, tuple(strat.counters) + tuple(arch.counters)
+    )
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None) -> None:
+        self.cfg = cfg
+        self.layout = layout_for(cfg)
+        self.progress = progress
+        self.state = RunState()
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self._signals = 0
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals += 1
+        self.state.interrupted = signal.Signals(signum).name
+        if self._signals > 1:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, skip the drain
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> Report:
+        sweep_stale()
+        seg = Segment(self.layout.nbytes)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            try:
+                self._boot_and_run(seg)
+            except KeyboardInterrupt:
+                self.state.interrupted = self.state.interrupted or "SIGINT"
+            except HarnessError as e:
+                self.state.harness_error = str(e)
+            finally:
+                self._reap()
+            return collect(self.cfg, self.layout, seg, self.state)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            seg.unlink()
+
+    def _boot_and_run(self, seg: Segment) -> None:
+        w, lay, cfg = seg.words, self.layout, self.cfg
+        w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
+        init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
+        w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
+        ctx = multiprocessing.get_context("fork")
+        locks = make_locks(ctx)
+        t0 = time.monotonic()
+        for c in range(cfg.cpus):
+            p = ctx.Process(target=_cpu_entry, args=(c, cfg, lay, seg, locks, os.getpid()), name=f"lazytlb-cpu{c}", daemon=True)
+            p.start()
+            self.procs.append(p)
+        while w[H_READY] < cfg.cpus:
+            self._check_children(seg)
+            if time.monotonic() - t0 > BOOT_TIMEOUT_S:
+                raise HarnessError(f"only {w[H_READY]} of {cfg.cpus} CPUs came up within {BOOT_TIMEOUT_S:.0f}s")
+            if self.state.interrupted:
+                return
+            time.sleep(0.002)
+        self.state.boot_s = time.monotonic() - t0
+        self.state.t_run_ns = time.monotonic_ns()
+        w[H_PHASE] = PHASE_RUN
+        t_run = time.monotonic()
+        try:
+            self._supervise(seg, t_run)
+        finally:
+            self.state.run_s = time.monotonic() - t_run
+        self._drain(seg)
+
+    def _supervise(self, seg: Segment, t_run: float) -> None:
+        sentinels = [p.sentinel for p in self.procs]
+        next_tick = t_run
+        while not self.state.interrupted:
+            now = time.monotonic()
+            if now - t_run >= self.cfg.duration:
+                return
+            if multiprocessing.connection.wait(sentinels, timeout=min(0.1, max(0.0, t_run + self.cfg.duration - now))):
+                self._check_children(seg)
+            if self.progress and now >= next_tick:
+                next_tick = now + 0.5
+                self.progress(self.snapshot(seg, now - t_run))
+
+    def _drain(self, seg: Segment) -> None:
+        w, lay = seg.words, self.layout
+        w[H_PHASE] = PHASE_DRAIN
+        t0 = time.monotonic()
+        arr = np.frombuffer(seg.buf, dtype=np.int64)
+        states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * 24 : 24]
+        actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * 24 : 24]
+        try:
+            while True:
+                self._check_children(seg)
+                quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
+                if quiet and (states == CPU_QUIESCED).all() and (actives == INIT_MM).all():
+                    break
+                if time.monotonic() - t0 > DRAIN_TIMEOUT_S:
+                    busy = [c for c in range(lay.ncpus) if states[c] != CPU_QUIESCED]
+                    raise HarnessError(
+                        f"the machine did not drain within {DRAIN_TIMEOUT_S:.0f}s: "
+                        f"{w[H_LIVE_USERS]} user tasks alive, CPUs not idle: {busy[:8]}"
+                    )
+                time.sleep(0.005)
+        finally:
+            del states, actives, arr
+        self.state.drain_s = time.monotonic() - t0
+        w[H_PHASE] = PHASE_EXIT
+
+    def _check_children(self, seg: Segment) -> None:
+        for c, p in enumerate(self.procs):
+            if p.exitcode is not None and (p.exitcode != 0 or seg.words[H_PHASE] != PHASE_EXIT):
+                self.state.dead_cpu = c
+                curr = seg.words[self.layout.cpu(c) + C_CURR]
+                raise HarnessError(f"cpu {c} died (exit status {p.exitcode}, was running task {curr})")
+
+    def snapshot(self, seg: Segment, elapsed: float) -> dict[str, float]:
+        m = sum_counters(self.layout, np.frombuffer(seg.buf, dtype=np.int64))
+        snap = {
+            "elapsed": elapsed,
+            "duration": self.cfg.duration,
+            "context_switches": m["context_switches"],
+            "mm_freed": m["mm_freed"],
+            "ipis_sent": m["ipis_sent"],
+            "violations": seg.words[H_NVIOL],
+        }
+        self.state.progress.append(snap)
+        return snap
+
+    def _reap(self) -> None:
+        """Wait for every CPU process; terminate, then kill, whatever does not exit."""
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        for p in self.procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(1.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for p in self.procs:
+            p.close()
+
+
+def run(cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None) -> Report:
+    return Runner(cfg, progress).run()
+

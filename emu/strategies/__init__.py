@@ -1,0 +1,18 @@
+"""The lazy-TLB schemes, one per module, and their deliberately broken variants (mutants)."""
+
+from __future__ import annotations
+
+from emu.strategies.base import Strategy
+from emu.strategies.refcount import Refcount, RefcountNoGrab
+
+_ALL: tuple[type[Strategy], ...] = (Refcount, RefcountNoGrab)
+
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is None}
+MUTANTS: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is not None}
+
+
+def resolve(name: str) -> type[Strategy]:
+    return STRATEGIES.get(name) or MUTANTS[name]
+
+
+__all__ = ["MUTANTS", "STRATEGIES", "Strategy", "resolve"]

@@ -1,0 +1,69 @@
+"""The interface between the generic machine and a lazy-TLB scheme.
+
+The scheduler, the mm lifecycle and the oracle are written once and call these hooks; a
+scheme overrides the ones it needs. The hooks are named after the kernel functions they
+model, and a scheme only uses the machine's kernel-named primitives (atomics, IPIs, per-CPU
+runqueue fields, ``mmgrab``/``mmdrop``): strategies depend on the machine, never the
+other way round.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from emu.cpu import Cpu
+
+
+class Strategy:
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    percpu: ClassVar[tuple[str, ...]] = ()  # per-runqueue fields, e.g. ("lazy_mm",)
+    counters: ClassVar[tuple[str, ...]] = ()  # extra per-CPU counters
+    mutant_of: ClassVar[str | None] = None  # set on a deliberately broken variant
+
+    def __init__(self, cpu: Cpu) -> None:
+        self.c = cpu
+        self.smp_processor_id = cpu.cpu
+        a = cpu.atomics
+        self.READ_ONCE, self.WRITE_ONCE = a.READ_ONCE, a.WRITE_ONCE
+        self.smp_mb, self.smp_load_acquire, self.smp_store_release = a.smp_mb, a.smp_load_acquire, a.smp_store_release
+        self.atomic_add, self.atomic_sub, self.xchg, self.cmpxchg = a.atomic_add, a.atomic_sub, a.xchg, a.cmpxchg
+        self.try_cmpxchg, self.try_cmpxchg_relaxed = a.try_cmpxchg, a.try_cmpxchg_relaxed
+        self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
+
+    def rq(self, field: str, cpu: int | None = None) -> int:
+        """The word offset of ``rq->field`` on ``cpu`` (this CPU by default)."""
+        return self.c.rq_field(self.smp_processor_id if cpu is None else cpu, self.percpu.index(field))
+
+    # -- the lazy reference: where the schemes differ ------------------------------------------
+    def mmgrab_lazy_tlb(self, mm: int) -> None:
+        """A lazy use of ``mm`` begins on this CPU."""
+
+    def mmdrop_lazy_tlb(self, mm: int) -> None:
+        """A lazy use of ``mm`` ended on this CPU."""
+
+    def mmdrop_lazy_tlb_sched(self, mm: int) -> None:
+        """The drop in ``finish_task_switch`` (interrupts enabled again)."""
+        self.mmdrop_lazy_tlb(mm)
+
+    # -- context-switch points ---------------------------------------------------------------
+    def lazy_switch_to_kernel(self, mm: int) -> None:
+        """``context_switch`` user -> kernel: the kernel calls ``mmgrab_lazy_tlb(prev->active_mm)``."""
+        self.mmgrab_lazy_tlb(mm)
+
+    def lazy_switch_to_user(self, mm: int) -> None:
+        """``context_switch`` kernel -> user, after ``switch_mm``; ``mm`` is the lazy mm left."""
+
+    def finish_task_switch(self) -> None:
+        """Scheme work at the end of ``finish_task_switch``, interrupts enabled."""
+
+    # -- mm teardown ----------------------------------------------------------------------
+    def mmput_lazy_fixup(self, mm: int) -> None:
+        """Work in ``__mmput`` between ``exit_mmap`` and the final ``mmdrop`` (mm_users is 0)."""
+
+    def cleanup_lazy_tlbs(self, mm: int) -> None:
+        """In ``__mmdrop``, before the mm is freed."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.c.count(name, n)

@@ -1,0 +1,38 @@
+"""refcount: the classic scheme, Linux's default (kernel/sched/core.c, include/linux/sched/mm.h).
+
+Algorithm (reference, section 3.1): every lazy use of an mm holds an ``mm_count`` reference.
+``mmgrab_lazy_tlb`` is ``atomic_inc(&mm->mm_count)`` when a CPU switches from a user task to a
+kernel thread; ``mmdrop_lazy_tlb`` drops it when the CPU next switches to a user task
+(``finish_task_switch``), and the last drop frees the mm. ``cleanup_lazy_tlbs`` has nothing to
+do: while any CPU is lazy the count cannot reach zero. Cost: two atomics on the mm's shared
+cache line per user -> kernel -> user round trip, the bounce the shoot-lazies series removed.
+
+Mutant ``refcount-no-grab`` (bug B5): the user -> kernel switch takes no reference, so the last
+user's exit can free an mm that a CPU is still lazy on.
+"""
+
+from __future__ import annotations
+
+from emu.strategies.base import Strategy
+
+
+class Refcount(Strategy):
+    name = "refcount"
+    summary = "every lazy use holds an mm_count reference (Linux default)"
+
+    def mmgrab_lazy_tlb(self, mm: int) -> None:
+        self.count("lazy_refcount_atomics")
+        self.mmgrab(mm)
+
+    def mmdrop_lazy_tlb(self, mm: int) -> None:
+        self.count("lazy_refcount_atomics")
+        self.mmdrop(mm)
+
+
+class RefcountNoGrab(Refcount):
+    name = "refcount-no-grab"
+    summary = "B5: user -> kernel switch takes no mm_count reference"
+    mutant_of = "refcount"
+
+    def lazy_switch_to_kernel(self, mm: int) -> None:
+        pass  # the lazy use begins, but nothing pins the mm

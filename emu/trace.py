@@ -1,0 +1,90 @@
+"""Per-CPU event rings in shared memory, stamped with the system-wide monotonic clock.
+
+Every CPU appends what it does (switches, lazy enter/leave, count changes, IPIs, frees) to its
+own ring; a violation snapshots all rings, and the report merges them into one timeline.
+Event kinds are registered at import time, before the CPUs fork, so every process agrees on
+the codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from time import monotonic_ns
+
+from emu.layout import C_EV_HEAD, EV_CAP, EV_WORDS, Layout, mm_name
+
+_FORMATS: list[tuple[str, str]] = []
+_FIELD = re.compile(r"\{(mm|task|cpu|n|ipi|site|kind):([ab])\}")
+
+
+def event(name: str, fmt: str) -> int:
+    """Register an event kind; ``fmt`` names how to show a and b, e.g. ``{mm:a}``."""
+    for code, (n, _) in enumerate(_FORMATS):
+        if n == name:
+            return code
+    _FORMATS.append((name, fmt))
+    return len(_FORMATS) - 1
+
+
+class Tracer:
+    """Appends to this CPU's ring; single writer, so plain stores suffice."""
+
+    def __init__(self, words: memoryview, layout: Layout, cpu: int) -> None:
+        self.w = words
+        self.base = layout.events(cpu)
+        self.head = layout.cpu(cpu) + C_EV_HEAD
+        self.n = 0
+
+    def __call__(self, code: int, a: int = 0, b: int = 0) -> None:
+        w = self.w
+        i = self.base + (self.n & (EV_CAP - 1)) * EV_WORDS
+        w[i] = monotonic_ns()
+        w[i + 1] = code
+        w[i + 2] = a
+        w[i + 3] = b
+        self.n += 1
+        w[self.head] = self.n
+
+
+def task_name(layout: Layout, t: int) -> str:
+    if t < 0:
+        return "none"
+    if t < layout.ncpus:
+        return f"swapper/{t}"
+    if t < layout.ncpus * (1 + layout.kthreads):
+        k = t - layout.ncpus
+        return f"kworker/{k // max(1, layout.kthreads)}:{k % max(1, layout.kthreads)}"
+    return f"task{t}"
+
+
+def render(code: int, a: int, b: int, layout: Layout, names: dict[str, Callable[[int], str]]) -> str:
+    if not 0 <= code < len(_FORMATS):
+        return f"event#{code}({a}, {b})"
+    fmt = _FORMATS[code][1]
+    show: dict[str, Callable[[int], str]] = {
+        "mm": mm_name,
+        "task": lambda t: task_name(layout, t),
+        "cpu": lambda c: f"cpu{c}",
+        "n": str,
+        **names,
+    }
+
+    def sub(m: re.Match[str]) -> str:
+        v = a if m.group(2) == "a" else b
+        return show.get(m.group(1), str)(v)
+
+    return _FIELD.sub(sub, fmt)
+
+
+def decode_rings(ring_words, layout: Layout) -> list[tuple[int, int, int, int, int]]:  # type: ignore[no-untyped-def]
+    """(clock, cpu, code, a, b) for every recorded event in a copy of the event region."""
+    out = []
+    per_cpu = EV_CAP * EV_WORDS
+    for c in range(layout.ncpus):
+        ring = ring_words[c * per_cpu : (c + 1) * per_cpu].reshape(EV_CAP, EV_WORDS)
+        for clock, code, a, b in ring.tolist():
+            if clock:
+                out.append((clock, c, code, a, b))
+    out.sort()
+    return out

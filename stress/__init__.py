@@ -1,0 +1,1 @@
+"""lazytlb's command line: ``python -m stress run|list``."""

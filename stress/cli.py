@@ -1,0 +1,148 @@
+"""``python -m stress``: run one emulated machine, or list what can be run.
+
+Exit status: 0 clean, 1 violation found, 2 bad usage, 3 the harness itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from emu.arch import ARCHES
+from emu.config import ConfigError, RunConfig, Workload, validate
+from emu.report import STATUS_USAGE
+from emu.shm import SegmentError
+from emu.strategies import MUTANTS, STRATEGIES
+from stress.progress import ProgressLine, render_report
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _number(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return v
+
+    return parse
+
+
+INT = _number(int, "a whole number")
+FLOAT = _number(float, "a number")
+
+
+def _add_workload(p: argparse.ArgumentParser) -> None:
+    d = Workload()
+    g = p.add_argument_group("workload")
+    g.add_argument("--procs", type=INT, default=d.procs, help="live user processes to keep (default: 0 = as many as CPUs, 2..64)")
+    g.add_argument("--threads", type=INT, default=d.threads, help=f"threads per process (default: {d.threads})")
+    g.add_argument("--kthreads", type=INT, default=d.kthreads, help=f"kernel threads per CPU (default: {d.kthreads})")
+    g.add_argument("--p-fork", type=FLOAT, default=d.p_fork, help=f"per user quantum, fork while below --procs (default: {d.p_fork})")
+    g.add_argument("--p-exit", type=FLOAT, default=d.p_exit, help=f"per user quantum, the thread exits (default: {d.p_exit})")
+    g.add_argument("--p-block", type=FLOAT, default=d.p_block, help=f"per user quantum, the thread sleeps (default: {d.p_block})")
+    g.add_argument("--p-migrate", type=FLOAT, default=d.p_migrate, help=f"per wake-up, move to another CPU (default: {d.p_migrate})")
+    g.add_argument("--p-kthread", type=FLOAT, default=d.p_kthread, help=f"per schedule, a kernel thread wakes (default: {d.p_kthread})")
+    g.add_argument("--p-use-mm", type=FLOAT, default=d.p_use_mm, help=f"per kthread quantum, kthread_use_mm (default: {d.p_use_mm})")
+    g.add_argument("--sleep-us", type=INT, default=d.sleep_us, help=f"mean sleep of a blocked thread in us (default: {d.sleep_us})")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
+    run.add_argument("--cpus", type=INT, default=4, help="emulated CPUs, one process each (default: 4)")
+    run.add_argument("--strategy", default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
+    run.add_argument("--mutant", default=None, help="a deliberately broken variant of the scheme (see 'list')")
+    run.add_argument("--arch", default="x86", help="architecture model (default: x86)")
+    run.add_argument("--duration", type=FLOAT, default=3.0, help="seconds of load (default: 3)")
+    run.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
+    run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_workload(run)
+    sub.add_parser("list", help="list strategies, mutants and architectures")
+    return p
+
+
+def config_from(ns: argparse.Namespace) -> RunConfig:
+    strategy = ns.strategy
+    if strategy is None:
+        strategy = MUTANTS[ns.mutant].mutant_of if ns.mutant in MUTANTS else "refcount"
+    wl = Workload(
+        procs=ns.procs, threads=ns.threads, kthreads=ns.kthreads, p_fork=ns.p_fork, p_exit=ns.p_exit,
+        p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
+    )  # fmt: skip
+    seed = ns.seed if ns.seed is not None else secrets.randbits(32)
+    cfg = RunConfig(cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl)
+    validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+    if ns.json:
+        parent = os.path.dirname(os.path.abspath(ns.json))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise ConfigError(f"--json: cannot write to '{ns.json}' (no such writable directory)")
+    return cfg
+
+
+def cmd_list() -> int:
+    print("strategies:")
+    for name, s in sorted(STRATEGIES.items()):
+        print(f"  {name:<24} {s.summary}")
+    print("mutants (deliberately broken; --mutant NAME):")
+    for name, s in sorted(MUTANTS.items()):
+        print(f"  {name:<24} [{s.mutant_of}] {s.summary}")
+    print("architectures (--arch NAME):")
+    for name, a in sorted(ARCHES.items()):
+        print(f"  {name:<24} {a.summary}")
+    return 0
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from emu.runner import run
+
+    cfg = config_from(ns)
+    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch}, {cfg.duration:g}s", file=sys.stderr)
+    progress = ProgressLine() if not ns.quiet else None
+    try:
+        report = run(cfg, progress)
+    finally:
+        if progress:
+            progress.done()
+    print(render_report(report))
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump(report.to_json(), f, indent=1)
+    return report.status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+        if ns.command == "list":
+            return cmd_list()
+        return cmd_run(ns)
+    except (UsageError, ConfigError) as e:
+        print(f"stress: error: {e}", file=sys.stderr)
+        return STATUS_USAGE
+    except SegmentError as e:
+        print(f"stress: error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("stress: interrupted", file=sys.stderr)
+        return 130

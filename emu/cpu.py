@@ -25,7 +25,7 @@ import numpy as np
 
 from emu.arch import ARCHES
 from emu.atomics import Atomics
-from emu.irq import IPI_SIGNAL, Irq, IpiTimeout, ipi_purpose
+from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
     C_ACTIVE_MM,
     C_CURR,
@@ -37,13 +37,12 @@ from emu.layout import (
     C_PREV_MM,
     C_SCHEME,
     C_STATE,
-    E2F_COUNTERS,
     CPU_EXITED,
     CPU_IDLE,
     CPU_QUIESCED,
     CPU_RUNNING,
+    E2F_COUNTERS,
     H_KTHREAD_MMS,
-    H_LIVE_PROCS,
     H_LIVE_USERS,
     H_PHASE,
     H_READY,
@@ -121,7 +120,8 @@ class Cpu(Scheduler):
         self.kthread_queued: set[int] = set()
         self.kthread_mm: dict[int, list[int]] = {}  # kthread -> [mm, quanta left]
         self.sleepers: list[tuple[float, int]] = []
-        self.procs_target = self.wl.live_procs(self.ncpus)
+        # the load is counted in threads, not mms: a broken scheme that frees an mm early must not stall it
+        self.users_target = self.wl.live_procs(self.ncpus) * self.wl.threads
         self._wake_r = -1
 
     # -- per-CPU fields and counters ----------------------------------------------------------
@@ -147,12 +147,7 @@ class Cpu(Scheduler):
     # -- process entry ----------------------------------------------------------------------
     def main(self) -> int:
         """Boot, run until the runner says exit, and return the process exit status."""
-        r, wfd = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(wfd, False)
-        self._wake_r = r
-        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-        signal.signal(IPI_SIGNAL, self.irq.doorbell)
+        self.install_interrupts()
         self.boot()
         try:
             self.run()
@@ -162,6 +157,15 @@ class Cpu(Scheduler):
         finally:
             self.w[self.STATE] = CPU_EXITED
         return 0
+
+    def install_interrupts(self) -> None:
+        """The IPI doorbell handler, and a wakeup fd so that an idle ``select`` returns on a signal."""
+        r, wfd = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(wfd, False)
+        self._wake_r = r
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        signal.signal(IPI_SIGNAL, self.irq.doorbell)
 
     def boot(self) -> None:
         w, lay = self.w, self.layout
@@ -365,7 +369,7 @@ class Cpu(Scheduler):
 
     # -- process lifecycle ----------------------------------------------------------------------
     def maybe_fork(self, phase: int) -> None:
-        if phase == PHASE_RUN and self.rng.random() < self.wl.p_fork and self.w[H_LIVE_PROCS] < self.procs_target:
+        if phase == PHASE_RUN and self.rng.random() < self.wl.p_fork and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target:
             self.do_fork()
 
     def do_fork(self) -> None:
@@ -377,7 +381,6 @@ class Cpu(Scheduler):
         mm = self.mm.mm_alloc(users=n)
         if not mm:
             return
-        self.atomics.atomic_inc(H_LIVE_PROCS)
         self.atomics.atomic_add(H_LIVE_USERS, n)
         self.trace(EV_FORK, mm, n)
         self.count("forks")

@@ -22,7 +22,7 @@ MM_SLOT_MASK = (1 << MM_SLOT_BITS) - 1
 INIT_MM = 1 << MM_SLOT_BITS  # slot 0, generation 1: never freed
 
 # -- header ------------------------------------------------------------------------------
-H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE, H_LIVE_USERS, H_LIVE_PROCS = range(8)
+H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE, H_LIVE_USERS = range(7)
 H_KTHREAD_MMS, H_NVIOL, H_READY, H_STOP_REASON, H_NSNAP = range(8, 13)
 H_VIOL_KINDS = 16  # 16 words: a histogram of violation kinds
 HEADER_WORDS = 32
@@ -63,6 +63,7 @@ VIOL_CAP = 256
 SNAP_CAP = 4
 EV_WORDS = 4  # clock_ns, code, a, b
 EV_CAP = 256  # events kept per CPU
+SCRATCH_WORDS = 512
 
 # exit-to-free latency histogram: 4 buckets per octave from 1 us
 E2F_BUCKETS = 96
@@ -185,8 +186,13 @@ class Layout:
         return self.events_base + self.events_words
 
     @property
-    def words(self) -> int:
+    def scratch_base(self) -> int:
+        """Free words for tests and litmus patterns: named shared variables."""
         return self.snap_base + SNAP_CAP * self.events_words
+
+    @property
+    def words(self) -> int:
+        return self.scratch_base + SCRATCH_WORDS
 
     @property
     def nbytes(self) -> int:

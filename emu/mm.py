@@ -17,7 +17,6 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from emu.layout import (
-    H_LIVE_PROCS,
     INIT_MM,
     M_COUNT,
     M_FREED_BY,
@@ -141,7 +140,6 @@ class MmOps:
         b = self.layout.mm(mm)
         self.w[b + M_T_MMPUT] = monotonic_ns()
         self.w[b + M_STATE] = MM_EXITED
-        self.atomics.atomic_dec(H_LIVE_PROCS)
         self.trace(EV_MMPUT_LAST, mm)
         self.exit_mmap(mm)
         self.c.strategy.mmput_lazy_fixup(mm)

@@ -85,6 +85,7 @@ class Oracle:
         self.trace = trace
         self.mm_base = layout.mm_base
         self._active = slice(layout.cpu_base + C_ACTIVE_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
+        self._seen: set[tuple[int, int, int, int]] = set()
         self._loaded = slice(layout.cpu_base + C_LOADED_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
 
     def touch(self, mm: int, where: int = PAGE_WALK) -> bool:
@@ -106,6 +107,12 @@ class Oracle:
             self.report(FREED_WHILE_LAZY, mm, where, other=c)
 
     def report(self, kind: int, mm: int, where: int, aux: int = 0, other: int = -1) -> None:
+        """Record a violation; one CPU reports each (kind, mm, other CPU) once, so a lazy CPU
+        that keeps walking a freed mm counts as one incident, not one per quantum."""
+        key = (kind, mm, where, other)
+        if key in self._seen:
+            return
+        self._seen.add(key)
         a = self.atomics
         self.trace(EV_VIOLATION, kind, mm)
         n = a.atomic_add_return(H_NVIOL, 1) - 1

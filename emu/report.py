@@ -26,6 +26,7 @@ from emu.layout import (
     MM_SLOT_BITS,
     MM_WORDS,
     PHASE_EXIT,
+    V_CLOCK,
     V_CPU,
     V_KIND,
     V_MM,
@@ -112,6 +113,10 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
+def _first(clock_ns: int, t_run_ns: int) -> float | None:
+    return round(max(0, clock_ns - t_run_ns) / 1e9, 4) if clock_ns and t_run_ns else None
+
+
 def command_for(cfg: RunConfig) -> str:
     """The exact command that reruns this configuration and seed."""
     args = ["python", "-m", "stress", "run", "--cpus", str(cfg.cpus), "--strategy", cfg.strategy]
@@ -173,6 +178,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
             if v["snapshot"] >= 0:
                 mm = int(arr[layout.viol_base + n * VIOL_WORDS + V_MM])
                 timelines.append(timeline(arr, layout, v, mm, state.t_run_ns))
+        first = min((int(arr[layout.viol_base + n * VIOL_WORDS + V_CLOCK]) for n in range(len(violations))), default=0)
         drained = int(arr[H_PHASE]) == PHASE_EXIT and not state.harness_error
         if drained:
             for slot in range(1, layout.nmm):
@@ -203,7 +209,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
     }
     return Report(
         config=cfg.to_dict(),
-        metrics=metrics_from(counters, state.run_s),
+        metrics={**metrics_from(counters, state.run_s), "first_violation_s": _first(first, state.t_run_ns)},
         violations=violations,
         violation_counts=counts,
         verdict=verdict,
@@ -216,5 +222,3 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
 
 def total_violations(report: Report) -> int:
     return sum(report.violation_counts.values())
-
-

@@ -36,10 +36,10 @@ from emu.layout import (
     CPU_QUIESCED,
     H_KTHREAD_MMS,
     H_LIVE_USERS,
-    H_NVIOL,
     H_NCPUS,
     H_NMM,
     H_NTASK,
+    H_NVIOL,
     H_PHASE,
     H_READY,
     INIT_MM,
@@ -103,9 +103,7 @@ def layout_for(cfg: RunConfig) -> Layout:
     strat = resolve(cfg.scheme)
     arch = ARCHES[cfg.arch]
     w = cfg.workload
-    return Layout.for_run(
-        cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, tuple(strat.counters) + tuple(arch.counters)
-    )
+    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, tuple(strat.counters) + tuple(arch.counters))
 
 
 class Runner:
@@ -250,4 +248,3 @@ class Runner:
 
 def run(cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None) -> Report:
     return Runner(cfg, progress).run()
-

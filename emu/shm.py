@@ -50,7 +50,7 @@ def sweep_stale() -> list[str]:
             pid = int(name[len(PREFIX) :].split("_", 1)[0])
         except ValueError:
             continue
-        if psutil.pid_exists(pid) and pid != os.getpid():
+        if psutil.pid_exists(pid):
             continue
         try:
             os.unlink(os.path.join(SHM_DIR, name))
@@ -97,7 +97,8 @@ class Segment:
         try:
             self._shm.close()
         except BufferError:
-            pass  # a numpy view still alive: the mapping goes with the process, the name goes now
+            # a view is still alive somewhere: the mapping goes with its last user, the name goes now
+            self._shm._mmap = None  # type: ignore[attr-defined]
         try:
             _untracked(self._shm.unlink)
         except FileNotFoundError:

@@ -77,7 +77,10 @@ def render_report(r: Report, timeline_lines: int = 40) -> str:
     out += [f"  {k:<{width}}  {_fmt(r.metrics[k]):>14}" for k in keys]
     out.append("")
     h = r.harness
-    out.append(f"  boot {h['boot_seconds']}s, run {h['run_seconds']}s, drain {h['drain_seconds']}s" + (f", interrupted by {h['interrupted']}" if h["interrupted"] else ""))
+    out.append(
+        f"  boot {h['boot_seconds']}s, run {h['run_seconds']}s, drain {h['drain_seconds']}s"
+        + (f", interrupted by {h['interrupted']}" if h["interrupted"] else "")
+    )
     if h["error"]:
         out.append(f"  harness failure: {h['error']}")
     if r.violation_counts:

@@ -1,0 +1,36 @@
+"""Small builders for in-process machine tests."""
+
+from __future__ import annotations
+
+from emu.cpu import Cpu
+from emu.layout import H_VIOL_KINDS, KIND_USER, M_COUNT, M_USERS, T_KIND, T_MM, T_STATE, TASK_RUNNABLE
+from emu.oracle import KINDS
+
+
+def user_task(cpu: Cpu, mm: int, i: int = 0) -> int:
+    t = cpu.layout.user_tasks_of(cpu.cpu)[i]
+    b = cpu.layout.task(t)
+    cpu.w[b + T_KIND], cpu.w[b + T_MM], cpu.w[b + T_STATE] = KIND_USER, mm, TASK_RUNNABLE
+    return t
+
+
+def kthread(cpu: Cpu, i: int = 0) -> int:
+    return cpu.kthreads[i]
+
+
+def switch(cpu: Cpu, next: int) -> None:
+    """schedule() with the pick already made."""
+    cpu.irq.local_irq_disable()
+    cpu.context_switch(cpu.w[cpu.CURR], next)
+
+
+def mm_count(cpu: Cpu, mm: int) -> int:
+    return cpu.w[cpu.layout.mm(mm) + M_COUNT]
+
+
+def mm_users(cpu: Cpu, mm: int) -> int:
+    return cpu.w[cpu.layout.mm(mm) + M_USERS]
+
+
+def violations(cpu: Cpu) -> dict[str, int]:
+    return {k: cpu.w[H_VIOL_KINDS + i] for i, k in enumerate(KINDS) if cpu.w[H_VIOL_KINDS + i]}

@@ -47,6 +47,9 @@ class RunConfig:
     duration: float = 3.0
     seed: int = 0
     workload: Workload = field(default_factory=Workload)
+    shoot_all: bool = False  # shoot-lazies: IPI every online CPU, not the mask
+    debug_check: bool = False  # shoot-lazies: do_check_lazy_tlb on every CPU at each free
+    radix_exit_shoot: bool = True  # powerpc + shoot-lazies: shoot lazies in the final flush
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -99,6 +102,9 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         raise ConfigError(f"--duration must be a positive number of seconds, got {cfg.duration}")
     if not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"--seed must be between 0 and 2**63-1, got {cfg.seed}")
+    if (cfg.shoot_all or cfg.debug_check) and cfg.strategy != "shoot-lazies":
+        flag = "--shoot-all" if cfg.shoot_all else "--debug-check"
+        raise ConfigError(f"{flag} applies to --strategy shoot-lazies, not '{cfg.strategy}'")
     w = cfg.workload
     for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm"):
         v = getattr(w, name)

@@ -67,7 +67,7 @@ from emu.layout import (
     e2f_bucket,
 )
 from emu.mm import MmOps
-from emu.oracle import Oracle
+from emu.oracle import INCONSISTENT_MM, IRQ_ENTRY, Oracle
 from emu.sched import Scheduler
 from emu.strategies import resolve
 from emu.trace import Tracer, event
@@ -109,6 +109,7 @@ class Cpu(Scheduler):
         self.c_walks = self._cnt["page_walks"]
         self.irq.on_send = self._count_ipi
         self.irq.on_receive = lambda fid: self.count("ipis_received")
+        self.irq.on_entry = self.irq_entry_check
 
         self.mm = MmOps(self)
         self.arch = ARCHES[cfg.arch](self)
@@ -139,6 +140,34 @@ class Cpu(Scheduler):
 
     def record_exit_to_free(self, ns: int) -> None:
         self.count(E2F_COUNTERS[e2f_bucket(ns)])
+
+    def count_lazy_ipi(self, mm: int) -> None:
+        """Classify an IPI that exists to get lazy CPUs off ``mm``: was this CPU lazy on it?"""
+        if not self.irq.in_irq:
+            return  # run locally by on_each_cpu_mask: not an interrupt
+        lazy = self.w[self.ACTIVE] == mm and self.arch.current_mm() != mm
+        self.count("ipis_useful" if lazy else "ipis_wasted")
+
+    def irq_entry_check(self) -> None:
+        """An interrupt sees the CPU between instructions: active_mm and the loaded mm must agree
+        (or, where the arch allows, a lazy CPU runs on init_mm's tables)."""
+        w = self.w
+        active, loaded = w[self.ACTIVE], w[self.LOADED]
+        if active != loaded and not (loaded == INIT_MM and self.arch.lazy_may_load_init_mm):
+            self.oracle.report(INCONSISTENT_MM, active, IRQ_ENTRY, aux=loaded)
+
+    # -- the current task's mm, as the scheme code sees it ------------------------------------
+    def active_mm(self) -> int:
+        return self.w[self.ACTIVE]
+
+    def set_active_mm(self, mm: int) -> None:
+        self.w[self.ACTIVE] = mm
+
+    def switch_mm(self, prev: int, next: int) -> None:
+        """``switch_mm``: ``switch_mm_irqs_off`` with interrupts masked around it."""
+        flags = self.irq.local_irq_save()
+        self.arch.switch_mm_irqs_off(prev, next)
+        self.irq.local_irq_restore(flags)
 
     def online_cpus(self) -> list[int]:
         w, lay = self.w, self.layout
@@ -358,8 +387,12 @@ class Cpu(Scheduler):
         return self.cpu
 
     def wake_up(self, task: int) -> None:
-        """Queue a task that is not running anywhere (new, or back from sleep)."""
-        self.ttwu_queue(self.select_task_rq(), task)
+        """Queue a task that is not running anywhere (new, or back from sleep). A task still
+        current here (woken inside its own schedule()) stays here: ``p->on_cpu``."""
+        if task == self.w[self.CURR]:
+            self.runqueue.append(task)
+        else:
+            self.ttwu_queue(self.select_task_rq(), task)
 
     def wake_sleepers(self, phase: int) -> None:
         now = time.monotonic()

@@ -76,6 +76,7 @@ class Irq:
         self.trace: Tracer | None = None
         self.on_send: Callable[[int, int, int], None] | None = None  # (fid, target, arg): metrics
         self.on_receive: Callable[[int], None] | None = None
+        self.on_entry: Callable[[], None] | None = None  # the oracle's look at the interrupted state
         self._mine = layout.xslot(cpu, 0)
         self._stride = XSLOT_WORDS
 
@@ -112,6 +113,8 @@ class Irq:
             return
         self.in_irq = True
         try:
+            if self.on_entry:
+                self.on_entry()
             while self.pending:
                 self.pending = False
                 self.generic_smp_call_function_interrupt()

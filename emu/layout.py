@@ -45,7 +45,7 @@ X_FUNC, X_ARG, X_REQ, X_ACK = range(4)
 XSLOT_WORDS = 4
 
 # -- mm record: one cache line ------------------------------------------------------------------
-M_GEN, M_STATE, M_USERS, M_COUNT, M_FREED_BY, M_T_MMPUT, M_SERIAL, M_OWNER = range(8)
+M_GEN, M_STATE, M_USERS, M_COUNT, M_FREED_BY, M_T_MMPUT, M_SERIAL, M_ARCH = range(8)  # M_ARCH: one word the arch model may use
 MM_WORDS = LINE
 MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)  # EXITED: mm_users hit 0, mm_count still held
 POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read as this
@@ -87,6 +87,10 @@ BASE_COUNTERS = (
     "ipis_flush",
     "ipis_check",
     "ipis_received",
+    "ipis_useful",
+    "ipis_wasted",
+    "tlb_broadcasts",
+    "mm_exits",
     "lazy_refcount_atomics",
     "mm_created",
     "mm_freed",

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from emu.layout import (
     INIT_MM,
+    M_ARCH,
     M_COUNT,
     M_FREED_BY,
     M_GEN,
-    M_OWNER,
     M_SERIAL,
     M_STATE,
     M_T_MMPUT,
@@ -103,7 +103,7 @@ class MmOps:
             for i in range(self.layout.cpumask_words):
                 w[mask + i] = 0
             w[b + M_GEN], w[b + M_USERS], w[b + M_COUNT] = gen, users, 1
-            w[b + M_OWNER], w[b + M_FREED_BY], w[b + M_T_MMPUT] = self.c.cpu, -1, 0
+            w[b + M_ARCH], w[b + M_FREED_BY], w[b + M_T_MMPUT] = 0, -1, 0
             self._serial += 1
             w[b + M_SERIAL] = self._serial
             w[b + M_STATE] = MM_LIVE
@@ -140,6 +140,7 @@ class MmOps:
         b = self.layout.mm(mm)
         self.w[b + M_T_MMPUT] = monotonic_ns()
         self.w[b + M_STATE] = MM_EXITED
+        self.c.count("mm_exits")
         self.trace(EV_MMPUT_LAST, mm)
         self.exit_mmap(mm)
         self.c.strategy.mmput_lazy_fixup(mm)

@@ -54,8 +54,10 @@ KINDS = (
     "count_underflow",
     "leak",  # quiet machine, mm never freed
     "scheme_warning",  # a scheme's own WARN_ON fired (its debug check)
+    "inconsistent_mm",  # an interrupt found active_mm and the loaded mm disagreeing
+    "lockdep",  # a kernel API's locking precondition broken (switch_mm_irqs_off with interrupts on)
 )
-USE_AFTER_FREE, FREED_WHILE_LAZY, DOUBLE_FREE, COUNT_UNDERFLOW, LEAK, SCHEME_WARNING = range(len(KINDS))
+USE_AFTER_FREE, FREED_WHILE_LAZY, DOUBLE_FREE, COUNT_UNDERFLOW, LEAK, SCHEME_WARNING, INCONSISTENT_MM, LOCKDEP = range(len(KINDS))
 
 _SITES: list[str] = []
 
@@ -72,6 +74,8 @@ def site_name(code: int) -> str:
 
 
 PAGE_WALK = site("page-table walk")
+IRQ_ENTRY = site("interrupt entry")
+SWITCH_MM_IRQS_ON = site("switch_mm_irqs_off: lockdep_assert_irqs_disabled()")
 EV_VIOLATION = event("violation", "VIOLATION {kind:a} on {mm:b}")
 
 

@@ -101,6 +101,7 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
     switches = counters["context_switches"]
     freed = counters["mm_freed"]
     m["switches_per_second"] = round(switches / run_s, 1) if run_s > 0 else 0.0
+    m["ipis_per_exit"] = round(counters["ipis_sent"] / counters["mm_exits"], 3) if counters["mm_exits"] else 0.0
     m["lazy_refcount_atomics_per_switch"] = round(counters["lazy_refcount_atomics"] / switches, 4) if switches else 0.0
     m["exit_to_free_us_p50"] = _round(percentile_from_hist(hist, 0.50))
     m["exit_to_free_us_p99"] = _round(percentile_from_hist(hist, 0.99))
@@ -123,6 +124,13 @@ def command_for(cfg: RunConfig) -> str:
     if cfg.mutant:
         args += ["--mutant", cfg.mutant]
     args += ["--arch", cfg.arch, "--duration", f"{cfg.duration:g}", "--seed", str(cfg.seed)]
+    for flag, on in (
+        ("--shoot-all", cfg.shoot_all),
+        ("--debug-check", cfg.debug_check),
+        ("--no-radix-exit-shoot", not cfg.radix_exit_shoot),
+    ):
+        if on:
+            args.append(flag)
     default = Workload()
     for name, value in vars(cfg.workload).items():
         if value != getattr(default, name):

@@ -34,6 +34,7 @@ class TestbedError(RuntimeError):
 
 class Testbed:
     __test__ = False  # not a pytest test class
+
     def __init__(self, cfg: RunConfig | None = None, **overrides: Any) -> None:
         self.cfg = cfg or RunConfig(**overrides)
         self.layout = layout_for(self.cfg)
@@ -130,4 +131,3 @@ class Testbed:
         # stay reachable for IPIs from CPUs still running their function (sleep runs the handler)
         while self.seg.words[H_PHASE] != PHASE_EXIT:
             time.sleep(0.002)
-

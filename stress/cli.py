@@ -76,6 +76,15 @@ def build_parser() -> Parser:
     run.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
     run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument(
+        "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
+    )
+    s = run.add_argument_group("shoot-lazies")
+    s.add_argument(
+        "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
+    )
+    s.add_argument("--debug-check", action="store_true", help="CONFIG_DEBUG_VM_SHOOT_LAZIES: do_check_lazy_tlb on every CPU at each free")
+    s.add_argument("--no-radix-exit-shoot", action="store_true", help="powerpc: do not shoot lazies in the final exit flush")
     _add_workload(run)
     sub.add_parser("list", help="list strategies, mutants and architectures")
     return p
@@ -90,7 +99,10 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
     )  # fmt: skip
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
-    cfg = RunConfig(cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl)
+    cfg = RunConfig(
+        cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl,
+        shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
+    )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     if ns.json:
         parent = os.path.dirname(os.path.abspath(ns.json))
@@ -127,7 +139,17 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(report.to_json(), f, indent=1)
-    return report.status
+    return expectation_status(report.status, report.verdict, ns.expect)
+
+
+def expectation_status(status: int, verdict: str, expect: str | None) -> int:
+    """With ``--expect``, success means the verdict came out as expected."""
+    if expect is None or status == 3:
+        return status
+    if verdict == expect:
+        return 0
+    print(f"stress: expected {expect}, got {verdict}", file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

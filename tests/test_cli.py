@@ -37,6 +37,8 @@ def stress(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         (["run", "--p-exit", "1.5"], "--p-exit must be a probability"),
         (["run", "--json", "/nonexistent/dir/r.json"], "--json: cannot write"),
         (["frobnicate"], "invalid choice"),
+        (["run", "--shoot-all"], "--shoot-all applies to --strategy shoot-lazies"),
+        (["run", "--expect", "maybe"], "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2(args: list[str], expect: str) -> None:
@@ -64,6 +66,13 @@ def test_run_writes_json_and_exits_by_verdict(tmp_path: Path) -> None:
 
     r = stress("run", "--cpus", "8", "--duration", "2", "--seed", "3", "--mutant", "refcount-no-grab")
     assert r.returncode == 1 and "verdict: VIOLATION" in r.stdout
+
+
+@pytest.mark.parametrize(("expect", "status"), [("clean", 0), ("violation", 1)])
+def test_expect_turns_the_verdict_into_the_exit_status(expect: str, status: int) -> None:
+    r = stress("run", "--cpus", "2", "--duration", "0.5", "--quiet", "--expect", expect)
+    assert r.returncode == status, r.stderr
+    assert ("expected violation, got clean" in r.stderr) == (status == 1)
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], psutil.Process]:

@@ -1,12 +1,13 @@
 """x86 up to about 6.12: ``mm_cpumask`` follows the loaded mm, and is not reliable for lazies.
 
-- ``switch_mm`` to an mm sets this CPU's bit; switching away to a different mm clears the
-  bit of the mm that was loaded.
-- A lazy CPU keeps the old mm loaded. The final flush in ``exit_mmap`` (page tables freed)
-  IPIs every CPU in the mask except the sender; a lazy target (``flush_tlb_func`` with
-  ``is_lazy``) switches its loaded mm to ``init_mm`` and so clears its bit, while its
-  ``active_mm`` stays the old mm: the case the reference calls "mm_cpumask() not being
-  reliable". A scheme that scans the mask afterwards misses that CPU.
+- ``switch_mm_irqs_off`` to an mm sets this CPU's bit; switching away to a different mm clears
+  the bit of the mm that was loaded.
+- A lazy CPU keeps the old mm loaded (``enter_lazy_tlb`` only marks it lazy).
+- The final flush in ``exit_mmap`` (page tables freed) IPIs every CPU in the mask but the
+  sender. A lazy target (``flush_tlb_func`` with ``is_lazy``) switches its loaded mm to
+  ``init_mm``, which clears its bit, while its ``active_mm`` stays the old mm: the case the
+  reference calls "mm_cpumask() not being reliable". A scheme that reads the mask afterwards
+  misses that CPU.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ FLUSH_TLB_FUNC = ipi_function("flush_tlb_func", purpose="ipis_flush")
 class X86(Arch):
     name = "x86"
     summary = "mask follows the loaded mm; a lazy CPU drops its bit at the exit flush (unreliable)"
+    lazy_may_load_init_mm = True
 
     def __init__(self, cpu: Cpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[FLUSH_TLB_FUNC] = self.flush_tlb_func
 
     def switch_mm_irqs_off(self, prev: int, next: int) -> None:
+        self.lockdep_assert_irqs_disabled(next)
         a = self.atomics
         real_prev = self.loaded_mm()
         self.is_lazy = False
@@ -43,15 +46,21 @@ class X86(Arch):
         if self.is_user_mm(next):
             a.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)
         self.load_mm(next)
-        if self.is_user_mm(real_prev):
-            a.cpumask_clear_cpu(self.mm_cpumask(real_prev), self.cpu)
+        self.leave_mm_cpumask(real_prev)
+
+    def leave_mm_cpumask(self, prev: int) -> None:
+        if self.is_user_mm(prev):
+            self.atomics.cpumask_clear_cpu(self.mm_cpumask(prev), self.cpu)
 
     def flush_tlb_mm_exit(self, mm: int) -> None:
-        c = self.c
-        c.irq.smp_call_function_many(list(c.atomics.for_each_cpu(self.mm_cpumask(mm), c.ncpus)), FLUSH_TLB_FUNC, mm, wait=True)
+        self.c.irq.smp_call_function_many(self.flush_targets(mm), FLUSH_TLB_FUNC, mm, wait=True)
+
+    def flush_targets(self, mm: int) -> list[int]:
+        return self.mm_cpumask_cpus(mm)
 
     def flush_tlb_func(self, mm: int) -> None:
         """The flush IPI's handler: a lazy CPU stops using freed page tables by loading init_mm."""
+        self.c.count_lazy_ipi(mm)
         if self.loaded_mm() != mm:
             return
         if self.is_lazy:

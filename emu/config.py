@@ -50,6 +50,12 @@ class RunConfig:
     shoot_all: bool = False  # shoot-lazies: IPI every online CPU, not the mask
     debug_check: bool = False  # shoot-lazies: do_check_lazy_tlb on every CPU at each free
     radix_exit_shoot: bool = True  # powerpc + shoot-lazies: shoot lazies in the final flush
+    # perturbation (all off by default; each drawn from the seed)
+    noise: float = 0.0  # probability of a delay at each scheme access / atomic
+    stutter: bool = False  # all CPUs run, pause together, run
+    shuffle: bool = False  # move CPU processes between the real cores
+    hotplug: bool = False  # take random CPUs offline and back
+    fail_fast: bool = False  # stop at the first violation
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -105,6 +111,10 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
     if (cfg.shoot_all or cfg.debug_check) and cfg.strategy != "shoot-lazies":
         flag = "--shoot-all" if cfg.shoot_all else "--debug-check"
         raise ConfigError(f"{flag} applies to --strategy shoot-lazies, not '{cfg.strategy}'")
+    if not 0.0 <= cfg.noise <= 1.0:
+        raise ConfigError(f"--noise must be a probability in [0, 1], got {cfg.noise}")
+    if cfg.hotplug and cfg.cpus < 2:
+        raise ConfigError("--hotplug needs at least 2 CPUs (cpu0 stays online)")
     w = cfg.workload
     for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm"):
         v = getattr(w, name)

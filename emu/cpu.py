@@ -25,10 +25,12 @@ import numpy as np
 
 from emu.arch import ARCHES
 from emu.atomics import Atomics
+from emu.hotplug import Hotplug
 from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
     C_ACTIVE_MM,
     C_CURR,
+    C_HP_WANT,
     C_INBOX_HEAD,
     C_INBOX_TAIL,
     C_LOADED_MM,
@@ -46,6 +48,7 @@ from emu.layout import (
     H_LIVE_USERS,
     H_PHASE,
     H_READY,
+    H_STUTTER,
     INIT_MM,
     KIND_IDLE,
     KIND_KTHREAD,
@@ -68,6 +71,7 @@ from emu.layout import (
 )
 from emu.mm import MmOps
 from emu.oracle import INCONSISTENT_MM, IRQ_ENTRY, Oracle
+from emu.perturb import install_noise
 from emu.sched import Scheduler
 from emu.strategies import resolve
 from emu.trace import Tracer, event
@@ -83,7 +87,7 @@ EV_MIGRATE = event("migrate", "{task:a} -> {cpu:b}")
 EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
 
 
-class Cpu(Scheduler):
+class Cpu(Scheduler, Hotplug):
     def __init__(self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list) -> None:  # type: ignore[type-arg]
         self.cpu = cpu
         self.cfg = cfg
@@ -110,6 +114,12 @@ class Cpu(Scheduler):
         self.irq.on_send = self._count_ipi
         self.irq.on_receive = lambda fid: self.count("ipis_received")
         self.irq.on_entry = self.irq_entry_check
+
+        self.online = True
+        self.going_down = False
+        self.HP_WANT = base + C_HP_WANT
+        noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
+        self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self._cnt["noise_delays"])
 
         self.mm = MmOps(self)
         self.arch = ARCHES[cfg.arch](self)
@@ -209,8 +219,8 @@ class Cpu(Scheduler):
         w[self.LOADED] = INIT_MM
         self.strategy.mmgrab_lazy_tlb(INIT_MM)  # the idle task starts lazy on init_mm
         w[lay.cpu(self.cpu) + C_PID] = os.getpid()
-        w[lay.cpu(self.cpu) + C_ONLINE] = 1
-        w[self.STATE] = CPU_RUNNING
+        w[self.HP_WANT] = 1
+        self.set_cpu_online(True)
         self.atomics.atomic_inc(H_READY)
 
     def run(self) -> None:
@@ -221,6 +231,12 @@ class Cpu(Scheduler):
             phase = w[H_PHASE]
             if phase == PHASE_EXIT:
                 return
+            if (self.online != bool(w[self.HP_WANT]) or self.going_down) and self.hotplug_step():
+                self.idle_wait(0.002)  # offline: parked, reachable by nobody, walking nothing
+                continue
+            if w[H_STUTTER] and phase == PHASE_RUN:
+                self.idle_wait(0.001)  # stutter: every CPU pauses together
+                continue
             self.page_walk()
             curr = w[self.CURR]
             kind = w[self.task_base + curr * 8 + T_KIND]
@@ -276,7 +292,7 @@ class Cpu(Scheduler):
                 self.kthread_unuse_mm(k, use[0])
                 self.mm.mmput(use[0])
                 self.atomics.atomic_dec(H_KTHREAD_MMS)
-        elif phase == PHASE_RUN and self.rng.random() < self.wl.p_use_mm:
+        elif phase == PHASE_RUN and not self.going_down and self.rng.random() < self.wl.p_use_mm:
             mm = self.pick_live_mm()
             if mm and self.mm.mmget_not_zero(mm):
                 self.atomics.atomic_inc(H_KTHREAD_MMS)
@@ -380,11 +396,25 @@ class Cpu(Scheduler):
             self.irq.smp_send_reschedule(target)
 
     def select_task_rq(self) -> int:
-        """Where a woken or preempted task runs next: here, or now and then another CPU."""
-        if self.ncpus > 1 and self.w[H_PHASE] == PHASE_RUN and self.rng.random() < self.wl.p_migrate:
-            target = self.rng.randrange(self.ncpus - 1)
-            return target + (target >= self.cpu)
+        """Where a woken or preempted task runs next: here, or now and then another online CPU;
+        always elsewhere while this CPU is going down."""
+        if self.going_down or (self.w[H_PHASE] == PHASE_RUN and self.rng.random() < self.wl.p_migrate):
+            target = self.other_online_cpu()
+            if target >= 0:
+                return target
         return self.cpu
+
+    def other_online_cpu(self) -> int:
+        """A random online CPU other than this one, or -1."""
+        if self.ncpus < 2:
+            return -1
+        for _ in range(4):
+            target = self.rng.randrange(self.ncpus - 1)
+            target += target >= self.cpu
+            if self.w[self.layout.cpu(target) + C_ONLINE]:
+                return target
+        others = [c for c in self.online_cpus() if c != self.cpu]
+        return self.rng.choice(others) if others else -1
 
     def wake_up(self, task: int) -> None:
         """Queue a task that is not running anywhere (new, or back from sleep). A task still

@@ -23,7 +23,7 @@ INIT_MM = 1 << MM_SLOT_BITS  # slot 0, generation 1: never freed
 
 # -- header ------------------------------------------------------------------------------
 H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE, H_LIVE_USERS = range(7)
-H_KTHREAD_MMS, H_NVIOL, H_READY, H_STOP_REASON, H_NSNAP = range(8, 13)
+H_KTHREAD_MMS, H_NVIOL, H_READY, H_STUTTER = range(8, 12)  # H_STUTTER: all CPUs pause while set
 H_VIOL_KINDS = 16  # 16 words: a histogram of violation kinds
 HEADER_WORDS = 32
 
@@ -35,10 +35,11 @@ PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
 C_SCHEME = 8  # 8 words for the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
 SCHEME_FIELDS = 8
 C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
+C_HP_WANT = 18  # hotplug: the runner asks for online (1) or offline (0)
 CPU_WORDS = 24
 
 # CPU states (C_STATE), for the runner's progress and the reschedule doorbell
-CPU_BOOT, CPU_RUNNING, CPU_IDLE, CPU_QUIESCED, CPU_EXITED = range(5)
+CPU_BOOT, CPU_RUNNING, CPU_IDLE, CPU_QUIESCED, CPU_EXITED, CPU_OFFLINE = range(6)
 
 # -- IPI mailbox: one slot per (target, sender), like the kernel's per-CPU csd ------------------
 X_FUNC, X_ARG, X_REQ, X_ACK = range(4)
@@ -91,6 +92,7 @@ BASE_COUNTERS = (
     "ipis_wasted",
     "tlb_broadcasts",
     "mm_exits",
+    "footprint_cpus",
     "lazy_refcount_atomics",
     "mm_created",
     "mm_freed",
@@ -98,6 +100,9 @@ BASE_COUNTERS = (
     "exits",
     "kthread_use_mm",
     "migrations",
+    "hotplug_offline",
+    "hotplug_online",
+    "noise_delays",
     "page_walks",
     "idle_waits",
     "exit_to_free_ns_sum",
@@ -170,8 +175,13 @@ class Layout:
         return self.mm_base + self.nmm * MM_WORDS
 
     @property
-    def task_base(self) -> int:
+    def ran_base(self) -> int:
+        """Per mm: every CPU that ever ran it (the mm's real footprint, whatever the arch keeps)."""
         return self.cpumask_base + _align(self.nmm * self.cpumask_words)
+
+    @property
+    def task_base(self) -> int:
+        return self.ran_base + _align(self.nmm * self.cpumask_words)
 
     @property
     def viol_base(self) -> int:
@@ -220,6 +230,9 @@ class Layout:
 
     def cpumask(self, handle: int) -> int:
         return self.cpumask_base + (handle & MM_SLOT_MASK) * self.cpumask_words
+
+    def ran_mask(self, handle: int) -> int:
+        return self.ran_base + (handle & MM_SLOT_MASK) * self.cpumask_words
 
     def task(self, t: int) -> int:
         return self.task_base + t * TASK_WORDS

@@ -99,9 +99,9 @@ class MmOps:
             k = a.lock(b)
             gen = w[b + M_GEN] + 1
             mm = (gen << MM_SLOT_BITS) | slot
-            mask = self.layout.cpumask(mm)
+            mask, ran = self.layout.cpumask(mm), self.layout.ran_mask(mm)
             for i in range(self.layout.cpumask_words):
-                w[mask + i] = 0
+                w[mask + i] = w[ran + i] = 0
             w[b + M_GEN], w[b + M_USERS], w[b + M_COUNT] = gen, users, 1
             w[b + M_ARCH], w[b + M_FREED_BY], w[b + M_T_MMPUT] = 0, -1, 0
             self._serial += 1
@@ -112,6 +112,12 @@ class MmOps:
             self.c.count("mm_created")
             return mm
         return 0
+
+    def note_ran(self, mm: int) -> None:
+        """Record that this CPU ran ``mm`` (for the footprint metric; not an arch mask)."""
+        ran = self.layout.ran_mask(mm)
+        if not self.atomics.cpumask_test_cpu(ran, self.c.cpu):
+            self.atomics.cpumask_set_cpu(ran, self.c.cpu)
 
     # -- mm_users ------------------------------------------------------------------------
     def mmget(self, mm: int) -> None:
@@ -141,6 +147,7 @@ class MmOps:
         self.w[b + M_T_MMPUT] = monotonic_ns()
         self.w[b + M_STATE] = MM_EXITED
         self.c.count("mm_exits")
+        self.c.count("footprint_cpus", self.atomics.cpumask_weight(self.layout.ran_mask(mm), self.layout.ncpus))
         self.trace(EV_MMPUT_LAST, mm)
         self.exit_mmap(mm)
         self.c.strategy.mmput_lazy_fixup(mm)

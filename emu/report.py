@@ -101,7 +101,9 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
     switches = counters["context_switches"]
     freed = counters["mm_freed"]
     m["switches_per_second"] = round(switches / run_s, 1) if run_s > 0 else 0.0
-    m["ipis_per_exit"] = round(counters["ipis_sent"] / counters["mm_exits"], 3) if counters["mm_exits"] else 0.0
+    exits = counters["mm_exits"]
+    m["ipis_per_exit"] = round(counters["ipis_sent"] / exits, 3) if exits else 0.0
+    m["footprint_per_exit"] = round(counters["footprint_cpus"] / exits, 3) if exits else 0.0
     m["lazy_refcount_atomics_per_switch"] = round(counters["lazy_refcount_atomics"] / switches, 4) if switches else 0.0
     m["exit_to_free_us_p50"] = _round(percentile_from_hist(hist, 0.50))
     m["exit_to_free_us_p99"] = _round(percentile_from_hist(hist, 0.99))
@@ -213,6 +215,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         "drain_seconds": round(state.drain_s, 3),
         "drained": drained,
         "interrupted": state.interrupted or None,
+        "stopped_early": state.stopped_early or None,
         "error": state.harness_error or None,
     }
     return Report(

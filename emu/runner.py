@@ -29,6 +29,7 @@ from emu.arch import ARCHES
 from emu.atomics import make_locks
 from emu.config import RunConfig
 from emu.cpu import Cpu
+from emu.drivers import Perturbation
 from emu.layout import (
     C_ACTIVE_MM,
     C_CURR,
@@ -94,6 +95,7 @@ class RunState:
     drain_s: float = 0.0
     t_run_ns: int = 0
     interrupted: str = ""
+    stopped_early: str = ""
     harness_error: str = ""
     dead_cpu: int = -1
     progress: list[dict[str, float]] = field(default_factory=list)
@@ -173,16 +175,28 @@ class Runner:
 
     def _supervise(self, seg: Segment, t_run: float) -> None:
         sentinels = [p.sentinel for p in self.procs]
+        perturb = Perturbation(self.cfg, self.layout, seg.words, [p.pid for p in self.procs if p.pid])
         next_tick = t_run
-        while not self.state.interrupted:
-            now = time.monotonic()
-            if now - t_run >= self.cfg.duration:
-                return
-            if multiprocessing.connection.wait(sentinels, timeout=min(0.1, max(0.0, t_run + self.cfg.duration - now))):
-                self._check_children(seg)
-            if self.progress and now >= next_tick:
-                next_tick = now + 0.5
-                self.progress(self.snapshot(seg, now - t_run))
+        end = t_run + self.cfg.duration
+        try:
+            while not self.state.interrupted:
+                now = time.monotonic()
+                if now >= end:
+                    return
+                if self.cfg.fail_fast and seg.words[H_NVIOL]:
+                    self.state.stopped_early = "stopped at the first violation (--fail-fast)"
+                    return
+                wait = min(0.1, end - now, max(0.0, perturb.deadline() - now))
+                if multiprocessing.connection.wait(sentinels, timeout=wait):
+                    self._check_children(seg)
+                now = time.monotonic()
+                perturb.tick(now)
+                if self.progress and now >= next_tick:
+                    next_tick = now + 0.5
+                    self.progress(self.snapshot(seg, now - t_run))
+        finally:
+            if perturb.active and not perturb.settle():
+                raise HarnessError("a CPU did not come back online before the drain")
 
     def _drain(self, seg: Segment) -> None:
         w, lay = seg.words, self.layout

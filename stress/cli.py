@@ -79,6 +79,12 @@ def build_parser() -> Parser:
     run.add_argument(
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
+    t = run.add_argument_group("race hunting (all off by default; drawn from the seed)")
+    t.add_argument("--noise", type=FLOAT, default=0.0, metavar="RATE", help="delay probability at each scheme access and atomic")
+    t.add_argument("--stutter", action="store_true", help="all CPUs run, pause together, run again")
+    t.add_argument("--shuffle", action="store_true", help="move CPU processes between the real cores at intervals")
+    t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
+    t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
     s = run.add_argument_group("shoot-lazies")
     s.add_argument(
         "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
@@ -102,6 +108,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl,
         shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
+        noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     if ns.json:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from emu.strategies.base import Strategy
 from emu.strategies.refcount import Refcount, RefcountNoGrab
-from emu.strategies.shoot_lazies import ShootIrqsEnabled, ShootLazies
+from emu.strategies.shoot_lazies import ShootHotplugRace, ShootIrqsEnabled, ShootLazies
 
-_ALL: tuple[type[Strategy], ...] = (Refcount, RefcountNoGrab, ShootLazies, ShootIrqsEnabled)
+_ALL: tuple[type[Strategy], ...] = (Refcount, RefcountNoGrab, ShootLazies, ShootIrqsEnabled, ShootHotplugRace)
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is None}
 MUTANTS: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is not None}

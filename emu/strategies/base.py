@@ -65,5 +65,16 @@ class Strategy:
     def cleanup_lazy_tlbs(self, mm: int) -> None:
         """In ``__mmdrop``, before the mm is freed."""
 
+    # -- CPU hotplug ---------------------------------------------------------------------------
+    def takedown_cpu(self) -> None:
+        """The lazy-mm steps of taking this CPU down, in the order that "lazy tlb: fix hotplug exit
+        race with MMU_LAZY_TLB_SHOOTDOWN" established: leave the lazy mm for init_mm first, then
+        go offline and let the arch drop the CPU from the masks, then the rest of the teardown."""
+        c = self.c
+        c.sched_force_init_mm()
+        c.set_cpu_online(False)
+        c.arch.cpu_offline()
+        c.cpuhp_teardown()
+
     def count(self, name: str, n: int = 1) -> None:
         self.c.count(name, n)

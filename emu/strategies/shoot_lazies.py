@@ -18,6 +18,11 @@ almost empty mask. ``__flush_all_mm`` -> ``flush_type_needed`` runs ``exit_lazy_
 locally too when only this CPU is left in the mask and it does not run the mm (the kernel on a
 trim clock, about one flush in a thousand; here every time, so the path is exercised).
 
+Mutant ``shoot-hotplug-race`` (bug B2, fixed by "lazy tlb: fix hotplug exit race with
+MMU_LAZY_TLB_SHOOTDOWN"): a CPU going down is cleared from every mask by powerpc's
+``__cpu_disable`` while it is still lazy on an mm, and leaves that mm only at the end of the
+teardown (``idle_task_exit``); an mm freed in between is not shot down on that CPU.
+
 Mutant ``shoot-irqs-enabled`` (bug B7, fixed by "powerpc/64s/radix: Fix exit lazy tlb mm switch
 with irqs enabled"): that local ``exit_lazy_flush_tlb`` switches ``active_mm`` and the loaded
 mm with interrupts enabled, so an IPI can land between the two.
@@ -133,3 +138,16 @@ class ShootIrqsEnabled(ShootLazies):
         if c.active_mm() == mm:
             self.switch_lazy_to_init_mm(mm)  # no local_irq_save: an IPI may land mid-switch
         self.trim_mm_cpumask(mm)
+
+
+class ShootHotplugRace(ShootLazies):
+    name = "shoot-hotplug-race"
+    summary = "B2: hotplug clears the CPU from the masks before it leaves its lazy mm"
+    mutant_of = "shoot-lazies"
+
+    def takedown_cpu(self) -> None:
+        c = self.c
+        c.set_cpu_online(False)  # __cpu_disable ...
+        c.arch.cpu_offline()  # ... clears this CPU from every mm_cpumask, still lazy
+        c.cpuhp_teardown()
+        c.sched_force_init_mm()  # idle_task_exit, at the very end

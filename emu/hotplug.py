@@ -1,0 +1,87 @@
+"""CPU hotplug, as kernel/cpu.c takes a CPU down and brings it back.
+
+The runner asks (``C_HP_WANT``); the CPU itself carries it out, as the dying CPU runs
+``take_cpu_down`` in the kernel:
+
+- going down: the CPU stops taking work; its tasks migrate to online CPUs as they are
+  preempted or woken, per-CPU kernel threads let go of adopted mms (``kthread_park``); once
+  it idles with nothing queued, the scheme's ``takedown_cpu`` runs the lazy-mm steps (leave the
+  lazy mm for init_mm, ``set_cpu_online(false)``, the arch offline hook: powerpc clears the CPU
+  from every ``mm_cpumask``) and the rest of the hotplug state machine, during which the CPU is
+  unreachable. Offline, it receives no IPIs and its MMU walks nothing.
+- coming up: the CPU is online again, idle and lazy on init_mm, and takes work.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from emu.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
+from emu.trace import event
+
+if TYPE_CHECKING:
+    from emu.cpu import Cpu
+
+EV_CPU_DOWN = event("cpu_down", "cpu going down (takedown_cpu)")
+EV_CPU_DEAD = event("cpu_dead", "cpu offline")
+EV_CPU_UP = event("cpu_up", "cpu online again, lazy on init_mm")
+
+TEARDOWN_US = (200, 2000)  # time the dying CPU spends in the teardown states, unreachable
+
+
+class Hotplug:
+    """Mixed into ``Cpu``."""
+
+    def hotplug_step(self: Cpu) -> bool:
+        """Make progress on a requested transition; True while this CPU is offline."""
+        want_online = bool(self.w[self.HP_WANT])
+        if want_online:
+            if not self.online:
+                self.bringup_cpu()
+            self.going_down = False
+            return False
+        if not self.online:
+            return True
+        self.going_down = True
+        if self.ready_to_die():
+            self.trace(EV_CPU_DOWN)
+            self.strategy.takedown_cpu()
+            self.trace(EV_CPU_DEAD)
+            self.count("hotplug_offline")
+            return True
+        return False
+
+    def ready_to_die(self: Cpu) -> bool:
+        """Idle, nothing queued here, no kernel thread holding an mm: push what is left away."""
+        if self.w[self.CURR] != self.cpu or self.kthread_mm:
+            return False
+        self.drain_inbox()
+        tasks = list(self.runqueue) + [t for _, t in self.sleepers]
+        targets = [self.other_online_cpu() for _ in tasks]
+        if -1 in targets:
+            return False  # nowhere to go: stay up
+        self.runqueue.clear()
+        self.sleepers.clear()
+        self.kthread_queued.clear()
+        for task, target in zip(tasks, targets, strict=True):
+            self.ttwu_queue(target, task)
+        return True
+
+    def set_cpu_online(self: Cpu, online: bool) -> None:
+        self.online = online
+        self.w[self.layout.cpu(self.cpu) + C_ONLINE] = int(online)
+        self.w[self.layout.cpu(self.cpu) + C_STATE] = CPU_RUNNING if online else CPU_OFFLINE
+
+    def cpuhp_teardown(self: Cpu) -> None:
+        """The remaining teardown states: interrupts off, the CPU busy and unreachable."""
+        flags = self.irq.local_irq_save()
+        end = time.monotonic() + self.rng.uniform(*TEARDOWN_US) / 1e6
+        while time.monotonic() < end:
+            pass
+        self.irq.local_irq_restore(flags)
+
+    def bringup_cpu(self: Cpu) -> None:
+        self.set_cpu_online(True)
+        self.trace(EV_CPU_UP)
+        self.count("hotplug_online")

@@ -27,7 +27,7 @@ EV_CPU_DOWN = event("cpu_down", "cpu going down (takedown_cpu)")
 EV_CPU_DEAD = event("cpu_dead", "cpu offline")
 EV_CPU_UP = event("cpu_up", "cpu online again, lazy on init_mm")
 
-TEARDOWN_US = (200, 2000)  # time the dying CPU spends in the teardown states, unreachable
+TEARDOWN_US = (1000, 5000)  # the teardown state machine: milliseconds on real machines, CPU unreachable
 
 
 class Hotplug:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -121,21 +122,25 @@ def _first(clock_ns: int, t_run_ns: int) -> float | None:
 
 
 def command_for(cfg: RunConfig) -> str:
-    """The exact command that reruns this configuration and seed."""
+    """The exact command that reruns this configuration and seed: every setting that differs
+    from its default, as the flag of the same name (``--no-NAME`` for a default-on switch)."""
     args = ["python", "-m", "stress", "run", "--cpus", str(cfg.cpus), "--strategy", cfg.strategy]
     if cfg.mutant:
         args += ["--mutant", cfg.mutant]
     args += ["--arch", cfg.arch, "--duration", f"{cfg.duration:g}", "--seed", str(cfg.seed)]
-    for flag, on in (
-        ("--shoot-all", cfg.shoot_all),
-        ("--debug-check", cfg.debug_check),
-        ("--no-radix-exit-shoot", not cfg.radix_exit_shoot),
-    ):
-        if on:
-            args.append(flag)
-    default = Workload()
+    default = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(cfg, f.name)
+        if f.name in ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload") or value == getattr(default, f.name):
+            continue
+        flag = f.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            args += [f"--{flag}", f"{value:g}" if isinstance(value, float) else str(value)]
+    wl_default = Workload()
     for name, value in vars(cfg.workload).items():
-        if value != getattr(default, name):
+        if value != getattr(wl_default, name):
             args += [f"--{name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
     return shlex.join(args)
 

@@ -62,6 +62,7 @@ PR_SET_PDEATHSIG = 1
 BOOT_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 5.0
+FAIL_FAST_GRACE_S = 0.3
 
 
 class HarnessError(RuntimeError):
@@ -178,14 +179,17 @@ class Runner:
         perturb = Perturbation(self.cfg, self.layout, seg.words, [p.pid for p in self.procs if p.pid])
         next_tick = t_run
         end = t_run + self.cfg.duration
+        caught = 0.0
         try:
             while not self.state.interrupted:
                 now = time.monotonic()
                 if now >= end:
                     return
                 if self.cfg.fail_fast and seg.words[H_NVIOL]:
-                    self.state.stopped_early = "stopped at the first violation (--fail-fast)"
-                    return
+                    caught = caught or now
+                    if now - caught >= FAIL_FAST_GRACE_S:  # let the violation's aftermath be recorded too
+                        self.state.stopped_early = "stopped at the first violation (--fail-fast)"
+                        return
                 wait = min(0.1, end - now, max(0.0, perturb.deadline() - now))
                 if multiprocessing.connection.wait(sentinels, timeout=wait):
                     self._check_children(seg)

@@ -101,6 +101,7 @@ class Scheduler:
         w[self.ACTIVE] = mm
         w[self.task_base + task * 8 + T_MM] = mm
         self.arch.switch_mm_irqs_off(active, mm)
+        self.mm.note_ran(mm)
         self.irq.local_irq_enable()
         self.trace(EV_USE_MM, mm, active)
         self.strategy.mmdrop_lazy_tlb(active)

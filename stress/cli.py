@@ -63,35 +63,43 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sleep-us", type=INT, default=d.sleep_us, help=f"mean sleep of a blocked thread in us (default: {d.sleep_us})")
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    sub.required = True
-    run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
-    run.add_argument("--cpus", type=INT, default=4, help="emulated CPUs, one process each (default: 4)")
-    run.add_argument("--strategy", default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
-    run.add_argument("--mutant", default=None, help="a deliberately broken variant of the scheme (see 'list')")
-    run.add_argument("--arch", default="x86", help="architecture model (default: x86)")
-    run.add_argument("--duration", type=FLOAT, default=3.0, help="seconds of load (default: 3)")
-    run.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
-    run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
-    run.add_argument("--quiet", action="store_true", help="no progress line")
-    run.add_argument(
-        "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
-    )
-    t = run.add_argument_group("race hunting (all off by default; drawn from the seed)")
+def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) -> None:
+    """What one emulated machine is: shared by ``run`` and ``hunt``."""
+    p.add_argument("--cpus", type=INT, default=cpus, help=f"emulated CPUs, one process each (default: {cpus})")
+    p.add_argument("--strategy", default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
+    p.add_argument("--mutant", default=None, help="a deliberately broken variant of the scheme (see 'list')")
+    p.add_argument("--arch", default="x86", help="architecture model (default: x86)")
+    p.add_argument("--duration", type=FLOAT, default=duration, help=f"seconds of load per run (default: {duration:g})")
+    p.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
+    t = p.add_argument_group("race hunting (all off by default; drawn from the seed)")
     t.add_argument("--noise", type=FLOAT, default=0.0, metavar="RATE", help="delay probability at each scheme access and atomic")
     t.add_argument("--stutter", action="store_true", help="all CPUs run, pause together, run again")
     t.add_argument("--shuffle", action="store_true", help="move CPU processes between the real cores at intervals")
     t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
-    s = run.add_argument_group("shoot-lazies")
+    s = p.add_argument_group("shoot-lazies")
     s.add_argument(
         "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
     )
     s.add_argument("--debug-check", action="store_true", help="CONFIG_DEBUG_VM_SHOOT_LAZIES: do_check_lazy_tlb on every CPU at each free")
     s.add_argument("--no-radix-exit-shoot", action="store_true", help="powerpc: do not shoot lazies in the final exit flush")
-    _add_workload(run)
+    _add_workload(p)
+
+
+def build_parser() -> Parser:
+    from stress import hunt
+
+    p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
+    add_machine_options(run, cpus=4, duration=3.0)
+    run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument(
+        "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
+    )
+    hunt.add_parser(sub)
     sub.add_parser("list", help="list strategies, mutants and architectures")
     return p
 
@@ -111,11 +119,15 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
-    if ns.json:
-        parent = os.path.dirname(os.path.abspath(ns.json))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise ConfigError(f"--json: cannot write to '{ns.json}' (no such writable directory)")
+    check_writable(ns.json)
     return cfg
+
+
+def check_writable(path: str | None) -> None:
+    if path:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise ConfigError(f"--json: cannot write to '{path}' (no such writable directory)")
 
 
 def cmd_list() -> int:
@@ -165,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(argv)
         if ns.command == "list":
             return cmd_list()
+        if ns.command == "hunt":
+            from stress.hunt import cmd_hunt
+
+            return cmd_hunt(ns)
         return cmd_run(ns)
     except (UsageError, ConfigError) as e:
         print(f"stress: error: {e}", file=sys.stderr)

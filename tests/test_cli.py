@@ -145,3 +145,18 @@ def test_sweep_removes_only_segments_of_dead_runners() -> None:
     finally:
         live.unlink()
         stale.unlink(missing_ok=True)
+
+
+def test_the_rerun_command_reproduces_every_setting() -> None:
+    from dataclasses import replace
+
+    from emu.config import RunConfig, Workload
+    from emu.report import command_for
+    from stress.cli import build_parser, config_from
+
+    cfg = replace(
+        RunConfig(cpus=3, strategy="shoot-lazies", arch="powerpc", duration=1.5, seed=99, workload=Workload(threads=2, p_exit=0.05)),
+        radix_exit_shoot=False, debug_check=True, noise=0.01, stutter=True, shuffle=True, hotplug=True, fail_fast=True,
+    )  # fmt: skip
+    argv = command_for(cfg).split()[3:]  # after "python -m stress"
+    assert config_from(build_parser().parse_args(argv)) == cfg

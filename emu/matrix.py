@@ -1,0 +1,86 @@
+"""The scheme x architecture x mutant matrix and what each cell is expected to show.
+
+One table serves the race-hunting test suite (``tests/race``), ``stress hunt --matrix`` and the
+documentation. ``expect`` is ``clean`` or the violation kind the generic oracle must report;
+the reasons restate the reference's sections 4 and 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from emu.config import RunConfig
+from emu.strategies import MUTANTS
+
+CLEAN = "clean"
+
+
+@dataclass(frozen=True)
+class Cell:
+    strategy: str  # a strategy or a mutant name
+    arch: str
+    expect: str = CLEAN
+    options: dict[str, Any] = field(default_factory=dict)
+    why: str = ""
+    min_seconds: float = 0.0  # a rare race: runs of this cell last at least this long
+
+    @property
+    def mutant(self) -> str | None:
+        return self.strategy if self.strategy in MUTANTS else None
+
+    @property
+    def base(self) -> str:
+        m = self.mutant
+        return (MUTANTS[m].mutant_of or "") if m else self.strategy
+
+    @property
+    def expect_verdict(self) -> str:
+        return CLEAN if self.expect == CLEAN else "violation"
+
+    @property
+    def id(self) -> str:
+        opts = "".join(f"+{k.replace('_', '-')}" for k, v in sorted(self.options.items()) if v is True)
+        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in sorted(self.options.items()) if v not in (True, False))
+        opts += "".join(f"-{k.replace('_', '-')}" for k, v in sorted(self.options.items()) if v is False)
+        return f"{self.strategy}@{self.arch}{opts}"
+
+    def config(self, seed: int, cpus: int = 8, duration: float = 2.0, **extra: Any) -> RunConfig:
+        duration = max(duration, self.min_seconds)
+        cfg = RunConfig(cpus=cpus, strategy=self.base, mutant=self.mutant, arch=self.arch, duration=duration, seed=seed)
+        return replace(cfg, **{**self.options, **extra})
+
+
+ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
+
+CELLS: list[Cell] = [
+    *(Cell("refcount", a, why="a lazy use holds a count: correct on every arch") for a in ARCHES),
+    Cell("shoot-lazies", "powerpc", why="the mask covers every CPU that ran the mm"),
+    Cell("shoot-lazies", "powerpc", options={"radix_exit_shoot": False, "debug_check": True}, why="shootdown at __mmdrop only"),
+    Cell("shoot-lazies", "powerpc", options={"hotplug": True}, why="hotplug leaves the lazy mm before the mask"),
+    Cell("shoot-lazies", "x86-lazy-mask", why="the lazy mask is a superset"),
+    Cell("shoot-lazies", "arm64", options={"shoot_all": True}, why="no mask: IPI every CPU"),
+    Cell("shoot-lazies", "s390", options={"shoot_all": True}, why="no mask: IPI every CPU"),
+    Cell("shoot-lazies", "arm64", "use_after_free", why="B1: the mask is empty"),
+    Cell("shoot-lazies", "s390", "use_after_free", why="B1 on s390 (unconfirmed arch model)"),
+    Cell("shoot-lazies", "x86", "freed_while_lazy", why="the exit flush cleared the lazy CPU's bit"),
+    Cell("refcount-no-grab", "x86", "use_after_free", why="B5: no reference for the lazy use"),
+    Cell("shoot-irqs-enabled", "powerpc", "lockdep", why="B7: exit-flush lazy switch with interrupts on"),
+    Cell(
+        "shoot-hotplug-race", "powerpc", "freed_while_lazy", options={"hotplug": True}, why="B2: mask cleared while lazy", min_seconds=4.0
+    ),
+]
+
+
+def _non_default(options: dict[str, Any]) -> dict[str, Any]:
+    default = RunConfig()
+    return {k: v for k, v in options.items() if getattr(default, k) != v}
+
+
+def find(strategy: str, arch: str, options: dict[str, Any] | None = None) -> Cell | None:
+    """The matrix cell for this configuration (options as RunConfig fields), if the table has one."""
+    wanted = _non_default(options or {})
+    for cell in CELLS:
+        if cell.strategy == strategy and cell.arch == arch and _non_default(cell.options) == wanted:
+            return cell
+    return None

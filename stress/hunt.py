@@ -1,0 +1,291 @@
+"""``python -m stress hunt``: many short seeded runs within a time budget, across the cores.
+
+Each run is a separate ``python -m stress run`` process (its own machine, its own CPU
+processes), up to ``--jobs`` at a time. Configurations are served round-robin: one chosen with
+``--strategy/--mutant/--arch``, or the whole ``emu.matrix`` with ``--matrix``. Expectation mode,
+as rcutorture's busted flavours and jcstress: a correct scheme is expected clean, a mutant (or a
+cell the matrix marks broken) is expected caught; a configuration expected caught stops at its
+first detection (its runs use ``--fail-fast``) unless ``--runs`` asks for a fixed count. The exit
+status says whether every expectation held (0), one did not (1), or the harness failed (3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from emu.config import ConfigError, RunConfig
+from emu.matrix import CELLS, find
+from emu.report import command_for
+
+DEFAULT_NOISE = 0.0  # hunt's default perturbation: see the README's race-hunting section
+RUN_OVERHEAD_S = 1.5  # interpreter start, boot, drain and report of one run
+
+
+def parse_budget(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    scale = units.get(t[-1:], 0)
+    try:
+        value = float(t[:-1] if scale else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 5m or 1h, got '{text}'") from None
+    seconds = value * (scale or 1)
+    if not 0 < seconds <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got '{text}'")
+    return seconds
+
+
+def add_parser(sub: Any) -> None:
+    from stress.cli import INT, add_machine_options
+
+    h = sub.add_parser("hunt", help="many short seeded runs within a time budget, with expectations")
+    add_machine_options(h, cpus=8, duration=2.0)
+    h.set_defaults(noise=DEFAULT_NOISE)
+    h.add_argument("--matrix", action="store_true", help="hunt the whole scheme x arch x mutant matrix (see emu/matrix.py)")
+    h.add_argument("--budget", type=parse_budget, default=60.0, help="wall-clock budget, e.g. 90s, 5m (default: 60s)")
+    h.add_argument("--jobs", type=INT, default=None, help="runs at a time (default: the number of cores)")
+    h.add_argument("--runs", type=INT, default=0, help="runs per configuration (default: until the budget; caught ones stop)")
+    h.add_argument("--expect", choices=("clean", "violation"), default=None, help="the expected verdict of a single configuration")
+    h.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
+    h.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+@dataclass
+class Target:
+    name: str
+    cfg: RunConfig
+    expect: str
+    runs: int = 0
+    launched: int = 0
+    violating: int = 0
+    harness_failures: int = 0
+    first_detection_s: float | None = None
+    detections: list[float] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+    example: str = ""  # the rerun command of the first violating (or failing) run
+
+    def done(self, runs_wanted: int) -> bool:
+        if runs_wanted:
+            return self.launched >= runs_wanted
+        return self.expect == "violation" and self.violating > 0
+
+    @property
+    def held(self) -> bool:
+        if self.harness_failures or not self.runs:
+            return False
+        return self.violating == 0 if self.expect == "clean" else self.violating > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "strategy": self.cfg.strategy,
+            "arch": self.cfg.arch,
+            "mutant": self.cfg.mutant,
+            "expect": self.expect,
+            "runs": self.runs,
+            "violations": self.violating,
+            "harness_failures": self.harness_failures,
+            "first_detection_s": self.first_detection_s,
+            "median_detection_s": round(statistics.median(self.detections), 4) if self.detections else None,
+            "kinds": dict(self.kinds),
+            "held": self.held,
+            "example": self.example or None,
+        }
+
+
+def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
+    perturb = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
+    if ns.matrix:
+        out = []
+        for cell in CELLS:
+            cfg = cell.config(0, cpus=base.cpus, duration=base.duration, workload=base.workload)
+            cfg = replace(cfg, **{k: v or getattr(cfg, k) for k, v in perturb.items()})
+            out.append(Target(cell.id, cfg, cell.expect_verdict))
+        return out
+    options = {k: getattr(base, k) for k in ("shoot_all", "debug_check", "radix_exit_shoot", "hotplug")}
+    cell = find(base.scheme, base.arch, options)
+    expect = ns.expect or (cell.expect_verdict if cell else ("violation" if base.mutant else "clean"))
+    name = cell.id if cell else f"{base.scheme}@{base.arch}"
+    return [Target(name, base, expect)]
+
+
+class Hunt:
+    def __init__(self, targets: list[Target], budget: float, jobs: int, runs: int, seed: int, quiet: bool) -> None:
+        self.targets = targets
+        self.budget = budget
+        self.jobs = jobs
+        self.runs_wanted = runs
+        self.seed = seed
+        self.show = not quiet and sys.stderr.isatty()
+        self.next_seed = 0
+        self.rr = 0
+        self.t0 = 0.0
+        self.interrupted = False
+
+    def _pick(self, now: float) -> Target | None:
+        for _ in range(len(self.targets)):
+            t = self.targets[self.rr % len(self.targets)]
+            self.rr += 1
+            if not t.done(self.runs_wanted) and now - self.t0 + t.cfg.duration + RUN_OVERHEAD_S <= self.budget:
+                return t
+        return None
+
+    def run(self) -> float:
+        """Run the campaign; return its elapsed seconds."""
+        self.t0 = time.monotonic()
+        running: dict[subprocess.Popen[bytes], tuple[Target, Path, float, str]] = {}
+        old = signal.signal(signal.SIGTERM, self._on_term)
+        with tempfile.TemporaryDirectory(prefix="lazytlb-hunt-") as tmp:
+            try:
+                while True:
+                    now = time.monotonic()
+                    while not self.interrupted and len(running) < self.jobs and (t := self._pick(now)) is not None:
+                        running.update(self._launch(t, Path(tmp)))
+                    if not running:
+                        break
+                    self._reap_finished(running, block=True)
+                    self._progress()
+            except KeyboardInterrupt:
+                self.interrupted = True
+            finally:
+                # Ctrl-C reached the runs too (one process group): let them drain and report
+                deadline = time.monotonic() + 30
+                while running and time.monotonic() < deadline:
+                    self._reap_finished(running, block=True)
+                for p in running:
+                    p.kill()
+                    p.wait()
+                signal.signal(signal.SIGTERM, old)
+                if self.show:
+                    sys.stderr.write("\r" + " " * 100 + "\r")
+        return time.monotonic() - self.t0
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    def _launch(self, t: Target, tmp: Path) -> dict[subprocess.Popen[bytes], tuple[Target, Path, float, str]]:
+        seed = (self.seed + self.next_seed) % 2**63
+        self.next_seed += 1
+        t.launched += 1
+        cfg = replace(t.cfg, seed=seed, fail_fast=t.cfg.fail_fast or (t.expect == "violation" and not self.runs_wanted))
+        command = command_for(cfg)
+        out = tmp / f"run{self.next_seed}.json"
+        argv = [sys.executable, "-m", "stress", *shlex.split(command)[3:], "--quiet", "--json", str(out)]
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return {p: (t, out, time.monotonic() - self.t0, command)}
+
+    def _reap_finished(self, running: dict[subprocess.Popen[bytes], tuple[Target, Path, float, str]], block: bool) -> None:
+        while True:
+            done = [p for p in running if p.poll() is not None]
+            if done or not block:
+                break
+            time.sleep(0.02)
+        for p in done:
+            t, out, started, command = running.pop(p)
+            stderr = p.stderr.read().decode(errors="replace") if p.stderr else ""
+            if p.stderr:
+                p.stderr.close()
+            self._record(t, out, started, command, p.returncode, stderr)
+
+    def _record(self, t: Target, out: Path, started: float, command: str, status: int, stderr: str) -> None:
+        try:
+            report = json.loads(out.read_text())
+        except (OSError, ValueError):
+            if not self.interrupted:
+                t.harness_failures += 1
+                t.example = t.example or f"{command}  # {stderr.strip().splitlines()[-1:] or ['no report']}"
+            return
+        t.runs += 1
+        if report["verdict"] == "harness_failure":
+            t.harness_failures += 1
+            t.example = t.example or command
+        elif report["verdict"] == "violation":
+            t.violating += 1
+            t.kinds.update(report["violation_counts"])
+            first = report["metrics"].get("first_violation_s")
+            if first is not None:
+                t.detections.append(first)
+                at = round(started + first, 3)
+                t.first_detection_s = at if t.first_detection_s is None else min(t.first_detection_s, at)
+            t.example = t.example or command
+
+    def _progress(self) -> None:
+        if not self.show:
+            return
+        runs = sum(t.runs for t in self.targets)
+        caught = sum(1 for t in self.targets if t.violating)
+        held = sum(1 for t in self.targets if t.held)
+        sys.stderr.write(
+            f"\r  {time.monotonic() - self.t0:6.1f}s/{self.budget:g}s  runs {runs}  "
+            f"configurations with violations {caught}/{len(self.targets)}  expectations held {held}   "
+        )
+        sys.stderr.flush()
+
+
+def render(targets: list[Target], elapsed: float, interrupted: bool) -> str:
+    width = max(len(t.name) for t in targets)
+    head = f"  {'configuration':<{width}}  {'expect':<9} {'runs':>5} {'violating':>9} {'first(s)':>9} {'median(s)':>9}  held"
+    lines = [head, "  " + "-" * (len(head) - 2)]
+    for t in targets:
+        j = t.to_json()
+        first = "-" if j["first_detection_s"] is None else f"{j['first_detection_s']:.2f}"
+        med = "-" if j["median_detection_s"] is None else f"{j['median_detection_s']:.3f}"
+        held = "yes" if t.held else ("NO (harness failure)" if t.harness_failures else "NO")
+        lines.append(f"  {t.name:<{width}}  {t.expect:<9} {t.runs:>5} {t.violating:>9} {first:>9} {med:>9}  {held}")
+    for t in targets:
+        if not t.held and t.example:
+            lines.append(f"  rerun {t.name}: {t.example}")
+    all_held = all(t.held for t in targets)
+    lines.append("")
+    lines.append(f"hunt: {elapsed:.1f}s, {sum(t.runs for t in targets)} runs" + (", interrupted" if interrupted else ""))
+    lines.append(f"all expectations held: {'yes' if all_held else 'NO'}")
+    return "\n".join(lines)
+
+
+def cmd_hunt(ns: argparse.Namespace) -> int:
+    import os
+
+    from stress.cli import check_writable, config_from
+
+    if ns.jobs is not None and not 1 <= ns.jobs <= 256:
+        raise ConfigError(f"--jobs must be between 1 and 256, got {ns.jobs}")
+    if not 0 <= ns.runs <= 100_000:
+        raise ConfigError(f"--runs must be between 0 (until the budget) and 100000, got {ns.runs}")
+    if ns.matrix and (ns.strategy or ns.mutant or ns.expect):
+        raise ConfigError("--matrix hunts every configuration: drop --strategy, --mutant and --expect")
+    base = config_from(ns)
+    check_writable(ns.json)
+    targets = targets_from(ns, base)
+    jobs = ns.jobs or len(os.sched_getaffinity(0))
+    print(
+        f"hunt: {len(targets)} configuration(s), budget {ns.budget:g}s, {jobs} at a time, {base.cpus} CPUs x {base.duration:g}s runs, "
+        f"seeds from {base.seed}",
+        file=sys.stderr,
+    )
+    h = Hunt(targets, ns.budget, jobs, ns.runs, base.seed, ns.quiet)
+    elapsed = h.run()
+    print(render(targets, elapsed, h.interrupted))
+    all_held = all(t.held for t in targets)
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump(
+                {"configs": [t.to_json() for t in targets], "all_held": all_held, "elapsed_s": round(elapsed, 2), "budget_s": ns.budget},
+                f,
+                indent=1,
+            )
+    if any(t.harness_failures for t in targets):
+        return 3
+    return 0 if all_held else 1

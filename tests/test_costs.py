@@ -1,0 +1,29 @@
+"""What the schemes cost, from whole runs: IPIs per exit against the footprint, lazy atomics."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from emu.config import RunConfig, Workload
+from emu.runner import run
+
+# few migrations: an mm's footprint stays well below the machine, so the two costs differ
+LOCAL = RunConfig(cpus=8, duration=2.0, seed=41, workload=Workload(p_migrate=0.02))
+
+
+def test_shoot_all_costs_every_cpu_per_exit_where_powerpc_costs_the_footprint() -> None:
+    arm = run(replace(LOCAL, strategy="shoot-lazies", arch="arm64", shoot_all=True)).metrics
+    ppc = run(replace(LOCAL, strategy="shoot-lazies", arch="powerpc")).metrics
+    assert arm["ipis_flush"] == 0 and arm["tlb_broadcasts"] == arm["mm_exits"]  # broadcast TLBI, no IPI
+    assert arm["ipis_per_exit"] > 0.9 * 7  # every other online CPU, on every exit
+    assert ppc["ipis_per_exit"] <= ppc["footprint_per_exit"]  # the mask minus the sender, plus rare shootdowns
+    assert ppc["ipis_per_exit"] < arm["ipis_per_exit"]
+    assert ppc["ipis_shootdown"] < ppc["ipis_flush"]  # the exit flush did most of the shooting
+    assert arm["ipis_wasted"] > arm["ipis_useful"]
+
+
+def test_shoot_lazies_takes_no_lazy_reference_where_refcount_takes_two_per_round_trip() -> None:
+    shoot = run(replace(LOCAL, strategy="shoot-lazies", arch="powerpc")).metrics
+    ref = run(replace(LOCAL, strategy="refcount", arch="powerpc")).metrics
+    assert shoot["lazy_switches"] > 0 and shoot["lazy_refcount_atomics"] == 0
+    assert ref["lazy_refcount_atomics"] >= 2 * ref["lazy_switches"] * 0.9

@@ -1,0 +1,68 @@
+"""``stress hunt``: expectations, the budget, the JSON summary; and the race suite's remote form."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stress.hunt import parse_budget
+
+CMD = [sys.executable, "-m", "stress", "hunt", "--quiet"]
+
+
+def hunt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_budget_parsing() -> None:
+    assert parse_budget("90") == 90 and parse_budget("90s") == 90 and parse_budget("5m") == 300 and parse_budget("1h") == 3600
+
+
+@pytest.mark.parametrize("args", [["--budget", "soon"], ["--budget", "-5m"], ["--matrix", "--strategy", "refcount"], ["--jobs", "0"]])
+def test_bad_hunt_input_is_one_line(args: list[str]) -> None:
+    r = hunt(*args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_a_mutant_is_caught_and_a_correct_scheme_held_clean(tmp_path: Path) -> None:
+    out = tmp_path / "hunt.json"
+    r = subprocess.run(
+        [*CMD, "--mutant", "refcount-no-grab", "--budget", "20s", "--json", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    (cfg,) = json.loads(out.read_text())["configs"]
+    assert cfg["expect"] == "violation" and cfg["violations"] >= 1 and cfg["held"] and cfg["first_detection_s"] is not None
+    assert {"strategy", "arch", "mutant", "expect", "runs", "violations", "first_detection_s", "held"} <= set(cfg)
+
+    r = subprocess.run(
+        [*CMD, "--strategy", "refcount", "--budget", "20s", "--runs", "2", "--json", str(out)], capture_output=True, text=True, timeout=120
+    )
+    summary = json.loads(out.read_text())
+    assert r.returncode == 0 and summary["all_held"] and summary["configs"][0]["runs"] == 2
+
+
+def test_a_wrong_expectation_fails_the_hunt() -> None:
+    r = subprocess.run(
+        [*CMD, "--mutant", "refcount-no-grab", "--expect", "clean", "--budget", "10s", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "all expectations held: NO" in r.stdout and "rerun refcount-no-grab" in r.stdout
+
+
+def test_race_suite_runs_on_execnet_workers() -> None:
+    """The local form of a campaign spread over machines: xdist's --tx with popen gateways."""
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "xdist", "--tx", "2*popen", "--dist", "load", "-m", "race",
+         "--race-count", "1", "--race-seconds", "1", "-p", "no:benchmark",
+         "tests/race/test_matrix_races.py::test_cell[r0-refcount@arm64]",
+         "tests/race/test_matrix_races.py::test_cell[r0-refcount-no-grab@x86]"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "2 passed" in r.stdout

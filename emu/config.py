@@ -33,6 +33,7 @@ class Workload:
     p_kthread: float = 0.10  # per schedule: a per-CPU kernel thread wakes
     p_use_mm: float = 0.05  # per kernel-thread quantum: kthread_use_mm on a live mm
     sleep_us: int = 200  # mean sleep of a blocked thread
+    p_munmap: float = 0.01  # per user quantum: unmap something, a TLB flush of the running mm
 
     def live_procs(self, cpus: int) -> int:
         return self.procs or max(2, min(64, cpus))
@@ -55,6 +56,7 @@ class RunConfig:
     stutter: bool = False  # all CPUs run, pause together, run
     shuffle: bool = False  # move CPU processes between the real cores
     hotplug: bool = False  # take random CPUs offline and back
+    use_mm_bursts: bool = False  # now and then every kernel thread adopts an mm at once
     fail_fast: bool = False  # stop at the first violation
 
     def to_dict(self) -> dict[str, object]:
@@ -116,7 +118,7 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
     if cfg.hotplug and cfg.cpus < 2:
         raise ConfigError("--hotplug needs at least 2 CPUs (cpu0 stays online)")
     w = cfg.workload
-    for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm"):
+    for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm", "p_munmap"):
         v = getattr(w, name)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {v}")

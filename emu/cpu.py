@@ -49,6 +49,7 @@ from emu.layout import (
     H_PHASE,
     H_READY,
     H_STUTTER,
+    H_USE_MM_BURST,
     INIT_MM,
     KIND_IDLE,
     KIND_KTHREAD,
@@ -70,7 +71,7 @@ from emu.layout import (
     e2f_bucket,
 )
 from emu.mm import MmOps
-from emu.oracle import INCONSISTENT_MM, IRQ_ENTRY, Oracle
+from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, Oracle
 from emu.perturb import install_noise
 from emu.sched import Scheduler
 from emu.strategies import resolve
@@ -124,6 +125,7 @@ class Cpu(Scheduler, Hotplug):
         self.mm = MmOps(self)
         self.arch = ARCHES[cfg.arch](self)
         self.strategy = resolve(cfg.scheme)(self)
+        self.mask_tracks_loaded = self.arch.mask_tracks_loaded
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -144,6 +146,8 @@ class Cpu(Scheduler, Hotplug):
 
     def _count_ipi(self, fid: int, target: int, arg: int) -> None:
         self.count("ipis_sent")
+        if self.mm.tearing_down:
+            self.count("ipis_exit")
         purpose = ipi_purpose(fid)
         if purpose:
             self.count(purpose)
@@ -257,11 +261,15 @@ class Cpu(Scheduler, Hotplug):
         loaded = w[self.LOADED]
         if loaded != active and loaded != INIT_MM:
             self.oracle.touch(loaded)
+        if self.mask_tracks_loaded and loaded != INIT_MM and not self.atomics.cpumask_test_cpu(self.layout.cpumask(loaded), self.cpu):
+            self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
 
     # -- what a task does with its quantum ------------------------------------------------------
     def run_user(self, task: int, phase: int) -> None:
         rng, wl = self.rng, self.wl
         self.maybe_fork(phase)
+        if rng.random() < wl.p_munmap:
+            self.arch.flush_tlb_mm(self.w[self.task_base + task * 8 + T_MM])
         r = rng.random()
         if phase != PHASE_RUN or r < wl.p_exit:
             self.do_exit(task)
@@ -292,7 +300,7 @@ class Cpu(Scheduler, Hotplug):
                 self.kthread_unuse_mm(k, use[0])
                 self.mm.mmput(use[0])
                 self.atomics.atomic_dec(H_KTHREAD_MMS)
-        elif phase == PHASE_RUN and not self.going_down and self.rng.random() < self.wl.p_use_mm:
+        elif phase == PHASE_RUN and not self.going_down and (self.w[H_USE_MM_BURST] or self.rng.random() < self.wl.p_use_mm):
             mm = self.pick_live_mm()
             if mm and self.mm.mmget_not_zero(mm):
                 self.atomics.atomic_inc(H_KTHREAD_MMS)
@@ -348,7 +356,8 @@ class Cpu(Scheduler, Hotplug):
         self.drain_inbox()
         if self.sleepers and self.sleepers[0][0] <= time.monotonic():
             self.wake_sleepers(PHASE_RUN)
-        if self.kthreads and self.w[H_PHASE] == PHASE_RUN and self.rng.random() < self.wl.p_kthread:
+        p_kthread = 0.5 if self.w[H_USE_MM_BURST] else self.wl.p_kthread
+        if self.kthreads and self.w[H_PHASE] == PHASE_RUN and self.rng.random() < p_kthread:
             k = self.rng.choice(self.kthreads)
             if k not in self.kthread_queued and k != self.w[self.CURR]:
                 self.kthread_queued.add(k)

@@ -4,6 +4,8 @@
   contention; run and pause lengths are drawn from the seed.
 - shuffle: every so often each CPU process is moved to a random real core
   (``os.sched_setaffinity``), so the OS interleaves them differently.
+- kthread_use_mm bursts: for a few milliseconds at a time every kernel thread wakes often and
+  adopts a live mm, as io_uring or vhost workers do under load.
 - hotplug: at random moments a random CPU (never cpu0, the boot CPU) is asked to go offline,
   or an offline one to come back (``C_HP_WANT``); the CPU carries it out itself.
 
@@ -17,11 +19,12 @@ import random
 import time
 
 from emu.config import RunConfig
-from emu.layout import C_HP_WANT, C_ONLINE, H_STUTTER, Layout
+from emu.layout import C_HP_WANT, C_ONLINE, H_STUTTER, H_USE_MM_BURST, Layout
 
 STUTTER_RUN_S, STUTTER_PAUSE_S = 0.050, 0.020
 SHUFFLE_EVERY_S = 0.100
 HOTPLUG_EVERY_S = 0.020
+BURST_EVERY_S, BURST_LENGTH_S = 0.050, 0.010
 SETTLE_TIMEOUT_S = 10.0
 
 
@@ -38,6 +41,7 @@ class Perturbation:
             "stutter": now + self._exp(STUTTER_RUN_S) if cfg.stutter else None,
             "shuffle": now + SHUFFLE_EVERY_S if cfg.shuffle else None,
             "hotplug": now + self._exp(HOTPLUG_EVERY_S) if cfg.hotplug else None,
+            "burst": now + self._exp(BURST_EVERY_S) if cfg.use_mm_bursts else None,
         }
 
     def _exp(self, mean: float) -> float:
@@ -58,6 +62,10 @@ class Perturbation:
         if self.next["shuffle"] is not None and now >= self.next["shuffle"]:
             self.shuffle()
             self.next["shuffle"] = now + SHUFFLE_EVERY_S
+        if self.next["burst"] is not None and now >= self.next["burst"]:
+            bursting = not self.w[H_USE_MM_BURST]
+            self.w[H_USE_MM_BURST] = int(bursting)
+            self.next["burst"] = now + self._exp(BURST_LENGTH_S if bursting else BURST_EVERY_S)
         if self.next["hotplug"] is not None and now >= self.next["hotplug"]:
             self.onoff()
             self.next["hotplug"] = now + self._exp(HOTPLUG_EVERY_S)
@@ -83,7 +91,7 @@ class Perturbation:
     def settle(self) -> bool:
         """Lift every perturbation before the drain; False if a CPU did not come back online."""
         lay, w = self.layout, self.w
-        w[H_STUTTER] = 0
+        w[H_STUTTER] = w[H_USE_MM_BURST] = 0
         for c in range(lay.ncpus):
             w[lay.cpu(c) + C_HP_WANT] = 1
         deadline = time.monotonic() + SETTLE_TIMEOUT_S

@@ -23,7 +23,7 @@ INIT_MM = 1 << MM_SLOT_BITS  # slot 0, generation 1: never freed
 
 # -- header ------------------------------------------------------------------------------
 H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE, H_LIVE_USERS = range(7)
-H_KTHREAD_MMS, H_NVIOL, H_READY, H_STUTTER = range(8, 12)  # H_STUTTER: all CPUs pause while set
+H_KTHREAD_MMS, H_NVIOL, H_READY, H_STUTTER, H_USE_MM_BURST = range(8, 13)  # set by the runner's perturbation
 H_VIOL_KINDS = 16  # 16 words: a histogram of violation kinds
 HEADER_WORDS = 32
 
@@ -87,6 +87,7 @@ BASE_COUNTERS = (
     "ipis_shootdown",
     "ipis_flush",
     "ipis_check",
+    "ipis_exit",
     "ipis_received",
     "ipis_useful",
     "ipis_wasted",
@@ -99,6 +100,7 @@ BASE_COUNTERS = (
     "forks",
     "exits",
     "kthread_use_mm",
+    "tlb_flushes",
     "migrations",
     "hotplug_offline",
     "hotplug_online",

@@ -58,6 +58,7 @@ CELLS: list[Cell] = [
     Cell("shoot-lazies", "powerpc", why="the mask covers every CPU that ran the mm"),
     Cell("shoot-lazies", "powerpc", options={"radix_exit_shoot": False, "debug_check": True}, why="shootdown at __mmdrop only"),
     Cell("shoot-lazies", "powerpc", options={"hotplug": True}, why="hotplug leaves the lazy mm before the mask"),
+    Cell("shoot-lazies", "powerpc", options={"use_mm_bursts": True}, why="each CPU trims only itself, never a running kthread"),
     Cell("shoot-lazies", "x86-lazy-mask", why="the lazy mask is a superset"),
     Cell("shoot-lazies", "arm64", options={"shoot_all": True}, why="no mask: IPI every CPU"),
     Cell("shoot-lazies", "s390", options={"shoot_all": True}, why="no mask: IPI every CPU"),
@@ -68,6 +69,13 @@ CELLS: list[Cell] = [
     Cell("shoot-irqs-enabled", "powerpc", "lockdep", why="B7: exit-flush lazy switch with interrupts on"),
     Cell(
         "shoot-hotplug-race", "powerpc", "freed_while_lazy", options={"hotplug": True}, why="B2: mask cleared while lazy", min_seconds=4.0
+    ),
+    Cell(
+        "powerpc-trim-vs-kthread",
+        "powerpc",
+        "cpumask_missing",
+        options={"use_mm_bursts": True},
+        why="B8: sender trims vs kthread_use_mm",
     ),
 ]
 

@@ -68,6 +68,7 @@ class MmOps:
         self.oracle = cpu.oracle
         self.trace = cpu.trace
         self._serial = 0
+        self.tearing_down = 0  # inside __mmput or __mmdrop: the IPIs sent are an exit's cost
 
     # -- the checked read-modify-write ---------------------------------------------------
     def mm_count_add(self, mm: int, field: int, delta: int, where: int) -> int | None:
@@ -149,9 +150,13 @@ class MmOps:
         self.c.count("mm_exits")
         self.c.count("footprint_cpus", self.atomics.cpumask_weight(self.layout.ran_mask(mm), self.layout.ncpus))
         self.trace(EV_MMPUT_LAST, mm)
-        self.exit_mmap(mm)
-        self.c.strategy.mmput_lazy_fixup(mm)
-        self.mmdrop(mm)
+        self.tearing_down += 1
+        try:
+            self.exit_mmap(mm)
+            self.c.strategy.mmput_lazy_fixup(mm)
+            self.mmdrop(mm)
+        finally:
+            self.tearing_down -= 1
 
     def exit_mmap(self, mm: int) -> None:
         """Unmap everything, free the page tables' contents, and flush every TLB that may hold them."""
@@ -170,7 +175,11 @@ class MmOps:
 
     def __mmdrop(self, mm: int) -> None:
         self.trace(EV_MMDROP_LAST, mm)
-        self.c.strategy.cleanup_lazy_tlbs(mm)
+        self.tearing_down += 1
+        try:
+            self.c.strategy.cleanup_lazy_tlbs(mm)
+        finally:
+            self.tearing_down -= 1
         self.oracle.check_free(mm, AT_FREE)
         self.free_mm(mm)
 

@@ -56,8 +56,11 @@ KINDS = (
     "scheme_warning",  # a scheme's own WARN_ON fired (its debug check)
     "inconsistent_mm",  # an interrupt found active_mm and the loaded mm disagreeing
     "lockdep",  # a kernel API's locking precondition broken (switch_mm_irqs_off with interrupts on)
+    "cpumask_missing",  # a CPU runs an mm outside its mm_cpumask: flushes sent to the mask miss it
 )
-USE_AFTER_FREE, FREED_WHILE_LAZY, DOUBLE_FREE, COUNT_UNDERFLOW, LEAK, SCHEME_WARNING, INCONSISTENT_MM, LOCKDEP = range(len(KINDS))
+(USE_AFTER_FREE, FREED_WHILE_LAZY, DOUBLE_FREE, COUNT_UNDERFLOW, LEAK, SCHEME_WARNING, INCONSISTENT_MM, LOCKDEP, CPUMASK_MISSING) = range(
+    len(KINDS)
+)
 
 _SITES: list[str] = []
 

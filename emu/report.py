@@ -103,7 +103,7 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
     freed = counters["mm_freed"]
     m["switches_per_second"] = round(switches / run_s, 1) if run_s > 0 else 0.0
     exits = counters["mm_exits"]
-    m["ipis_per_exit"] = round(counters["ipis_sent"] / exits, 3) if exits else 0.0
+    m["ipis_per_exit"] = round(counters["ipis_exit"] / exits, 3) if exits else 0.0
     m["footprint_per_exit"] = round(counters["footprint_cpus"] / exits, 3) if exits else 0.0
     m["lazy_refcount_atomics_per_switch"] = round(counters["lazy_refcount_atomics"] / switches, 4) if switches else 0.0
     m["exit_to_free_us_p50"] = _round(percentile_from_hist(hist, 0.50))

@@ -60,6 +60,7 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g.add_argument("--p-migrate", type=FLOAT, default=d.p_migrate, help=f"per wake-up, move to another CPU (default: {d.p_migrate})")
     g.add_argument("--p-kthread", type=FLOAT, default=d.p_kthread, help=f"per schedule, a kernel thread wakes (default: {d.p_kthread})")
     g.add_argument("--p-use-mm", type=FLOAT, default=d.p_use_mm, help=f"per kthread quantum, kthread_use_mm (default: {d.p_use_mm})")
+    g.add_argument("--p-munmap", type=FLOAT, default=d.p_munmap, help=f"per user quantum, a TLB flush of its mm (default: {d.p_munmap})")
     g.add_argument("--sleep-us", type=INT, default=d.sleep_us, help=f"mean sleep of a blocked thread in us (default: {d.sleep_us})")
 
 
@@ -76,6 +77,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     t.add_argument("--stutter", action="store_true", help="all CPUs run, pause together, run again")
     t.add_argument("--shuffle", action="store_true", help="move CPU processes between the real cores at intervals")
     t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
+    t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
     s = p.add_argument_group("shoot-lazies")
     s.add_argument(
@@ -111,12 +113,14 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     wl = Workload(
         procs=ns.procs, threads=ns.threads, kthreads=ns.kthreads, p_fork=ns.p_fork, p_exit=ns.p_exit,
         p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
+        p_munmap=ns.p_munmap,
     )  # fmt: skip
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl,
         shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
+        use_mm_bursts=ns.use_mm_bursts,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     check_writable(ns.json)

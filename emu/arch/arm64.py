@@ -17,6 +17,7 @@ class Arm64(Arch):
     name = "arm64"
     summary = "mask never maintained (always empty); exit flush is a hardware broadcast, no IPI"
     flush_by_ipi = False
+    mask_tracks_loaded = False
 
     def switch_mm_irqs_off(self, prev: int, next: int) -> None:
         self.lockdep_assert_irqs_disabled(next)

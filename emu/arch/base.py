@@ -26,6 +26,7 @@ class Arch:
     counters: ClassVar[tuple[str, ...]] = ()
     flush_by_ipi: ClassVar[bool] = True  # the exit flush interrupts the CPUs in mm_cpumask
     lazy_may_load_init_mm: ClassVar[bool] = False  # a lazy CPU may run on init_mm's tables while active_mm stays
+    mask_tracks_loaded: ClassVar[bool] = True  # a CPU with an mm loaded is always in its mm_cpumask
 
     def __init__(self, cpu: Cpu) -> None:
         self.c = cpu
@@ -80,6 +81,14 @@ class Arch:
             self.c.irq.smp_call_function_many(self.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
         else:
             self.c.trace(EV_TLB_BROADCAST, mm)
+            self.c.count("tlb_broadcasts")
+
+    def flush_tlb_mm(self, mm: int) -> None:
+        """A flush of a live mm (after munmap): every CPU that may cache its entries, by the mask."""
+        self.c.count("tlb_flushes")
+        if self.flush_by_ipi:
+            self.c.irq.smp_call_function_many(self.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
+        else:
             self.c.count("tlb_broadcasts")
 
     def flush_tlb_mm_ipi(self, mm: int) -> None:

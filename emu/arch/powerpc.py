@@ -38,6 +38,14 @@ class Powerpc(Arch):
         else:
             super().flush_tlb_mm_exit(mm)
 
+    def flush_tlb_mm(self, mm: int) -> None:
+        s = self.c.strategy
+        if getattr(s, "MMU_LAZY_TLB_SHOOTDOWN", False) and self.c.cfg.radix_exit_shoot:
+            self.c.count("tlb_flushes")
+            s.radix_flush_tlb_mm(mm)  # type: ignore[attr-defined]
+        else:
+            super().flush_tlb_mm(mm)
+
     def cpu_offline(self) -> None:
         """``cleanup_cpu_mmu_context``: this CPU leaves every mm's cpumask."""
         lay, w = self.c.layout, self.w

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from emu.strategies.base import Strategy
 from emu.strategies.refcount import Refcount, RefcountNoGrab
-from emu.strategies.shoot_lazies import ShootHotplugRace, ShootIrqsEnabled, ShootLazies
+from emu.strategies.shoot_lazies import PowerpcTrimVsKthread, ShootHotplugRace, ShootIrqsEnabled, ShootLazies
 
-_ALL: tuple[type[Strategy], ...] = (Refcount, RefcountNoGrab, ShootLazies, ShootIrqsEnabled, ShootHotplugRace)
+_ALL: tuple[type[Strategy], ...] = (Refcount, RefcountNoGrab, ShootLazies, ShootIrqsEnabled, ShootHotplugRace, PowerpcTrimVsKthread)
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is None}
 MUTANTS: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is not None}

@@ -23,6 +23,13 @@ MMU_LAZY_TLB_SHOOTDOWN"): a CPU going down is cleared from every mask by powerpc
 ``__cpu_disable`` while it is still lazy on an mm, and leaves that mm only at the end of the
 teardown (``idle_task_exit``); an mm freed in between is not shot down on that CPU.
 
+Mutant ``powerpc-trim-vs-kthread`` (bug B8, fixed by "powerpc/64s: Fix mm_cpumask trimming race
+vs kthread_use_mm"): the trimming of a single-threaded mm's mask is done by the sender after
+the IPIs (``mm_reset_thread_local``: clear the mask, set only itself), assuming nobody else can
+start using the mm; a kernel thread that took ``mmget_not_zero`` and ran ``kthread_use_mm``
+meanwhile loses its bit and runs the mm outside its mask, so later flushes miss it. The fix has
+each CPU trim only itself, and only if it does not run the mm.
+
 Mutant ``shoot-irqs-enabled`` (bug B7, fixed by "powerpc/64s/radix: Fix exit lazy tlb mm switch
 with irqs enabled"): that local ``exit_lazy_flush_tlb`` switches ``active_mm`` and the loaded
 mm with interrupts enabled, so an IPI can land between the two.
@@ -32,8 +39,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emu.arch.base import FLUSH_TLB_MM
 from emu.irq import ipi_function
-from emu.layout import INIT_MM
+from emu.layout import INIT_MM, M_USERS
 from emu.oracle import SCHEME_WARNING, site
 from emu.strategies.base import Strategy
 
@@ -90,6 +98,16 @@ class ShootLazies(Strategy):
             self.c.oracle.report(SCHEME_WARNING, mm, AT_CHECK)
 
     # -- powerpc radix: shoot lazies during the final flush -----------------------------------
+    def radix_flush_tlb_mm(self, mm: int) -> None:
+        """``radix__flush_tlb_mm`` -> ``flush_type_needed``: a single-threaded mm being flushed by
+        its own thread first flushes every other CPU out of its mask ("powerpc/64s/radix: flush
+        remote CPUs out of single-threaded mm_cpumask")."""
+        c = self.c
+        if self.READ_ONCE(c.layout.mm(mm) + M_USERS) <= 1 and c.arch.current_mm() == mm:
+            self.exit_flush_lazy_tlbs(mm)
+        else:
+            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
+
     def exit_flush_lazy_tlbs(self, mm: int) -> None:
         c = self.c
         c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), DO_EXIT_FLUSH_LAZY_TLB, mm, wait=True)
@@ -151,3 +169,27 @@ class ShootHotplugRace(ShootLazies):
         c.arch.cpu_offline()  # ... clears this CPU from every mm_cpumask, still lazy
         c.cpuhp_teardown()
         c.sched_force_init_mm()  # idle_task_exit, at the very end
+
+
+class PowerpcTrimVsKthread(ShootLazies):
+    name = "powerpc-trim-vs-kthread"
+    summary = "B8: the sender trims a single-threaded mm's mask, racing with kthread_use_mm"
+    mutant_of = "shoot-lazies"
+
+    def radix_flush_tlb_mm(self, mm: int) -> None:
+        c = self.c
+        if self.READ_ONCE(c.layout.mm(mm) + M_USERS) <= 1 and c.arch.current_mm() == mm:
+            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), DO_EXIT_FLUSH_LAZY_TLB, mm, wait=True)
+            self.mm_reset_thread_local(mm)
+        else:
+            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
+
+    def mm_reset_thread_local(self, mm: int) -> None:
+        """ "It's possible for mm_access to take a reference on mm_users ... but it's not allowed
+        to set mm_cpumask": the assumption kthread_use_mm broke."""
+        c = self.c
+        mask = c.arch.mm_cpumask(mm)
+        for cpu in c.arch.mm_cpumask_cpus(mm):
+            if cpu != c.cpu:
+                c.atomics.cpumask_clear_cpu(mask, cpu)
+        c.atomics.cpumask_set_cpu(mask, c.cpu)

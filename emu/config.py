@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from emu.memory_model import MEMORY_MODELS
+
 
 class ConfigError(ValueError):
     """A user mistake in the run's settings: reported as one line, exit status 2."""
@@ -50,6 +52,8 @@ class RunConfig:
     shoot_all: bool = False  # shoot-lazies: IPI every online CPU, not the mask
     debug_check: bool = False  # shoot-lazies: do_check_lazy_tlb on every CPU at each free
     radix_exit_shoot: bool = True  # powerpc + shoot-lazies: shoot lazies in the final flush
+    memory_model: str = "sc"  # sc, or tso: a FIFO store buffer per CPU (emu.memory_model)
+    race_delay: float = 0.0  # per pass through a scheme's marked race window: chance to stall there
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -105,6 +109,10 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
     if (cfg.shoot_all or cfg.debug_check) and cfg.strategy != "shoot-lazies":
         flag = "--shoot-all" if cfg.shoot_all else "--debug-check"
         raise ConfigError(f"{flag} applies to --strategy shoot-lazies, not '{cfg.strategy}'")
+    if cfg.memory_model not in MEMORY_MODELS:
+        raise ConfigError(f"unknown memory model '{cfg.memory_model}' {suggest(cfg.memory_model, list(MEMORY_MODELS))}")
+    if not 0.0 <= cfg.race_delay <= 1.0:
+        raise ConfigError(f"--race-delay must be a probability in [0, 1], got {cfg.race_delay}")
     w = cfg.workload
     for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm"):
         v = getattr(w, name)

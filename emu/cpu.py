@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emu.arch import ARCHES
-from emu.atomics import Atomics
 from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
     C_ACTIVE_MM,
@@ -66,6 +65,7 @@ from emu.layout import (
     Layout,
     e2f_bucket,
 )
+from emu.memory_model import make_atomics
 from emu.mm import MmOps
 from emu.oracle import INCONSISTENT_MM, IRQ_ENTRY, Oracle
 from emu.sched import Scheduler
@@ -93,7 +93,7 @@ class Cpu(Scheduler):
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
         self.irq = Irq(self.w, layout, cpu)
-        self.atomics = Atomics(self.w, locks, self.irq)
+        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
         self.trace = Tracer(self.w, layout, cpu)
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
@@ -109,7 +109,8 @@ class Cpu(Scheduler):
         self.c_walks = self._cnt["page_walks"]
         self.irq.on_send = self._count_ipi
         self.irq.on_receive = lambda fid: self.count("ipis_received")
-        self.irq.on_entry = self.irq_entry_check
+        self.irq.on_entry = self.irq_entry
+        self.irq.fence = self.atomics.store_buffer_drain
 
         self.mm = MmOps(self)
         self.arch = ARCHES[cfg.arch](self)
@@ -147,6 +148,11 @@ class Cpu(Scheduler):
             return  # run locally by on_each_cpu_mask: not an interrupt
         lazy = self.w[self.ACTIVE] == mm and self.arch.current_mm() != mm
         self.count("ipis_useful" if lazy else "ipis_wasted")
+
+    def irq_entry(self) -> None:
+        """Interrupt entry serializes: the store buffer drains before the handler runs."""
+        self.atomics.store_buffer_drain()
+        self.irq_entry_check()
 
     def irq_entry_check(self) -> None:
         """An interrupt sees the CPU between instructions: active_mm and the loaded mm must agree
@@ -317,6 +323,7 @@ class Cpu(Scheduler):
 
     def idle_wait(self, timeout: float) -> None:
         """Block until a signal (an IPI or a wake-up doorbell) or the timeout."""
+        self.atomics.store_buffer_drain()  # no store lingers in the buffer of a sleeping CPU
         try:
             select.select([self._wake_r], [], [], timeout)
         except InterruptedError:

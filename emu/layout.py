@@ -100,6 +100,7 @@ BASE_COUNTERS = (
     "migrations",
     "page_walks",
     "idle_waits",
+    "race_delays",
     "exit_to_free_ns_sum",
 ) + E2F_COUNTERS
 

@@ -106,6 +106,10 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
     m["exit_to_free_us_p50"] = _round(percentile_from_hist(hist, 0.50))
     m["exit_to_free_us_p99"] = _round(percentile_from_hist(hist, 0.99))
     m["exit_to_free_us_mean"] = round(counters["exit_to_free_ns_sum"] / freed / 1000, 1) if freed else 0.0
+    exits = counters["mm_exits"]
+    for name in ("cpus_scanned", "remote_slot_reads", "mm_line_atomics"):
+        if name in counters:  # the scanning schemes' costs, per exit
+            m[f"{name}_per_exit"] = round(counters[name] / exits, 3) if exits else 0.0
     m["run_seconds"] = round(run_s, 3)
     return m
 
@@ -124,6 +128,10 @@ def command_for(cfg: RunConfig) -> str:
     if cfg.mutant:
         args += ["--mutant", cfg.mutant]
     args += ["--arch", cfg.arch, "--duration", f"{cfg.duration:g}", "--seed", str(cfg.seed)]
+    if cfg.memory_model != "sc":
+        args += ["--memory-model", cfg.memory_model]
+    if cfg.race_delay:
+        args += ["--race-delay", f"{cfg.race_delay:g}"]
     for flag, on in (
         ("--shoot-all", cfg.shoot_all),
         ("--debug-check", cfg.debug_check),

@@ -79,6 +79,10 @@ def build_parser() -> Parser:
     run.add_argument(
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
+    run.add_argument("--memory-model", default="sc", help="sc (default), or tso: a FIFO store buffer per CPU")
+    run.add_argument(
+        "--race-delay", type=FLOAT, default=0.0, help="chance to stall at a scheme's marked race window, per pass (default: 0)"
+    )
     s = run.add_argument_group("shoot-lazies")
     s.add_argument(
         "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
@@ -102,6 +106,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl,
         shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
+        memory_model=ns.memory_model, race_delay=ns.race_delay,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     if ns.json:
@@ -128,7 +133,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from emu.runner import run
 
     cfg = config_from(ns)
-    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch}, {cfg.duration:g}s", file=sys.stderr)
+    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {cfg.duration:g}s", file=sys.stderr)
     progress = ProgressLine() if not ns.quiet else None
     try:
         report = run(cfg, progress)

@@ -24,6 +24,7 @@ class Arch:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     counters: ClassVar[tuple[str, ...]] = ()
+    maintains_mm_cpumask: ClassVar[bool] = True  # False: every mask stays empty (arm64)
     flush_by_ipi: ClassVar[bool] = True  # the exit flush interrupts the CPUs in mm_cpumask
     lazy_may_load_init_mm: ClassVar[bool] = False  # a lazy CPU may run on init_mm's tables while active_mm stays
 

@@ -52,7 +52,7 @@ class TsoAtomics(Atomics):
         self._fifo: deque[tuple[int, int]] = deque()
         self._fwd: dict[int, list[int]] = {}  # address -> [entries buffered, newest value]
 
-    # -- the buffer ------------------------------------------------------------------------
+    # -- the buffer: every change with interrupts masked, since an IPI handler uses it too ------
     def _commit_oldest(self) -> None:
         i, v = self._fifo.popleft()
         self.w[i] = v
@@ -61,18 +61,29 @@ class TsoAtomics(Atomics):
         if not f[0]:
             del self._fwd[i]
 
+    def _unmask(self) -> None:
+        irq = self.irq
+        irq.in_atomic -= 1
+        if irq.pending:
+            irq.replay()
+
     def store_buffer_drain(self) -> None:
         fifo = self._fifo
         if fifo:
+            self.irq.in_atomic += 1
             w = self.w
-            for i, v in fifo:
+            while fifo:
+                i, v = fifo.popleft()
                 w[i] = v
-            fifo.clear()
             self._fwd.clear()
+            self._unmask()
 
     def _maybe_commit(self) -> None:
         if self._fifo and self._rand() < COMMIT_P:
-            self._commit_oldest()
+            self.irq.in_atomic += 1
+            if self._fifo:
+                self._commit_oldest()
+            self._unmask()
 
     # -- plain accesses --------------------------------------------------------------------
     def READ_ONCE(self, i: int) -> int:
@@ -81,6 +92,7 @@ class TsoAtomics(Atomics):
         return self.w[i] if f is None else f[1]
 
     def WRITE_ONCE(self, i: int, v: int) -> None:
+        self.irq.in_atomic += 1
         self._fifo.append((i, v))
         f = self._fwd.get(i)
         if f is None:
@@ -90,6 +102,7 @@ class TsoAtomics(Atomics):
             f[1] = v
         if len(self._fifo) > STORE_BUFFER_ENTRIES:
             self._commit_oldest()
+        self._unmask()
         self._maybe_commit()
 
     smp_load_acquire = READ_ONCE  # TSO: loads are not reordered with later accesses

@@ -17,7 +17,14 @@ published is always pinned by a user or an ``mmgrab`` at that moment.
 
 Mutant ``hazptr-no-mb`` (bug B6): both ``smp_mb`` removed, the publisher's and the scanner's.
 On a sequentially consistent machine nothing changes; the reference expects the
-store-buffering pattern to surface under ``--memory-model tso``.
+store-buffering pattern to surface under ``--memory-model tso``. In this machine it does not:
+every path that publishes a lazy mm (user -> kernel switch, ``exit_mm``, ``kthread_unuse_mm``)
+does so while a user (or an ``mmgrab``) pins the mm, and that pin can only go after a locked
+read-modify-write on the publishing CPU (``mmput``, ``mmdrop``, or the run-queue lock of a
+migration), which drains its store buffer first; the scan runs after the last such drop. So the
+pair is redundant under TSO here; the reference's pseudo-code has no load after the publish
+for a store-buffering pattern to reorder (a weaker model, where a lock acquire does not order
+an earlier store before later loads, would be needed).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ it interrupted already holds.
 
 Plain loads and stores (``READ_ONCE``/``WRITE_ONCE``) are single word accesses, which are
 atomic on their own. Under the default sequentially consistent model the barriers
-(``smp_mb``, acquire/release) have nothing to order and cost nothing.
+(``smp_mb``, acquire/release) have nothing to order and cost nothing; ``emu.memory_model``
+adds a store buffer for the ``tso`` model.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class Atomics:
 
     def smp_mb(self) -> None:
         """A full barrier: nothing to do when every access is already ordered."""
+
+    def store_buffer_drain(self) -> None:
+        """Make this CPU's buffered stores visible: nothing is buffered here (see ``emu.memory_model``)."""
 
     atomic_read = READ_ONCE
     atomic_set = WRITE_ONCE

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from emu.memory_model import MEMORY_MODELS
+
 
 class ConfigError(ValueError):
     """A user mistake in the run's settings: reported as one line, exit status 2."""
@@ -58,6 +60,8 @@ class RunConfig:
     hotplug: bool = False  # take random CPUs offline and back
     use_mm_bursts: bool = False  # now and then every kernel thread adopts an mm at once
     fail_fast: bool = False  # stop at the first violation
+    memory_model: str = "sc"  # sc, or tso: a FIFO store buffer per CPU (emu.memory_model)
+    race_delay: float = 0.0  # per pass through a scheme's marked race window: chance to stall there
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -117,6 +121,10 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         raise ConfigError(f"--noise must be a probability in [0, 1], got {cfg.noise}")
     if cfg.hotplug and cfg.cpus < 2:
         raise ConfigError("--hotplug needs at least 2 CPUs (cpu0 stays online)")
+    if cfg.memory_model not in MEMORY_MODELS:
+        raise ConfigError(f"unknown memory model '{cfg.memory_model}' {suggest(cfg.memory_model, list(MEMORY_MODELS))}")
+    if not 0.0 <= cfg.race_delay <= 1.0:
+        raise ConfigError(f"--race-delay must be a probability in [0, 1], got {cfg.race_delay}")
     w = cfg.workload
     for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm", "p_munmap"):
         v = getattr(w, name)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emu.arch import ARCHES
-from emu.atomics import Atomics
 from emu.hotplug import Hotplug
 from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
@@ -70,6 +69,7 @@ from emu.layout import (
     Layout,
     e2f_bucket,
 )
+from emu.memory_model import make_atomics
 from emu.mm import MmOps
 from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, Oracle
 from emu.perturb import install_noise
@@ -98,7 +98,7 @@ class Cpu(Scheduler, Hotplug):
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
         self.irq = Irq(self.w, layout, cpu)
-        self.atomics = Atomics(self.w, locks, self.irq)
+        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
         self.trace = Tracer(self.w, layout, cpu)
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
@@ -114,7 +114,8 @@ class Cpu(Scheduler, Hotplug):
         self.c_walks = self._cnt["page_walks"]
         self.irq.on_send = self._count_ipi
         self.irq.on_receive = lambda fid: self.count("ipis_received")
-        self.irq.on_entry = self.irq_entry_check
+        self.irq.on_entry = self.irq_entry
+        self.irq.fence = self.atomics.store_buffer_drain
 
         self.online = True
         self.going_down = False
@@ -125,7 +126,7 @@ class Cpu(Scheduler, Hotplug):
         self.mm = MmOps(self)
         self.arch = ARCHES[cfg.arch](self)
         self.strategy = resolve(cfg.scheme)(self)
-        self.mask_tracks_loaded = self.arch.mask_tracks_loaded
+        self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -161,6 +162,11 @@ class Cpu(Scheduler, Hotplug):
             return  # run locally by on_each_cpu_mask: not an interrupt
         lazy = self.w[self.ACTIVE] == mm and self.arch.current_mm() != mm
         self.count("ipis_useful" if lazy else "ipis_wasted")
+
+    def irq_entry(self) -> None:
+        """Interrupt entry serializes: the store buffer drains before the handler runs."""
+        self.atomics.store_buffer_drain()
+        self.irq_entry_check()
 
     def irq_entry_check(self) -> None:
         """An interrupt sees the CPU between instructions: active_mm and the loaded mm must agree
@@ -252,17 +258,21 @@ class Cpu(Scheduler, Hotplug):
                 self.run_idle(phase)
 
     def page_walk(self) -> None:
-        """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced."""
-        w = self.w
+        """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced.
+        One walk sees one state: an IPI landing mid-check would make the oracle read a stale mm."""
+        w, irq = self.w, self.irq
+        flags = irq.local_irq_save()
         w[self.c_walks] += 1
         active = w[self.ACTIVE]
         if active != INIT_MM:
             self.oracle.touch(active)
         loaded = w[self.LOADED]
-        if loaded != active and loaded != INIT_MM:
-            self.oracle.touch(loaded)
-        if self.mask_tracks_loaded and loaded != INIT_MM and not self.atomics.cpumask_test_cpu(self.layout.cpumask(loaded), self.cpu):
-            self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
+        if loaded != INIT_MM:
+            if loaded != active:
+                self.oracle.touch(loaded)
+            if self.maintains_mm_cpumask and not self.atomics.cpumask_test_cpu(self.layout.cpumask(loaded), self.cpu):
+                self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
+        irq.local_irq_restore(flags)
 
     # -- what a task does with its quantum ------------------------------------------------------
     def run_user(self, task: int, phase: int) -> None:
@@ -341,6 +351,7 @@ class Cpu(Scheduler, Hotplug):
 
     def idle_wait(self, timeout: float) -> None:
         """Block until a signal (an IPI or a wake-up doorbell) or the timeout."""
+        self.atomics.store_buffer_drain()  # no store lingers in the buffer of a sleeping CPU
         try:
             select.select([self._wake_r], [], [], timeout)
         except InterruptedError:

@@ -77,6 +77,7 @@ class Irq:
         self.on_send: Callable[[int, int, int], None] | None = None  # (fid, target, arg): metrics
         self.on_receive: Callable[[int], None] | None = None
         self.on_entry: Callable[[], None] | None = None  # the oracle's look at the interrupted state
+        self.fence: Callable[[], None] | None = None  # the memory model's full barrier (llist_add is a cmpxchg)
         self._mine = layout.xslot(cpu, 0)
         self._stride = XSLOT_WORDS
 
@@ -162,6 +163,8 @@ class Irq:
         if not self.cpu_online(target):
             return False
         self.csd_lock_wait(target)
+        if self.fence:
+            self.fence()
         w = self.w
         x = self.layout.xslot(target, self.cpu)
         w[x + X_FUNC] = fid

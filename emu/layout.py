@@ -107,6 +107,7 @@ BASE_COUNTERS = (
     "noise_delays",
     "page_walks",
     "idle_waits",
+    "race_delays",
     "exit_to_free_ns_sum",
 ) + E2F_COUNTERS
 

@@ -70,6 +70,14 @@ CELLS: list[Cell] = [
     Cell(
         "shoot-hotplug-race", "powerpc", "freed_while_lazy", options={"hotplug": True}, why="B2: mask cleared while lazy", min_seconds=4.0
     ),
+    # the scanning schemes, under both memory models
+    *(Cell("luto-hazard", a, why="hazard pointer re-read after drop_mm: correct on every arch") for a in ARCHES),
+    *(Cell("luto-hazard", a, options={"memory_model": "tso"}, why="correct under TSO too") for a in ("x86", "x86-lazy-mask", "arm64")),
+    Cell("hazptr", "x86", why="publish, smp_mb, scan: the store-buffering pair is fenced"),
+    Cell("hazptr", "arm64", options={"memory_model": "tso"}, why="correct under TSO"),
+    Cell("hazptr-no-mb", "x86", why="B6 is invisible on a sequentially consistent machine"),
+    Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
+    Cell("luto-rfc", "x86", "freed_while_lazy", why="B9: the exit flush cleared the lazy CPU's bit, the scan misses it"),
     Cell(
         "powerpc-trim-vs-kthread",
         "powerpc",

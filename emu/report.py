@@ -109,6 +109,10 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
     m["exit_to_free_us_p50"] = _round(percentile_from_hist(hist, 0.50))
     m["exit_to_free_us_p99"] = _round(percentile_from_hist(hist, 0.99))
     m["exit_to_free_us_mean"] = round(counters["exit_to_free_ns_sum"] / freed / 1000, 1) if freed else 0.0
+    exits = counters["mm_exits"]
+    for name in ("cpus_scanned", "remote_slot_reads", "mm_line_atomics"):
+        if name in counters:  # the scanning schemes' costs, per exit
+            m[f"{name}_per_exit"] = round(counters[name] / exits, 3) if exits else 0.0
     m["run_seconds"] = round(run_s, 3)
     return m
 
@@ -159,6 +163,12 @@ def _violation(arr: np.ndarray, layout: Layout, n: int) -> dict[str, Any]:
         detail = f"cpu{cpu} freed {name} again in {site_name(where)}{by}"
     elif kname == "count_underflow":
         detail = f"cpu{cpu} took a count of {name} below zero in {site_name(where)}"
+    elif kname == "cpumask_missing":
+        detail = f"cpu{cpu} runs {name} but is not in its mm_cpumask: flushes sent to the mask miss it"
+    elif kname == "inconsistent_mm":
+        detail = f"an interrupt on cpu{cpu} found active_mm {name} but another mm loaded"
+    elif kname == "lockdep":
+        detail = f"cpu{cpu} called switch_mm_irqs_off to {name} with interrupts enabled (lockdep_assert_irqs_disabled)"
     elif kname == "scheme_warning":
         detail = f"cpu{cpu}: the scheme's own check fired on {name} in {site_name(where)}"
     else:

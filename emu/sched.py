@@ -120,6 +120,7 @@ class Scheduler:
         (kernel/sched/core.c ``sched_force_init_mm``): a lazy use of init_mm replaces it."""
         active = self.w[self.ACTIVE]
         if active == INIT_MM:
+            self.strategy.sched_force_init_mm()
             return
         self.trace(EV_INIT_MM, active)
         self.strategy.mmgrab_lazy_tlb(INIT_MM)
@@ -128,3 +129,4 @@ class Scheduler:
         self.arch.switch_mm_irqs_off(active, INIT_MM)
         self.irq.local_irq_enable()
         self.strategy.mmdrop_lazy_tlb(active)
+        self.strategy.sched_force_init_mm()

@@ -79,6 +79,8 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
     t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
+    p.add_argument("--memory-model", default="sc", help="sc (default), or tso: a FIFO store buffer per CPU")
+    t.add_argument("--race-delay", type=FLOAT, default=0.0, help="chance to stall at a scheme's marked race window, per pass (default: 0)")
     s = p.add_argument_group("shoot-lazies")
     s.add_argument(
         "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
@@ -121,6 +123,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
         use_mm_bursts=ns.use_mm_bursts,
+        memory_model=ns.memory_model, race_delay=ns.race_delay,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     check_writable(ns.json)
@@ -151,7 +154,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from emu.runner import run
 
     cfg = config_from(ns)
-    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch}, {cfg.duration:g}s", file=sys.stderr)
+    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {cfg.duration:g}s", file=sys.stderr)
     progress = ProgressLine() if not ns.quiet else None
     try:
         report = run(cfg, progress)

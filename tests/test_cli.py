@@ -39,6 +39,8 @@ def stress(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         (["frobnicate"], "invalid choice"),
         (["run", "--shoot-all"], "--shoot-all applies to --strategy shoot-lazies"),
         (["run", "--expect", "maybe"], "invalid choice"),
+        (["run", "--memory-model", "tos"], "did you mean 'tso'"),
+        (["run", "--race-delay", "2"], "--race-delay must be a probability"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2(args: list[str], expect: str) -> None:

@@ -16,8 +16,8 @@ from emu.arch.base import Arch
 class Arm64(Arch):
     name = "arm64"
     summary = "mask never maintained (always empty); exit flush is a hardware broadcast, no IPI"
+    maintains_mm_cpumask = False
     flush_by_ipi = False
-    mask_tracks_loaded = False
 
     def switch_mm_irqs_off(self, prev: int, next: int) -> None:
         self.lockdep_assert_irqs_disabled(next)

@@ -24,9 +24,9 @@ class Arch:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     counters: ClassVar[tuple[str, ...]] = ()
+    maintains_mm_cpumask: ClassVar[bool] = True  # False: every mask stays empty (arm64); else a CPU with an mm loaded is in its mask
     flush_by_ipi: ClassVar[bool] = True  # the exit flush interrupts the CPUs in mm_cpumask
     lazy_may_load_init_mm: ClassVar[bool] = False  # a lazy CPU may run on init_mm's tables while active_mm stays
-    mask_tracks_loaded: ClassVar[bool] = True  # a CPU with an mm loaded is always in its mm_cpumask
 
     def __init__(self, cpu: Cpu) -> None:
         self.c = cpu

@@ -5,10 +5,12 @@
   and, at most once a second per mm, every CPU in the mask so that stale bits are trimmed.
 - A target without the mm loaded clears its bit (the only place a bit is cleared); a lazy
   target loads ``init_mm`` but keeps its bit, so a later scan of the mask still finds it.
+- So ``for_each_possible_lazymm_cpu`` is the mask here (every other model: online CPUs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from time import monotonic_ns
 
 from emu.arch.x86 import X86
@@ -38,3 +40,7 @@ class X86LazyMask(X86):
             self.atomics.cpumask_clear_cpu(self.mm_cpumask(mm), self.cpu)  # a stale bit: trim it
             return
         super().flush_tlb_func(mm)
+
+    def for_each_possible_lazymm_cpu(self, mm: int) -> Iterable[int]:
+        """The lazy mask is a superset of the CPUs lazy on the mm: scanning it is enough."""
+        return self.mm_cpumask_cpus(mm)

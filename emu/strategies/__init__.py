@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from emu.strategies.base import Strategy
+from emu.strategies.hazptr import Hazptr, HazptrNoMb
+from emu.strategies.luto_hazard import LutoHazard, LutoHazardLateCount
+from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
 from emu.strategies.shoot_lazies import PowerpcTrimVsKthread, ShootHotplugRace, ShootIrqsEnabled, ShootLazies
 
-_ALL: tuple[type[Strategy], ...] = (Refcount, RefcountNoGrab, ShootLazies, ShootIrqsEnabled, ShootHotplugRace, PowerpcTrimVsKthread)
+_ALL: tuple[type[Strategy], ...] = (
+    Refcount,
+    RefcountNoGrab,
+    ShootLazies,
+    ShootIrqsEnabled,
+    ShootHotplugRace,
+    PowerpcTrimVsKthread,
+    LutoRfc,
+    LutoHazard,
+    LutoHazardLateCount,
+    Hazptr,
+    HazptrNoMb,
+)
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is None}
 MUTANTS: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is not None}

@@ -9,6 +9,8 @@ other way round.
 
 from __future__ import annotations
 
+import os
+import random
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -31,6 +33,10 @@ class Strategy:
         self.atomic_add, self.atomic_sub, self.xchg, self.cmpxchg = a.atomic_add, a.atomic_sub, a.xchg, a.cmpxchg
         self.try_cmpxchg, self.try_cmpxchg_relaxed = a.try_cmpxchg, a.try_cmpxchg_relaxed
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
+        self.num_possible_cpus = cpu.ncpus
+        # its own generator, so that --race-delay leaves the workload's random stream alone
+        self._delay_p = cpu.cfg.race_delay
+        self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
 
     def rq(self, field: str, cpu: int | None = None) -> int:
         """The word offset of ``rq->field`` on ``cpu`` (this CPU by default)."""
@@ -76,5 +82,17 @@ class Strategy:
         c.arch.cpu_offline()
         c.cpuhp_teardown()
 
+    def sched_force_init_mm(self) -> None:
+        """The idle task settles on init_mm (also when it already was there): a scheme drops what
+        it deferred to this CPU's next switch, which a quiet machine never makes."""
+
     def count(self, name: str, n: int = 1) -> None:
         self.c.count(name, n)
+
+    def race_window(self) -> None:
+        """A marked race window in the scheme: with ``--race-delay``, stall here now and then so
+        that another CPU can run through the window (targeted delay injection; no effect at 0)."""
+        if self._delay_p and self._delay_rand() < self._delay_p:
+            self.count("race_delays")
+            for _ in range(1 + int(self._delay_rand() * 4)):
+                os.sched_yield()

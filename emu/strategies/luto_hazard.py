@@ -1,0 +1,150 @@
+"""luto-hazard: Andy Lutomirski's lazy mms as hazard pointers, Jan 2022 ("sched: Use lightweight
+hazard pointers to grab lazy mms").
+
+Algorithm (reference, section 3.4): ``rq->lazy_mm`` is a hazard pointer, the mm this CPU is
+lazy on, written without any atomic (user -> kernel: ``WRITE_ONCE``, still covered by the
+user's ``mm_users``; kernel -> user: ``smp_store_release(NULL)``). ``rq->drop_mm`` holds an
+``mm_count`` reference that another CPU parked here; ``mmdrop_lazy`` (every
+``finish_task_switch``) drops it unless this CPU is still lazy on it. At ``__mmput``, after
+``exit_mmap``, ``mm_unlazy_mm_count`` converts the lazy uses into real references: for each CPU
+of ``for_each_possible_lazymm_cpu`` (online CPUs; the mask on x86-lazy-mask) whose ``lazy_mm``
+is the mm, it raises ``mm_count`` (``num_possible_cpus()`` at the first hit, the unused part
+given back at the end) and parks one reference in that CPU's ``drop_mm`` with
+``try_mm_drop_rq_ref``, which re-reads ``lazy_mm`` after ``drop_mm`` (the race the patch
+documents, B3) and drops a displaced older mm only if the CPU is provably done with it.
+Costs: one remote read per scanned CPU per exit; atomics on the mm's line only per lazy CPU
+found, never per context switch.
+
+The same hooks serve every path that changes a CPU's mm (context switch, ``exit_mm``,
+``kthread_use_mm``/``kthread_unuse_mm``, the idle task settling on ``init_mm``), as the 2022
+series did with one helper.
+
+Mutant ``luto-hazard-late-count`` (bug B4): ``mm_count`` is raised only after the scan has
+parked the references in the CPUs' ``drop_mm``, so a CPU that leaves the mm meanwhile drops a
+reference that was never taken, and the mm is freed while parked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from emu.layout import M_COUNT
+from emu.oracle import site
+from emu.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from emu.cpu import Cpu
+
+AT_UNLAZY_ADD = site("mm_unlazy_mm_count: atomic_add(mm_count)")
+AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")
+
+
+class LutoHazard(Strategy):
+    name = "luto-hazard"
+    summary = "rq->lazy_mm hazard pointer; __mmput scans lazy CPUs and parks mm_count refs in rq->drop_mm"
+    percpu = ("lazy_mm", "drop_mm")
+    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+
+    def __init__(self, cpu: Cpu) -> None:
+        super().__init__(cpu)
+        self.lazy_mm = self.rq("lazy_mm")
+        self.drop_mm = self.rq("drop_mm")
+
+    # -- this CPU's lazy use --------------------------------------------------------------------
+    def mmgrab_lazy_tlb(self, mm: int) -> None:
+        self.WRITE_ONCE(self.lazy_mm, mm)  # no atomic: mm_users (or an mmgrab) still covers mm
+
+    def mmdrop_lazy_tlb(self, mm: int) -> None:
+        if self.READ_ONCE(self.lazy_mm) == mm:
+            self.smp_store_release(self.lazy_mm, 0)
+        self.mmdrop_lazy()
+
+    def mmdrop_lazy_tlb_sched(self, mm: int) -> None:
+        pass  # lazy_mm was released in context_switch; finish_task_switch runs mmdrop_lazy
+
+    def lazy_switch_to_user(self, mm: int) -> None:
+        self.smp_store_release(self.lazy_mm, 0)  # after switch_mm: no longer lazy on mm
+
+    def finish_task_switch(self) -> None:
+        self.mmdrop_lazy()
+
+    def sched_force_init_mm(self) -> None:
+        self.mmdrop_lazy()
+
+    def mmdrop_lazy(self) -> None:
+        old = self.READ_ONCE(self.drop_mm)
+        while True:
+            if not old or old == self.READ_ONCE(self.lazy_mm):
+                return
+            ok, old = self.try_cmpxchg_relaxed(self.drop_mm, old, 0)
+            if ok:
+                break
+        self.count("mm_line_atomics")
+        self.mmdrop(old)
+
+    # -- __mmput: turn lazy uses into references ---------------------------------------------
+    def mmput_lazy_fixup(self, mm: int) -> None:
+        self.mm_unlazy_mm_count(mm)
+
+    def mm_unlazy_mm_count(self, mm: int) -> None:
+        c = self.c
+        me = self.smp_processor_id
+        drop_count = 0
+        for cpu in c.arch.for_each_possible_lazymm_cpu(mm):
+            self.count("cpus_scanned")
+            if cpu != me:
+                self.count("remote_slot_reads")
+            if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
+                continue
+            self.race_window()
+            if drop_count == 0:
+                drop_count = self.num_possible_cpus
+                self.count("mm_line_atomics")
+                c.mm.mm_count_add(mm, M_COUNT, drop_count, AT_UNLAZY_ADD)
+            drop_count -= 1
+            while not self.try_mm_drop_rq_ref(cpu, mm):
+                pass
+        if drop_count:
+            self.count("mm_line_atomics")
+            c.mm.mm_count_add(mm, M_COUNT, -drop_count, AT_UNLAZY_SUB)
+
+    def try_mm_drop_rq_ref(self, cpu: int, mm: int) -> bool:
+        """Park one reference to ``mm`` in ``cpu``'s ``drop_mm``; False: lost a race, retry."""
+        drop_mm = self.rq("drop_mm", cpu)
+        old = self.smp_load_acquire(drop_mm)
+        if not old:
+            return self.try_cmpxchg(drop_mm, 0, mm)[0]
+        # (1) lazy_mm read, (2) it switched to old and went lazy, (3) old parked: re-read
+        if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
+            self.count("mm_line_atomics")
+            self.mmdrop(mm)  # it left mm meanwhile: the reference is not needed
+            return True
+        if self.cmpxchg(drop_mm, old, mm) != old:
+            return False
+        self.count("mm_line_atomics")
+        self.mmdrop(old)
+        return True
+
+
+class LutoHazardLateCount(LutoHazard):
+    name = "luto-hazard-late-count"
+    summary = "B4: mm_count raised after the references are parked in rq->drop_mm"
+    mutant_of = "luto-hazard"
+
+    def mm_unlazy_mm_count(self, mm: int) -> None:
+        c = self.c
+        me = self.smp_processor_id
+        parked = 0
+        for cpu in c.arch.for_each_possible_lazymm_cpu(mm):
+            self.count("cpus_scanned")
+            if cpu != me:
+                self.count("remote_slot_reads")
+            if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
+                continue
+            self.race_window()
+            while not self.try_mm_drop_rq_ref(cpu, mm):
+                pass
+            parked += 1
+        if parked:  # too late: a parked reference may already have been dropped
+            self.count("mm_line_atomics")
+            c.mm.mm_count_add(mm, M_COUNT, parked, AT_UNLAZY_ADD)

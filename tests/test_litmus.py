@@ -1,0 +1,93 @@
+"""Litmus patterns on the emulated memory models, via ``emu.litmus``.
+
+Store buffering (SB): ``x = 1; r0 = y`` || ``y = 1; r1 = x``. Under TSO the stores may sit in
+the store buffers while both loads read memory, so ``r0 == r1 == 0`` is allowed and must be
+seen; a full barrier between store and load forbids it; under SC it never happens.
+Message passing (MP): ``data = 1; flag = 1`` || ``r0 = flag; r1 = data``. TSO keeps stores in
+order and loads in order, so ``flag == 1, data == 0`` is forbidden.
+The histograms are printed (``pytest -s``) and included in the assertion messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from emu.atomics import Atomics
+from emu.litmus import format_histogram, litmus
+
+N = 1500
+
+
+def sb0(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["x"], 1)
+    return a.READ_ONCE(v["y"])
+
+
+def sb1(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["y"], 1)
+    return a.READ_ONCE(v["x"])
+
+
+def sb0_mb(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["x"], 1)
+    a.smp_mb()
+    return a.READ_ONCE(v["y"])
+
+
+def sb1_mb(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["y"], 1)
+    a.smp_mb()
+    return a.READ_ONCE(v["x"])
+
+
+def mp_writer(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["data"], 1)
+    a.WRITE_ONCE(v["flag"], 1)
+    return 0
+
+
+def mp_reader(a: Atomics, v: Mapping[str, int]) -> int:
+    flag = a.READ_ONCE(v["flag"])
+    data = a.READ_ONCE(v["data"])
+    return flag * 2 + data  # 2: flag seen, data not
+
+
+def show(title: str, hist: Mapping[tuple[int, ...], int], names: list[str], forbidden: set[tuple[int, ...]]) -> str:
+    text = f"{title}\n{format_histogram(hist, names, forbidden)}"
+    print(text)
+    return text
+
+
+def test_store_buffering_is_observed_under_tso_without_barriers() -> None:
+    hist = litmus([sb0, sb1], ["x", "y"], iterations=N, memory_model="tso", seed=1)
+    text = show("SB, tso, no barrier", hist, ["r0", "r1"], set())
+    assert sum(hist.values()) == N
+    assert hist[(0, 0)] > 0, text
+
+
+def test_store_buffering_never_with_smp_mb_under_tso() -> None:
+    hist = litmus([sb0_mb, sb1_mb], ["x", "y"], iterations=N, memory_model="tso", seed=2)
+    text = show("SB, tso, smp_mb", hist, ["r0", "r1"], {(0, 0)})
+    assert hist[(0, 0)] == 0, text
+
+
+def test_store_buffering_never_under_sc() -> None:
+    hist = litmus([sb0, sb1], ["x", "y"], iterations=N, memory_model="sc", seed=3)
+    text = show("SB, sc, no barrier", hist, ["r0", "r1"], {(0, 0)})
+    assert hist[(0, 0)] == 0, text
+
+
+def test_message_passing_never_reordered_under_tso() -> None:
+    hist = litmus([mp_writer, mp_reader], ["data", "flag"], iterations=N, memory_model="tso", seed=4)
+    text = show("MP, tso (reader: 2*flag + data)", hist, ["writer", "reader"], {(0, 2)})
+    assert hist[(0, 2)] == 0, text
+    assert sum(hist.values()) == N
+
+
+def test_own_stores_are_forwarded_under_tso() -> None:
+    def t0(a: Atomics, v: Mapping[str, int]) -> int:
+        a.WRITE_ONCE(v["x"], 7)
+        return a.READ_ONCE(v["x"])
+
+    hist = litmus([t0], ["x"], iterations=200, memory_model="tso", seed=5)
+    assert hist == {(7,): 200}

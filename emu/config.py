@@ -50,6 +50,8 @@ class RunConfig:
     shoot_all: bool = False  # shoot-lazies: IPI every online CPU, not the mask
     debug_check: bool = False  # shoot-lazies: do_check_lazy_tlb on every CPU at each free
     radix_exit_shoot: bool = True  # powerpc + shoot-lazies: shoot lazies in the final flush
+    watchdog: float = 10.0  # seconds without progress before a CPU is reported stalled
+    ipi_timeout: float = 10.0  # seconds an IPI sender waits for the acknowledgement (csd lock timeout)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -105,6 +107,9 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
     if (cfg.shoot_all or cfg.debug_check) and cfg.strategy != "shoot-lazies":
         flag = "--shoot-all" if cfg.shoot_all else "--debug-check"
         raise ConfigError(f"{flag} applies to --strategy shoot-lazies, not '{cfg.strategy}'")
+    for flag, v in (("--watchdog", cfg.watchdog), ("--ipi-timeout", cfg.ipi_timeout)):
+        if not 0.1 <= v <= 3600:
+            raise ConfigError(f"{flag} must be between 0.1 and 3600 seconds, got {v}")
     w = cfg.workload
     for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm"):
         v = getattr(w, name)

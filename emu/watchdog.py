@@ -96,16 +96,23 @@ class Watchdog:
                 out.append(c)
         return out
 
-    def culprit(self, stalled: list[int]) -> int:
-        """Follow 'waits for the IPI acknowledgement of' from the first stalled CPU to its end."""
-        c, seen = stalled[0], set()
+    def _chain_end(self, c: int) -> int:
+        """Follow 'waits for the IPI acknowledgement of' from ``c`` to the CPU at the end."""
+        seen = set()
         while c not in seen:
             seen.add(c)
             target = self.w[self.layout.cpu(c) + C_CSD_WAIT] - 1
             if target < 0:
                 return c
             c = target
-        return stalled[0]  # a cycle of CPUs waiting on each other: report where we started
+        return c  # a cycle of CPUs waiting on each other: any of them
+
+    def culprit(self, stalled: list[int]) -> int:
+        """The CPU the others stall behind. A CPU blocked on a lock that a stopped CPU holds looks
+        stalled too, so among the chain ends a stopped process comes first, then one spinning."""
+        ends = list(dict.fromkeys(self._chain_end(c) for c in stalled))
+        rank = {"stopped": 0, "tracing-stop": 0, "running": 1}
+        return min(ends, key=lambda c: rank.get(process_state(self.w[self.layout.cpu(c) + C_PID]), 2))
 
     def check(self, now: float) -> str | None:
         stalled = self.stalled(now)
@@ -116,4 +123,7 @@ class Watchdog:
         line = f"watchdog: cpu {c} stalled for {now - self._since[c]:.1f}s (soft lockup): {describe_cpu(self.layout, self.w, c)}"
         if waiters:
             line += f"; cpus {', '.join(map(str, waiters))} waiting for its IPI acknowledgement"
+        behind = [d for d in stalled if d != c and d not in waiters]
+        if behind:
+            line += f"; cpus {', '.join(map(str, behind))} stalled too"
         return line

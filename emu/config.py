@@ -62,6 +62,8 @@ class RunConfig:
     fail_fast: bool = False  # stop at the first violation
     memory_model: str = "sc"  # sc, or tso: a FIFO store buffer per CPU (emu.memory_model)
     race_delay: float = 0.0  # per pass through a scheme's marked race window: chance to stall there
+    watchdog: float = 10.0  # seconds without progress before a CPU is reported stalled
+    ipi_timeout: float = 10.0  # seconds an IPI sender waits for the acknowledgement (csd lock timeout)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -125,6 +127,9 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         raise ConfigError(f"unknown memory model '{cfg.memory_model}' {suggest(cfg.memory_model, list(MEMORY_MODELS))}")
     if not 0.0 <= cfg.race_delay <= 1.0:
         raise ConfigError(f"--race-delay must be a probability in [0, 1], got {cfg.race_delay}")
+    for flag, v in (("--watchdog", cfg.watchdog), ("--ipi-timeout", cfg.ipi_timeout)):
+        if not 0.1 <= v <= 3600:
+            raise ConfigError(f"{flag} must be between 0.1 and 3600 seconds, got {v}")
     w = cfg.workload
     for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm", "p_munmap"):
         v = getattr(w, name)

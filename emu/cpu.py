@@ -16,7 +16,6 @@ import os
 import random
 import select
 import signal
-import sys
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -33,6 +32,9 @@ from emu.layout import (
     C_INBOX_HEAD,
     C_INBOX_TAIL,
     C_LOADED_MM,
+    C_LOST_IPI_FN,
+    C_LOST_IPI_MS,
+    C_LOST_IPI_TO,
     C_ONLINE,
     C_PID,
     C_PREV_MM,
@@ -97,7 +99,7 @@ class Cpu(Scheduler, Hotplug):
         self.ncpus = layout.ncpus
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
-        self.irq = Irq(self.w, layout, cpu)
+        self.irq = Irq(self.w, layout, cpu, ack_timeout=cfg.ipi_timeout)
         self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
         self.trace = Tracer(self.w, layout, cpu)
         self.irq.trace = self.trace
@@ -201,7 +203,11 @@ class Cpu(Scheduler, Hotplug):
         try:
             self.run()
         except IpiTimeout as e:
-            print(f"cpu{self.cpu}: {e}", file=sys.stderr)
+            # the runner turns this record into the report's "lost IPI" line: no stderr from a CPU
+            base = self.layout.cpu(self.cpu)
+            self.w[base + C_LOST_IPI_FN] = e.fid
+            self.w[base + C_LOST_IPI_MS] = int(e.waited * 1000)
+            self.w[base + C_LOST_IPI_TO] = e.target + 1
             return EXIT_HARNESS
         finally:
             self.w[self.STATE] = CPU_EXITED

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from emu.layout import C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ, XSLOT_WORDS, Layout
+from emu.layout import C_CSD_WAIT, C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ, XSLOT_WORDS, Layout
 from emu.trace import event
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class IpiTimeout(RuntimeError):
     def __init__(self, target: int, fid: int, waited: float) -> None:
         super().__init__(f"IPI {ipi_name(fid)} to cpu{target} not acknowledged after {waited:.1f}s")
         self.target = target
+        self.fid = fid
+        self.waited = waited
 
 
 class Irq:
@@ -149,15 +151,21 @@ class Irq:
             return
         start = time.monotonic()
         spins = 0
-        while w[x + X_REQ] != w[x + X_ACK]:
-            os.sched_yield()  # IPIs sent to us are handled here: the signal runs between bytecodes
-            spins += 1
-            if spins & 255 == 0:
-                if not self.cpu_online(target):
-                    return  # went offline: it will not answer, and no longer needs to
-                waited = time.monotonic() - start
-                if waited > self.ack_timeout:
-                    raise IpiTimeout(target, w[x + X_FUNC], waited)
+        waiting = self.layout.cpu(self.cpu) + C_CSD_WAIT
+        outer = w[waiting]  # an IPI handler may send (and wait) while we wait: restore, do not clear
+        w[waiting] = target + 1  # the watchdog tells a stalled CPU from the ones stuck waiting on it
+        try:
+            while w[x + X_REQ] != w[x + X_ACK]:
+                os.sched_yield()  # IPIs sent to us are handled here: the signal runs between bytecodes
+                spins += 1
+                if spins & 255 == 0:
+                    if not self.cpu_online(target):
+                        return  # went offline: it will not answer, and no longer needs to
+                    waited = time.monotonic() - start
+                    if waited > self.ack_timeout:
+                        raise IpiTimeout(target, w[x + X_FUNC], waited)
+        finally:
+            w[waiting] = outer
 
     def _send(self, target: int, fid: int, arg: int) -> bool:
         if not self.cpu_online(target):

@@ -35,7 +35,10 @@ PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
 C_SCHEME = 8  # 8 words for the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
 SCHEME_FIELDS = 8
 C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
-C_HP_WANT = 18  # hotplug: the runner asks for online (1) or offline (0)
+# For the runner's watchdog, written off the hot path only: the CPU an IPI sender is spinning on in
+# csd_lock_wait (target + 1, 0 when not waiting), and the IPI it gave up on (target + 1, function, ms).
+C_CSD_WAIT, C_LOST_IPI_TO, C_LOST_IPI_FN, C_LOST_IPI_MS = 18, 19, 20, 21
+C_HP_WANT = 22  # hotplug: the runner asks for online (1) or offline (0)
 CPU_WORDS = 24
 
 # CPU states (C_STATE), for the runner's progress and the reschedule doorbell

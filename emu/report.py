@@ -204,7 +204,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
                 mm = int(arr[layout.viol_base + n * VIOL_WORDS + V_MM])
                 timelines.append(timeline(arr, layout, v, mm, state.t_run_ns))
         first = min((int(arr[layout.viol_base + n * VIOL_WORDS + V_CLOCK]) for n in range(len(violations))), default=0)
-        drained = int(arr[H_PHASE]) == PHASE_EXIT and not state.harness_error
+        drained = state.drained and int(arr[H_PHASE]) == PHASE_EXIT and not state.harness_error
         if drained:
             for slot in range(1, layout.nmm):
                 rec = arr[layout.mm_base + slot * MM_WORDS : layout.mm_base + (slot + 1) * MM_WORDS].tolist()
@@ -232,6 +232,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         "interrupted": state.interrupted or None,
         "stopped_early": state.stopped_early or None,
         "error": state.harness_error or None,
+        "rss": state.rss or None,
     }
     return Report(
         config=cfg.to_dict(),

@@ -6,7 +6,8 @@ go of their mms, idle CPUs leave their lazy mms for init_mm) -> EXIT. After EXIT
 leak check runs on the quiet machine.
 
 Every CPU process is reaped on every path: normal end, a violation, Ctrl-C or SIGTERM (the
-run drains and still reports; a second signal stops at once), and a CPU that dies or hangs.
+run drains and still reports; a second signal stops at once), and a CPU that dies, hangs or loses
+an IPI (the watchdog, ``emu/watchdog.py``, names the stalled CPU and what it was doing).
 CPU processes die with the runner (``PR_SET_PDEATHSIG``), and the segment is unlinked once,
 by the runner, whatever happened.
 """
@@ -28,11 +29,10 @@ import numpy as np
 from emu.arch import ARCHES
 from emu.atomics import make_locks
 from emu.config import RunConfig
-from emu.cpu import Cpu
+from emu.cpu import EXIT_HARNESS, Cpu
 from emu.drivers import Perturbation
 from emu.layout import (
     C_ACTIVE_MM,
-    C_CURR,
     C_STATE,
     CPU_QUIESCED,
     H_KTHREAD_MMS,
@@ -54,15 +54,18 @@ from emu.layout import (
     PHASE_RUN,
     Layout,
 )
+from emu.memwatch import RssSampler
 from emu.report import Report, collect, sum_counters
-from emu.shm import Segment, sweep_stale
+from emu.shm import Segment, SegmentError, sweep_stale
 from emu.strategies import resolve
+from emu.watchdog import Watchdog, describe_cpu, lost_ipi
 
 PR_SET_PDEATHSIG = 1
 BOOT_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 5.0
 FAIL_FAST_GRACE_S = 0.3
+ABORT_GRACE_S = 0.5  # after a failure: CPUs that do not leave at once are stopped or stuck, SIGKILL them
 
 
 class HarnessError(RuntimeError):
@@ -100,6 +103,8 @@ class RunState:
     harness_error: str = ""
     dead_cpu: int = -1
     progress: list[dict[str, float]] = field(default_factory=list)
+    rss: dict[str, object] = field(default_factory=dict)
+    drained: bool = False  # the drain finished: only then is an mm still alive a leak
 
 
 def layout_for(cfg: RunConfig) -> Layout:
@@ -117,6 +122,8 @@ class Runner:
         self.state = RunState()
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self._signals = 0
+        self.watchdog: Watchdog | None = None
+        self.rss: RssSampler | None = None
 
     # -- signals ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -129,33 +136,44 @@ class Runner:
     def run(self) -> Report:
         sweep_stale()
         seg = Segment(self.layout.nbytes)
+        ctx = multiprocessing.get_context("fork")
+        try:
+            locks = make_locks(ctx)
+        except OSError as e:  # sem_open: the semaphores live in /dev/shm too
+            seg.unlink()
+            raise SegmentError(f"cannot create the lock semaphores in /dev/shm: {e.strerror or e}") from e
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            aborted = True
             try:
-                self._boot_and_run(seg)
+                self._boot_and_run(seg, ctx, locks)
+                aborted = False
             except KeyboardInterrupt:
                 self.state.interrupted = self.state.interrupted or "SIGINT"
             except HarnessError as e:
                 self.state.harness_error = str(e)
             finally:
-                self._reap()
+                self._reap(seg, aborted)
+            if self.rss:
+                self.state.rss = self.rss.summary()
             return collect(self.cfg, self.layout, seg, self.state)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
             seg.unlink()
 
-    def _boot_and_run(self, seg: Segment) -> None:
+    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list) -> None:  # type: ignore[type-arg]
         w, lay, cfg = seg.words, self.layout, self.cfg
         w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
-        ctx = multiprocessing.get_context("fork")
-        locks = make_locks(ctx)
         t0 = time.monotonic()
         for c in range(cfg.cpus):
             p = ctx.Process(target=_cpu_entry, args=(c, cfg, lay, seg, locks, os.getpid()), name=f"lazytlb-cpu{c}", daemon=True)
-            p.start()
+            try:
+                p.start()
+            except OSError as e:  # fork: EAGAIN at the process limit, ENOMEM
+                raise HarnessError(f"cannot start cpu {c}: {e.strerror or e}") from e
             self.procs.append(p)
         while w[H_READY] < cfg.cpus:
             self._check_children(seg)
@@ -168,6 +186,8 @@ class Runner:
         self.state.t_run_ns = time.monotonic_ns()
         w[H_PHASE] = PHASE_RUN
         t_run = time.monotonic()
+        self.watchdog = Watchdog(lay, w, cfg.watchdog, t_run)
+        self.rss = RssSampler(os.getpid(), [p.pid for p in self.procs if p.pid is not None])
         try:
             self._supervise(seg, t_run)
         finally:
@@ -194,6 +214,9 @@ class Runner:
                 if multiprocessing.connection.wait(sentinels, timeout=wait):
                     self._check_children(seg)
                 now = time.monotonic()
+                self._check_stalls(now)
+                if self.rss:
+                    self.rss.sample(now - t_run)
                 perturb.tick(now)
                 if self.progress and now >= next_tick:
                     next_tick = now + 0.5
@@ -209,9 +232,12 @@ class Runner:
         arr = np.frombuffer(seg.buf, dtype=np.int64)
         states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * 24 : 24]
         actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * 24 : 24]
+        if self.watchdog:
+            self.watchdog.touch(t0)
         try:
             while True:
                 self._check_children(seg)
+                self._check_stalls(time.monotonic())
                 quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
                 if quiet and (states == CPU_QUIESCED).all() and (actives == INIT_MM).all():
                     break
@@ -225,14 +251,22 @@ class Runner:
         finally:
             del states, actives, arr
         self.state.drain_s = time.monotonic() - t0
+        self.state.drained = True
         w[H_PHASE] = PHASE_EXIT
 
     def _check_children(self, seg: Segment) -> None:
         for c, p in enumerate(self.procs):
             if p.exitcode is not None and (p.exitcode != 0 or seg.words[H_PHASE] != PHASE_EXIT):
                 self.state.dead_cpu = c
-                curr = seg.words[self.layout.cpu(c) + C_CURR]
-                raise HarnessError(f"cpu {c} died (exit status {p.exitcode}, was running task {curr})")
+                lost = lost_ipi(self.layout, seg.words, c) if p.exitcode == EXIT_HARNESS else None
+                if lost:
+                    raise HarnessError(lost)
+                raise HarnessError(f"cpu {c} died (exit status {p.exitcode}): {describe_cpu(self.layout, seg.words, c)}")
+
+    def _check_stalls(self, now: float) -> None:
+        stall = self.watchdog.check(now) if self.watchdog else None
+        if stall:
+            raise HarnessError(stall)
 
     def snapshot(self, seg: Segment, elapsed: float) -> dict[str, float]:
         m = sum_counters(self.layout, np.frombuffer(seg.buf, dtype=np.int64))
@@ -247,14 +281,20 @@ class Runner:
         self.state.progress.append(snap)
         return snap
 
-    def _reap(self) -> None:
-        """Wait for every CPU process; terminate, then kill, whatever does not exit."""
-        deadline = time.monotonic() + EXIT_TIMEOUT_S
+    def _reap(self, seg: Segment, aborted: bool) -> None:
+        """Wait for every CPU process; terminate, then kill, whatever does not exit.
+
+        After a failure or a second signal the machine is told to exit at once, and a CPU that
+        does not is stopped (SIGTERM would wait for a SIGCONT) or blocked on a lock a dead CPU
+        held: it gets SIGKILL after a short grace."""
+        if aborted:
+            seg.words[H_PHASE] = PHASE_EXIT
+        deadline = time.monotonic() + (ABORT_GRACE_S if aborted else EXIT_TIMEOUT_S)
         for p in self.procs:
             p.join(max(0.0, deadline - time.monotonic()))
         for p in self.procs:
             if p.is_alive():
-                p.terminate()
+                p.kill() if aborted else p.terminate()
         for p in self.procs:
             p.join(1.0)
             if p.is_alive():

@@ -21,8 +21,26 @@ PREFIX = "lazytlb_"
 SHM_DIR = "/dev/shm"
 
 
+PAGE = 4096
+SEMAPHORE_BYTES = PAGE  # glibc backs each named semaphore with a page of /dev/shm, even once unlinked
+
+
 class SegmentError(RuntimeError):
     """The segment could not be created or is not this run's."""
+
+
+def shm_room() -> int | None:
+    """Bytes an unprivileged user may still allocate in /dev/shm; None if it cannot be asked."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def shm_needed(segment_bytes: int, nlocks: int) -> int:
+    """What a run takes from /dev/shm: its segment and the pages behind its lock semaphores."""
+    return -(-segment_bytes // PAGE) * PAGE + nlocks * SEMAPHORE_BYTES
 
 
 def _untracked(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -72,12 +90,12 @@ class Segment:
             raise SegmentError(f"cannot create a {nbytes / 2**20:.1f} MiB segment in {SHM_DIR}: {e.strerror or e}") from e
         self._owner = os.getpid()
         try:
-            # tmpfs allocates lazily: touch every page now so a too-small /dev/shm fails here, not with SIGBUS mid-run
-            buf = self._shm.buf
-            buf[: len(buf)] = bytes(len(buf))
-        except (OSError, ValueError) as e:
+            # tmpfs allocates lazily and a store to a page it cannot back is a SIGBUS, so reserve
+            # every page now: a too-small /dev/shm fails here with ENOSPC instead of killing a CPU.
+            os.posix_fallocate(self._shm._fd, 0, nbytes)  # type: ignore[attr-defined]
+        except OSError as e:
             self.unlink()
-            raise SegmentError(f"{SHM_DIR} has no room for a {nbytes / 2**20:.1f} MiB segment: {e}") from e
+            raise SegmentError(f"{SHM_DIR} has no room for a {nbytes / 2**20:.1f} MiB segment: {e.strerror or e}") from e
         self.words = self._shm.buf.cast("q")
         self.words[H_MAGIC] = MAGIC
         self.words[H_RUN_ID] = self.run_id

@@ -6,18 +6,21 @@ Exit status: 0 clean, 1 violation found, 2 bad usage, 3 the harness itself faile
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import json
 import math
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from emu.arch import ARCHES
-from emu.config import ConfigError, RunConfig, Workload, validate
+from emu.config import MEMORY_MODELS, ConfigError, RunConfig, Workload, suggest, validate
 from emu.report import STATUS_USAGE
-from emu.shm import SegmentError
+from emu.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES
 from stress.progress import ProgressLine, render_report
 
@@ -28,24 +31,92 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}{self._hint(message)}")
+
+    def _hint(self, message: str) -> str:
+        """argparse names a bad command or option but not the one meant: add the closest."""
+        if message.startswith("unrecognized arguments: "):
+            words = [a for a in message.split(": ", 1)[1].split() if a.startswith("--")]
+            known = sorted({o for p in _parsers(self) for a in p._actions for o in a.option_strings if o.startswith("--")})
+            close = difflib.get_close_matches(words[0].split("=")[0], known, n=1) if words else []
+            return f"; did you mean '{close[0]}'?" if close else ""
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:
+            close = difflib.get_close_matches(bad.group(1), re.findall(r"[\w-]+", bad.group(2)), n=1)
+            return f"; did you mean '{close[0]}'?" if close else ""
+        return ""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        # --help and --version end parsing here; never let argparse call sys.exit under a caller
+        if message:
+            sys.stderr.write(message)
+        raise HelpShown(status)
 
 
-def _number(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
+class HelpShown(Exception):
+    """``--help`` was printed: the command is done, with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """A parser and all its subcommands' parsers, recursively."""
+    out = [p]
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sp in dict.fromkeys(a.choices.values()):
+                out += _parsers(sp)
+    return out
+
+
+def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Command name -> its parser (the tests iterate over these, so new commands are covered)."""
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return dict(a.choices)
+    return {}
+
+
+class Names:
+    """An argparse type for a name from a registry: unknown names get the closest valid one."""
+
+    def __init__(self, what: str, valid: Callable[[], list[str]]) -> None:
+        self.what = what
+        self.valid = valid
+
+    def __call__(self, text: str) -> str:
+        valid = self.valid()
+        if text not in valid:
+            raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")
+        return text
+
+
+class Number:
+    """An argparse type for a number; ranges are ``validate``'s job, so library callers get them too."""
+
+    def __init__(self, kind: Callable[[str], float], what: str) -> None:
+        self.kind = kind
+        self.what = what
+        self.__name__ = what  # argparse names the type in some messages
+
+    def __call__(self, text: str) -> float:
         try:
-            v = kind(text)
+            v = self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+            raise argparse.ArgumentTypeError(f"expected {self.what}, got '{text}'") from None
         if isinstance(v, float) and not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+            raise argparse.ArgumentTypeError(f"expected {self.what}, got '{text}'")
         return v
 
-    return parse
 
-
-INT = _number(int, "a whole number")
-FLOAT = _number(float, "a number")
+INT = Number(int, "a whole number")
+FLOAT = Number(float, "a number")
+STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
+MUTANT = Names("mutant", lambda: sorted(MUTANTS))
+ARCH = Names("architecture", lambda: sorted(ARCHES))
+MEMORY_MODEL = Names("memory model", lambda: sorted(MEMORY_MODELS))
 
 
 def _add_workload(p: argparse.ArgumentParser) -> None:
@@ -64,12 +135,23 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sleep-us", type=INT, default=d.sleep_us, help=f"mean sleep of a blocked thread in us (default: {d.sleep_us})")
 
 
+def _add_harness(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    g = p.add_argument_group("harness")
+    g.add_argument(
+        "--watchdog", type=FLOAT, default=d.watchdog, help=f"report a CPU stalled after this many seconds (default: {d.watchdog:g})"
+    )
+    g.add_argument(
+        "--ipi-timeout", type=FLOAT, default=d.ipi_timeout, help=f"seconds an IPI sender waits for the target (default: {d.ipi_timeout:g})"
+    )
+
+
 def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) -> None:
     """What one emulated machine is: shared by ``run`` and ``hunt``."""
     p.add_argument("--cpus", type=INT, default=cpus, help=f"emulated CPUs, one process each (default: {cpus})")
-    p.add_argument("--strategy", default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
-    p.add_argument("--mutant", default=None, help="a deliberately broken variant of the scheme (see 'list')")
-    p.add_argument("--arch", default="x86", help="architecture model (default: x86)")
+    p.add_argument("--strategy", type=STRATEGY, default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
+    p.add_argument("--mutant", type=MUTANT, default=None, help="a deliberately broken variant of the scheme (see 'list')")
+    p.add_argument("--arch", type=ARCH, default="x86", help="architecture model (default: x86)")
     p.add_argument("--duration", type=FLOAT, default=duration, help=f"seconds of load per run (default: {duration:g})")
     p.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
     t = p.add_argument_group("race hunting (all off by default; drawn from the seed)")
@@ -79,7 +161,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
     t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
-    p.add_argument("--memory-model", default="sc", help="sc (default), or tso: a FIFO store buffer per CPU")
+    p.add_argument("--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), or tso: a FIFO store buffer per CPU")
     t.add_argument("--race-delay", type=FLOAT, default=0.0, help="chance to stall at a scheme's marked race window, per pass (default: 0)")
     s = p.add_argument_group("shoot-lazies")
     s.add_argument(
@@ -88,6 +170,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     s.add_argument("--debug-check", action="store_true", help="CONFIG_DEBUG_VM_SHOOT_LAZIES: do_check_lazy_tlb on every CPU at each free")
     s.add_argument("--no-radix-exit-shoot", action="store_true", help="powerpc: do not shoot lazies in the final exit flush")
     _add_workload(p)
+    _add_harness(p)
 
 
 def build_parser() -> Parser:
@@ -123,9 +206,10 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
         use_mm_bursts=ns.use_mm_bursts,
-        memory_model=ns.memory_model, race_delay=ns.race_delay,
+        memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+    check_shm_room(cfg)
     check_writable(ns.json)
     return cfg
 
@@ -135,6 +219,18 @@ def check_writable(path: str | None) -> None:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             raise ConfigError(f"--json: cannot write to '{path}' (no such writable directory)")
+
+
+def check_shm_room(cfg: RunConfig) -> None:
+    """Refuse a run whose segment and semaphores /dev/shm cannot hold, before anything is created."""
+    from emu.atomics import make_locks
+    from emu.runner import layout_for
+
+    room = shm_room()
+    nlocks = inspect.signature(make_locks).parameters["n"].default
+    need = shm_needed(layout_for(cfg).nbytes, nlocks)
+    if room is not None and need > room:
+        raise ConfigError(f"--cpus {cfg.cpus}: the run needs {need / 2**20:.1f} MiB of /dev/shm and only {room / 2**20:.1f} MiB is free")
 
 
 def cmd_list() -> int:
@@ -189,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_hunt(ns)
         return cmd_run(ns)
+    except HelpShown as e:
+        return e.status
     except (UsageError, ConfigError) as e:
         print(f"stress: error: {e}", file=sys.stderr)
         return STATUS_USAGE

@@ -28,6 +28,7 @@ from typing import Any
 from emu.config import ConfigError, RunConfig
 from emu.matrix import CELLS, find
 from emu.report import command_for
+from stress.cli import Number
 
 DEFAULT_NOISE = 0.0  # hunt's default perturbation: see the README's race-hunting section
 RUN_OVERHEAD_S = 1.5  # interpreter start, boot, drain and report of one run
@@ -41,11 +42,21 @@ def parse_budget(text: str) -> float:
     try:
         value = float(t[:-1] if scale else t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 5m or 1h, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected a number of seconds or a duration like 90s, 5m, 1h, got '{text}'") from None
     seconds = value * (scale or 1)
-    if not 0 < seconds <= 7 * 24 * 3600:
-        raise argparse.ArgumentTypeError(f"expected a positive duration, got '{text}'")
+    if not 0 < seconds <= 7 * 24 * 3600:  # nan fails this too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds up to a week, got '{text}'")
     return seconds
+
+
+class Duration(Number):
+    """A budget: seconds, or a number with s, m or h."""
+
+    def __init__(self) -> None:
+        super().__init__(float, "a number of seconds")
+
+    def __call__(self, text: str) -> float:
+        return parse_budget(text)
 
 
 def add_parser(sub: Any) -> None:
@@ -55,7 +66,7 @@ def add_parser(sub: Any) -> None:
     add_machine_options(h, cpus=8, duration=2.0)
     h.set_defaults(noise=DEFAULT_NOISE)
     h.add_argument("--matrix", action="store_true", help="hunt the whole scheme x arch x mutant matrix (see emu/matrix.py)")
-    h.add_argument("--budget", type=parse_budget, default=60.0, help="wall-clock budget, e.g. 90s, 5m (default: 60s)")
+    h.add_argument("--budget", type=Duration(), default=60.0, help="wall-clock budget, e.g. 90s, 5m (default: 60s)")
     h.add_argument("--jobs", type=INT, default=None, help="runs at a time (default: the number of cores)")
     h.add_argument("--runs", type=INT, default=0, help="runs per configuration (default: until the budget; caught ones stop)")
     h.add_argument("--expect", choices=("clean", "violation"), default=None, help="the expected verdict of a single configuration")

@@ -62,7 +62,7 @@ def test_an_mm_never_freed_on_the_quiet_machine_is_a_leak() -> None:
         cpu.mm.mmput(leaked)  # __mmput ran, but the extra mmgrab is never dropped
         tb.words[H_PHASE] = PHASE_EXIT
         del cpu
-        report = collect(tb.cfg, tb.layout, tb.seg, RunState())
+        report = collect(tb.cfg, tb.layout, tb.seg, RunState(drained=True))
         assert report.violation_counts == {"leak": 1}
         assert report.verdict == "violation" and report.status == 1
         (leak,) = report.violations

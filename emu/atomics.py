@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from multiprocessing.synchronize import Lock
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from emu.layout import LINE
@@ -41,12 +42,28 @@ class Atomics:
         self._acq = [lk._semlock.acquire for lk in locks]  # type: ignore[attr-defined]
         self._rel = [lk._semlock.release for lk in locks]  # type: ignore[attr-defined]
         self._mask = len(locks) - 1
+        # what the locks cost, in the machine's own counters (set by the CPU; -1: not counted)
+        self._mm_lo = self._mm_hi = 0
+        self._c_mm_atomics = self._c_contended = self._c_wait_ns = -1
+
+    def count_costs(self, mm_lo: int, mm_hi: int, mm_atomics: int, contended: int, wait_ns: int) -> None:
+        """Count atomics on mm lines ([mm_lo, mm_hi): mm records and masks) and lock contention."""
+        self._mm_lo, self._mm_hi = mm_lo, mm_hi
+        self._c_mm_atomics, self._c_contended, self._c_wait_ns = mm_atomics, contended, wait_ns
 
     # -- the lock: raise the soft mask first, so no IPI handler runs while it is held --------
     def lock(self, i: int) -> int:
         self.irq.in_atomic += 1
         k = (i >> LINE_SHIFT) & self._mask
-        self._acq[k]()
+        w = self.w
+        if self._mm_lo <= i < self._mm_hi:
+            w[self._c_mm_atomics] += 1
+        if not self._acq[k](False):  # contended: another CPU holds the line; time the wait
+            t0 = perf_counter_ns()
+            self._acq[k]()
+            if self._c_contended >= 0:
+                w[self._c_contended] += 1
+                w[self._c_wait_ns] += perf_counter_ns() - t0
         return k
 
     def unlock(self, k: int) -> None:

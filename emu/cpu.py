@@ -101,6 +101,10 @@ class Cpu(Scheduler, Hotplug):
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
         self.irq = Irq(self.w, layout, cpu, ack_timeout=cfg.ipi_timeout)
         self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
+        self.atomics.count_costs(
+            layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
+            layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
+        )  # fmt: skip
         self.trace = Tracer(self.w, layout, cpu)
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 LINE = 8  # int64 words per cache line
 
@@ -112,6 +113,9 @@ BASE_COUNTERS = (
     "idle_waits",
     "race_delays",
     "exit_to_free_ns_sum",
+    "mm_atomics",
+    "lock_contended",
+    "lock_wait_ns",
 ) + E2F_COUNTERS
 
 
@@ -121,6 +125,8 @@ def _align(n: int) -> int:
 
 @dataclass(frozen=True)
 class Layout:
+    """Region sizes and bases, computed once per process (they sit on every hot path)."""
+
     ncpus: int
     mm_per_cpu: int
     kthreads: int
@@ -135,86 +141,86 @@ class Layout:
         return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names)
 
     # -- sizes -------------------------------------------------------------------------
-    @property
+    @cached_property
     def nmm(self) -> int:
         return 1 + self.ncpus * self.mm_per_cpu  # slot 0 is init_mm
 
-    @property
+    @cached_property
     def ntask(self) -> int:
         return self.ncpus * (1 + self.kthreads + self.user_tasks_per_cpu)
 
-    @property
+    @cached_property
     def inbox_cap(self) -> int:
         return min(self.ntask, 1024)
 
-    @property
+    @cached_property
     def cpumask_words(self) -> int:
         return (self.ncpus + 31) // 32
 
-    @property
+    @cached_property
     def counter_words(self) -> int:
         return _align(len(self.counters))
 
     # -- region bases (word offsets) -----------------------------------------------------
-    @property
+    @cached_property
     def cpu_base(self) -> int:
         return HEADER_WORDS
 
-    @property
+    @cached_property
     def counters_base(self) -> int:
         return self.cpu_base + self.ncpus * CPU_WORDS
 
-    @property
+    @cached_property
     def mailbox_base(self) -> int:
         return self.counters_base + self.ncpus * self.counter_words
 
-    @property
+    @cached_property
     def inbox_base(self) -> int:
         return self.mailbox_base + _align(self.ncpus * self.ncpus * XSLOT_WORDS)
 
-    @property
+    @cached_property
     def mm_base(self) -> int:
         return self.inbox_base + _align(self.ncpus * self.inbox_cap)
 
-    @property
+    @cached_property
     def cpumask_base(self) -> int:
         return self.mm_base + self.nmm * MM_WORDS
 
-    @property
+    @cached_property
     def ran_base(self) -> int:
         """Per mm: every CPU that ever ran it (the mm's real footprint, whatever the arch keeps)."""
         return self.cpumask_base + _align(self.nmm * self.cpumask_words)
 
-    @property
+    @cached_property
     def task_base(self) -> int:
         return self.ran_base + _align(self.nmm * self.cpumask_words)
 
-    @property
+    @cached_property
     def viol_base(self) -> int:
         return self.task_base + self.ntask * TASK_WORDS
 
-    @property
+    @cached_property
     def events_base(self) -> int:
         return self.viol_base + VIOL_CAP * VIOL_WORDS
 
-    @property
+    @cached_property
     def events_words(self) -> int:
         return self.ncpus * EV_CAP * EV_WORDS
 
-    @property
+    @cached_property
     def snap_base(self) -> int:
         return self.events_base + self.events_words
 
-    @property
+    @cached_property
     def scratch_base(self) -> int:
         """Free words for tests and litmus patterns: named shared variables."""
         return self.snap_base + SNAP_CAP * self.events_words
 
-    @property
+    @cached_property
     def words(self) -> int:
         return self.scratch_base + SCRATCH_WORDS
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
         return self.words * 8
 

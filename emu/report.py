@@ -113,6 +113,8 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
     for name in ("cpus_scanned", "remote_slot_reads", "mm_line_atomics"):
         if name in counters:  # the scanning schemes' costs, per exit
             m[f"{name}_per_exit"] = round(counters[name] / exits, 3) if exits else 0.0
+    m["mm_atomics_per_switch"] = round(counters["mm_atomics"] / switches, 4) if switches else 0.0
+    m["lock_wait_ns_per_switch"] = round(counters["lock_wait_ns"] / switches, 1) if switches else 0.0
     m["run_seconds"] = round(run_s, 3)
     return m
 

@@ -113,6 +113,7 @@ class Cpu(Scheduler, Hotplug):
         base = layout.cpu(cpu)
         self.CURR, self.ACTIVE, self.LOADED = base + C_CURR, base + C_ACTIVE_MM, base + C_LOADED_MM
         self.PREV_MM, self.STATE = base + C_PREV_MM, base + C_STATE
+        self.INBOX_HEAD, self.INBOX_TAIL = base + C_INBOX_HEAD, base + C_INBOX_TAIL
         self.task_base = layout.task_base
         self._cnt = {name: layout.counter(cpu, name) for name in layout.counters}
         self.c_switches = self._cnt["context_switches"]
@@ -125,6 +126,7 @@ class Cpu(Scheduler, Hotplug):
 
         self.online = True
         self.going_down = False
+        self.perturbed = cfg.hotplug or cfg.stutter  # the runner may ask this CPU to pause or go down
         self.HP_WANT = base + C_HP_WANT
         noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self._cnt["noise_delays"])
@@ -133,6 +135,7 @@ class Cpu(Scheduler, Hotplug):
         self.arch = ARCHES[cfg.arch](self)
         self.strategy = resolve(cfg.scheme)(self)
         self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
+        self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -251,12 +254,13 @@ class Cpu(Scheduler, Hotplug):
             phase = w[H_PHASE]
             if phase == PHASE_EXIT:
                 return
-            if (self.online != bool(w[self.HP_WANT]) or self.going_down) and self.hotplug_step():
-                self.idle_wait(0.002)  # offline: parked, reachable by nobody, walking nothing
-                continue
-            if w[H_STUTTER] and phase == PHASE_RUN:
-                self.idle_wait(0.001)  # stutter: every CPU pauses together
-                continue
+            if self.perturbed:
+                if (self.online != bool(w[self.HP_WANT]) or self.going_down) and self.hotplug_step():
+                    self.idle_wait(0.002)  # offline: parked, reachable by nobody, walking nothing
+                    continue
+                if w[H_STUTTER] and phase == PHASE_RUN:
+                    self.idle_wait(0.001)  # stutter: every CPU pauses together
+                    continue
             self.page_walk()
             curr = w[self.CURR]
             kind = w[self.task_base + curr * 8 + T_KIND]
@@ -271,7 +275,8 @@ class Cpu(Scheduler, Hotplug):
         """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced.
         One walk sees one state: an IPI landing mid-check would make the oracle read a stale mm."""
         w, irq = self.w, self.irq
-        flags = irq.local_irq_save()
+        flags = irq.disabled  # local_irq_save, inline: this runs every quantum
+        irq.disabled = True
         w[self.c_walks] += 1
         active = w[self.ACTIVE]
         if active != INIT_MM:
@@ -280,15 +285,17 @@ class Cpu(Scheduler, Hotplug):
         if loaded != INIT_MM:
             if loaded != active:
                 self.oracle.touch(loaded)
-            if self.maintains_mm_cpumask and not self.atomics.cpumask_test_cpu(self.layout.cpumask(loaded), self.cpu):
+            if self.maintains_mm_cpumask and not (w[self.layout.cpumask(loaded) + self.mask_word] >> self.mask_bit) & 1:
                 self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
-        irq.local_irq_restore(flags)
+        irq.disabled = flags
+        if not flags and irq.pending:
+            irq.replay()
 
     # -- what a task does with its quantum ------------------------------------------------------
     def run_user(self, task: int, phase: int) -> None:
         rng, wl = self.rng, self.wl
         self.maybe_fork(phase)
-        if rng.random() < wl.p_munmap:
+        if wl.p_munmap and rng.random() < wl.p_munmap:
             self.arch.flush_tlb_mm(self.w[self.task_base + task * 8 + T_MM])
         r = rng.random()
         if phase != PHASE_RUN or r < wl.p_exit:
@@ -374,7 +381,9 @@ class Cpu(Scheduler, Hotplug):
 
     # -- run queues ---------------------------------------------------------------------------
     def pick_next_task(self) -> int:
-        self.drain_inbox()
+        w = self.w
+        if w[self.INBOX_TAIL] != w[self.INBOX_HEAD]:
+            self.drain_inbox()
         if self.sleepers and self.sleepers[0][0] <= time.monotonic():
             self.wake_sleepers(PHASE_RUN)
         p_kthread = 0.5 if self.w[H_USE_MM_BURST] else self.wl.p_kthread
@@ -462,7 +471,7 @@ class Cpu(Scheduler, Hotplug):
 
     # -- process lifecycle ----------------------------------------------------------------------
     def maybe_fork(self, phase: int) -> None:
-        if phase == PHASE_RUN and self.rng.random() < self.wl.p_fork and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target:
+        if phase == PHASE_RUN and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target and self.rng.random() < self.wl.p_fork:
             self.do_fork()
 
     def do_fork(self) -> None:

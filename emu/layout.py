@@ -32,7 +32,7 @@ HEADER_WORDS = 32
 PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
 
 # -- per-CPU record ------------------------------------------------------------------------
-(C_CURR, C_ACTIVE_MM, C_LOADED_MM, C_PREV_MM, C_ONLINE, C_STATE, C_PID, C_EV_HEAD) = range(8)
+(C_CURR, C_ACTIVE_MM, C_LOADED_MM, C_PREV_MM, C_ONLINE, C_STATE, C_PID) = range(7)
 C_SCHEME = 8  # 8 words for the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
 SCHEME_FIELDS = 8
 C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it

@@ -116,9 +116,9 @@ class MmOps:
 
     def note_ran(self, mm: int) -> None:
         """Record that this CPU ran ``mm`` (for the footprint metric; not an arch mask)."""
-        ran = self.layout.ran_mask(mm)
-        if not self.atomics.cpumask_test_cpu(ran, self.c.cpu):
-            self.atomics.cpumask_set_cpu(ran, self.c.cpu)
+        ran = self.layout.ran_mask(mm) + self.c.mask_word
+        if not (self.w[ran] >> self.c.mask_bit) & 1:
+            self.atomics.cpumask_set_cpu(ran - self.c.mask_word, self.c.cpu)
 
     # -- mm_users ------------------------------------------------------------------------
     def mmget(self, mm: int) -> None:

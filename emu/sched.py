@@ -59,22 +59,27 @@ class Scheduler:
         self.finish_task_switch()
 
     def finish_task_switch(self: Cpu) -> None:
-        w = self.w
+        w, irq = self.w, self.irq
         mm = w[self.PREV_MM]
         w[self.PREV_MM] = 0
-        self.irq.local_irq_enable()  # finish_lock_switch
+        irq.disabled = False  # finish_lock_switch: local_irq_enable
+        if irq.pending:
+            irq.replay()
         if mm:
             self.strategy.mmdrop_lazy_tlb_sched(mm)
         self.strategy.finish_task_switch()
 
     def schedule(self: Cpu) -> None:
-        self.irq.local_irq_disable()
-        prev = self.w[self.CURR]
+        w, irq = self.w, self.irq
+        irq.disabled = True  # local_irq_disable
+        prev = w[self.CURR]
         next = self.pick_next_task()
         if next == prev:
-            self.irq.local_irq_enable()
+            irq.disabled = False
+            if irq.pending:
+                irq.replay()
             return
-        self.w[self.c_switches] += 1
+        w[self.c_switches] += 1
         self.trace(EV_SWITCH, prev, next)
         self.context_switch(prev, next)
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from time import monotonic_ns
 
-from emu.layout import C_EV_HEAD, EV_CAP, EV_WORDS, Layout, mm_name
+from emu.layout import EV_CAP, EV_WORDS, Layout, mm_name
 
 _FORMATS: list[tuple[str, str]] = []
 _FIELD = re.compile(r"\{(mm|task|cpu|n|ipi|site|kind):([ab])\}")
@@ -33,18 +33,17 @@ class Tracer:
     def __init__(self, words: memoryview, layout: Layout, cpu: int) -> None:
         self.w = words
         self.base = layout.events(cpu)
-        self.head = layout.cpu(cpu) + C_EV_HEAD
         self.n = 0
 
     def __call__(self, code: int, a: int = 0, b: int = 0) -> None:
         w = self.w
-        i = self.base + (self.n & (EV_CAP - 1)) * EV_WORDS
-        w[i] = monotonic_ns()
+        n = self.n
+        i = self.base + (n & (EV_CAP - 1)) * EV_WORDS
         w[i + 1] = code
         w[i + 2] = a
         w[i + 3] = b
-        self.n += 1
-        w[self.head] = self.n
+        w[i] = monotonic_ns()  # the stamp last: readers sort by it
+        self.n = n + 1
 
 
 def task_name(layout: Layout, t: int) -> str:

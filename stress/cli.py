@@ -111,6 +111,16 @@ class Number:
         return v
 
 
+class NumberList(Number):
+    """A comma list of numbers, e.g. ``2,8,32``."""
+
+    def __call__(self, text: str) -> list[float]:  # type: ignore[override]
+        parts = [t for t in text.split(",") if t.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected {self.what}, got '{text}'")
+        return [super(NumberList, self).__call__(t.strip()) for t in parts]
+
+
 INT = Number(int, "a whole number")
 FLOAT = Number(float, "a number")
 STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
@@ -174,7 +184,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
 
 
 def build_parser() -> Parser:
-    from stress import hunt
+    from stress import bench, hunt
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -187,6 +197,7 @@ def build_parser() -> Parser:
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
     hunt.add_parser(sub)
+    bench.add_parser(sub)
     sub.add_parser("list", help="list strategies, mutants and architectures")
     return p
 
@@ -280,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(argv)
         if ns.command == "list":
             return cmd_list()
+        if ns.command == "bench":
+            from stress.bench import cmd_bench
+
+            return cmd_bench(ns)
         if ns.command == "hunt":
             from stress.hunt import cmd_hunt
 

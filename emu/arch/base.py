@@ -34,6 +34,7 @@ class Arch:
         self.atomics = cpu.atomics
         self.cpu = cpu.cpu
         self.loaded = cpu.layout.cpu(cpu.cpu) + C_LOADED_MM
+        self.irq = cpu.irq
         self.is_lazy = False  # this CPU runs a kernel thread on a borrowed mm
         cpu.irq.handlers[FLUSH_TLB_MM] = self.flush_tlb_mm_ipi
 
@@ -63,7 +64,7 @@ class Arch:
         return mm != INIT_MM and mm != 0
 
     def lockdep_assert_irqs_disabled(self, mm: int) -> None:
-        irq = self.c.irq
+        irq = self.irq
         if not (irq.disabled or irq.in_irq):
             self.c.oracle.report(LOCKDEP, mm, SWITCH_MM_IRQS_ON)
 

@@ -1,0 +1,248 @@
+"""``python -m stress bench``: how fast is the emulator itself, against what its primitives allow.
+
+1. Calibration: one CPU runs the default workload in this process over a counting view of the
+   segment, which gives the locked atomics and plain shared accesses one emulated context switch
+   costs.
+2. For each ``--cpus``: the emulator's context switches per second (aggregate and per CPU), and,
+   in the same session, the ceiling: as many bare processes doing, per iteration, exactly that
+   many locked read-modify-writes (half on one shared, contended line) and plain accesses, with
+   the same striped locks and memoryview. The ratio emulator / ceiling says how much of the
+   primitives' speed the scheduler, the scheme and the oracle leave.
+3. IPI round trip (send, handler, acknowledgement, sender sees it): to an idle target blocked in
+   its idle wait, and to a busy one running Python code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import sys
+import time
+from typing import Any
+
+from emu.atomics import LINE_SHIFT, make_locks
+from emu.config import RunConfig
+from emu.cpu import Cpu
+from emu.irq import IPI_SIGNAL, ipi_function
+from emu.layout import H_PHASE, PHASE_EXIT, PHASE_RUN
+from emu.runner import run
+from emu.shm import Segment
+from emu.testbed import Testbed
+
+BENCH_NOOP = ipi_function("bench_noop")
+CALIBRATE_S = 1.0
+IPI_ROUND_TRIPS = 2000
+
+
+def add_parser(sub: Any) -> None:
+    from stress.cli import FLOAT, INT, NumberList
+
+    b = sub.add_parser("bench", help="the emulator's own speed against the ceiling of its primitives")
+    b.add_argument("--cpus", type=NumberList(int, "a whole number"), default=[2, 8, 32], help="CPU counts (default: 2,8,32)")
+    b.add_argument("--duration", type=FLOAT, default=3.0, help="seconds per measurement (default: 3)")
+    b.add_argument("--seed", type=INT, default=1, help="workload seed (default: 1)")
+    b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
+
+
+class CountingWords:
+    """A memoryview stand-in that counts every word read and written."""
+
+    def __init__(self, words: memoryview) -> None:
+        self.words = words
+        self.reads = self.writes = 0
+
+    def __getitem__(self, i: int) -> int:
+        self.reads += 1
+        return self.words[i]
+
+    def __setitem__(self, i: int, v: int) -> None:
+        self.writes += 1
+        self.words[i] = v
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def calibrate(seed: int) -> dict[str, float]:
+    """Locked atomics and plain shared accesses per emulated context switch (one CPU, no contention)."""
+    with Testbed(cpus=1, seed=seed) as tb:
+        real = tb.seg.words
+        view = CountingWords(real)
+        tb.seg.words = view  # type: ignore[assignment]
+        try:
+            cpu = tb.local_cpu(0)
+            locks = [0]
+            inner = cpu.atomics.lock
+
+            def counted_lock(i: int) -> int:
+                locks[0] += 1
+                return inner(i)
+
+            cpu.atomics.lock = counted_lock  # type: ignore[method-assign]
+            old_ipi, old_fd = signal.getsignal(IPI_SIGNAL), signal.set_wakeup_fd(-1)
+            cpu.install_interrupts()
+            real[H_PHASE] = PHASE_RUN
+            old = signal.signal(signal.SIGALRM, lambda *a: real.__setitem__(H_PHASE, PHASE_EXIT))
+            signal.setitimer(signal.ITIMER_REAL, CALIBRATE_S)
+            try:
+                cpu.run()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+                signal.signal(IPI_SIGNAL, old_ipi)
+                os.close(signal.set_wakeup_fd(old_fd))
+                os.close(cpu._wake_r)
+            switches = real[cpu.c_switches]
+        finally:
+            tb.seg.words = real
+    return {
+        "switches": switches,
+        "locked_atomics_per_switch": round(locks[0] / switches, 2),
+        "shared_accesses_per_switch": round((view.reads + view.writes) / switches, 2),
+    }
+
+
+def _ceiling_worker(me: int, words: memoryview, locks: list, n_locked: int, n_plain: int, seconds: float, out: int) -> None:  # type: ignore[type-arg]
+    acq = [lk._semlock.acquire for lk in locks]
+    rel = [lk._semlock.release for lk in locks]
+    mask = len(locks) - 1
+    shared, own = 8, 64 + me * 64  # one contended line for every process; then each one's own lines
+    lines = [shared if j % 2 == 0 else own + 8 * (j // 2 % 4) for j in range(n_locked)]
+    ks = [(i >> LINE_SHIFT) & mask for i in lines]
+    pairs = list(zip(lines, ks, strict=True))
+    plain = [own + 40 + (j % 8) for j in range(n_plain)]
+    w = words
+    iterations = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(50):
+            for i, k in pairs:
+                acq[k]()
+                w[i] += 1
+                rel[k]()
+            for i in plain:
+                w[i] = w[i]  # one read and one write: two accesses
+        iterations += 50
+    w[out + me] = iterations
+
+
+def ceiling(nproc: int, locked: float, accesses: float, seconds: float) -> float:
+    """Iterations per second, aggregate, of ``nproc`` bare loops of one switch's primitives."""
+    n_locked = max(1, round(locked))
+    n_plain = max(0, round(accesses / 2))
+    seg = Segment(8 * (64 + 64 * (nproc + 1) + nproc + 8))
+    ctx = multiprocessing.get_context("fork")
+    locks = make_locks(ctx)
+    out = 64 + 64 * (nproc + 1)
+    procs = [ctx.Process(target=_ceiling_worker, args=(p, seg.words, locks, n_locked, n_plain, seconds, out)) for p in range(nproc)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        return sum(seg.words[out + p] for p in range(nproc)) / seconds
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        seg.unlink()
+
+
+def ipi_rtt(busy: bool, n: int = IPI_ROUND_TRIPS) -> dict[str, float]:
+    """Round trips of a no-op ``smp_call_function_single`` from cpu0 to cpu1, in microseconds."""
+    with Testbed(cpus=2) as tb:
+        done, ready = tb.scratch(0), tb.scratch(1)
+
+        def sender(cpu: Cpu) -> list[float]:
+            while not cpu.w[ready]:  # the target's handler is in place
+                pass
+            rtts = []
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                cpu.irq.smp_call_function_single(1, BENCH_NOOP, 0, wait=True)
+                rtts.append((time.perf_counter_ns() - t0) / 1000)
+            cpu.w[done] = 1
+            return rtts
+
+        def target(cpu: Cpu) -> int:
+            cpu.irq.handlers[BENCH_NOOP] = lambda arg: None
+            cpu.w[ready] = 1
+            spins = 0
+            while not cpu.w[done]:
+                if busy:
+                    spins += 1  # Python code running: the handler runs between bytecodes
+                else:
+                    cpu.idle_wait(0.01)
+            return spins
+
+        def sender_ready(cpu: Cpu) -> list[float]:
+            cpu.irq.handlers[BENCH_NOOP] = lambda arg: None
+            return sender(cpu)
+
+        rtts = tb.run([sender_ready, target])[0]
+    q = statistics.quantiles(rtts, n=100)
+    return {"p50": round(statistics.median(rtts), 1), "p99": round(q[98], 1)}
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from emu.config import ConfigError
+    from stress.cli import check_writable
+
+    if not all(1 <= c <= 256 for c in ns.cpus):
+        raise ConfigError("--cpus: each count must be between 1 and 256")
+    if not 0 <= ns.seed < 2**63:
+        raise ConfigError(f"--seed must be between 0 and 2**63-1, got {ns.seed}")
+    if not 0.2 <= ns.duration <= 600:
+        raise ConfigError(f"--duration must be between 0.2 and 600 seconds, got {ns.duration}")
+    check_writable(ns.json)
+    cal = calibrate(ns.seed)
+    print(
+        f"calibration: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
+        f"shared accesses per context switch ({cal['switches']} switches on one CPU)",
+        file=sys.stderr,
+    )
+    rows = []
+    for c in ns.cpus:
+        print(f"  --cpus {c}: emulator ...", file=sys.stderr)
+        report = run(RunConfig(cpus=c, duration=ns.duration, seed=ns.seed))
+        sps = report.metrics["switches_per_second"]
+        print(f"  --cpus {c}: ceiling ...", file=sys.stderr)
+        ceil = ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], ns.duration)
+        rows.append(
+            {
+                "cpus": c,
+                "switches_per_second": sps,
+                "switches_per_second_per_cpu": round(sps / c, 1),
+                "ceiling_per_second": round(ceil, 1),
+                "ratio": round(sps / ceil, 3) if ceil else None,
+                "verdict": report.verdict,
+            }
+        )
+    idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
+    top = rows[-1]
+    result = {
+        "switches_per_second": top["switches_per_second"],
+        "ceiling_per_second": top["ceiling_per_second"],
+        "ratio": top["ratio"],
+        "ipi_rtt_us_p50": idle["p50"],
+        "ipi_rtt_us_p99": idle["p99"],
+        "ipi_rtt_busy_us_p50": busy["p50"],
+        "ipi_rtt_busy_us_p99": busy["p99"],
+        "calibration": cal,
+        "per_cpus": rows,
+        "cores": len(os.sched_getaffinity(0)),
+    }
+    print(f"{'cpus':>5} {'switches/s':>12} {'per cpu':>10} {'ceiling/s':>12} {'ratio':>7}")
+    for r in rows:
+        sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
+        print(f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {r['ratio']:>7}")
+    print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0

@@ -1,0 +1,36 @@
+"""``stress bench``: the calibration counts what a switch costs; the report has its keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from stress.bench import calibrate, ceiling
+
+
+def test_calibration_counts_the_primitives_of_one_switch() -> None:
+    cal = calibrate(seed=1)
+    assert cal["switches"] > 100
+    assert 0.5 < cal["locked_atomics_per_switch"] < 10  # refcount on x86: cpumask and lazy counts
+    assert 10 < cal["shared_accesses_per_switch"] < 200
+
+
+def test_the_ceiling_loop_runs_in_every_process() -> None:
+    assert ceiling(2, locked=2, accesses=10, seconds=0.3) > 0
+
+
+def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "stress", "bench", "--cpus", "2", "--duration", "0.5", "--json", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    b = json.loads(out.read_text())
+    for key in ("switches_per_second", "ceiling_per_second", "ratio", "ipi_rtt_us_p50", "ipi_rtt_us_p99"):
+        assert b[key] is not None and b[key] > 0
+    assert b["ratio"] == round(b["switches_per_second"] / b["ceiling_per_second"], 3)
+    assert [row["cpus"] for row in b["per_cpus"]] == [2]
+    assert b["ipi_rtt_us_p99"] >= b["ipi_rtt_us_p50"]

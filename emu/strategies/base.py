@@ -13,8 +13,13 @@ import os
 import random
 from typing import TYPE_CHECKING, ClassVar
 
+from emu.layout import INIT_MM
+from emu.oracle import SCHEME_WARNING, site
+
 if TYPE_CHECKING:
     from emu.cpu import Cpu
+
+AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 
 
 class Strategy:
@@ -85,6 +90,16 @@ class Strategy:
     def sched_force_init_mm(self) -> None:
         """The idle task settles on init_mm (also when it already was there): a scheme drops what
         it deferred to this CPU's next switch, which a quiet machine never makes."""
+
+    def do_shoot_lazy_tlb(self, mm: int) -> None:
+        """kernel/fork.c's IPI handler: a CPU lazy on ``mm`` switches to init_mm."""
+        c = self.c
+        c.count_lazy_ipi(mm)
+        if c.active_mm() == mm:
+            if c.arch.current_mm():
+                c.oracle.report(SCHEME_WARNING, mm, AT_SHOOT)  # WARN_ON_ONCE(current->mm)
+            c.set_active_mm(INIT_MM)
+            c.switch_mm(mm, INIT_MM)
 
     def count(self, name: str, n: int = 1) -> None:
         self.c.count(name, n)

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
 
 AT_SLOT_BUSY = site("hazptr: WARN_ON_ONCE(slot already in use)")
-AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 
 
 class Hazptr(Strategy):
@@ -101,13 +100,7 @@ class Hazptr(Strategy):
                 c.irq.smp_call_function_single(cpu, DO_SHOOT_LAZY_TLB, mm, wait=True)
 
     def do_shoot_lazy_tlb(self, mm: int) -> None:
-        c = self.c
-        c.count_lazy_ipi(mm)
-        if c.active_mm() == mm:
-            if c.arch.current_mm():
-                c.oracle.report(SCHEME_WARNING, mm, AT_SHOOT)
-            c.set_active_mm(INIT_MM)
-            c.switch_mm(mm, INIT_MM)
+        super().do_shoot_lazy_tlb(mm)
         if self.READ_ONCE(self.slot) == mm:
             self.WRITE_ONCE(self.slot, 0)
 

@@ -26,6 +26,7 @@ reference that was never taken, and the mm is freed while parked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from emu.layout import M_COUNT
@@ -86,17 +87,21 @@ class LutoHazard(Strategy):
     def mmput_lazy_fixup(self, mm: int) -> None:
         self.mm_unlazy_mm_count(mm)
 
-    def mm_unlazy_mm_count(self, mm: int) -> None:
-        c = self.c
+    def lazy_cpus(self, mm: int) -> Iterator[int]:
+        """The scan: every CPU ``for_each_possible_lazymm_cpu`` whose ``rq->lazy_mm`` is ``mm``."""
         me = self.smp_processor_id
-        drop_count = 0
-        for cpu in c.arch.for_each_possible_lazymm_cpu(mm):
+        for cpu in self.c.arch.for_each_possible_lazymm_cpu(mm):
             self.count("cpus_scanned")
             if cpu != me:
                 self.count("remote_slot_reads")
-            if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
-                continue
-            self.race_window()
+            if self.smp_load_acquire(self.rq("lazy_mm", cpu)) == mm:
+                self.race_window()
+                yield cpu
+
+    def mm_unlazy_mm_count(self, mm: int) -> None:
+        c = self.c
+        drop_count = 0
+        for cpu in self.lazy_cpus(mm):
             if drop_count == 0:
                 drop_count = self.num_possible_cpus
                 self.count("mm_line_atomics")
@@ -133,15 +138,8 @@ class LutoHazardLateCount(LutoHazard):
 
     def mm_unlazy_mm_count(self, mm: int) -> None:
         c = self.c
-        me = self.smp_processor_id
         parked = 0
-        for cpu in c.arch.for_each_possible_lazymm_cpu(mm):
-            self.count("cpus_scanned")
-            if cpu != me:
-                self.count("remote_slot_reads")
-            if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
-                continue
-            self.race_window()
+        for cpu in self.lazy_cpus(mm):
             while not self.try_mm_drop_rq_ref(cpu, mm):
                 pass
             parked += 1

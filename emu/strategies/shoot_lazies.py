@@ -52,7 +52,6 @@ DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
 DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")
 DO_EXIT_FLUSH_LAZY_TLB = ipi_function("do_exit_flush_lazy_tlb", purpose="ipis_flush")
 
-AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 AT_CHECK = site("do_check_lazy_tlb: WARN_ON_ONCE(current->active_mm == mm)")
 AT_EXIT_FLUSH = site("exit_lazy_flush_tlb: WARN_ON_ONCE(current->mm)")
 
@@ -83,15 +82,6 @@ class ShootLazies(Strategy):
         c.irq.on_each_cpu_mask(cpus, DO_SHOOT_LAZY_TLB, mm, wait=True)
         if self.debug_check:
             c.irq.on_each_cpu_mask(c.online_cpus(), DO_CHECK_LAZY_TLB, mm, wait=True)
-
-    def do_shoot_lazy_tlb(self, mm: int) -> None:
-        c = self.c
-        c.count_lazy_ipi(mm)
-        if c.active_mm() == mm:
-            if c.arch.current_mm():
-                c.oracle.report(SCHEME_WARNING, mm, AT_SHOOT)
-            c.set_active_mm(INIT_MM)
-            c.switch_mm(mm, INIT_MM)
 
     def do_check_lazy_tlb(self, mm: int) -> None:
         if self.c.active_mm() == mm:

@@ -174,7 +174,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
 
 
 def build_parser() -> Parser:
-    from stress import hunt
+    from stress import compare, hunt
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -187,6 +187,7 @@ def build_parser() -> Parser:
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
     hunt.add_parser(sub)
+    compare.add_parser(sub)
     sub.add_parser("list", help="list strategies, mutants and architectures")
     return p
 
@@ -284,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.hunt import cmd_hunt
 
             return cmd_hunt(ns)
+        if ns.command == "compare":
+            from stress.compare import cmd_compare
+
+            return cmd_compare(ns)
         return cmd_run(ns)
     except HelpShown as e:
         return e.status

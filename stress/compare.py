@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from typing import Any
@@ -75,9 +76,7 @@ def _suggest_cost(text: str) -> str:
 
     name, _, value = text.partition("=")
     close = difflib.get_close_matches(name.strip(), Costs.names(), n=1)
-    hint = f"; did you mean '{close[0]}={value or getattr(DEFAULT_COSTS, close[0]):g}'?" if close and value == "" else ""
-    if close and value != "":
-        hint = f"; did you mean '{close[0]}={value}'?"
+    hint = f"; did you mean '{close[0]}={value or f'{getattr(DEFAULT_COSTS, close[0]):g}'}'?" if close else ""
     return f"(valid: {', '.join(Costs.names())}, each NAME=NANOSECONDS){hint}"
 
 
@@ -360,8 +359,15 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     print(f"compare: {len(configs)} runs of {configs[0].duration:g}s, seed {seed}, one at a time", file=sys.stderr)
     rows: list[dict[str, Any]] = []
     interrupted = harness_failed = False
+    stop: list[int] = []
+    # between runs Ctrl-C only raises a flag: a KeyboardInterrupt while a run sets up its segment
+    # would leak it. During a run the runner's own handler takes over and drains the machine.
+    old = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
     try:
         for i, cfg in enumerate(configs, 1):
+            if stop:
+                interrupted = True
+                break
             print(f"compare: run {i}/{len(configs)}: {label(cfg)} on {cfg.arch}, {cfg.cpus} CPUs", file=sys.stderr)
             report = run(cfg)
             if report.harness.get("interrupted"):  # Ctrl-C: the run drained early; its row is partial
@@ -369,8 +375,10 @@ def cmd_compare(ns: argparse.Namespace) -> int:
                 break
             harness_failed |= report.status == 3
             rows.append(row_from(cfg, report))
-    except KeyboardInterrupt:  # a second Ctrl-C, or one between runs
+    except KeyboardInterrupt:  # a second Ctrl-C inside a run
         interrupted = True
+    finally:
+        signal.signal(signal.SIGINT, old)
     if ns.project and rows:
         add_projection(rows, ns.project, costs)
     if rows:

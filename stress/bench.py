@@ -39,10 +39,10 @@ IPI_ROUND_TRIPS = 2000
 
 
 def add_parser(sub: Any) -> None:
-    from stress.cli import FLOAT, INT, NumberList
+    from stress.cli import FLOAT, INT, IntList
 
     b = sub.add_parser("bench", help="the emulator's own speed against the ceiling of its primitives")
-    b.add_argument("--cpus", type=NumberList(int, "a whole number"), default=[2, 8, 32], help="CPU counts (default: 2,8,32)")
+    b.add_argument("--cpus", type=IntList(), default=[2, 8, 32], help="CPU counts (default: 2,8,32)")
     b.add_argument("--duration", type=FLOAT, default=3.0, help="seconds per measurement (default: 3)")
     b.add_argument("--seed", type=INT, default=1, help="workload seed (default: 1)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")

@@ -111,14 +111,18 @@ class Number:
         return v
 
 
-class NumberList(Number):
-    """A comma list of numbers, e.g. ``2,8,32``."""
+class IntList(Number):
+    """``2,8,32`` -> [2, 8, 32]: each a whole number (ranges are checked with the run's config)."""
 
-    def __call__(self, text: str) -> list[float]:  # type: ignore[override]
-        parts = [t for t in text.split(",") if t.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError(f"expected {self.what}, got '{text}'")
-        return [super(NumberList, self).__call__(t.strip()) for t in parts]
+    def __init__(self) -> None:
+        super().__init__(int, "a whole number")
+
+    def __call__(self, text: str) -> list[int]:  # type: ignore[override]
+        parts = text.split(",")
+        try:
+            return [int(p) for p in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number or a comma list of them (2,8,32), got '{text}'") from None
 
 
 INT = Number(int, "a whole number")
@@ -184,7 +188,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
 
 
 def build_parser() -> Parser:
-    from stress import bench, hunt
+    from stress import bench, compare, hunt
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -197,6 +201,7 @@ def build_parser() -> Parser:
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
     hunt.add_parser(sub)
+    compare.add_parser(sub)
     bench.add_parser(sub)
     sub.add_parser("list", help="list strategies, mutants and architectures")
     return p
@@ -299,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.hunt import cmd_hunt
 
             return cmd_hunt(ns)
+        if ns.command == "compare":
+            from stress.compare import cmd_compare
+
+            return cmd_compare(ns)
         return cmd_run(ns)
     except HelpShown as e:
         return e.status

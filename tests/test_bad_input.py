@@ -178,6 +178,8 @@ def command_lines(draw: st.DrawFn) -> list[str]:
         argv += ["--cpus", draw(st.sampled_from(["1", "2"])), "--duration", "0.05", "--quiet"]  # later options override these
     if cmd == "hunt":
         argv += ["--cpus", "1", "--duration", "0.05", "--budget", "1", "--quiet"]  # a budget too small to start a run
+    if cmd == "compare":
+        argv += ["--strategies", "refcount", "--arches", "x86", "--cpus", "1", "--duration", "0.05"]  # one tiny run
     for _ in range(draw(st.integers(0, 4)) if acts else 0):
         a = draw(st.sampled_from(acts))
         opt = draw(st.one_of(st.just(a.option_strings[-1]), st.just(typo(a.option_strings[-1])), JUNK))
@@ -203,9 +205,9 @@ def test_no_command_line_gives_a_traceback_or_leaves_anything(argv: list[str]) -
         if status == 2:
             lines = err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("stress: error: "), (argv, err)
-        # the JSON report is the only file a run writes, and only where asked
+        # the JSON report (and compare's plot) are the only files a run writes, and only where asked
         written = {os.path.join(d, f) for d, _, fs in os.walk(tmp) for f in fs}
-        allowed = {os.path.join(tmp, argv[i + 1]) for i, x in enumerate(argv[:-1]) if x == "--json"}
+        allowed = {os.path.join(tmp, argv[i + 1]) for i, x in enumerate(argv[:-1]) if x in ("--json", "--plot")}
         assert written <= allowed, (argv, written)
     assert segments_of(os.getpid()) == []
     _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=3)

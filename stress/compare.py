@@ -1,0 +1,384 @@
+"""``python -m stress compare``: every scheme side by side, on chosen architectures and CPU counts.
+
+Each combination is one in-process run (``emu.runner.run``), one after the other: a run already
+uses every core, so running two at once would only measure the box. Every run gets the same
+workload and the same seed. The table separates what the emulator MEASURED (counts per context
+switch and per mm exit, which do not depend on the emulator's speed; lock wait and throughput,
+which do) from what ``--project`` MODELS (``emu.projection``: the counts priced on a real machine).
+
+Exit status: 0 every run finished (a violation is a verdict in the table, not a failure of the
+comparison), 3 a run's harness failed, 130 interrupted (the rows done so far are still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+from emu.config import ConfigError, RunConfig
+from emu.matrix import find
+from emu.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
+from stress.cli import IntList, Names
+
+DEFAULT_ARCHES = "x86,powerpc,arm64"
+DEFAULT_CPUS = "2,8,32"
+MAX_RUNS = 500
+MAX_PROJECT_CPUS = 100_000
+
+
+class NameList(Names):
+    """``refcount,hazptr`` -> a list of known names, each checked (a typo gets the closest)."""
+
+    def __call__(self, text: str) -> list[str]:  # type: ignore[override]
+        names = [super(NameList, self).__call__(p.strip()) for p in text.split(",")]
+        return list(dict.fromkeys(names))
+
+
+class CostOverride(Names):
+    """``ipi_rtt_ns=3000`` -> (name, ns): one of ``emu.projection.Costs``, a finite number >= 0."""
+
+    def __init__(self) -> None:
+        super().__init__("cost", lambda: [f"{n}={getattr(DEFAULT_COSTS, n):g}" for n in sorted(Costs.names())])
+
+    def __call__(self, text: str) -> tuple[str, float]:  # type: ignore[override]
+        from emu.projection import CostError, parse_cost
+
+        name = text.partition("=")[0].strip()
+        if name not in Costs.names():
+            raise argparse.ArgumentTypeError(f"unknown cost '{text}' {_suggest_cost(text)}")
+        try:
+            return parse_cost(text)
+        except CostError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("--cost").lstrip(" :")) from None
+
+
+def _suggest_cost(text: str) -> str:
+    import difflib
+
+    name, _, value = text.partition("=")
+    close = difflib.get_close_matches(name.strip(), Costs.names(), n=1)
+    hint = f"; did you mean '{close[0]}={value or f'{getattr(DEFAULT_COSTS, close[0]):g}'}'?" if close else ""
+    return f"(valid: {', '.join(Costs.names())}, each NAME=NANOSECONDS){hint}"
+
+
+def add_parser(sub: Any) -> None:
+    from emu.arch import ARCHES
+    from emu.strategies import STRATEGIES
+    from stress.cli import FLOAT, INT, _add_workload
+
+    c = sub.add_parser("compare", help="every scheme side by side: costs per switch and per exit, across arches and CPU counts")
+    c.add_argument(
+        "--strategies", type=NameList("strategy", lambda: sorted(STRATEGIES)), default=None, help="comma list (default: every scheme)"
+    )
+    c.add_argument(
+        "--arches", type=NameList("architecture", lambda: sorted(ARCHES)), default=None, help=f"comma list (default: {DEFAULT_ARCHES})"
+    )
+    c.add_argument("--cpus", type=IntList(), default=None, help=f"comma list of emulated CPU counts (default: {DEFAULT_CPUS})")
+    c.add_argument("--duration", type=FLOAT, default=2.0, help="seconds of load per run (default: 2)")
+    c.add_argument("--seed", type=INT, default=None, help="one seed for every run (default: random, printed)")
+    c.add_argument(
+        "--shoot-all",
+        action="store_true",
+        help="shoot-lazies IPIs every CPU on every arch (default: only where the arch keeps no mm_cpumask, as emu.matrix)",
+    )
+    c.add_argument("--project", type=INT, default=None, metavar="CPUS", help="add the MODEL's projected cost on a real machine of CPUS")
+    c.add_argument(
+        "--cost",
+        type=CostOverride(),
+        action="append",
+        default=None,
+        metavar="NAME=NS",
+        help=f"override a projection cost, e.g. ipi_rtt_ns=3000 (names: {', '.join(Costs.names())})",
+    )
+    c.add_argument("--json", metavar="PATH", default=None, help='write {"rows": [...]}, one per scheme x arch x CPU count')
+    c.add_argument("--plot", metavar="PATH", default=None, help="draw the scaling curves to PATH.png (needs matplotlib: the 'plot' extra)")
+    _add_workload(c)
+
+
+# -- what runs --------------------------------------------------------------------------------
+
+
+def needs_shoot_all(arch: str) -> bool:
+    """shoot-lazies is correct on this arch only if it IPIs every CPU (no mask is kept)."""
+    plain = find("shoot-lazies", arch, {})
+    everyone = find("shoot-lazies", arch, {"shoot_all": True})
+    return (plain is None or plain.expect_verdict != "clean") and everyone is not None and everyone.expect_verdict == "clean"
+
+
+def plan(ns: argparse.Namespace) -> list[RunConfig]:
+    from emu.arch import ARCHES
+    from emu.config import validate
+    from emu.strategies import MUTANTS, STRATEGIES
+    from stress.cli import check_shm_room, config_from
+
+    strategies = ns.strategies or sorted(STRATEGIES)
+    arches = ns.arches or DEFAULT_ARCHES.split(",")
+    cpus = ns.cpus or [int(c) for c in DEFAULT_CPUS.split(",")]
+    # the machine options compare does not offer keep run's defaults; config_from checks the rest
+    base_ns = argparse.Namespace(
+        **vars(ns), strategy=strategies[0], mutant=None, arch=arches[0], noise=0.0, stutter=False, shuffle=False,
+        hotplug=False, fail_fast=False, use_mm_bursts=False, memory_model="sc", race_delay=0.0, debug_check=False,
+        no_radix_exit_shoot=False, watchdog=RunConfig().watchdog, ipi_timeout=RunConfig().ipi_timeout,
+    )  # fmt: skip
+    base_ns.cpus, base_ns.shoot_all, base_ns.json = cpus[0], False, None
+    base = config_from(base_ns)
+    out = []
+    for s in strategies:
+        for a in arches:
+            for n in cpus:
+                shoot_all = s == "shoot-lazies" and (ns.shoot_all or needs_shoot_all(a))
+                cfg = replace(base, strategy=s, arch=a, cpus=n, shoot_all=shoot_all)
+                validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+                out.append(cfg)
+    for n in sorted(set(cpus))[-1:]:
+        check_shm_room(replace(base, cpus=n))
+    if len(out) > MAX_RUNS:
+        raise ConfigError(f"compare: {len(out)} runs is more than {MAX_RUNS}; choose fewer --strategies, --arches or --cpus")
+    return out
+
+
+def check_options(ns: argparse.Namespace) -> Costs:
+    if ns.project is not None and not 1 <= ns.project <= MAX_PROJECT_CPUS:
+        raise ConfigError(f"--project must be between 1 and {MAX_PROJECT_CPUS} CPUs, got {ns.project}")
+    if ns.cost and ns.project is None:
+        raise ConfigError("--cost prices the projection: add --project CPUS")
+    for flag, path in (("--json", ns.json), ("--plot", ns.plot)):
+        if path:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+                raise ConfigError(f"{flag}: cannot write to '{path}' (no such writable directory)")
+    if ns.plot:
+        if not ns.plot.lower().endswith(".png"):
+            raise ConfigError(f"--plot: the plot is a PNG, name it PATH.png (got '{ns.plot}')")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install 'lazytlb[plot]' (or matplotlib>=3.7)") from None
+    return costs_with(dict(ns.cost or []))
+
+
+# -- a row ------------------------------------------------------------------------------------
+
+
+def label(cfg: RunConfig) -> str:
+    return cfg.strategy + ("+shoot-all" if cfg.shoot_all else "")
+
+
+def row_from(cfg: RunConfig, report: Any) -> dict[str, Any]:
+    m = dict(report.metrics)
+    exits = m.get("mm_exits") or 0
+    for k in ("ipis_useful", "ipis_wasted"):
+        m[f"{k}_per_exit"] = round(m.get(k, 0) / exits, 3) if exits else 0.0
+    return {
+        "strategy": cfg.strategy,
+        "arch": cfg.arch,
+        "cpus": cfg.cpus,
+        "shoot_all": cfg.shoot_all,
+        "verdict": report.verdict,
+        "seed": cfg.seed,
+        "command": report.command,
+        **m,
+    }
+
+
+def add_projection(rows: list[dict[str, Any]], cpus: int, costs: Costs) -> None:
+    """The model's columns, in place: per-exit counts grow to ``cpus`` along each scheme x arch's
+    measured slope."""
+    groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["strategy"], r["arch"], r["shoot_all"]), []).append(r)
+    for group in groups.values():
+        slopes = {k: slope_of([(r["cpus"], float(r.get(k) or 0.0)) for r in group]) for k in ("ipis_per_exit", "cpus_scanned_per_exit")}
+        slopes["remote_slot_reads_per_exit"] = slope_of([(r["cpus"], float(r.get("remote_slot_reads_per_exit") or 0.0)) for r in group])
+        for r in group:
+            r.update(project(r, r["cpus"], cpus, costs, slopes).to_json())
+
+
+# -- the table --------------------------------------------------------------------------------
+
+# (key, header, group): group names the unit each count is divided by
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("mm_atomics_per_switch", "mm atom", "per context switch"),
+    ("lazy_refcount_atomics_per_switch", "lazy rc", "per context switch"),
+    ("lock_wait_ns_per_switch", "wait ns", "per context switch"),
+    ("ipis_per_exit", "IPIs", "per mm exit"),
+    ("ipis_useful_per_exit", "useful", "per mm exit"),
+    ("ipis_wasted_per_exit", "wasted", "per mm exit"),
+    ("cpus_scanned_per_exit", "scanned", "per mm exit"),
+    ("remote_slot_reads_per_exit", "rem rd", "per mm exit"),
+    ("exit_to_free_us_p50", "e2f p50us", "per mm exit"),
+    ("exit_to_free_us_p99", "e2f p99us", "per mm exit"),
+    ("switches_per_second", "switch/s", "rate"),
+)
+PROJ_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("proj_switches_per_second", "Mswitch/s", "MODEL"),
+    ("proj_exit_us", "exit us", "MODEL"),
+    ("proj_line_bound", "bound", "MODEL"),
+)
+
+
+def _cell(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if key == "proj_line_bound":
+        return "line" if v else "cpu"
+    if key == "proj_switches_per_second":
+        return f"{v / 1e6:.1f}"
+    if isinstance(v, bool):
+        return str(v)
+    if key == "switches_per_second" or key == "lock_wait_ns_per_switch":
+        return f"{v:,.0f}"
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+def render(rows: list[dict[str, Any]], project_cpus: int | None, costs: Costs, interrupted: bool, planned: int) -> str:
+    cols = COLUMNS + (PROJ_COLUMNS if project_cpus else ())
+    name_w = max([len("scheme")] + [len(label_of(r)) for r in rows])
+    arch_w = max([len("arch")] + [len(r["arch"]) for r in rows])
+    widths = [max(len(h), 9) for _, h, _ in cols]
+    lead = f"  {'':<{name_w}}  {'':<{arch_w}}  {'':>4}  "
+    groups = []
+    i = 0
+    while i < len(cols):
+        g = cols[i][2]
+        j = i
+        while j < len(cols) and cols[j][2] == g:
+            j += 1
+        span = sum(widths[i:j]) + (j - i - 1)
+        title = f"{g} ({project_cpus} CPUs)" if g == "MODEL" else g
+        groups.append(f"{title:-^{span}}")
+        i = j
+    heads = " ".join(f"{h:>{w}}" for (_, h, _), w in zip(cols, widths, strict=True))
+    head = f"  {'scheme':<{name_w}}  {'arch':<{arch_w}}  {'cpus':>4}  {heads}"
+    lines = [lead + " ".join(groups) + "  " + "-" * 9, head + "  verdict", "  " + "-" * (len(head) + 7)]
+    for r in rows:
+        cells = " ".join(f"{_cell(k, r.get(k)):>{w}}" for (k, _, _), w in zip(cols, widths, strict=True))
+        lines.append(f"  {label_of(r):<{name_w}}  {r['arch']:<{arch_w}}  {r['cpus']:>4}  {cells}  {r['verdict']}")
+    lines.append("")
+    lines.append(
+        "measured by the emulator: counts per switch and per exit (architecture-neutral); "
+        "'wait ns' and 'switch/s' are the emulator's own speed and contention, not a real machine's."
+    )
+    if project_cpus:
+        priced = ", ".join(f"{n}={getattr(costs, n):g}" for n in Costs.names())
+        lines.append(
+            f"MODEL (emu.projection, not measured): the counts priced on {project_cpus} real CPUs, all switching on one mm; "
+            f"costs in ns: {priced}"
+        )
+    if interrupted:
+        lines.append(f"compare: interrupted after {len(rows)} of {planned} runs")
+    return "\n".join(lines)
+
+
+def label_of(r: dict[str, Any]) -> str:
+    return r["strategy"] + ("+shoot-all" if r.get("shoot_all") else "")
+
+
+# -- the plot ---------------------------------------------------------------------------------
+
+PANELS: tuple[tuple[str, str], ...] = (
+    ("mm_atomics_per_switch", "atomics on shared mm lines per switch"),
+    ("lazy_refcount_atomics_per_switch", "lazy refcount atomics per switch"),
+    ("lock_wait_ns_per_switch", "emulator lock wait per switch (ns)"),
+    ("ipis_per_exit", "IPIs per mm exit"),
+    ("cpus_scanned_per_exit", "CPUs scanned per mm exit"),
+    ("remote_slot_reads_per_exit", "remote slot reads per mm exit"),
+    ("exit_to_free_us_p99", "exit-to-free p99 (us)"),
+    ("switches_per_second", "emulated switches per second"),
+)
+
+
+def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault((label_of(r), r["arch"]), []).append(r)
+    schemes = sorted({s for s, _ in series})
+    arches = sorted({a for _, a in series})
+    colours = plt.get_cmap("tab10")
+    styles = ["-", "--", ":", "-.", (0, (5, 1, 1, 1))]
+    markers = ["o", "s", "^", "D", "v"]
+    fig, axes = plt.subplots(2, 4, figsize=(20, 9), constrained_layout=True)
+    for ax, (key, title) in zip(axes.flat, PANELS, strict=True):
+        for (scheme, arch), pts in sorted(series.items()):
+            pts = sorted(pts, key=lambda r: r["cpus"])
+            i, j = schemes.index(scheme), arches.index(arch)
+            ax.plot(
+                [r["cpus"] for r in pts],
+                [float(r.get(key) or 0.0) for r in pts],
+                color=colours(i % 10),
+                linestyle=styles[j % len(styles)],
+                marker=markers[j % len(markers)],
+                label=f"{scheme} @ {arch}",
+            )
+        ax.set_title(title)
+        ax.set_xscale("log", base=2)
+        cpus = sorted({r["cpus"] for r in rows})
+        ax.set_xticks(cpus, [str(c) for c in cpus])
+        ax.set_xlabel("emulated CPUs")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", title="scheme @ arch")
+    fig.suptitle(f"lazytlb compare: measured by the emulator (seed {seed}, {duration:g}s per run)")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    from emu.runner import run
+
+    costs = check_options(ns)
+    configs = plan(ns)
+    seed = configs[0].seed
+    print(f"compare: {len(configs)} runs of {configs[0].duration:g}s, seed {seed}, one at a time", file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+    interrupted = harness_failed = False
+    stop: list[int] = []
+    # between runs Ctrl-C only raises a flag: a KeyboardInterrupt while a run sets up its segment
+    # would leak it. During a run the runner's own handler takes over and drains the machine.
+    old = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+    try:
+        for i, cfg in enumerate(configs, 1):
+            if stop:
+                interrupted = True
+                break
+            print(f"compare: run {i}/{len(configs)}: {label(cfg)} on {cfg.arch}, {cfg.cpus} CPUs", file=sys.stderr)
+            report = run(cfg)
+            if report.harness.get("interrupted"):  # Ctrl-C: the run drained early; its row is partial
+                interrupted = True
+                break
+            harness_failed |= report.status == 3
+            rows.append(row_from(cfg, report))
+    except KeyboardInterrupt:  # a second Ctrl-C inside a run
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if ns.project and rows:
+        add_projection(rows, ns.project, costs)
+    if rows:
+        print(render(rows, ns.project, costs, interrupted, len(configs)))
+    elif interrupted:
+        print("compare: interrupted before the first run finished", file=sys.stderr)
+    if ns.json:
+        doc: dict[str, Any] = {"rows": rows, "seed": seed, "duration": configs[0].duration, "interrupted": interrupted}
+        if ns.project:
+            doc["projection"] = {"cpus": ns.project, "costs_ns": {n: getattr(costs, n) for n in Costs.names()}, "model": "emu.projection"}
+        with open(ns.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    if ns.plot and rows:
+        plot(rows, ns.plot, seed, configs[0].duration)
+    if interrupted:
+        return 130
+    return 3 if harness_failed else 0

@@ -86,7 +86,8 @@ class Target:
     first_detection_s: float | None = None
     detections: list[float] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
-    example: str = ""  # the rerun command of the first violating (or failing) run
+    example: str = ""  # the rerun command of the first violating run
+    failure: str = ""  # the rerun command of the first run whose harness failed, and why
 
     def done(self, runs_wanted: int) -> bool:
         if runs_wanted:
@@ -114,6 +115,7 @@ class Target:
             "kinds": dict(self.kinds),
             "held": self.held,
             "example": self.example or None,
+            "harness_failure": self.failure or None,
         }
 
 
@@ -191,7 +193,8 @@ class Hunt:
         seed = (self.seed + self.next_seed) % 2**63
         self.next_seed += 1
         t.launched += 1
-        cfg = replace(t.cfg, seed=seed, fail_fast=t.cfg.fail_fast or (t.expect == "violation" and not self.runs_wanted))
+        # a run expected to be caught stops at its first violation: the time to it is the measure
+        cfg = replace(t.cfg, seed=seed, fail_fast=t.cfg.fail_fast or t.expect == "violation")
         command = command_for(cfg)
         out = tmp / f"run{self.next_seed}.json"
         argv = [sys.executable, "-m", "stress", *shlex.split(command)[3:], "--quiet", "--json", str(out)]
@@ -217,12 +220,12 @@ class Hunt:
         except (OSError, ValueError):
             if not self.interrupted:
                 t.harness_failures += 1
-                t.example = t.example or f"{command}  # {stderr.strip().splitlines()[-1:] or ['no report']}"
+                t.failure = t.failure or f"{command}  # {(stderr.strip().splitlines() or ['no report'])[-1]}"
             return
         t.runs += 1
         if report["verdict"] == "harness_failure":
             t.harness_failures += 1
-            t.example = t.example or command
+            t.failure = t.failure or f"{command}  # {report['harness'].get('error')}"
         elif report["verdict"] == "violation":
             t.violating += 1
             t.kinds.update(report["violation_counts"])
@@ -257,7 +260,9 @@ def render(targets: list[Target], elapsed: float, interrupted: bool) -> str:
         held = "yes" if t.held else ("NO (harness failure)" if t.harness_failures else "NO")
         lines.append(f"  {t.name:<{width}}  {t.expect:<9} {t.runs:>5} {t.violating:>9} {first:>9} {med:>9}  {held}")
     for t in targets:
-        if not t.held and t.example:
+        if t.failure:
+            lines.append(f"  harness failure in {t.name}: {t.failure}")
+        elif not t.held and t.example:
             lines.append(f"  rerun {t.name}: {t.example}")
     all_held = all(t.held for t in targets)
     lines.append("")

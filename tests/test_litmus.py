@@ -91,3 +91,41 @@ def test_own_stores_are_forwarded_under_tso() -> None:
 
     hist = litmus([t0], ["x"], iterations=200, memory_model="tso", seed=5)
     assert hist == {(7,): 200}
+
+
+# B6 as a litmus pattern: Desnoyers' hazptr protect (publish the slot, re-read the pointer) against
+# a reclaimer (unpublish the pointer, scan the slot). Outcome (1, 0): the reader kept the object
+# (it saw the pointer still set) and the scanner saw no hazard (it will free it): use after free.
+def hazptr_reader(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["slot"], 1)  # slot = p
+    return int(a.READ_ONCE(v["ptr_gone"]) == 0)  # a2 == a: protected
+
+
+def hazptr_reader_mb(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["slot"], 1)
+    a.smp_mb()
+    return int(a.READ_ONCE(v["ptr_gone"]) == 0)
+
+
+def hazptr_scanner(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["ptr_gone"], 1)  # unpublish
+    return a.READ_ONCE(v["slot"])  # a hazard on it?
+
+
+def hazptr_scanner_mb(a: Atomics, v: Mapping[str, int]) -> int:
+    a.WRITE_ONCE(v["ptr_gone"], 1)
+    a.smp_mb()
+    return a.READ_ONCE(v["slot"])
+
+
+def test_hazptr_pattern_without_its_smp_mb_pair_loses_the_hazard_under_tso() -> None:
+    """B6 on the hazard-pointer pattern itself: without the barriers, both sides miss each other."""
+    hist = litmus([hazptr_reader, hazptr_scanner], ["slot", "ptr_gone"], iterations=N, memory_model="tso", seed=6)
+    text = show("hazptr protect vs scan, tso, no barrier", hist, ["protected", "hazard_seen"], set())
+    assert hist[(1, 0)] > 0, text
+
+
+def test_hazptr_pattern_with_its_smp_mb_pair_never_loses_it() -> None:
+    hist = litmus([hazptr_reader_mb, hazptr_scanner_mb], ["slot", "ptr_gone"], iterations=N, memory_model="tso", seed=7)
+    text = show("hazptr protect vs scan, tso, smp_mb pair", hist, ["protected", "hazard_seen"], {(1, 0)})
+    assert hist[(1, 0)] == 0, text

@@ -18,6 +18,8 @@ EV_TLB_BROADCAST = event("tlb_broadcast", "exit flush of {mm:a} by hardware broa
 
 # The plain final flush: the target flushes its TLB for the mm; nothing about lazy mms.
 FLUSH_TLB_MM = ipi_function("flush_tlb_mm_ipi", purpose="ipis_flush")
+# A flush of a live mm after munmap: nothing to do with lazy CPUs, so neither useful nor wasted.
+FLUSH_TLB_RANGE = ipi_function("flush_tlb_mm_range", purpose="ipis_flush")
 
 
 class Arch:
@@ -37,6 +39,7 @@ class Arch:
         self.irq = cpu.irq
         self.is_lazy = False  # this CPU runs a kernel thread on a borrowed mm
         cpu.irq.handlers[FLUSH_TLB_MM] = self.flush_tlb_mm_ipi
+        cpu.irq.handlers[FLUSH_TLB_RANGE] = lambda mm: None
 
     def loaded_mm(self, cpu: int | None = None) -> int:
         if cpu is None:
@@ -88,7 +91,7 @@ class Arch:
         """A flush of a live mm (after munmap): every CPU that may cache its entries, by the mask."""
         self.c.count("tlb_flushes")
         if self.flush_by_ipi:
-            self.c.irq.smp_call_function_many(self.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
+            self.c.irq.smp_call_function_many(self.mm_cpumask_cpus(mm), FLUSH_TLB_RANGE, mm, wait=True)
         else:
             self.c.count("tlb_broadcasts")
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.arch.base import FLUSH_TLB_MM
+from emu.arch.base import FLUSH_TLB_RANGE
 from emu.irq import ipi_function
 from emu.layout import INIT_MM, M_USERS
 from emu.oracle import SCHEME_WARNING, site
@@ -96,7 +96,7 @@ class ShootLazies(Strategy):
         if self.READ_ONCE(c.layout.mm(mm) + M_USERS) <= 1 and c.arch.current_mm() == mm:
             self.exit_flush_lazy_tlbs(mm)
         else:
-            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
+            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_RANGE, mm, wait=True)
 
     def exit_flush_lazy_tlbs(self, mm: int) -> None:
         c = self.c
@@ -172,7 +172,7 @@ class PowerpcTrimVsKthread(ShootLazies):
             c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), DO_EXIT_FLUSH_LAZY_TLB, mm, wait=True)
             self.mm_reset_thread_local(mm)
         else:
-            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
+            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_RANGE, mm, wait=True)
 
     def mm_reset_thread_local(self, mm: int) -> None:
         """ "It's possible for mm_access to take a reference on mm_users ... but it's not allowed

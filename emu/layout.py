@@ -33,8 +33,7 @@ PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
 
 # -- per-CPU record ------------------------------------------------------------------------
 (C_CURR, C_ACTIVE_MM, C_LOADED_MM, C_PREV_MM, C_ONLINE, C_STATE, C_PID) = range(7)
-C_SCHEME = 8  # 8 words for the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
-SCHEME_FIELDS = 8
+C_SCHEME = 8  # words 8-15: the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
 C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
 # For the runner's watchdog, written off the hot path only: the CPU an IPI sender is spinning on in
 # csd_lock_wait (target + 1, 0 when not waiting), and the IPI it gave up on (target + 1, function, ms).
@@ -56,7 +55,7 @@ MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)  # EXITED: mm_users hit 0, mm
 POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read as this
 
 # -- task table -----------------------------------------------------------------------------
-T_STATE, T_MM, T_KIND, T_CPU, T_USE_MM = range(5)
+T_STATE, T_MM, T_KIND = range(3)
 TASK_WORDS = 8
 TASK_FREE, TASK_RUNNABLE, TASK_DEAD = range(3)
 KIND_IDLE, KIND_KTHREAD, KIND_USER = range(3)

@@ -53,7 +53,6 @@ AT_MMGRAB = site("mmgrab (mm_count +1)")
 AT_MMDROP = site("mmdrop (mm_count -1)")
 AT_MMGET = site("mmget (mm_users +1)")
 AT_MMPUT = site("mmput (mm_users -1)")
-AT_COUNT_ADD = site("atomic_add(mm_count)")
 AT_FREE = site("__mmdrop")
 
 

@@ -134,10 +134,6 @@ class Projection:
         }
 
 
-# the per-exit counts the model prices, and which cost each one pays
-EXIT_COUNTS = ("ipis_per_exit", "cpus_scanned_per_exit", "remote_slot_reads_per_exit")
-
-
 def project(
     metrics: Mapping[str, float | None],
     measured_cpus: int,

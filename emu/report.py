@@ -151,6 +151,18 @@ def command_for(cfg: RunConfig) -> str:
     return shlex.join(args)
 
 
+DETAILS = {
+    "use_after_free": "cpu{cpu} touched freed {mm} in {at}{by}",
+    "freed_while_lazy": "cpu{cpu} freed {mm} in {at} while cpu{other} still had it as active/loaded mm",
+    "double_free": "cpu{cpu} freed {mm} again in {at}{by}",
+    "count_underflow": "cpu{cpu} took a count of {mm} below zero in {at}",
+    "cpumask_missing": "cpu{cpu} runs {mm} but is not in its mm_cpumask: flushes sent to the mask miss it",
+    "inconsistent_mm": "an interrupt on cpu{cpu} found active_mm {mm} but another mm loaded",
+    "lockdep": "cpu{cpu} called switch_mm_irqs_off to {mm} with interrupts enabled (lockdep_assert_irqs_disabled)",
+    "scheme_warning": "cpu{cpu}: the scheme's own check fired on {mm} in {at}",
+}
+
+
 def _violation(arr: np.ndarray, layout: Layout, n: int) -> dict[str, Any]:
     v = arr[layout.viol_base + n * VIOL_WORDS : layout.viol_base + (n + 1) * VIOL_WORDS].tolist()
     kind, cpu, mm, where, other, snap = v[V_KIND], v[V_CPU], v[V_MM], v[V_SITE], v[V_OTHER], v[V_SNAP]
@@ -159,22 +171,7 @@ def _violation(arr: np.ndarray, layout: Layout, n: int) -> dict[str, Any]:
     name = mm_name(mm)
     by = f" (freed by cpu{freed_by})" if freed_by >= 0 else ""
     kname = KINDS[kind]
-    if kname == "freed_while_lazy":
-        detail = f"cpu{cpu} freed {name} in {site_name(where)} while cpu{other} still had it as active/loaded mm"
-    elif kname == "double_free":
-        detail = f"cpu{cpu} freed {name} again in {site_name(where)}{by}"
-    elif kname == "count_underflow":
-        detail = f"cpu{cpu} took a count of {name} below zero in {site_name(where)}"
-    elif kname == "cpumask_missing":
-        detail = f"cpu{cpu} runs {name} but is not in its mm_cpumask: flushes sent to the mask miss it"
-    elif kname == "inconsistent_mm":
-        detail = f"an interrupt on cpu{cpu} found active_mm {name} but another mm loaded"
-    elif kname == "lockdep":
-        detail = f"cpu{cpu} called switch_mm_irqs_off to {name} with interrupts enabled (lockdep_assert_irqs_disabled)"
-    elif kname == "scheme_warning":
-        detail = f"cpu{cpu}: the scheme's own check fired on {name} in {site_name(where)}"
-    else:
-        detail = f"cpu{cpu} touched freed {name} in {site_name(where)}{by}"
+    detail = DETAILS.get(kname, DETAILS["use_after_free"]).format(cpu=cpu, mm=name, at=site_name(where), other=other, by=by)
     return {"kind": kname, "cpu": cpu, "mm": name, "detail": detail, "other_cpu": other, "freed_by": freed_by, "snapshot": snap}
 
 
@@ -247,7 +244,3 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         command=command_for(cfg),
         timelines=timelines,
     )
-
-
-def total_violations(report: Report) -> int:
-    return sum(report.violation_counts.values())

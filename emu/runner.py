@@ -101,7 +101,6 @@ class RunState:
     interrupted: str = ""
     stopped_early: str = ""
     harness_error: str = ""
-    dead_cpu: int = -1
     progress: list[dict[str, float]] = field(default_factory=list)
     rss: dict[str, object] = field(default_factory=dict)
     drained: bool = False  # the drain finished: only then is an mm still alive a leak
@@ -257,7 +256,6 @@ class Runner:
     def _check_children(self, seg: Segment) -> None:
         for c, p in enumerate(self.procs):
             if p.exitcode is not None and (p.exitcode != 0 or seg.words[H_PHASE] != PHASE_EXIT):
-                self.state.dead_cpu = c
                 lost = lost_ipi(self.layout, seg.words, c) if p.exitcode == EXIT_HARNESS else None
                 if lost:
                     raise HarnessError(lost)

@@ -94,9 +94,13 @@ class ShootLazies(Strategy):
         remote CPUs out of single-threaded mm_cpumask")."""
         c = self.c
         if self.READ_ONCE(c.layout.mm(mm) + M_USERS) <= 1 and c.arch.current_mm() == mm:
-            self.exit_flush_lazy_tlbs(mm)
+            self.trim_single_threaded(mm)
         else:
             c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_RANGE, mm, wait=True)
+
+    def trim_single_threaded(self, mm: int) -> None:
+        """Each CPU in the mask trims itself, unless it runs the mm (the fixed form)."""
+        self.exit_flush_lazy_tlbs(mm)
 
     def exit_flush_lazy_tlbs(self, mm: int) -> None:
         c = self.c
@@ -166,13 +170,10 @@ class PowerpcTrimVsKthread(ShootLazies):
     summary = "B8: the sender trims a single-threaded mm's mask, racing with kthread_use_mm"
     mutant_of = "shoot-lazies"
 
-    def radix_flush_tlb_mm(self, mm: int) -> None:
+    def trim_single_threaded(self, mm: int) -> None:
         c = self.c
-        if self.READ_ONCE(c.layout.mm(mm) + M_USERS) <= 1 and c.arch.current_mm() == mm:
-            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), DO_EXIT_FLUSH_LAZY_TLB, mm, wait=True)
-            self.mm_reset_thread_local(mm)
-        else:
-            c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), FLUSH_TLB_RANGE, mm, wait=True)
+        c.irq.smp_call_function_many(c.arch.mm_cpumask_cpus(mm), DO_EXIT_FLUSH_LAZY_TLB, mm, wait=True)
+        self.mm_reset_thread_local(mm)
 
     def mm_reset_thread_local(self, mm: int) -> None:
         """ "It's possible for mm_access to take a reference on mm_users ... but it's not allowed

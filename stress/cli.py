@@ -290,6 +290,11 @@ def expectation_status(status: int, verdict: str, expect: str | None) -> int:
     return 1
 
 
+def one_line(text: str) -> str:
+    """An error quotes what the user typed: escape what a terminal would not show as one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -312,10 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HelpShown as e:
         return e.status
     except (UsageError, ConfigError) as e:
-        print(f"stress: error: {e}", file=sys.stderr)
+        print(f"stress: error: {one_line(str(e))}", file=sys.stderr)
         return STATUS_USAGE
     except SegmentError as e:
-        print(f"stress: error: {e}", file=sys.stderr)
+        print(f"stress: error: {one_line(str(e))}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("stress: interrupted", file=sys.stderr)

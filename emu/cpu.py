@@ -4,7 +4,7 @@ The loop runs the current task for one quantum, lets it decide what happens next
 exit, sleep, be preempted or migrated; a kernel thread may adopt an mm), and calls
 ``schedule()``. Every quantum the MMU "walks" the page tables of the loaded and the active
 mm, which is where the oracle sees a lazy CPU touching a freed mm. An idle CPU blocks in
-``select`` on the signal wakeup fd, so it burns no core until an IPI or a wake-up arrives.
+on its doorbell semaphore, so it burns no core until an IPI or a wake-up arrives.
 
 Everything random is drawn from this CPU's generator, derived from the run seed.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import heapq
 import os
 import random
-import select
 import signal
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from emu.layout import (
     CPU_IDLE,
     CPU_QUIESCED,
     CPU_RUNNING,
+    CPU_WORDS,
     E2F_COUNTERS,
     H_KTHREAD_MMS,
     H_LIVE_USERS,
@@ -59,6 +59,7 @@ from emu.layout import (
     M_STATE,
     MM_LIVE,
     MM_SLOT_BITS,
+    MM_SLOT_MASK,
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
@@ -91,7 +92,7 @@ EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
 
 
 class Cpu(Scheduler, Hotplug):
-    def __init__(self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list) -> None:  # type: ignore[type-arg]
+    def __init__(self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list) -> None:  # type: ignore[type-arg]
         self.cpu = cpu
         self.cfg = cfg
         self.wl = cfg.workload
@@ -99,7 +100,7 @@ class Cpu(Scheduler, Hotplug):
         self.ncpus = layout.ncpus
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
-        self.irq = Irq(self.w, layout, cpu, ack_timeout=cfg.ipi_timeout)
+        self.irq = Irq(self.w, layout, cpu, doorbells, ack_timeout=cfg.ipi_timeout)
         self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
         self.atomics.count_costs(
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
@@ -119,6 +120,7 @@ class Cpu(Scheduler, Hotplug):
         self.c_switches = self._cnt["context_switches"]
         self.c_lazy_switches = self._cnt["lazy_switches"]
         self.c_walks = self._cnt["page_walks"]
+        self.c_migrations = self._cnt["migrations"]
         self.irq.on_send = self._count_ipi
         self.irq.on_receive = lambda fid: self.count("ipis_received")
         self.irq.on_entry = self.irq_entry
@@ -136,6 +138,7 @@ class Cpu(Scheduler, Hotplug):
         self.strategy = resolve(cfg.scheme)(self)
         self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
         self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
+        self.cpumask_base, self.cpumask_words, self.ran_base = layout.cpumask_base, layout.cpumask_words, layout.ran_base
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -145,7 +148,6 @@ class Cpu(Scheduler, Hotplug):
         self.sleepers: list[tuple[float, int]] = []
         # the load is counted in threads, not mms: a broken scheme that frees an mm early must not stall it
         self.users_target = self.wl.live_procs(self.ncpus) * self.wl.threads
-        self._wake_r = -1
 
     # -- per-CPU fields and counters ----------------------------------------------------------
     def rq_field(self, cpu: int, k: int) -> int:
@@ -221,12 +223,7 @@ class Cpu(Scheduler, Hotplug):
         return 0
 
     def install_interrupts(self) -> None:
-        """The IPI doorbell handler, and a wakeup fd so that an idle ``select`` returns on a signal."""
-        r, wfd = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(wfd, False)
-        self._wake_r = r
-        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        """The IPI doorbell handler (it runs in the idle wait too: a signal interrupts it)."""
         signal.signal(IPI_SIGNAL, self.irq.doorbell)
 
     def boot(self) -> None:
@@ -285,8 +282,10 @@ class Cpu(Scheduler, Hotplug):
         if loaded != INIT_MM:
             if loaded != active:
                 self.oracle.touch(loaded)
-            if self.maintains_mm_cpumask and not (w[self.layout.cpumask(loaded) + self.mask_word] >> self.mask_bit) & 1:
-                self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
+            if self.maintains_mm_cpumask:
+                mask = self.cpumask_base + (loaded & MM_SLOT_MASK) * self.cpumask_words  # layout.cpumask, inline
+                if not (w[mask + self.mask_word] >> self.mask_bit) & 1:
+                    self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
         irq.disabled = flags
         if not flags and irq.pending:
             irq.replay()
@@ -294,7 +293,8 @@ class Cpu(Scheduler, Hotplug):
     # -- what a task does with its quantum ------------------------------------------------------
     def run_user(self, task: int, phase: int) -> None:
         rng, wl = self.rng, self.wl
-        self.maybe_fork(phase)
+        if rng.random() < wl.p_fork:
+            self.maybe_fork(phase)
         if wl.p_munmap and rng.random() < wl.p_munmap:
             self.arch.flush_tlb_mm(self.w[self.task_base + task * 8 + T_MM])
         r = rng.random()
@@ -342,7 +342,8 @@ class Cpu(Scheduler, Hotplug):
 
     def run_idle(self, phase: int) -> None:
         self.wake_sleepers(phase)
-        self.maybe_fork(phase)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
+        if self.rng.random() < self.wl.p_fork:
+            self.maybe_fork(phase)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
         if self.has_work(phase):
             self.w[self.STATE] = CPU_RUNNING
             self.schedule()
@@ -367,17 +368,9 @@ class Cpu(Scheduler, Hotplug):
         return phase == PHASE_RUN and self.kthreads != [] and self.rng.random() < self.wl.p_kthread
 
     def idle_wait(self, timeout: float) -> None:
-        """Block until a signal (an IPI or a wake-up doorbell) or the timeout."""
+        """Block until a wake-up or the timeout; IPIs are handled meanwhile."""
         self.atomics.store_buffer_drain()  # no store lingers in the buffer of a sleeping CPU
-        try:
-            select.select([self._wake_r], [], [], timeout)
-        except InterruptedError:
-            pass
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
+        self.irq.idle_poll(timeout)
 
     # -- run queues ---------------------------------------------------------------------------
     def pick_next_task(self) -> int:
@@ -386,8 +379,7 @@ class Cpu(Scheduler, Hotplug):
             self.drain_inbox()
         if self.sleepers and self.sleepers[0][0] <= time.monotonic():
             self.wake_sleepers(PHASE_RUN)
-        p_kthread = 0.5 if self.w[H_USE_MM_BURST] else self.wl.p_kthread
-        if self.kthreads and self.w[H_PHASE] == PHASE_RUN and self.rng.random() < p_kthread:
+        if self.kthreads and self.rng.random() < (0.5 if w[H_USE_MM_BURST] else self.wl.p_kthread) and w[H_PHASE] == PHASE_RUN:
             k = self.rng.choice(self.kthreads)
             if k not in self.kthread_queued and k != self.w[self.CURR]:
                 self.kthread_queued.add(k)
@@ -401,8 +393,6 @@ class Cpu(Scheduler, Hotplug):
         return self.w[base + C_INBOX_TAIL] != self.w[base + C_INBOX_HEAD]
 
     def drain_inbox(self) -> None:
-        if not self.inbox_pending():
-            return
         w, lay = self.w, self.layout
         head_i = lay.cpu(self.cpu) + C_INBOX_HEAD
         box, cap = lay.inbox(self.cpu), lay.inbox_cap
@@ -419,19 +409,21 @@ class Cpu(Scheduler, Hotplug):
             self.runqueue.append(task)
             return
         w, lay = self.w, self.layout
-        head_i = lay.cpu(target) + C_INBOX_HEAD
+        rq = lay.cpu_base + target * CPU_WORDS  # lay.cpu(target), inline: every migration
+        head_i = rq + C_INBOX_HEAD
+        cap = lay.inbox_cap
         k = self.atomics.lock(head_i)
         head, tail = w[head_i], w[head_i + 1]
-        if tail - head >= lay.inbox_cap:
+        if tail - head >= cap:
             self.atomics.unlock(k)
             self.runqueue.append(task)
             return
-        w[lay.inbox(target) + tail % lay.inbox_cap] = task
+        w[lay.inbox_base + target * cap + tail % cap] = task
         w[head_i + 1] = tail + 1
         self.atomics.unlock(k)
         self.trace(EV_MIGRATE, task, target)
-        self.count("migrations")
-        if w[lay.cpu(target) + C_STATE] == CPU_IDLE:
+        w[self.c_migrations] += 1
+        if w[rq + C_STATE] == CPU_IDLE:
             self.irq.smp_send_reschedule(target)
 
     def select_task_rq(self) -> int:
@@ -447,8 +439,9 @@ class Cpu(Scheduler, Hotplug):
         """A random online CPU other than this one, or -1."""
         if self.ncpus < 2:
             return -1
+        rand = self.rng.random
         for _ in range(4):
-            target = self.rng.randrange(self.ncpus - 1)
+            target = int(rand() * (self.ncpus - 1))  # randrange, without its Python-level checks
             target += target >= self.cpu
             if self.w[self.layout.cpu(target) + C_ONLINE]:
                 return target
@@ -471,7 +464,8 @@ class Cpu(Scheduler, Hotplug):
 
     # -- process lifecycle ----------------------------------------------------------------------
     def maybe_fork(self, phase: int) -> None:
-        if phase == PHASE_RUN and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target and self.rng.random() < self.wl.p_fork:
+        """The quantum drew a fork (``p_fork``): fork if the load is below its target."""
+        if phase == PHASE_RUN and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target:
             self.do_fork()
 
     def do_fork(self) -> None:

@@ -9,6 +9,11 @@ An IPI is a request written into the target's per-sender mailbox slot (the kerne
 only "look at your mailbox"; the handler drains every slot whose request count is ahead of its
 acknowledgement. A sender reuses its slot only after the previous request was acknowledged
 (``csd_lock_wait``), and waits for the acknowledgement itself when ``wait`` is set.
+
+A wake-up is not an IPI. An idle CPU waits on its own doorbell semaphore, as the kernel's idle
+loop polls ``need_resched`` (``TIF_POLLING_NRFLAG``): ``smp_send_reschedule`` to an idle CPU
+only posts that semaphore, where a signal would cost a handler run and a mailbox scan.
+A signal still interrupts the wait, so an IPI reaches an idle CPU as it does a busy one.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING
 
 from emu.layout import C_CSD_WAIT, C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ, XSLOT_WORDS, Layout
@@ -30,6 +36,11 @@ IPI_SIGNAL = signal.SIGUSR1
 # IPI functions by name, registered at import time so every process agrees on the ids.
 _IPI_NAMES: list[str] = []
 _IPI_PURPOSE: list[str] = []
+
+
+def make_doorbells(ctx, ncpus: int) -> list[Semaphore]:  # type: ignore[no-untyped-def]
+    """One wake-up semaphore per CPU, created by the runner before the CPUs fork."""
+    return [ctx.Semaphore(0) for _ in range(ncpus)]
 
 
 def ipi_function(name: str, purpose: str = "") -> int:
@@ -65,7 +76,7 @@ class IpiTimeout(RuntimeError):
 class Irq:
     """One CPU's interrupt state and its side of the IPI protocol."""
 
-    def __init__(self, words: memoryview, layout: Layout, cpu: int, ack_timeout: float = 10.0) -> None:
+    def __init__(self, words: memoryview, layout: Layout, cpu: int, doorbells: Sequence[Semaphore], ack_timeout: float = 10.0) -> None:
         self.w = words
         self.layout = layout
         self.cpu = cpu
@@ -82,6 +93,8 @@ class Irq:
         self.fence: Callable[[], None] | None = None  # the memory model's full barrier (llist_add is a cmpxchg)
         self._mine = layout.xslot(cpu, 0)
         self._stride = XSLOT_WORDS
+        self._ring = [d._semlock.release for d in doorbells]  # type: ignore[attr-defined]
+        self._doorbell_wait = doorbells[cpu]._semlock.acquire  # type: ignore[attr-defined]
 
     # -- the mask ----------------------------------------------------------------------
     def local_irq_disable(self) -> None:
@@ -228,8 +241,11 @@ class Irq:
         self.smp_call_function_many(cpus, fid, arg, wait, run_local=True)
 
     def smp_send_reschedule(self, cpu: int) -> None:
-        """Wake an idle CPU: a bare doorbell with nothing in the mailbox."""
-        try:
-            os.kill(self.w[self.layout.cpu(cpu) + C_PID], IPI_SIGNAL)
-        except ProcessLookupError:
-            pass
+        """Wake an idle CPU: it polls, so no interrupt, only its doorbell (see the module doc)."""
+        self._ring[cpu]()
+
+    def idle_poll(self, timeout: float) -> None:
+        """The idle CPU's wait: until a wake-up, or the timeout; IPI handlers run meanwhile."""
+        if self._doorbell_wait(True, timeout):
+            while self._doorbell_wait(False):  # wake-ups posted meanwhile: one wake serves them all
+                pass

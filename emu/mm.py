@@ -30,7 +30,9 @@ from emu.layout import (
     MM_FREED,
     MM_LIVE,
     MM_SLOT_BITS,
+    MM_SLOT_MASK,
     MM_UNUSED,
+    MM_WORDS,
     POISON,
     mm_gen,
 )
@@ -67,16 +69,17 @@ class MmOps:
         self.oracle = cpu.oracle
         self.trace = cpu.trace
         self._serial = 0
+        self.mm_base = cpu.layout.mm_base
         self.tearing_down = 0  # inside __mmput or __mmdrop: the IPIs sent are an exit's cost
 
     # -- the checked read-modify-write ---------------------------------------------------
     def mm_count_add(self, mm: int, field: int, delta: int, where: int) -> int | None:
         """Add ``delta`` to a count of a live mm; None (and a report) if the mm is freed."""
-        b = self.layout.mm(mm)
+        b = self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS  # layout.mm(mm), inline: a hot path
         a = self.atomics
         k = a.lock(b)
         w = self.w
-        if w[b + M_GEN] != mm_gen(mm) or w[b + M_STATE] == MM_FREED:
+        if w[b + M_GEN] != mm >> MM_SLOT_BITS or w[b + M_STATE] == MM_FREED:
             a.unlock(k)
             self.oracle.report(USE_AFTER_FREE, mm, where)
             return None
@@ -115,9 +118,7 @@ class MmOps:
 
     def note_ran(self, mm: int) -> None:
         """Record that this CPU ran ``mm`` (for the footprint metric; not an arch mask)."""
-        ran = self.layout.ran_mask(mm) + self.c.mask_word
-        if not (self.w[ran] >> self.c.mask_bit) & 1:
-            self.atomics.cpumask_set_cpu(ran - self.c.mask_word, self.c.cpu)
+        self.atomics.cpumask_set_cpu(self.layout.ran_mask(mm), self.c.cpu)
 
     # -- mm_users ------------------------------------------------------------------------
     def mmget(self, mm: int) -> None:

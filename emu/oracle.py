@@ -27,6 +27,9 @@ from emu.layout import (
     M_GEN,
     M_STATE,
     MM_FREED,
+    MM_SLOT_BITS,
+    MM_SLOT_MASK,
+    MM_WORDS,
     SNAP_CAP,
     V_AUX,
     V_CLOCK,
@@ -39,7 +42,6 @@ from emu.layout import (
     VIOL_CAP,
     VIOL_WORDS,
     Layout,
-    mm_gen,
 )
 from emu.trace import event
 
@@ -99,9 +101,9 @@ class Oracle:
         """Dereference ``mm``: it must be live. Returns False (after reporting) if freed."""
         if mm == INIT_MM or mm == 0:
             return True
-        b = self.layout.mm(mm)
+        b = self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS  # layout.mm(mm), inline: every quantum
         w = self.w
-        if w[b + M_GEN] != mm_gen(mm) or w[b + M_STATE] == MM_FREED:
+        if w[b + M_GEN] != mm >> MM_SLOT_BITS or w[b + M_STATE] == MM_FREED:
             self.report(USE_AFTER_FREE, mm, where)
             return False
         return True

@@ -31,6 +31,7 @@ from emu.atomics import make_locks
 from emu.config import RunConfig
 from emu.cpu import EXIT_HARNESS, Cpu
 from emu.drivers import Perturbation
+from emu.irq import make_doorbells
 from emu.layout import (
     C_ACTIVE_MM,
     C_STATE,
@@ -82,12 +83,14 @@ def _die_with_parent(parent: int) -> None:
         os._exit(3)
 
 
-def _cpu_entry(cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, parent: int) -> None:  # type: ignore[type-arg]
+def _cpu_entry(cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list, parent: int) -> None:  # type: ignore[type-arg]
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     seg.check()
-    sys.exit(Cpu(cpu, cfg, layout, seg, locks).main())
+    if os.environ.get("BATCH"):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    sys.exit(Cpu(cpu, cfg, layout, seg, locks, doorbells).main())
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Runner:
         ctx = multiprocessing.get_context("fork")
         try:
             locks = make_locks(ctx)
+            doorbells = make_doorbells(ctx, self.cfg.cpus)
         except OSError as e:  # sem_open: the semaphores live in /dev/shm too
             seg.unlink()
             raise SegmentError(f"cannot create the lock semaphores in /dev/shm: {e.strerror or e}") from e
@@ -145,7 +149,7 @@ class Runner:
         try:
             aborted = True
             try:
-                self._boot_and_run(seg, ctx, locks)
+                self._boot_and_run(seg, ctx, locks, doorbells)
                 aborted = False
             except KeyboardInterrupt:
                 self.state.interrupted = self.state.interrupted or "SIGINT"
@@ -161,14 +165,14 @@ class Runner:
                 signal.signal(s, h)
             seg.unlink()
 
-    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list) -> None:  # type: ignore[type-arg]
+    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list) -> None:  # type: ignore[type-arg]
         w, lay, cfg = seg.words, self.layout, self.cfg
         w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
         t0 = time.monotonic()
         for c in range(cfg.cpus):
-            p = ctx.Process(target=_cpu_entry, args=(c, cfg, lay, seg, locks, os.getpid()), name=f"lazytlb-cpu{c}", daemon=True)
+            p = ctx.Process(target=_cpu_entry, args=(c, cfg, lay, seg, locks, doorbells, os.getpid()), name=f"lazytlb-cpu{c}", daemon=True)
             try:
                 p.start()
             except OSError as e:  # fork: EAGAIN at the process limit, ENOMEM

@@ -21,6 +21,7 @@ from typing import Any
 from emu.atomics import make_locks
 from emu.config import RunConfig
 from emu.cpu import Cpu
+from emu.irq import make_doorbells
 from emu.layout import H_PHASE, H_READY, M_COUNT, M_GEN, M_STATE, M_USERS, MM_LIVE, PHASE_EXIT, PHASE_RUN
 from emu.runner import _die_with_parent, layout_for
 from emu.shm import Segment
@@ -44,6 +45,7 @@ class Testbed:
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
         self.ctx = multiprocessing.get_context("fork")
         self.locks = make_locks(self.ctx)
+        self.doorbells = make_doorbells(self.ctx, self.cfg.cpus)
         self._local: list[Cpu] = []
 
     def __enter__(self) -> Testbed:
@@ -66,7 +68,7 @@ class Testbed:
 
     def local_cpu(self, cpu: int = 0) -> Cpu:
         """An in-process CPU, booted; IPIs to other CPUs are not available."""
-        c = Cpu(cpu, self.cfg, self.layout, self.seg, self.locks)
+        c = Cpu(cpu, self.cfg, self.layout, self.seg, self.locks, self.doorbells)
         c.boot()
         self._local.append(c)
         return c
@@ -119,7 +121,7 @@ class Testbed:
         _die_with_parent(parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            cpu = Cpu(c, self.cfg, self.layout, self.seg, self.locks)
+            cpu = Cpu(c, self.cfg, self.layout, self.seg, self.locks, self.doorbells)
             cpu.install_interrupts()
             cpu.boot()
             w = self.seg.words

@@ -1,15 +1,22 @@
 """``python -m stress bench``: how fast is the emulator itself, against what its primitives allow.
 
-1. Calibration: one CPU runs the default workload in this process over a counting view of the
-   segment, which gives the locked atomics and plain shared accesses one emulated context switch
-   costs.
-2. For each ``--cpus``: the emulator's context switches per second (aggregate and per CPU), and,
-   in the same session, the ceiling: as many bare processes doing, per iteration, exactly that
-   many locked read-modify-writes (half on one shared, contended line) and plain accesses, with
-   the same striped locks and memoryview. The ratio emulator / ceiling says how much of the
-   primitives' speed the scheduler, the scheme and the oracle leave.
-3. IPI round trip (send, handler, acknowledgement, sender sees it): to an idle target blocked in
-   its idle wait, and to a busy one running Python code.
+The load is saturating by default (``--procs-per-cpu 8``: every emulated CPU nearly always has
+a task to run), because the bench measures the machinery, not how often a light workload leaves
+CPUs idle; ``--procs-per-cpu 0`` measures the default workload of ``stress run`` instead.
+
+For each ``--cpus``:
+
+1. Calibration: the same machine and load, each CPU over a counting view of the segment, gives
+   the locked atomics and plain shared accesses one emulated context switch costs at that size
+   (migrations and IPIs included).
+2. The emulator's context switches per second (aggregate and per CPU), and, in the same session,
+   the ceiling: as many bare processes doing, per iteration, exactly that many locked
+   read-modify-writes (half on one shared, contended line) and plain accesses, with the same
+   striped locks and memoryview. The ratio emulator / ceiling says how much of the primitives'
+   speed the scheduler, the scheme and the oracle leave.
+
+Then the IPI round trip (send, handler, acknowledgement, sender sees it): to an idle target
+waiting on its doorbell, and to a busy one running Python code.
 """
 
 from __future__ import annotations
@@ -25,16 +32,17 @@ import time
 from typing import Any
 
 from emu.atomics import LINE_SHIFT, make_locks
-from emu.config import RunConfig
+from emu.config import RunConfig, Workload
 from emu.cpu import Cpu
-from emu.irq import IPI_SIGNAL, ipi_function
-from emu.layout import H_PHASE, PHASE_EXIT, PHASE_RUN
+from emu.irq import ipi_function
+from emu.layout import H_PHASE, PHASE_EXIT
 from emu.runner import run
 from emu.shm import Segment
 from emu.testbed import Testbed
 
 BENCH_NOOP = ipi_function("bench_noop")
 CALIBRATE_S = 1.0
+SATURATING_PROCS_PER_CPU = 8
 IPI_ROUND_TRIPS = 2000
 
 
@@ -45,6 +53,10 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--cpus", type=IntList(), default=[2, 8, 32], help="CPU counts (default: 2,8,32)")
     b.add_argument("--duration", type=FLOAT, default=3.0, help="seconds per measurement (default: 3)")
     b.add_argument("--seed", type=INT, default=1, help="workload seed (default: 1)")
+    b.add_argument(
+        "--procs-per-cpu", type=INT, default=SATURATING_PROCS_PER_CPU,
+        help=f"live processes per CPU (default: {SATURATING_PROCS_PER_CPU}, a saturating load; 0: the default workload of 'run')",
+    )  # fmt: skip
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
 
 
@@ -67,42 +79,46 @@ class CountingWords:
         return len(self.words)
 
 
-def calibrate(seed: int) -> dict[str, float]:
-    """Locked atomics and plain shared accesses per emulated context switch (one CPU, no contention)."""
-    with Testbed(cpus=1, seed=seed) as tb:
+def bench_config(cpus: int, seed: int, procs_per_cpu: int, duration: float = 3.0) -> RunConfig:
+    return RunConfig(cpus=cpus, duration=duration, seed=seed, workload=Workload(procs=procs_per_cpu * cpus))
+
+
+def _count_primitives(cpu: Cpu, seconds: float) -> tuple[int, int, int]:
+    """Run the scheduler loop for ``seconds`` on a counting view; (switches, locks, accesses)."""
+    view = cpu.w
+    assert isinstance(view, CountingWords)
+    locks = [0]
+    inner = cpu.atomics.lock
+
+    def counted_lock(i: int) -> int:
+        locks[0] += 1
+        return inner(i)
+
+    cpu.atomics.lock = counted_lock  # type: ignore[method-assign]
+    # the first CPU whose timer fires ends the run phase for all (the shared word, not the view)
+    signal.signal(signal.SIGALRM, lambda *a: view.words.__setitem__(H_PHASE, PHASE_EXIT))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        cpu.run()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return view.words[cpu.c_switches], locks[0], view.reads + view.writes
+
+
+def calibrate(cfg: RunConfig, seconds: float = CALIBRATE_S) -> dict[str, float]:
+    """Locked atomics and plain shared accesses per emulated context switch, on ``cfg``'s machine."""
+    with Testbed(cfg) as tb:
         real = tb.seg.words
-        view = CountingWords(real)
-        tb.seg.words = view  # type: ignore[assignment]
+        tb.seg.words = CountingWords(real)  # type: ignore[assignment]  # each CPU is built over it
         try:
-            cpu = tb.local_cpu(0)
-            locks = [0]
-            inner = cpu.atomics.lock
-
-            def counted_lock(i: int) -> int:
-                locks[0] += 1
-                return inner(i)
-
-            cpu.atomics.lock = counted_lock  # type: ignore[method-assign]
-            old_ipi, old_fd = signal.getsignal(IPI_SIGNAL), signal.set_wakeup_fd(-1)
-            cpu.install_interrupts()
-            real[H_PHASE] = PHASE_RUN
-            old = signal.signal(signal.SIGALRM, lambda *a: real.__setitem__(H_PHASE, PHASE_EXIT))
-            signal.setitimer(signal.ITIMER_REAL, CALIBRATE_S)
-            try:
-                cpu.run()
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old)
-                signal.signal(IPI_SIGNAL, old_ipi)
-                os.close(signal.set_wakeup_fd(old_fd))
-                os.close(cpu._wake_r)
-            switches = real[cpu.c_switches]
+            counts = tb.run([lambda cpu: _count_primitives(cpu, seconds)] * cfg.cpus, timeout=60 + 4 * seconds)
         finally:
             tb.seg.words = real
+    switches = max(1, sum(c[0] for c in counts))
     return {
         "switches": switches,
-        "locked_atomics_per_switch": round(locks[0] / switches, 2),
-        "shared_accesses_per_switch": round((view.reads + view.writes) / switches, 2),
+        "locked_atomics_per_switch": round(sum(c[1] for c in counts) / switches, 2),
+        "shared_accesses_per_switch": round(sum(c[2] for c in counts) / switches, 2),
     }
 
 
@@ -200,16 +216,21 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if not 0.2 <= ns.duration <= 600:
         raise ConfigError(f"--duration must be between 0.2 and 600 seconds, got {ns.duration}")
     check_writable(ns.json)
-    cal = calibrate(ns.seed)
-    print(
-        f"calibration: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
-        f"shared accesses per context switch ({cal['switches']} switches on one CPU)",
-        file=sys.stderr,
-    )
+    if not 0 <= ns.procs_per_cpu <= 64:
+        raise ConfigError(f"--procs-per-cpu must be between 0 (the default workload) and 64, got {ns.procs_per_cpu}")
+    load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
+    print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
     rows = []
     for c in ns.cpus:
-        print(f"  --cpus {c}: emulator ...", file=sys.stderr)
-        report = run(RunConfig(cpus=c, duration=ns.duration, seed=ns.seed))
+        cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration)
+        print(f"  --cpus {c}: calibration ...", file=sys.stderr)
+        cal = calibrate(cfg, min(CALIBRATE_S, ns.duration))
+        print(
+            f"  --cpus {c}: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
+            f"shared accesses per context switch ({cal['switches']} switches counted); emulator ...",
+            file=sys.stderr,
+        )
+        report = run(cfg)
         sps = report.metrics["switches_per_second"]
         print(f"  --cpus {c}: ceiling ...", file=sys.stderr)
         ceil = ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], ns.duration)
@@ -221,6 +242,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
                 "ceiling_per_second": round(ceil, 1),
                 "ratio": round(sps / ceil, 3) if ceil else None,
                 "verdict": report.verdict,
+                "calibration": cal,
             }
         )
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
@@ -233,7 +255,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         "ipi_rtt_us_p99": idle["p99"],
         "ipi_rtt_busy_us_p50": busy["p50"],
         "ipi_rtt_busy_us_p99": busy["p99"],
-        "calibration": cal,
+        "procs_per_cpu": ns.procs_per_cpu,
+        "seed": ns.seed,
         "per_cpus": rows,
         "cores": len(os.sched_getaffinity(0)),
     }

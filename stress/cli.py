@@ -244,7 +244,7 @@ def check_shm_room(cfg: RunConfig) -> None:
 
     room = shm_room()
     nlocks = inspect.signature(make_locks).parameters["n"].default
-    need = shm_needed(layout_for(cfg).nbytes, nlocks)
+    need = shm_needed(layout_for(cfg).nbytes, nlocks + cfg.cpus)  # the lock table and one doorbell per CPU
     if room is not None and need > room:
         raise ConfigError(f"--cpus {cfg.cpus}: the run needs {need / 2**20:.1f} MiB of /dev/shm and only {room / 2**20:.1f} MiB is free")
 

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stress.bench import calibrate, ceiling
+from stress.bench import bench_config, calibrate, ceiling
 
 
 def test_calibration_counts_the_primitives_of_one_switch() -> None:
-    cal = calibrate(seed=1)
+    cal = calibrate(bench_config(2, seed=1, procs_per_cpu=8), seconds=0.5)
     assert cal["switches"] > 100
-    assert 0.5 < cal["locked_atomics_per_switch"] < 10  # refcount on x86: cpumask and lazy counts
+    # refcount on x86: two cpumask updates on most switches, lazy counts, run-queue locks on migrations
+    assert 1.0 < cal["locked_atomics_per_switch"] < 10
     assert 10 < cal["shared_accesses_per_switch"] < 200
 
 

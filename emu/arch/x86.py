@@ -35,23 +35,23 @@ class X86(Arch):
 
     def switch_mm_irqs_off(self, prev: int, next: int) -> None:
         self.lockdep_assert_irqs_disabled(next)
-        a, cpumask = self.atomics, self.c.layout.cpumask
+        a, mm_cpumask = self.atomics, self.mm_cpumask
         real_prev = self.w[self.loaded]
         self.is_lazy = False
         user_next = next != INIT_MM and next != 0
         if real_prev == next:
             # back from lazy to the same mm: the exit flush may have cleared our bit meanwhile
-            if user_next and not a.cpumask_test_cpu(cpumask(next), self.cpu):
-                a.cpumask_set_cpu(cpumask(next), self.cpu)
+            if user_next and not a.cpumask_test_cpu(mm_cpumask(next), self.cpu):
+                a.cpumask_set_cpu(mm_cpumask(next), self.cpu)
             return
         if user_next:
-            a.cpumask_set_cpu(cpumask(next), self.cpu)
+            a.cpumask_set_cpu(mm_cpumask(next), self.cpu)
         self.load_mm(next)
         if real_prev != INIT_MM and real_prev != 0:
             self.leave_mm_cpumask(real_prev)
 
     def leave_mm_cpumask(self, prev: int) -> None:
-        self.atomics.cpumask_clear_cpu(self.c.layout.cpumask(prev), self.cpu)
+        self.atomics.cpumask_clear_cpu(self.mm_cpumask(prev), self.cpu)
 
     def flush_tlb_mm_exit(self, mm: int) -> None:
         self.c.irq.smp_call_function_many(self.flush_targets(mm), FLUSH_TLB_FUNC, mm, wait=True)

@@ -39,9 +39,12 @@ class Strategy:
         self.try_cmpxchg, self.try_cmpxchg_relaxed = a.try_cmpxchg, a.try_cmpxchg_relaxed
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
         self.num_possible_cpus = cpu.ncpus
+        self._counters, self._cnt = cpu.w, cpu._cnt
         # its own generator, so that --race-delay leaves the workload's random stream alone
         self._delay_p = cpu.cfg.race_delay
         self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
+        # the scheduler skips the call on every switch for a scheme that does nothing there
+        self.has_finish_task_switch = type(self).finish_task_switch is not Strategy.finish_task_switch
 
     def rq(self, field: str, cpu: int | None = None) -> int:
         """The word offset of ``rq->field`` on ``cpu`` (this CPU by default)."""
@@ -67,7 +70,7 @@ class Strategy:
         """``context_switch`` kernel -> user, after ``switch_mm``; ``mm`` is the lazy mm left."""
 
     def finish_task_switch(self) -> None:
-        """Scheme work at the end of ``finish_task_switch``, interrupts enabled."""
+        """Scheme work at the end of ``finish_task_switch``, interrupts enabled (see ``has_finish_task_switch``)."""
 
     # -- mm teardown ----------------------------------------------------------------------
     def mmput_lazy_fixup(self, mm: int) -> None:
@@ -102,7 +105,7 @@ class Strategy:
             c.switch_mm(mm, INIT_MM)
 
     def count(self, name: str, n: int = 1) -> None:
-        self.c.count(name, n)
+        self._counters[self._cnt[name]] += n  # Cpu.count, without the second call: on every lazy switch
 
     def race_window(self) -> None:
         """A marked race window in the scheme: with ``--race-delay``, stall here now and then so

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from emu.irq import Irq
 
 LINE_SHIFT = LINE.bit_length() - 1
+# Tries before a contended lock blocks: a holder running on another core releases within a few
+# microseconds, while a sleep and wake-up costs tens and may leave a core idle.
+LOCK_SPINS = 50
 
 
 def make_locks(ctx, n: int = 256) -> list[Lock]:  # type: ignore[no-untyped-def]
@@ -58,9 +61,14 @@ class Atomics:
         w = self.w
         if self._mm_lo <= i < self._mm_hi:
             w[self._c_mm_atomics] += 1
-        if not self._acq[k](False):  # contended: another CPU holds the line; time the wait
+        acq = self._acq[k]
+        if not acq(False):  # contended: another CPU holds the line; time the wait
             t0 = perf_counter_ns()
-            self._acq[k]()
+            for _ in range(LOCK_SPINS):  # a spinlock spins before the host puts the waiter to sleep
+                if acq(False):
+                    break
+            else:
+                acq()
             if self._c_contended >= 0:
                 w[self._c_contended] += 1
                 w[self._c_wait_ns] += perf_counter_ns() - t0

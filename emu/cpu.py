@@ -106,7 +106,7 @@ class Cpu(Scheduler, Hotplug):
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
         )  # fmt: skip
-        self.trace = Tracer(self.w, layout, cpu)
+        self.trace = Tracer(self.w, layout, cpu).emit
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
         self.rng = random.Random(cfg.seed * 1_000_003 + cpu)

@@ -29,7 +29,7 @@ from emu.layout import C_CSD_WAIT, C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ,
 from emu.trace import event
 
 if TYPE_CHECKING:
-    from emu.trace import Tracer
+    from emu.trace import Trace
 
 IPI_SIGNAL = signal.SIGUSR1
 
@@ -86,7 +86,7 @@ class Irq:
         self.pending = False
         self.handlers: dict[int, Callable[[int], None]] = {}
         self.ack_timeout = ack_timeout
-        self.trace: Tracer | None = None
+        self.trace: Trace | None = None
         self.on_send: Callable[[int, int, int], None] | None = None  # (fid, target, arg): metrics
         self.on_receive: Callable[[int], None] | None = None
         self.on_entry: Callable[[], None] | None = None  # the oracle's look at the interrupted state

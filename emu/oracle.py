@@ -47,7 +47,7 @@ from emu.trace import event
 
 if TYPE_CHECKING:
     from emu.atomics import Atomics
-    from emu.trace import Tracer
+    from emu.trace import Trace
 
 KINDS = (
     "use_after_free",  # a CPU touched a freed mm
@@ -85,7 +85,7 @@ EV_VIOLATION = event("violation", "VIOLATION {kind:a} on {mm:b}")
 
 
 class Oracle:
-    def __init__(self, words: memoryview, arr: np.ndarray, layout: Layout, atomics: Atomics, cpu: int, trace: Tracer) -> None:
+    def __init__(self, words: memoryview, arr: np.ndarray, layout: Layout, atomics: Atomics, cpu: int, trace: Trace) -> None:
         self.w = words
         self.arr = arr
         self.layout = layout

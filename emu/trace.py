@@ -27,6 +27,9 @@ def event(name: str, fmt: str) -> int:
     return len(_FORMATS) - 1
 
 
+Trace = Callable[..., None]  # a bound ``Tracer.emit``: ``trace(code, a, b)``, called about twice per switch
+
+
 class Tracer:
     """Appends to this CPU's ring; single writer, so plain stores suffice."""
 
@@ -35,7 +38,7 @@ class Tracer:
         self.base = layout.events(cpu)
         self.n = 0
 
-    def __call__(self, code: int, a: int = 0, b: int = 0) -> None:
+    def emit(self, code: int, a: int = 0, b: int = 0) -> None:
         w = self.w
         n = self.n
         i = self.base + (n & (EV_CAP - 1)) * EV_WORDS

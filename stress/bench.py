@@ -43,6 +43,7 @@ from emu.testbed import Testbed
 BENCH_NOOP = ipi_function("bench_noop")
 CALIBRATE_S = 1.0
 SATURATING_PROCS_PER_CPU = 8
+CEILING_BATCH = 100  # emulated switches' worth of primitives per pass of the ceiling loop
 IPI_ROUND_TRIPS = 2000
 
 
@@ -135,21 +136,21 @@ def _ceiling_worker(me: int, words: memoryview, locks: list, n_locked: int, n_pl
     iterations = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        for _ in range(50):
-            for i, k in pairs:
-                acq[k]()
-                w[i] += 1
-                rel[k]()
-            for i in plain:
-                w[i] = w[i]  # one read and one write: two accesses
-        iterations += 50
+        for i, k in pairs:
+            acq[k]()
+            w[i] += 1  # a read and a write: the two accesses of a read-modify-write
+            rel[k]()
+        for i in plain:
+            w[i] = w[i]
+        iterations += CEILING_BATCH
     w[out + me] = iterations
 
 
 def ceiling(nproc: int, locked: float, accesses: float, seconds: float) -> float:
-    """Iterations per second, aggregate, of ``nproc`` bare loops of one switch's primitives."""
-    n_locked = max(1, round(locked))
-    n_plain = max(0, round(accesses / 2))
+    """Iterations per second, aggregate, of ``nproc`` bare loops of one switch's primitives. A pass
+    of the loop does ``CEILING_BATCH`` switches' worth, so that fractional counts are kept."""
+    n_locked = max(1, round(locked * CEILING_BATCH))
+    n_plain = max(0, round((accesses - 2 * locked) * CEILING_BATCH / 2))  # the locked RMWs' accesses are counted in ``accesses``
     seg = Segment(8 * (64 + 64 * (nproc + 1) + nproc + 8))
     ctx = multiprocessing.get_context("fork")
     locks = make_locks(ctx)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
 from emu.irq import ipi_function
-from emu.layout import INIT_MM
+from emu.layout import INIT_MM, MM_SLOT_MASK
 
 if TYPE_CHECKING:
     from emu.cpu import Cpu
@@ -34,18 +34,20 @@ class X86(Arch):
         cpu.irq.handlers[FLUSH_TLB_FUNC] = self.flush_tlb_func
 
     def switch_mm_irqs_off(self, prev: int, next: int) -> None:
-        self.lockdep_assert_irqs_disabled(next)
-        a, mm_cpumask = self.atomics, self.mm_cpumask
+        irq = self.irq
+        if not (irq.disabled or irq.in_irq):
+            self.lockdep_assert_irqs_disabled(next)  # reports; the test is inline on this hot path
+        a = self.atomics
         real_prev = self.w[self.loaded]
         self.is_lazy = False
         user_next = next != INIT_MM and next != 0
         if real_prev == next:
             # back from lazy to the same mm: the exit flush may have cleared our bit meanwhile
-            if user_next and not a.cpumask_test_cpu(mm_cpumask(next), self.cpu):
-                a.cpumask_set_cpu(mm_cpumask(next), self.cpu)
+            if user_next and not a.cpumask_test_cpu(self.mm_cpumask(next), self.cpu):
+                a.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)
             return
         if user_next:
-            a.cpumask_set_cpu(mm_cpumask(next), self.cpu)
+            a.cpumask_set_cpu(self.cpumask_base + (next & MM_SLOT_MASK) * self.cpumask_words, self.cpu)  # mm_cpumask(next)
         self.load_mm(next)
         if real_prev != INIT_MM and real_prev != 0:
             self.leave_mm_cpumask(real_prev)

@@ -14,6 +14,7 @@ by the runner, whatever happened.
 
 from __future__ import annotations
 
+import cProfile
 import ctypes
 import multiprocessing
 import multiprocessing.connection
@@ -83,14 +84,27 @@ def _die_with_parent(parent: int) -> None:
         os._exit(3)
 
 
-def _cpu_entry(cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list, parent: int) -> None:  # type: ignore[type-arg]
+def _cpu_entry(
+    cpu: int,
+    cfg: RunConfig,
+    layout: Layout,
+    seg: Segment,
+    locks: list,  # type: ignore[type-arg]
+    doorbells: list,  # type: ignore[type-arg]
+    parent: int,
+    profile_dir: str | None,
+) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     seg.check()
-    if os.environ.get("BATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    sys.exit(Cpu(cpu, cfg, layout, seg, locks, doorbells).main())
+    machine = Cpu(cpu, cfg, layout, seg, locks, doorbells)
+    if profile_dir is None:
+        sys.exit(machine.main())
+    profile = cProfile.Profile()
+    status = profile.runcall(machine.main)
+    profile.dump_stats(os.path.join(profile_dir, f"cpu{cpu}.prof"))
+    sys.exit(status)
 
 
 @dataclass
@@ -117,8 +131,9 @@ def layout_for(cfg: RunConfig) -> Layout:
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None) -> None:
+    def __init__(self, cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None, profile_dir: str | None = None) -> None:
         self.cfg = cfg
+        self.profile_dir = profile_dir  # each CPU runs under cProfile and writes cpuN.prof there
         self.layout = layout_for(cfg)
         self.progress = progress
         self.state = RunState()
@@ -172,7 +187,8 @@ class Runner:
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
         t0 = time.monotonic()
         for c in range(cfg.cpus):
-            p = ctx.Process(target=_cpu_entry, args=(c, cfg, lay, seg, locks, doorbells, os.getpid()), name=f"lazytlb-cpu{c}", daemon=True)
+            args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir)
+            p = ctx.Process(target=_cpu_entry, args=args, name=f"lazytlb-cpu{c}", daemon=True)
             try:
                 p.start()
             except OSError as e:  # fork: EAGAIN at the process limit, ENOMEM
@@ -306,5 +322,5 @@ class Runner:
             p.close()
 
 
-def run(cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None) -> Report:
-    return Runner(cfg, progress).run()
+def run(cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None, profile_dir: str | None = None) -> Report:
+    return Runner(cfg, progress, profile_dir).run()

@@ -15,6 +15,11 @@ For each ``--cpus``:
    striped locks and memoryview. The ratio emulator / ceiling says how much of the primitives'
    speed the scheduler, the scheme and the oracle leave.
 
+With ``--profile DIR``, each measurement is followed by one more run of the same machine with
+every CPU process under cProfile (the measured rate comes from the unprofiled run); the
+statistics land in ``DIR/cpus<N>/cpu<i>.prof`` and the functions with the most own time, summed
+over the CPUs, are printed.
+
 Then the IPI round trip (send, handler, acknowledgement, sender sees it): to an idle target
 waiting on its doorbell, and to a busy one running Python code.
 """
@@ -22,9 +27,11 @@ waiting on its doorbell, and to a busy one running Python code.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import multiprocessing
 import os
+import pstats
 import signal
 import statistics
 import sys
@@ -43,6 +50,7 @@ from emu.testbed import Testbed
 BENCH_NOOP = ipi_function("bench_noop")
 CALIBRATE_S = 1.0
 SATURATING_PROCS_PER_CPU = 8
+PROFILE_TOP = 15
 CEILING_BATCH = 100  # emulated switches' worth of primitives per pass of the ceiling loop
 IPI_ROUND_TRIPS = 2000
 
@@ -59,6 +67,10 @@ def add_parser(sub: Any) -> None:
         help=f"live processes per CPU (default: {SATURATING_PROCS_PER_CPU}, a saturating load; 0: the default workload of 'run')",
     )  # fmt: skip
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
+    b.add_argument(
+        "--profile", metavar="PATH", default=None,
+        help="after each measurement, one more run with every CPU under cProfile: PATH/cpus<N>/cpu<i>.prof, and the top functions",
+    )  # fmt: skip
 
 
 class CountingWords:
@@ -206,6 +218,18 @@ def ipi_rtt(busy: bool, n: int = IPI_ROUND_TRIPS) -> dict[str, float]:
     return {"p50": round(statistics.median(rtts), 1), "p99": round(q[98], 1)}
 
 
+def profile(cfg: RunConfig, where: str, top: int = PROFILE_TOP) -> None:
+    """One run with each CPU under cProfile; print the functions with the most own time."""
+    os.makedirs(where, exist_ok=True)
+    run(cfg, profile_dir=where)
+    files = sorted(glob.glob(os.path.join(where, "cpu*.prof")))
+    print(f"  --cpus {cfg.cpus}: profile of {len(files)} CPUs in {where} (own time, all CPUs; cProfile slows each call):", file=sys.stderr)
+    if not files:
+        return
+    stats = pstats.Stats(*files, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     from emu.config import ConfigError
     from stress.cli import check_writable
@@ -217,6 +241,12 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if not 0.2 <= ns.duration <= 600:
         raise ConfigError(f"--duration must be between 0.2 and 600 seconds, got {ns.duration}")
     check_writable(ns.json)
+    if ns.profile is not None:
+        parent = os.path.dirname(os.path.abspath(ns.profile))
+        if not ns.profile or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise ConfigError(f"--profile: cannot write to '{ns.profile}' (no such writable directory)")
+        if os.path.exists(ns.profile) and not os.path.isdir(ns.profile):
+            raise ConfigError(f"--profile: cannot write to '{ns.profile}': it exists and is not a directory")
     if not 0 <= ns.procs_per_cpu <= 64:
         raise ConfigError(f"--procs-per-cpu must be between 0 (the default workload) and 64, got {ns.procs_per_cpu}")
     load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
@@ -246,6 +276,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
                 "calibration": cal,
             }
         )
+        if ns.profile:
+            profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
     top = rows[-1]
     result = {

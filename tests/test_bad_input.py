@@ -207,10 +207,11 @@ def test_no_command_line_gives_a_traceback_or_leaves_anything(argv: list[str]) -
         if status == 2:
             lines = err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("stress: error: "), (argv, err)
-        # the JSON report (and compare's plot) are the only files a run writes, and only where asked
+        # the JSON report, compare's plot and bench's profiles are the only files written, and only where asked
         written = {os.path.join(d, f) for d, _, fs in os.walk(tmp) for f in fs}
         allowed = {os.path.join(tmp, argv[i + 1]) for i, x in enumerate(argv[:-1]) if x in ("--json", "--plot")}
-        assert written <= allowed, (argv, written)
+        profiles = [os.path.normpath(os.path.join(tmp, argv[i + 1])) + os.sep for i, x in enumerate(argv[:-1]) if x == "--profile"]
+        assert {p for p in written if not any(p.startswith(d) for d in profiles)} <= allowed, (argv, written)
     assert segments_of(os.getpid()) == []
     _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=3)
     assert alive == [], (argv, alive)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,18 @@ def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
     assert b["ratio"] == round(b["switches_per_second"] / b["ceiling_per_second"], 3)
     assert [row["cpus"] for row in b["per_cpus"]] == [2]
     assert b["ipi_rtt_us_p99"] >= b["ipi_rtt_us_p50"]
+
+
+def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
+    where = tmp_path / "prof"
+    r = subprocess.run(
+        [sys.executable, "-m", "stress", "bench", "--cpus", "2", "--duration", "0.3", "--profile", str(where)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (where / "cpus2").iterdir())
+    assert files == ["cpu0.prof", "cpu1.prof"]
+    stats = pstats.Stats(*(str(where / "cpus2" / f) for f in files))
+    called = {fn for (_, _, fn) in stats.stats}  # type: ignore[attr-defined]
+    assert {"context_switch", "switch_mm_irqs_off", "finish_task_switch"} <= called
+    assert "context_switch" in r.stderr  # the summary names the hot functions

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+
 from emu.cpu import Cpu
-from emu.irq import ipi_function
+from emu.irq import IPI_SIGNAL, Irq, ipi_function
 from emu.testbed import Testbed
 
 RECORD = ipi_function("test_record")  # registered before the CPUs fork
@@ -82,3 +84,40 @@ def test_atomics_mask_interrupts_while_holding_their_lock() -> None:
         assert calls == [] and cpu.irq.pending
         cpu.atomics.unlock(k)
         assert not cpu.irq.pending  # replayed (the mailbox was empty: nothing to run)
+
+
+def test_a_reschedule_wakes_an_idle_cpu_without_an_interrupt() -> None:
+    """smp_send_reschedule posts the idle CPU's doorbell: its wait ends, and no signal (no IPI
+    handler run) was needed. An IPI is still handled while the CPU waits there (and, as on an idle
+    kernel CPU that finds no need_resched after the interrupt, the wait goes on)."""
+    with Testbed(cpus=2) as tb:
+        waiting, woke = tb.scratch(0), tb.scratch(1)
+
+        def idle(cpu: Cpu) -> dict[str, int]:
+            doorbells = []
+            cpu.irq.doorbell = lambda signum, frame: doorbells.append(signum)  # type: ignore[method-assign]
+            signal.signal(IPI_SIGNAL, cpu.irq.doorbell)
+            cpu.w[waiting] = 1
+            cpu.idle_wait(120.0)  # a wake-up that never came fails the test at the Testbed timeout (60 s)
+            cpu.w[woke] = 1
+            got_signal_first = len(doorbells)
+            cpu.irq.doorbell = Irq.doorbell.__get__(cpu.irq)  # type: ignore[method-assign]
+            signal.signal(IPI_SIGNAL, cpu.irq.doorbell)
+            cpu.irq.handlers[RECORD] = lambda arg: cpu.atomics.atomic_add(woke, arg)
+            cpu.w[waiting] = 2
+            while cpu.w[woke] < 8:  # the IPI's handler runs inside the idle wait
+                cpu.idle_wait(0.05)
+            return {"signals while waking": got_signal_first}
+
+        def waker(cpu: Cpu) -> int:
+            while cpu.w[waiting] != 1:
+                pass
+            cpu.irq.smp_send_reschedule(1)
+            while cpu.w[waiting] != 2:
+                pass
+            cpu.irq.smp_call_function_single(1, RECORD, 7, wait=True)
+            return 0
+
+        res = tb.run([waker, idle])
+        assert res[1] == {"signals while waking": 0}
+        assert tb.words[woke] == 8

@@ -23,8 +23,11 @@ MM_SLOT_MASK = (1 << MM_SLOT_BITS) - 1
 INIT_MM = 1 << MM_SLOT_BITS  # slot 0, generation 1: never freed
 
 # -- header ------------------------------------------------------------------------------
-H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE, H_LIVE_USERS = range(7)
-H_KTHREAD_MMS, H_NVIOL, H_READY, H_STUTTER, H_USE_MM_BURST = range(8, 13)  # set by the runner's perturbation
+# line 0 is read-mostly (every CPU reads the phase each quantum); the counts the CPUs update live on
+# line 1, so that a fork or an exit does not take line 0 from every other CPU's cache
+H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE = range(6)
+H_STUTTER, H_USE_MM_BURST = 6, 7  # set by the runner's perturbation
+H_LIVE_USERS, H_KTHREAD_MMS, H_NVIOL, H_READY = range(8, 12)
 H_VIOL_KINDS = 16  # 16 words: a histogram of violation kinds
 HEADER_WORDS = 32
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import pstats
-import subprocess
-import sys
 from pathlib import Path
 
 from stress.bench import bench_config, calibrate, ceiling
+from tests.procs import stress
 
 
 def test_calibration_counts_the_primitives_of_one_switch() -> None:
@@ -25,10 +24,7 @@ def test_the_ceiling_loop_runs_in_every_process() -> None:
 
 def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    r = subprocess.run(
-        [sys.executable, "-m", "stress", "bench", "--cpus", "2", "--duration", "0.5", "--json", str(out)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+    r = stress("bench", "--cpus", "2", "--duration", "0.5", "--json", str(out), timeout=180)
     assert r.returncode == 0, r.stderr
     b = json.loads(out.read_text())
     for key in ("switches_per_second", "ceiling_per_second", "ratio", "ipi_rtt_us_p50", "ipi_rtt_us_p99"):
@@ -40,10 +36,7 @@ def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
 
 def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
     where = tmp_path / "prof"
-    r = subprocess.run(
-        [sys.executable, "-m", "stress", "bench", "--cpus", "2", "--duration", "0.3", "--profile", str(where)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+    r = stress("bench", "--cpus", "2", "--duration", "0.3", "--profile", str(where), timeout=180)
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (where / "cpus2").iterdir())
     assert files == ["cpu0.prof", "cpu1.prof"]

@@ -138,7 +138,7 @@ class Cpu(Scheduler, Hotplug):
         self.strategy = resolve(cfg.scheme)(self)
         self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
         self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
-        self.cpumask_base, self.cpumask_words, self.ran_base = layout.cpumask_base, layout.cpumask_words, layout.ran_base
+        self.cpumask_base, self.cpumask_stride, self.ran_base = layout.cpumask_base, layout.cpumask_stride, layout.ran_base
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -283,7 +283,7 @@ class Cpu(Scheduler, Hotplug):
             if loaded != active:
                 self.oracle.touch(loaded)
             if self.maintains_mm_cpumask:
-                mask = self.cpumask_base + (loaded & MM_SLOT_MASK) * self.cpumask_words  # layout.cpumask, inline
+                mask = self.cpumask_base + (loaded & MM_SLOT_MASK) * self.cpumask_stride  # layout.cpumask, inline
                 if not (w[mask + self.mask_word] >> self.mask_bit) & 1:
                     self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
         irq.disabled = flags

@@ -160,6 +160,12 @@ class Layout:
         return (self.ncpus + 31) // 32
 
     @cached_property
+    def cpumask_stride(self) -> int:
+        """Words from one mm's cpumask to the next: whole cache lines, since the mask lives in its own
+        ``mm_struct``. Packed, eight mms' masks would share a line, and with it a lock."""
+        return _align(self.cpumask_words)
+
+    @cached_property
     def counter_words(self) -> int:
         return _align(len(self.counters))
 
@@ -191,11 +197,11 @@ class Layout:
     @cached_property
     def ran_base(self) -> int:
         """Per mm: every CPU that ever ran it (the mm's real footprint, whatever the arch keeps)."""
-        return self.cpumask_base + _align(self.nmm * self.cpumask_words)
+        return self.cpumask_base + self.nmm * self.cpumask_stride
 
     @cached_property
     def task_base(self) -> int:
-        return self.ran_base + _align(self.nmm * self.cpumask_words)
+        return self.ran_base + self.nmm * self.cpumask_stride
 
     @cached_property
     def viol_base(self) -> int:
@@ -243,10 +249,10 @@ class Layout:
         return self.mm_base + (handle & MM_SLOT_MASK) * MM_WORDS
 
     def cpumask(self, handle: int) -> int:
-        return self.cpumask_base + (handle & MM_SLOT_MASK) * self.cpumask_words
+        return self.cpumask_base + (handle & MM_SLOT_MASK) * self.cpumask_stride
 
     def ran_mask(self, handle: int) -> int:
-        return self.ran_base + (handle & MM_SLOT_MASK) * self.cpumask_words
+        return self.ran_base + (handle & MM_SLOT_MASK) * self.cpumask_stride
 
     def task(self, t: int) -> int:
         return self.task_base + t * TASK_WORDS

@@ -50,7 +50,7 @@ class Scheduler:
         else:
             self.arch.switch_mm_irqs_off(active, next_mm)
             w[self.ACTIVE] = next_mm
-            if not (w[self.ran_base + (next_mm & MM_SLOT_MASK) * self.cpumask_words + self.mask_word] >> self.mask_bit) & 1:
+            if not (w[self.ran_base + (next_mm & MM_SLOT_MASK) * self.cpumask_stride + self.mask_word] >> self.mask_bit) & 1:
                 self.mm.note_ran(next_mm)  # the footprint metric: the first time this CPU runs the mm
             if not prev_mm:
                 self.trace(EV_LAZY_LEAVE, active, next_mm)

@@ -37,7 +37,7 @@ class Arch:
         self.cpu = cpu.cpu
         self.loaded = cpu.layout.cpu(cpu.cpu) + C_LOADED_MM
         self.irq = cpu.irq
-        self.cpumask_base, self.cpumask_words = cpu.layout.cpumask_base, cpu.layout.cpumask_words
+        self.cpumask_base, self.cpumask_stride = cpu.layout.cpumask_base, cpu.layout.cpumask_stride
         self.is_lazy = False  # this CPU runs a kernel thread on a borrowed mm
         cpu.irq.handlers[FLUSH_TLB_MM] = self.flush_tlb_mm_ipi
         cpu.irq.handlers[FLUSH_TLB_RANGE] = lambda mm: None
@@ -53,7 +53,7 @@ class Arch:
         self.w[self.loaded] = mm
 
     def mm_cpumask(self, mm: int) -> int:
-        return self.cpumask_base + (mm & MM_SLOT_MASK) * self.cpumask_words  # layout.cpumask(mm), inline
+        return self.cpumask_base + (mm & MM_SLOT_MASK) * self.cpumask_stride  # layout.cpumask(mm), inline
 
     def mm_cpumask_cpus(self, mm: int) -> list[int]:
         return list(self.atomics.for_each_cpu(self.mm_cpumask(mm), self.c.ncpus))

@@ -51,4 +51,4 @@ class Powerpc(Arch):
         lay, w = self.c.layout, self.w
         for slot in range(1, lay.nmm):
             if w[lay.mm_base + slot * MM_WORDS + M_STATE] != MM_FREED:
-                self.atomics.cpumask_clear_cpu(lay.cpumask_base + slot * lay.cpumask_words, self.cpu)
+                self.atomics.cpumask_clear_cpu(lay.cpumask(slot), self.cpu)

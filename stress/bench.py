@@ -13,11 +13,13 @@ For each ``--cpus``:
    the ceiling: as many bare processes doing, per iteration, exactly that many locked
    read-modify-writes (half on one shared, contended line) and plain accesses, with the same
    striped locks and memoryview. The ratio emulator / ceiling says how much of the primitives'
-   speed the scheduler, the scheme and the oracle leave.
+   speed the scheduler, the scheme and the oracle leave. With ``--repeat N`` the pair is measured
+   N times, back to back, and the medians are reported (a shared machine's noise hits a single
+   run by tens of percent).
 
-With ``--profile DIR``, each measurement is followed by one more run of the same machine with
+With ``--profile PATH``, each measurement is followed by one more run of the same machine with
 every CPU process under cProfile (the measured rate comes from the unprofiled run); the
-statistics land in ``DIR/cpus<N>/cpu<i>.prof`` and the functions with the most own time, summed
+statistics land in ``PATH/cpus<N>/cpu<i>.prof`` and the functions with the most own time, summed
 over the CPUs, are printed.
 
 Then the IPI round trip (send, handler, acknowledgement, sender sees it): to an idle target
@@ -66,6 +68,7 @@ def add_parser(sub: Any) -> None:
         "--procs-per-cpu", type=INT, default=SATURATING_PROCS_PER_CPU,
         help=f"live processes per CPU (default: {SATURATING_PROCS_PER_CPU}, a saturating load; 0: the default workload of 'run')",
     )  # fmt: skip
+    b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
     b.add_argument(
         "--profile", metavar="PATH", default=None,
@@ -230,6 +233,39 @@ def profile(cfg: RunConfig, where: str, top: int = PROFILE_TOP) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def measure(cfg: RunConfig, repeat: int) -> dict[str, Any]:
+    """One calibration, then ``repeat`` pairs of (emulator run, ceiling run) back to back, so that a
+    slow phase of a shared machine hits both sides of a ratio. Rates and ratio are medians."""
+    c = cfg.cpus
+    print(f"  --cpus {c}: calibration ...", file=sys.stderr)
+    cal = calibrate(cfg, min(CALIBRATE_S, cfg.duration))
+    print(
+        f"  --cpus {c}: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
+        f"shared accesses per context switch ({cal['switches']} switches counted)",
+        file=sys.stderr,
+    )
+    runs, verdicts = [], []
+    for i in range(repeat):
+        print(f"  --cpus {c}: emulator and ceiling{f' ({i + 1}/{repeat})' if repeat > 1 else ''} ...", file=sys.stderr)
+        report = run(cfg)
+        sps = report.metrics["switches_per_second"]
+        ceil = round(ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], cfg.duration), 1)
+        runs.append({"switches_per_second": sps, "ceiling_per_second": ceil, "ratio": round(sps / ceil, 3) if ceil else None})
+        verdicts.append(report.verdict)
+    sps = statistics.median(r["switches_per_second"] for r in runs)
+    ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
+    return {
+        "cpus": c,
+        "switches_per_second": sps,
+        "switches_per_second_per_cpu": round(sps / c, 1),
+        "ceiling_per_second": statistics.median(r["ceiling_per_second"] for r in runs),
+        "ratio": round(statistics.median(ratios), 3) if ratios else None,
+        "verdict": next((v for v in verdicts if v != "clean"), "clean"),
+        "calibration": cal,
+        "runs": runs,
+    }
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     from emu.config import ConfigError
     from stress.cli import check_writable
@@ -247,6 +283,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
             raise ConfigError(f"--profile: cannot write to '{ns.profile}' (no such writable directory)")
         if os.path.exists(ns.profile) and not os.path.isdir(ns.profile):
             raise ConfigError(f"--profile: cannot write to '{ns.profile}': it exists and is not a directory")
+    if not 1 <= ns.repeat <= 100:
+        raise ConfigError(f"--repeat must be between 1 and 100, got {ns.repeat}")
     if not 0 <= ns.procs_per_cpu <= 64:
         raise ConfigError(f"--procs-per-cpu must be between 0 (the default workload) and 64, got {ns.procs_per_cpu}")
     load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
@@ -254,28 +292,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     rows = []
     for c in ns.cpus:
         cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration)
-        print(f"  --cpus {c}: calibration ...", file=sys.stderr)
-        cal = calibrate(cfg, min(CALIBRATE_S, ns.duration))
-        print(
-            f"  --cpus {c}: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
-            f"shared accesses per context switch ({cal['switches']} switches counted); emulator ...",
-            file=sys.stderr,
-        )
-        report = run(cfg)
-        sps = report.metrics["switches_per_second"]
-        print(f"  --cpus {c}: ceiling ...", file=sys.stderr)
-        ceil = ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], ns.duration)
-        rows.append(
-            {
-                "cpus": c,
-                "switches_per_second": sps,
-                "switches_per_second_per_cpu": round(sps / c, 1),
-                "ceiling_per_second": round(ceil, 1),
-                "ratio": round(sps / ceil, 3) if ceil else None,
-                "verdict": report.verdict,
-                "calibration": cal,
-            }
-        )
+        rows.append(measure(cfg, ns.repeat))
         if ns.profile:
             profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
@@ -289,14 +306,22 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         "ipi_rtt_busy_us_p50": busy["p50"],
         "ipi_rtt_busy_us_p99": busy["p99"],
         "procs_per_cpu": ns.procs_per_cpu,
+        "repeat": ns.repeat,
         "seed": ns.seed,
         "per_cpus": rows,
         "cores": len(os.sched_getaffinity(0)),
     }
+    if ns.repeat > 1:
+        print(f"median of {ns.repeat} runs each (range in brackets)")
     print(f"{'cpus':>5} {'switches/s':>12} {'per cpu':>10} {'ceiling/s':>12} {'ratio':>7}")
     for r in rows:
         sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
-        print(f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {r['ratio']:>7}")
+        line = f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {r['ratio']:>7}"
+        if ns.repeat > 1:
+            rates = [x["switches_per_second"] for x in r["runs"]]
+            ratios = [x["ratio"] for x in r["runs"]]
+            line += f"   [{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios)}-{max(ratios)}]"
+        print(line)
     print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
     if ns.json:
         with open(ns.json, "w") as f:

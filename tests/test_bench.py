@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pstats
+import statistics
 from pathlib import Path
 
 from stress.bench import bench_config, calibrate, ceiling
@@ -44,3 +45,18 @@ def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
     called = {fn for (_, _, fn) in stats.stats}  # type: ignore[attr-defined]
     assert {"context_switch", "switch_mm_irqs_off", "finish_task_switch"} <= called
     assert "context_switch" in r.stderr  # the summary names the hot functions
+
+
+def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = stress("bench", "--cpus", "1", "--duration", "0.3", "--repeat", "3", "--json", str(out), timeout=180)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(out.read_text())["per_cpus"][0]
+    runs = row["runs"]
+    assert len(runs) == 3
+    assert row["switches_per_second"] == statistics.median(x["switches_per_second"] for x in runs)
+    assert row["ceiling_per_second"] == statistics.median(x["ceiling_per_second"] for x in runs)
+    assert row["ratio"] == round(statistics.median(x["ratio"] for x in runs), 3)
+    for x in runs:
+        assert x["ratio"] == round(x["switches_per_second"] / x["ceiling_per_second"], 3)
+    assert "median of 3 runs" in r.stdout

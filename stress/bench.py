@@ -252,7 +252,7 @@ def measure(cfg: RunConfig, repeat: int) -> dict[str, Any]:
         ceil = round(ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], cfg.duration), 1)
         runs.append({"switches_per_second": sps, "ceiling_per_second": ceil, "ratio": round(sps / ceil, 3) if ceil else None})
         verdicts.append(report.verdict)
-    sps = statistics.median(r["switches_per_second"] for r in runs)
+    sps = round(statistics.median(r["switches_per_second"] for r in runs), 1)
     ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
     return {
         "cpus": c,
@@ -316,11 +316,13 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     print(f"{'cpus':>5} {'switches/s':>12} {'per cpu':>10} {'ceiling/s':>12} {'ratio':>7}")
     for r in rows:
         sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
-        line = f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {r['ratio']:>7}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        line = f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {ratio:>7}"
         if ns.repeat > 1:
             rates = [x["switches_per_second"] for x in r["runs"]]
             ratios = [x["ratio"] for x in r["runs"]]
-            line += f"   [{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios)}-{max(ratios)}]"
+            ratios = [x for x in ratios if x is not None] or [0.0]
+            line += f"   [{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios):.3f}-{max(ratios):.3f}]"
         print(line)
     print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
     if ns.json:

@@ -138,7 +138,7 @@ class Cpu(Scheduler, Hotplug):
         self.strategy = resolve(cfg.scheme)(self)
         self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
         self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
-        self.cpumask_base, self.cpumask_stride, self.ran_base = layout.cpumask_base, layout.cpumask_stride, layout.ran_base
+        self.cpumask_base, self.cpumask_stride = layout.cpumask_base, layout.cpumask_stride
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()

@@ -118,7 +118,9 @@ class MmOps:
 
     def note_ran(self, mm: int) -> None:
         """Record that this CPU ran ``mm`` (for the footprint metric; not an arch mask)."""
-        self.atomics.cpumask_set_cpu(self.layout.ran_mask(mm), self.c.cpu)
+        ran = self.layout.ran_mask(mm)
+        if not (self.w[ran + self.c.mask_word] >> self.c.mask_bit) & 1:
+            self.atomics.cpumask_set_cpu(ran, self.c.cpu)
 
     # -- mm_users ------------------------------------------------------------------------
     def mmget(self, mm: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.layout import INIT_MM, MM_SLOT_MASK, T_MM
+from emu.layout import INIT_MM, T_MM
 from emu.trace import event
 
 if TYPE_CHECKING:
@@ -50,8 +50,7 @@ class Scheduler:
         else:
             self.arch.switch_mm_irqs_off(active, next_mm)
             w[self.ACTIVE] = next_mm
-            if not (w[self.ran_base + (next_mm & MM_SLOT_MASK) * self.cpumask_stride + self.mask_word] >> self.mask_bit) & 1:
-                self.mm.note_ran(next_mm)  # the footprint metric: the first time this CPU runs the mm
+            self.mm.note_ran(next_mm)
             if not prev_mm:
                 self.trace(EV_LAZY_LEAVE, active, next_mm)
                 w[self.PREV_MM] = active  # rq->prev_mm, dropped in finish_task_switch

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
 from emu.irq import ipi_function
-from emu.layout import INIT_MM, MM_SLOT_MASK
+from emu.layout import INIT_MM
 
 if TYPE_CHECKING:
     from emu.cpu import Cpu
@@ -47,7 +47,7 @@ class X86(Arch):
                 a.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)
             return
         if user_next:
-            a.cpumask_set_cpu(self.cpumask_base + (next & MM_SLOT_MASK) * self.cpumask_stride, self.cpu)  # mm_cpumask(next)
+            a.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)
         self.load_mm(next)
         if real_prev != INIT_MM and real_prev != 0:
             self.leave_mm_cpumask(real_prev)

@@ -19,7 +19,7 @@ from emu.runner import run
 
 pytestmark = pytest.mark.race
 
-CATCH_WITHIN_S = 15.0  # a broken cell's run stops at its first violation (usually well under a second)
+CATCH_WITHIN_S = 30.0  # a broken cell's run stops at its first violation (mostly within a few seconds; B2 has a long tail)
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)

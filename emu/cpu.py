@@ -59,7 +59,6 @@ from emu.layout import (
     M_STATE,
     MM_LIVE,
     MM_SLOT_BITS,
-    MM_SLOT_MASK,
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
@@ -138,7 +137,6 @@ class Cpu(Scheduler, Hotplug):
         self.strategy = resolve(cfg.scheme)(self)
         self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
         self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
-        self.cpumask_base, self.cpumask_stride = layout.cpumask_base, layout.cpumask_stride
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -282,10 +280,8 @@ class Cpu(Scheduler, Hotplug):
         if loaded != INIT_MM:
             if loaded != active:
                 self.oracle.touch(loaded)
-            if self.maintains_mm_cpumask:
-                mask = self.cpumask_base + (loaded & MM_SLOT_MASK) * self.cpumask_stride  # layout.cpumask, inline
-                if not (w[mask + self.mask_word] >> self.mask_bit) & 1:
-                    self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
+            if self.maintains_mm_cpumask and not (w[self.arch.mm_cpumask(loaded) + self.mask_word] >> self.mask_bit) & 1:
+                self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
         irq.disabled = flags
         if not flags and irq.pending:
             irq.replay()

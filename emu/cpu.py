@@ -57,8 +57,11 @@ from emu.layout import (
     KIND_USER,
     M_GEN,
     M_STATE,
+    MM_FREED,
     MM_LIVE,
     MM_SLOT_BITS,
+    MM_SLOT_MASK,
+    MM_WORDS,
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
@@ -73,7 +76,7 @@ from emu.layout import (
 )
 from emu.memory_model import make_atomics
 from emu.mm import MmOps
-from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, Oracle
+from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
 from emu.perturb import install_noise
 from emu.sched import Scheduler
 from emu.strategies import resolve
@@ -132,11 +135,13 @@ class Cpu(Scheduler, Hotplug):
         noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self._cnt["noise_delays"])
 
+        self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
+        self.mm_base, self.cpumask_stride = layout.mm_base, layout.cpumask_stride
+        self.my_cpumask_word = layout.cpumask_base + self.mask_word  # in the first mm's mask
         self.mm = MmOps(self)
         self.arch = ARCHES[cfg.arch](self)
         self.strategy = resolve(cfg.scheme)(self)
         self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
-        self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -267,21 +272,26 @@ class Cpu(Scheduler, Hotplug):
                 self.run_idle(phase)
 
     def page_walk(self) -> None:
-        """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced.
-        One walk sees one state: an IPI landing mid-check would make the oracle read a stale mm."""
+        """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced:
+        both must be live (``Oracle.touch``), and where the arch keeps ``mm_cpumask`` the loaded
+        mm's mask must hold this CPU. One walk sees one state: an IPI landing mid-check would make
+        the oracle read a stale mm. This runs every quantum, so the common checks are inline."""
         w, irq = self.w, self.irq
-        flags = irq.disabled  # local_irq_save, inline: this runs every quantum
+        flags = irq.disabled  # local_irq_save
         irq.disabled = True
         w[self.c_walks] += 1
-        active = w[self.ACTIVE]
+        active, loaded = w[self.ACTIVE], w[self.LOADED]
         if active != INIT_MM:
-            self.oracle.touch(active)
-        loaded = w[self.LOADED]
+            m = self.mm_base + (active & MM_SLOT_MASK) * MM_WORDS  # layout.mm(active)
+            if w[m + M_GEN] != active >> MM_SLOT_BITS or w[m + M_STATE] == MM_FREED:
+                self.oracle.report(USE_AFTER_FREE, active, PAGE_WALK)
         if loaded != INIT_MM:
             if loaded != active:
                 self.oracle.touch(loaded)
-            if self.maintains_mm_cpumask and not (w[self.arch.mm_cpumask(loaded) + self.mask_word] >> self.mask_bit) & 1:
-                self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
+            if self.maintains_mm_cpumask:
+                word = self.my_cpumask_word + (loaded & MM_SLOT_MASK) * self.cpumask_stride  # in layout.cpumask(loaded)
+                if not (w[word] >> self.mask_bit) & 1:
+                    self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
         irq.disabled = flags
         if not flags and irq.pending:
             irq.replay()
@@ -496,7 +506,7 @@ class Cpu(Scheduler, Hotplug):
         """A random live mm, for a kernel thread to adopt (like io_uring or vhost workers)."""
         lay, w = self.layout, self.w
         slot = self.rng.randrange(1, lay.nmm)
-        b = lay.mm_base + slot * 8
+        b = lay.mm_base + slot * MM_WORDS
         if w[b + M_STATE] != MM_LIVE:
             return 0
         return (w[b + M_GEN] << MM_SLOT_BITS) | slot

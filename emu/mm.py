@@ -70,6 +70,8 @@ class MmOps:
         self.trace = cpu.trace
         self._serial = 0
         self.mm_base = cpu.layout.mm_base
+        self.ran_base, self.mask_stride = cpu.layout.ran_base, cpu.layout.cpumask_stride
+        self.mask_word, self.mask_bit = cpu.mask_word, cpu.mask_bit
         self.tearing_down = 0  # inside __mmput or __mmdrop: the IPIs sent are an exit's cost
 
     # -- the checked read-modify-write ---------------------------------------------------
@@ -96,7 +98,7 @@ class MmOps:
         w = self.w
         a = self.atomics
         for slot in self.layout.mm_slots_of(self.c.cpu):
-            b = self.layout.mm_base + slot * 8
+            b = self.layout.mm_base + slot * MM_WORDS
             if w[b + M_STATE] not in (MM_UNUSED, MM_FREED):
                 continue
             k = a.lock(b)
@@ -118,9 +120,9 @@ class MmOps:
 
     def note_ran(self, mm: int) -> None:
         """Record that this CPU ran ``mm`` (for the footprint metric; not an arch mask)."""
-        ran = self.layout.ran_mask(mm)
-        if not (self.w[ran + self.c.mask_word] >> self.c.mask_bit) & 1:
-            self.atomics.cpumask_set_cpu(ran, self.c.cpu)
+        word = self.ran_base + (mm & MM_SLOT_MASK) * self.mask_stride + self.mask_word  # layout.ran_mask(mm) + ours
+        if not (self.w[word] >> self.mask_bit) & 1:
+            self.atomics.cpumask_set_cpu(word - self.mask_word, self.c.cpu)
 
     # -- mm_users ------------------------------------------------------------------------
     def mmget(self, mm: int) -> None:

@@ -50,7 +50,8 @@ class Scheduler:
         else:
             self.arch.switch_mm_irqs_off(active, next_mm)
             w[self.ACTIVE] = next_mm
-            self.mm.note_ran(next_mm)
+            if next_mm != active:
+                self.mm.note_ran(next_mm)  # staying on its active mm, this CPU has run it already
             if not prev_mm:
                 self.trace(EV_LAZY_LEAVE, active, next_mm)
                 w[self.PREV_MM] = active  # rq->prev_mm, dropped in finish_task_switch

@@ -36,17 +36,18 @@ class Tracer:
     def __init__(self, words: memoryview, layout: Layout, cpu: int) -> None:
         self.w = words
         self.base = layout.events(cpu)
-        self.n = 0
+        self.end = self.base + EV_CAP * EV_WORDS
+        self.i = self.base  # the next entry's offset: the oldest one, once the ring has wrapped
 
     def emit(self, code: int, a: int = 0, b: int = 0) -> None:
         w = self.w
-        n = self.n
-        i = self.base + (n & (EV_CAP - 1)) * EV_WORDS
+        i = self.i
         w[i + 1] = code
         w[i + 2] = a
         w[i + 3] = b
         w[i] = monotonic_ns()  # the stamp last: readers sort by it
-        self.n = n + 1
+        i += EV_WORDS
+        self.i = i if i < self.end else self.base
 
 
 def task_name(layout: Layout, t: int) -> str:

@@ -395,12 +395,11 @@ class Cpu(Scheduler, Hotplug):
         return self.cpu  # the idle task
 
     def inbox_pending(self) -> bool:
-        base = self.layout.cpu(self.cpu)
-        return self.w[base + C_INBOX_TAIL] != self.w[base + C_INBOX_HEAD]
+        return self.w[self.INBOX_TAIL] != self.w[self.INBOX_HEAD]
 
     def drain_inbox(self) -> None:
         w, lay = self.w, self.layout
-        head_i = lay.cpu(self.cpu) + C_INBOX_HEAD
+        head_i = self.INBOX_HEAD
         box, cap = lay.inbox(self.cpu), lay.inbox_cap
         k = self.atomics.lock(head_i)
         head, tail = w[head_i], w[head_i + 1]
@@ -445,11 +444,11 @@ class Cpu(Scheduler, Hotplug):
         """A random online CPU other than this one, or -1."""
         if self.ncpus < 2:
             return -1
-        rand = self.rng.random
+        rand, online = self.rng.random, self.layout.cpu_base + C_ONLINE  # lay.cpu(target) + C_ONLINE, inline
         for _ in range(4):
             target = int(rand() * (self.ncpus - 1))  # randrange, without its Python-level checks
             target += target >= self.cpu
-            if self.w[self.layout.cpu(target) + C_ONLINE]:
+            if self.w[online + target * CPU_WORDS]:
                 return target
         others = [c for c in self.online_cpus() if c != self.cpu]
         return self.rng.choice(others) if others else -1

@@ -6,7 +6,9 @@ machine, saturating load, sleeps of zero length so that no wall-clock timer deci
 runs under ``valgrind --tool=cachegrind`` twice, to two switch counts, and the difference of the
 instruction totals over the difference of the switch counts is the cost of one switch, start-up
 excluded. With the hash seed fixed, a rerun of the same tree gives the same figure within a few
-instructions, so an A/B of two trees is exact to well under 1%.
+instructions, so an A/B of two trees is exact to well under 1%, if both run the same way: how
+the package is imported (an editable install, or ``PYTHONPATH``) alone moves the figure by
+about 1.5%, so compare two worktrees, each through ``PYTHONPATH``.
 
 It counts instructions, not time: cache misses, lines bouncing between cores and the host's
 scheduler are not in it (``bench`` measures those).

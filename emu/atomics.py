@@ -151,6 +151,7 @@ class Atomics:
         return cur == old, cur
 
     xchg = atomic_xchg
+    xchg_relaxed = atomic_xchg  # no model here reorders around a locked op: the name says what the patch says
     cmpxchg = atomic_cmpxchg
     try_cmpxchg_relaxed = try_cmpxchg
 

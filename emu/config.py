@@ -36,6 +36,9 @@ class Workload:
     p_use_mm: float = 0.05  # per kernel-thread quantum: kthread_use_mm on a live mm
     sleep_us: int = 200  # mean sleep of a blocked thread
     p_munmap: float = 0.01  # per user quantum: unmap something, a TLB flush of the running mm
+    p_exec: float = 0.002  # per user quantum: the task execs a new program (exec_mmap: a new mm)
+    p_kernel_exec: float = 0.5  # per fork from a kernel context: its first thread starts in kernel_execve
+    p_preempt: float = 0.2  # per preemption point of a kernel path (kthread_use_mm, exec_mmap): preempted there
 
     def live_procs(self, cpus: int) -> int:
         return self.procs or max(2, min(64, cpus))
@@ -53,6 +56,7 @@ class RunConfig:
     shoot_all: bool = False  # shoot-lazies: IPI every online CPU, not the mask
     debug_check: bool = False  # shoot-lazies: do_check_lazy_tlb on every CPU at each free
     radix_exit_shoot: bool = True  # powerpc + shoot-lazies: shoot lazies in the final flush
+    fix: str = ""  # comma list of the scheme's later fixes to apply (Strategy.FIXES)
     # perturbation (all off by default; each drawn from the seed)
     noise: float = 0.0  # probability of a delay at each scheme access / atomic
     stutter: bool = False  # all CPUs run, pause together, run
@@ -131,7 +135,7 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         if not 0.1 <= v <= 3600:
             raise ConfigError(f"{flag} must be between 0.1 and 3600 seconds, got {v}")
     w = cfg.workload
-    for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm", "p_munmap"):
+    for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm", "p_munmap", "p_exec", "p_kernel_exec", "p_preempt"):
         v = getattr(w, name)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {v}")
@@ -145,3 +149,17 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         raise ConfigError(f"--kthreads must be between 0 and 16, got {w.kthreads}")
     if not 0 <= w.sleep_us <= 1_000_000:
         raise ConfigError(f"--sleep-us must be between 0 and 1000000, got {w.sleep_us}")
+
+
+def validate_fix(cfg: RunConfig, fixes: dict[str, str]) -> None:
+    """``--fix``: each name one of the scheme's fixes (``fixes``: name -> what it is), no repeats."""
+    if not cfg.fix:
+        return
+    names = cfg.fix.split(",")
+    if not fixes:
+        raise ConfigError(f"--fix: '{cfg.scheme}' has no fixes to apply (schemes with fixes: see 'list')")
+    for name in names:
+        if name not in fixes:
+            raise ConfigError(f"--fix: unknown fix '{name}' for '{cfg.scheme}' {suggest(name, sorted(fixes))}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--fix: a fix named twice in '{cfg.fix}'")

@@ -27,6 +27,7 @@ from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
     C_ACTIVE_MM,
     C_CURR,
+    C_DRAIN_PASS,
     C_HP_WANT,
     C_INBOX_HEAD,
     C_INBOX_TAIL,
@@ -65,8 +66,12 @@ from emu.layout import (
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
+    RESUME_KERNEL_EXECVE,
+    RESUME_NONE,
     T_KIND,
     T_MM,
+    T_RESUME,
+    T_RESUME_ARG,
     T_STATE,
     TASK_DEAD,
     TASK_FREE,
@@ -115,7 +120,7 @@ class Cpu(Scheduler, Hotplug):
 
         base = layout.cpu(cpu)
         self.CURR, self.ACTIVE, self.LOADED = base + C_CURR, base + C_ACTIVE_MM, base + C_LOADED_MM
-        self.PREV_MM, self.STATE = base + C_PREV_MM, base + C_STATE
+        self.PREV_MM, self.STATE, self.DRAIN_PASS = base + C_PREV_MM, base + C_STATE, base + C_DRAIN_PASS
         self.INBOX_HEAD, self.INBOX_TAIL = base + C_INBOX_HEAD, base + C_INBOX_TAIL
         self.task_base = layout.task_base
         self._cnt = {name: layout.counter(cpu, name) for name in layout.counters}
@@ -298,11 +303,18 @@ class Cpu(Scheduler, Hotplug):
 
     # -- what a task does with its quantum ------------------------------------------------------
     def run_user(self, task: int, phase: int) -> None:
-        rng, wl = self.rng, self.wl
+        rng, wl, w = self.rng, self.wl, self.w
+        if w[self.task_base + task * 8 + T_RESUME] and self.resume_kernel_path(task):
+            self.preempt(task)  # preempted again on the way
+            return
         if rng.random() < wl.p_fork:
             self.maybe_fork(phase)
         if wl.p_munmap and rng.random() < wl.p_munmap:
             self.arch.flush_tlb_mm(self.w[self.task_base + task * 8 + T_MM])
+        if wl.p_exec and phase == PHASE_RUN and rng.random() < wl.p_exec:
+            mm = self.mm.mm_alloc(users=1)
+            if mm:
+                self.exec_mmap(task, mm)
         r = rng.random()
         if phase != PHASE_RUN or r < wl.p_exit:
             self.do_exit(task)
@@ -326,7 +338,9 @@ class Cpu(Scheduler, Hotplug):
 
     def run_kthread(self, k: int, phase: int) -> None:
         use = self.kthread_mm.get(k)
-        if use is not None:
+        if self.w[self.task_base + k * 8 + T_RESUME]:
+            self.resume_kernel_path(k)  # its kthread_use_mm was preempted before the old lazy mm's drop
+        elif use is not None:
             use[1] -= 1
             if use[1] <= 0 or phase != PHASE_RUN:
                 del self.kthread_mm[k]
@@ -338,8 +352,8 @@ class Cpu(Scheduler, Hotplug):
             if mm and self.mm.mmget_not_zero(mm):
                 self.atomics.atomic_inc(H_KTHREAD_MMS)
                 self.kthread_mm[k] = [mm, self.rng.randint(1, 4)]
-                self.kthread_use_mm(k, mm)
                 self.count("kthread_use_mm")
+                self.kthread_use_mm(k, mm)  # preempted or not, it schedules below
         if k in self.kthread_mm:
             self.runqueue.append(k)
         else:
@@ -349,13 +363,14 @@ class Cpu(Scheduler, Hotplug):
     def run_idle(self, phase: int) -> None:
         self.wake_sleepers(phase)
         if self.rng.random() < self.wl.p_fork:
-            self.maybe_fork(phase)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
+            self.maybe_fork(phase, from_kernel=True)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
         if self.has_work(phase):
             self.w[self.STATE] = CPU_RUNNING
             self.schedule()
             return
         if phase == PHASE_DRAIN:
             self.sched_force_init_mm()
+            self.w[self.DRAIN_PASS] += 1  # only this CPU writes it
             self.w[self.STATE] = CPU_QUIESCED
             self.idle_wait(0.005)
             return
@@ -468,12 +483,15 @@ class Cpu(Scheduler, Hotplug):
             self.wake_up(task)
 
     # -- process lifecycle ----------------------------------------------------------------------
-    def maybe_fork(self, phase: int) -> None:
+    def maybe_fork(self, phase: int, from_kernel: bool = False) -> None:
         """The quantum drew a fork (``p_fork``): fork if the load is below its target."""
         if phase == PHASE_RUN and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target:
-            self.do_fork()
+            self.do_fork(from_kernel)
 
-    def do_fork(self) -> None:
+    def do_fork(self, from_kernel: bool = False) -> None:
+        """A new process of ``threads`` threads on a new mm. Forked from a kernel context (a
+        usermode helper, kernel_init), its first thread may start in ``kernel_execve``: a kernel
+        thread that execs into the new mm (``exec_mmap`` with no old mm, ``p_kernel_exec``)."""
         w, lay = self.w, self.layout
         free = [t for t in lay.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
         n = self.wl.threads
@@ -485,10 +503,17 @@ class Cpu(Scheduler, Hotplug):
         self.atomics.atomic_add(H_LIVE_USERS, n)
         self.trace(EV_FORK, mm, n)
         self.count("forks")
-        for t in free[:n]:
+        execve = from_kernel and self.wl.p_kernel_exec and self.rng.random() < self.wl.p_kernel_exec
+        for i, t in enumerate(free[:n]):
             tb = self.task_base + t * 8
             w[tb + T_KIND] = KIND_USER
-            w[tb + T_MM] = mm
+            w[tb + T_RESUME] = RESUME_NONE
+            if execve and i == 0:
+                w[tb + T_MM] = 0  # a kernel thread until its exec_mmap
+                w[tb + T_RESUME_ARG] = mm
+                w[tb + T_RESUME] = RESUME_KERNEL_EXECVE
+            else:
+                w[tb + T_MM] = mm
             w[tb + T_STATE] = TASK_RUNNABLE
             self.wake_up(t)
 

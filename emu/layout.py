@@ -42,6 +42,7 @@ C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
 # csd_lock_wait (target + 1, 0 when not waiting), and the IPI it gave up on (target + 1, function, ms).
 C_CSD_WAIT, C_LOST_IPI_TO, C_LOST_IPI_FN, C_LOST_IPI_MS = 18, 19, 20, 21
 C_HP_WANT = 22  # hotplug: the runner asks for online (1) or offline (0)
+C_DRAIN_PASS = 23  # drain: passes of the idle task through its settling step (the runner waits for one more)
 CPU_WORDS = 24
 
 # CPU states (C_STATE), for the runner's progress and the reschedule doorbell
@@ -59,6 +60,11 @@ POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read 
 
 # -- task table -----------------------------------------------------------------------------
 T_STATE, T_MM, T_KIND = range(3)
+# A kernel path the task is in the middle of (``T_RESUME``, one of the RESUME_* codes) and its
+# argument: the rest of a path preempted at a preemption point, or the ``kernel_execve`` a new
+# thread starts with. It runs on whichever CPU the task runs on next.
+T_RESUME, T_RESUME_ARG = 3, 4
+RESUME_NONE, RESUME_MMDROP_LAZY_TLB, RESUME_KERNEL_EXECVE = 0, 1, 2
 TASK_WORDS = 8
 TASK_FREE, TASK_RUNNABLE, TASK_DEAD = range(3)
 KIND_IDLE, KIND_KTHREAD, KIND_USER = range(3)
@@ -106,6 +112,8 @@ BASE_COUNTERS = (
     "forks",
     "exits",
     "kthread_use_mm",
+    "execs",
+    "preemptions",
     "tlb_flushes",
     "migrations",
     "hotplug_offline",

@@ -4,6 +4,8 @@
   every dereference in scheme code) finds it live: same generation, not freed.
 - ``__mmdrop`` finds no CPU with the mm as its active_mm or loaded mm.
 - An mm is freed once; ``mm_users`` and ``mm_count`` never go below zero.
+- ``__mmdrop`` finds no per-CPU field that the scheme declares as a reference (``Strategy.pins``:
+  a hazard slot, a parked ``mm_count`` reference) still naming the mm.
 - When the machine is quiet, every mm created has been freed (checked by the runner).
 
 A violation is appended to a shared table with the CPU, the mm, where it was seen, and (for
@@ -59,10 +61,22 @@ KINDS = (
     "inconsistent_mm",  # an interrupt found active_mm and the loaded mm disagreeing
     "lockdep",  # a kernel API's locking precondition broken (switch_mm_irqs_off with interrupts on)
     "cpumask_missing",  # a CPU runs an mm outside its mm_cpumask: flushes sent to the mask miss it
+    "dangling_reference",  # at __mmdrop a scheme's per-CPU reference (hazard slot, parked reference) names the mm
+    "soft_lockup",  # a CPU spun in a kernel wait loop for --watchdog/2 seconds (the soft-lockup detector)
 )
-(USE_AFTER_FREE, FREED_WHILE_LAZY, DOUBLE_FREE, COUNT_UNDERFLOW, LEAK, SCHEME_WARNING, INCONSISTENT_MM, LOCKDEP, CPUMASK_MISSING) = range(
-    len(KINDS)
-)
+(
+    USE_AFTER_FREE,
+    FREED_WHILE_LAZY,
+    DOUBLE_FREE,
+    COUNT_UNDERFLOW,
+    LEAK,
+    SCHEME_WARNING,
+    INCONSISTENT_MM,
+    LOCKDEP,
+    CPUMASK_MISSING,
+    DANGLING_REFERENCE,
+    SOFT_LOCKUP,
+) = range(len(KINDS))
 
 _SITES: list[str] = []
 
@@ -96,6 +110,12 @@ class Oracle:
         self._active = slice(layout.cpu_base + C_ACTIVE_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
         self._seen: set[tuple[int, int, int, int]] = set()
         self._loaded = slice(layout.cpu_base + C_LOADED_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
+        self._pins: list[slice] = []
+
+    def watch_pins(self, fields: list[int]) -> None:
+        """The scheme's per-CPU reference fields (offsets in the CPU record), checked at every free."""
+        end = self.layout.cpu_base + self.layout.ncpus * CPU_WORDS
+        self._pins = [slice(self.layout.cpu_base + f, end, CPU_WORDS) for f in fields]
 
     def touch(self, mm: int, where: int = PAGE_WALK) -> bool:
         """Dereference ``mm``: it must be live. Returns False (after reporting) if freed."""
@@ -114,6 +134,9 @@ class Oracle:
         hits = np.flatnonzero((arr[self._active] == mm) | (arr[self._loaded] == mm))
         for c in hits.tolist():
             self.report(FREED_WHILE_LAZY, mm, where, other=c)
+        for pin in self._pins:
+            for c in np.flatnonzero(arr[pin] == mm).tolist():
+                self.report(DANGLING_REFERENCE, mm, where, other=c)
 
     def report(self, kind: int, mm: int, where: int, aux: int = 0, other: int = -1) -> None:
         """Record a violation; one CPU reports each (kind, mm, other CPU) once, so a lazy CPU

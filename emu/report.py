@@ -160,6 +160,8 @@ DETAILS = {
     "inconsistent_mm": "an interrupt on cpu{cpu} found active_mm {mm} but another mm loaded",
     "lockdep": "cpu{cpu} called switch_mm_irqs_off to {mm} with interrupts enabled (lockdep_assert_irqs_disabled)",
     "scheme_warning": "cpu{cpu}: the scheme's own check fired on {mm} in {at}",
+    "dangling_reference": "cpu{cpu} freed {mm} in {at} while cpu{other}'s scheme field still named it (hazard slot or parked reference)",
+    "soft_lockup": "cpu{cpu} spun on {mm} in {at} without progress (soft lockup)",
 }
 
 

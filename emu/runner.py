@@ -35,6 +35,7 @@ from emu.drivers import Perturbation
 from emu.irq import make_doorbells
 from emu.layout import (
     C_ACTIVE_MM,
+    C_DRAIN_PASS,
     C_STATE,
     CPU_QUIESCED,
     H_KTHREAD_MMS,
@@ -253,13 +254,22 @@ class Runner:
         actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * 24 : 24]
         if self.watchdog:
             self.watchdog.touch(t0)
+        passes = arr[lay.cpu_base + C_DRAIN_PASS : lay.cpu_base + lay.ncpus * 24 : 24]
+        settled_at = None  # each CPU's pass count when the machine was first seen quiet
         try:
             while True:
                 self._check_children(seg)
                 self._check_stalls(time.monotonic())
                 quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
                 if quiet and (states == CPU_QUIESCED).all() and (actives == INIT_MM).all():
-                    break
+                    # A reference parked on a CPU after it quiesced (by an __mmput that was still
+                    # running) is dropped at its next settling pass: wait for one more on every CPU.
+                    if settled_at is None:
+                        settled_at = passes.copy()
+                    elif (passes > settled_at).all():
+                        break
+                else:
+                    settled_at = None
                 if time.monotonic() - t0 > DRAIN_TIMEOUT_S:
                     busy = [c for c in range(lay.ncpus) if states[c] != CPU_QUIESCED]
                     raise HarnessError(
@@ -268,7 +278,7 @@ class Runner:
                     )
                 time.sleep(0.005)
         finally:
-            del states, actives, arr
+            del states, actives, passes, arr
         self.state.drain_s = time.monotonic() - t0
         self.state.drained = True
         w[H_PHASE] = PHASE_EXIT

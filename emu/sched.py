@@ -2,9 +2,17 @@
 
 ``schedule`` -> ``context_switch`` -> ``finish_task_switch`` as in the reference's section 2,
 with interrupts masked from the pick of the next task until ``finish_task_switch`` unmasks
-them; ``exit_mm``, ``kthread_use_mm`` and ``kthread_unuse_mm`` as in kernel/exit.c and
-kernel/kthread.c. The scheme is reached only through its hooks; the architecture through
-``switch_mm_irqs_off`` and ``enter_lazy_tlb``.
+them; ``exit_mm``, ``kthread_use_mm``, ``kthread_unuse_mm`` and ``exec_mmap`` as in kernel/exit.c,
+kernel/kthread.c and fs/exec.c. The scheme is reached only through its hooks; the architecture
+through ``switch_mm_irqs_off`` and ``enter_lazy_tlb``.
+
+Preemption points: ``kthread_use_mm`` and ``exec_mmap`` (from a kernel thread) end with
+``mmdrop_lazy_tlb(old active_mm)`` with interrupts and preemption enabled. With probability
+``--p-preempt`` the task is preempted there (``might_resched``): what is left of the path is
+kept in the task's record (``T_RESUME``) and runs when the task next runs, on whichever CPU
+that is (a user task may have migrated meanwhile; per-CPU kernel threads are bound to theirs).
+A scheme whose series releases the lazy mm inside the interrupts-off section
+(``lazy_release_in_irqs_off``) has no such point.
 
 A task's ``active_mm`` is kept per CPU (``rq->curr->active_mm``): a task that is not running
 has none, except a user task, whose active_mm is its own mm.
@@ -14,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.layout import INIT_MM, T_MM
+from emu.layout import INIT_MM, RESUME_KERNEL_EXECVE, RESUME_MMDROP_LAZY_TLB, RESUME_NONE, T_MM, T_RESUME, T_RESUME_ARG
 from emu.trace import event
 
 if TYPE_CHECKING:
@@ -27,6 +35,9 @@ EV_EXIT_MM = event("exit_mm", "exit_mm {mm:a}: {task:b} goes on lazily")
 EV_USE_MM = event("kthread_use_mm", "kthread_use_mm {mm:a} (was on {mm:b})")
 EV_UNUSE_MM = event("kthread_unuse_mm", "kthread_unuse_mm {mm:a}")
 EV_INIT_MM = event("switch_to_init_mm", "idle leaves {mm:a} for init_mm")
+EV_EXEC = event("exec_mmap", "exec_mmap {mm:a} (was on {mm:b})")
+EV_PREEMPT = event("preempt", "{task:a} preempted before mmdrop_lazy_tlb({mm:b})")
+EV_RESUME = event("resume", "{task:a} resumes: mmdrop_lazy_tlb({mm:b})")
 
 
 class Scheduler:
@@ -90,17 +101,58 @@ class Scheduler:
         """The task stops being a user of its mm but runs on, lazily, until its last schedule."""
         t = self.task_base + task * 8
         mm = self.w[t + T_MM]
-        self.strategy.mmgrab_lazy_tlb(mm)
+        grab_irqs_off = self.strategy.exit_mm_grab_irqs_off
+        if not grab_irqs_off:
+            self.strategy.mmgrab_lazy_tlb(mm)
         self.irq.local_irq_disable()
+        if grab_irqs_off:
+            self.strategy.mmgrab_lazy_tlb(mm)
         self.w[t + T_MM] = 0  # current->mm = NULL
         self.arch.enter_lazy_tlb(mm)
         self.irq.local_irq_enable()
         self.trace(EV_EXIT_MM, mm, task)
         self.mm.mmput(mm)
 
+    # -- preemption points --------------------------------------------------------------------
+    def might_resched(self: Cpu, task: int, resume: int, arg: int) -> bool:
+        """A preemption point before the rest of a kernel path: True if the task is preempted
+        here, with the rest (``resume``, ``arg``) left in its record for wherever it runs next."""
+        if not self.wl.p_preempt or self.rng.random() >= self.wl.p_preempt:
+            return False
+        t = self.task_base + task * 8
+        self.w[t + T_RESUME_ARG] = arg
+        self.w[t + T_RESUME] = resume
+        self.trace(EV_PREEMPT, task, arg)
+        self.count("preemptions")
+        return True
+
+    def resume_kernel_path(self: Cpu, task: int) -> bool:
+        """The task runs again (here, wherever it was preempted or created): finish its kernel path
+        first. True if it is preempted again on the way (the caller schedules away)."""
+        t = self.task_base + task * 8
+        w = self.w
+        resume, arg = w[t + T_RESUME], w[t + T_RESUME_ARG]
+        w[t + T_RESUME] = RESUME_NONE
+        if resume == RESUME_MMDROP_LAZY_TLB:
+            self.trace(EV_RESUME, task, arg)
+            self.strategy.mmdrop_lazy_tlb(arg)  # this_cpu: the CPU it resumed on
+            return False
+        if resume == RESUME_KERNEL_EXECVE:
+            return self.exec_mmap(task, arg)
+        return False
+
+    def drop_old_lazy_mm(self: Cpu, task: int, active: int) -> bool:
+        """The preemptible tail of ``kthread_use_mm`` and ``exec_mmap``: ``mmdrop_lazy_tlb(active)``,
+        or a preemption before it (True: the caller schedules away)."""
+        if self.might_resched(task, RESUME_MMDROP_LAZY_TLB, active):
+            return True
+        self.strategy.mmdrop_lazy_tlb(active)
+        return False
+
     # -- kernel/kthread.c -------------------------------------------------------------------
-    def kthread_use_mm(self: Cpu, task: int, mm: int) -> None:
-        """Adopt ``mm`` (the caller holds an mm_users reference)."""
+    def kthread_use_mm(self: Cpu, task: int, mm: int) -> bool:
+        """Adopt ``mm`` (the caller holds an mm_users reference). True if the kthread was preempted
+        before dropping its old lazy mm (the drop then runs when it next runs)."""
         w = self.w
         self.mm.mmgrab(mm)
         self.irq.local_irq_disable()
@@ -109,9 +161,14 @@ class Scheduler:
         w[self.task_base + task * 8 + T_MM] = mm
         self.arch.switch_mm_irqs_off(active, mm)
         self.mm.note_ran(mm)
+        if self.strategy.lazy_release_in_irqs_off:
+            self.strategy.mmdrop_lazy_tlb(active)
+            self.irq.local_irq_enable()
+            self.trace(EV_USE_MM, mm, active)
+            return False
         self.irq.local_irq_enable()
         self.trace(EV_USE_MM, mm, active)
-        self.strategy.mmdrop_lazy_tlb(active)
+        return self.drop_old_lazy_mm(task, active)
 
     def kthread_unuse_mm(self: Cpu, task: int, mm: int) -> None:
         self.irq.local_irq_disable()
@@ -121,6 +178,31 @@ class Scheduler:
         self.irq.local_irq_enable()
         self.trace(EV_UNUSE_MM, mm)
         self.mm.mmdrop(mm)
+
+    # -- fs/exec.c -------------------------------------------------------------------------
+    def exec_mmap(self: Cpu, task: int, mm: int) -> bool:
+        """The task's address space becomes ``mm`` (a new one, its single user). A user task puts
+        its old mm; a kernel thread (``kernel_execve``: init, usermode helpers) had none and ends
+        its lazy use of the borrowed active_mm, preemptibly. True if preempted before that drop."""
+        w = self.w
+        t = self.task_base + task * 8
+        old_mm = w[t + T_MM]
+        self.irq.local_irq_disable()
+        active = w[self.ACTIVE]
+        w[self.ACTIVE] = mm
+        w[t + T_MM] = mm
+        self.arch.switch_mm_irqs_off(active, mm)  # activate_mm
+        self.mm.note_ran(mm)
+        release = not old_mm and self.strategy.lazy_release_in_irqs_off
+        if release:
+            self.strategy.mmdrop_lazy_tlb(active)
+        self.irq.local_irq_enable()
+        self.trace(EV_EXEC, mm, active)
+        self.count("execs")
+        if old_mm:
+            self.mm.mmput(old_mm)
+            return False
+        return False if release else self.drop_old_lazy_mm(task, active)
 
     def sched_force_init_mm(self: Cpu) -> None:
         """The idle task leaves its lazy mm for init_mm, as a CPU going offline does

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from emu.arch import ARCHES
-from emu.config import MEMORY_MODELS, ConfigError, RunConfig, Workload, suggest, validate
+from emu.config import MEMORY_MODELS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
 from emu.report import STATUS_USAGE
 from emu.shm import SegmentError, shm_needed, shm_room
-from emu.strategies import MUTANTS, STRATEGIES
+from emu.strategies import MUTANTS, STRATEGIES, resolve
 from stress.progress import ProgressLine, render_report
 
 
@@ -93,6 +93,15 @@ class Names:
         return text
 
 
+class NameList(Names):
+    """A comma list of names from a registry (``drop-check,scan-online``), each checked as ``Names`` does."""
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return ""  # the default: none
+        return ",".join(super(NameList, self).__call__(part) for part in text.split(","))
+
+
 class Number:
     """An argparse type for a number; ranges are ``validate``'s job, so library callers get them too."""
 
@@ -131,6 +140,7 @@ STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
 MUTANT = Names("mutant", lambda: sorted(MUTANTS))
 ARCH = Names("architecture", lambda: sorted(ARCHES))
 MEMORY_MODEL = Names("memory model", lambda: sorted(MEMORY_MODELS))
+FIX = NameList("fix", lambda: sorted({f for s in STRATEGIES.values() for f in s.FIXES}))
 
 
 def _add_workload(p: argparse.ArgumentParser) -> None:
@@ -147,6 +157,15 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g.add_argument("--p-use-mm", type=FLOAT, default=d.p_use_mm, help=f"per kthread quantum, kthread_use_mm (default: {d.p_use_mm})")
     g.add_argument("--p-munmap", type=FLOAT, default=d.p_munmap, help=f"per user quantum, a TLB flush of its mm (default: {d.p_munmap})")
     g.add_argument("--sleep-us", type=INT, default=d.sleep_us, help=f"mean sleep of a blocked thread in us (default: {d.sleep_us})")
+    g.add_argument("--p-exec", type=FLOAT, default=d.p_exec, help=f"per user quantum, the task execs: a new mm (default: {d.p_exec})")
+    g.add_argument(
+        "--p-kernel-exec", type=FLOAT, default=d.p_kernel_exec,
+        help=f"per fork from a kernel context, its first thread starts in kernel_execve (default: {d.p_kernel_exec})",
+    )  # fmt: skip
+    g.add_argument(
+        "--p-preempt", type=FLOAT, default=d.p_preempt,
+        help=f"per preemption point of kthread_use_mm / exec_mmap, the task is preempted there (default: {d.p_preempt})",
+    )  # fmt: skip
 
 
 def _add_harness(p: argparse.ArgumentParser) -> None:
@@ -165,6 +184,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     p.add_argument("--cpus", type=INT, default=cpus, help=f"emulated CPUs, one process each (default: {cpus})")
     p.add_argument("--strategy", type=STRATEGY, default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
     p.add_argument("--mutant", type=MUTANT, default=None, help="a deliberately broken variant of the scheme (see 'list')")
+    p.add_argument("--fix", type=FIX, metavar="NAME[,NAME...]", default="", help="apply later patches' fixes to the scheme (see 'list')")
     p.add_argument("--arch", type=ARCH, default="x86", help="architecture model (default: x86)")
     p.add_argument("--duration", type=FLOAT, default=duration, help=f"seconds of load per run (default: {duration:g})")
     p.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
@@ -214,17 +234,18 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     wl = Workload(
         procs=ns.procs, threads=ns.threads, kthreads=ns.kthreads, p_fork=ns.p_fork, p_exit=ns.p_exit,
         p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
-        p_munmap=ns.p_munmap,
+        p_munmap=ns.p_munmap, p_exec=ns.p_exec, p_kernel_exec=ns.p_kernel_exec, p_preempt=ns.p_preempt,
     )  # fmt: skip
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl,
-        shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot,
+        shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot, fix=ns.fix,
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
         use_mm_bursts=ns.use_mm_bursts,
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
     )  # fmt: skip
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+    validate_fix(cfg, resolve(cfg.scheme).FIXES)
     check_shm_room(cfg)
     check_writable(ns.json)
     return cfg
@@ -256,6 +277,10 @@ def cmd_list() -> int:
     print("mutants (deliberately broken; --mutant NAME):")
     for name, s in sorted(MUTANTS.items()):
         print(f"  {name:<24} [{s.mutant_of}] {s.summary}")
+    print("fixes (--strategy NAME --fix FIX[,FIX...]; later patches' fixes, one at a time or together):")
+    for name, s in sorted(STRATEGIES.items()):
+        for fix, what in s.FIXES.items():
+            print(f"  {name + ' ' + fix:<24} {what}")
     print("architectures (--arch NAME):")
     for name, a in sorted(ARCHES.items()):
         print(f"  {name:<24} {a.summary}")

@@ -13,7 +13,7 @@ import os
 import random
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.layout import INIT_MM
+from emu.layout import C_SCHEME, INIT_MM
 from emu.oracle import SCHEME_WARNING, site
 
 if TYPE_CHECKING:
@@ -26,8 +26,14 @@ class Strategy:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     percpu: ClassVar[tuple[str, ...]] = ()  # per-runqueue fields, e.g. ("lazy_mm",)
+    pins: ClassVar[tuple[str, ...]] = ()  # those that pin an mm (a hazard slot, a parked reference): never a freed one
     counters: ClassVar[tuple[str, ...]] = ()  # extra per-CPU counters
     mutant_of: ClassVar[str | None] = None  # set on a deliberately broken variant
+    # --fix NAME: later patches' fixes this scheme can apply, name -> what the fix is
+    FIXES: ClassVar[dict[str, str]] = {}
+    # where the generic kernel paths differ by series:
+    exit_mm_grab_irqs_off: ClassVar[bool] = False  # exit_mm's mmgrab_lazy_tlb inside its irq-off section
+    lazy_release_in_irqs_off: bool = False  # kthread_use_mm / exec_mmap drop the old lazy mm before irqs are on
 
     def __init__(self, cpu: Cpu) -> None:
         self.c = cpu
@@ -36,15 +42,18 @@ class Strategy:
         self.READ_ONCE, self.WRITE_ONCE = a.READ_ONCE, a.WRITE_ONCE
         self.smp_mb, self.smp_load_acquire, self.smp_store_release = a.smp_mb, a.smp_load_acquire, a.smp_store_release
         self.atomic_add, self.atomic_sub, self.xchg, self.cmpxchg = a.atomic_add, a.atomic_sub, a.xchg, a.cmpxchg
+        self.atomic_long_read, self.atomic_long_xchg, self.atomic_long_xchg_relaxed = a.READ_ONCE, a.xchg, a.xchg_relaxed
         self.try_cmpxchg, self.try_cmpxchg_relaxed = a.try_cmpxchg, a.try_cmpxchg_relaxed
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
         self.num_possible_cpus = cpu.ncpus
+        self.fixes = frozenset(f for f in cpu.cfg.fix.split(",") if f)
         self._counters, self._cnt = cpu.w, cpu._cnt
         # its own generator, so that --race-delay leaves the workload's random stream alone
         self._delay_p = cpu.cfg.race_delay
         self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
         # the scheduler skips the call on every switch for a scheme that does nothing there
         self.has_finish_task_switch = type(self).finish_task_switch is not Strategy.finish_task_switch
+        cpu.oracle.watch_pins([C_SCHEME + self.percpu.index(f) for f in self.pins])
 
     def rq(self, field: str, cpu: int | None = None) -> int:
         """The word offset of ``rq->field`` on ``cpu`` (this CPU by default)."""

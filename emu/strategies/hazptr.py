@@ -1,77 +1,113 @@
-"""hazptr: Mathieu Desnoyers' hazard pointers for lazy mms (2024 RFC, "Track lazy active mm
-existence with hazard pointers").
+"""hazptr: Mathieu Desnoyers' RFC v2, "sched+mm: Use hazard pointers to track lazy active mm
+existence" (Oct 2024, 4/4: message id 20241004182734.1761555-5-mathieu.desnoyers@efficios.com;
+v1 cover 20241002010205.1341915-1-..., v3 20241008135034.1982519-5-...), as posted.
 
-Algorithm (reference, section 3.5): every CPU has one hazard slot. A lazy use takes no
-reference; it publishes the mm in the slot, after a full barrier (``mmgrab_lazy_tlb``:
-``smp_mb(); slot = mm``; the slot must have been empty), and ends by clearing it
-(``mmdrop_lazy_tlb``: ``smp_mb(); WRITE_ONCE(slot, NULL)``). ``__mmdrop`` runs
-``cleanup_lazy_tlbs``: a full barrier, then a scan of every possible CPU's slot; each CPU whose
-slot holds the mm gets a targeted IPI, ``do_shoot_lazy_tlb``, which moves it to ``init_mm`` and
-clears its slot, as shoot-lazies does but only where the slot says so. Costs: one remote slot
-read per CPU per free, no atomics on the mm's line, IPIs only to the CPUs really lazy on it.
+Every CPU has one hazard slot; the scheme replaces the Kconfig choice on every architecture.
+As posted (reference, section 3.5):
 
-``init_mm`` is never freed, so a lazy use of it publishes nothing (interpretation: the slot
-keeps the one mm that can go away). ``hazptr_load_try_protect`` is the general form (publish,
-full barrier, re-check); the lazy-mm paths never need its retry, because the mm being
-published is always pinned by a user or an ``mmgrab`` at that moment.
+- ``mmgrab_lazy_tlb(mm)``: ``smp_mb()`` (for membarrier, before the publish), then
+  ``hp_allocate``: a busy slot is not overwritten, the allocation fails, ``WARN_ON(!ctx)`` ("only
+  a single lazy mm per CPU") and the new lazy mm is left **unprotected**. init_mm is published like
+  any mm.
+- ``mmdrop_lazy_tlb(mm)``: ``smp_mb(); WRITE_ONCE(this CPU's slot, NULL)``, unconditionally.
+- ``exit_mm``: its ``mmgrab_lazy_tlb`` moves inside the interrupts-off section.
+- ``__mmdrop`` -> ``cleanup_lazy_tlbs`` -> ``hp_scan(mm, retire)``: ``smp_mb()`` ("Store A before
+  Load B"), then for every possible CPU: if ``smp_load_acquire(slot) == mm``, retire it
+  (``smp_call_function_single(cpu, do_shoot_lazy_tlb, mm, 1)``, then ``do_check_lazy_tlb``), and
+  busy-wait while the slot still holds the mm. ``do_shoot_lazy_tlb`` clears the slot only when it
+  found ``active_mm == mm``.
 
-Mutant ``hazptr-no-mb`` (bug B6): both ``smp_mb`` removed, the publisher's and the scanner's.
-On a sequentially consistent machine nothing changes; the reference expects the
-store-buffering pattern to surface under ``--memory-model tso``. In this machine it does not:
-every path that publishes a lazy mm (user -> kernel switch, ``exit_mm``, ``kthread_unuse_mm``)
-does so while a user (or an ``mmgrab``) pins the mm, and that pin can only go after a locked
-read-modify-write on the publishing CPU (``mmput``, ``mmdrop``, or the run-queue lock of a
-migration), which drains its store buffer first; the scan runs after the last such drop. So the
-pair is redundant under TSO here; the reference's pseudo-code has no load after the publish
-for a store-buffering pattern to reorder (a weaker model, where a lock acquire does not order
-an earlier store before later loads, would be needed).
+The RFC's defects as the kernel test robot found them, and what the emulator shows:
+
+- H1 (v2: "BUG: using smp_processor_id() in preemptible" from ``exec_mmap``): ``kthread_use_mm``
+  and a kernel thread's ``exec_mmap`` end with ``mmdrop_lazy_tlb(old active_mm)`` with preemption
+  enabled; preempted there (``--p-preempt``), the clear runs later, and after a migration on
+  another CPU. The old CPU's slot stays stale: its next ``hp_allocate`` fails (the WARN, and a lazy
+  mm unprotected), and a scan of the stale mm busy-waits on it (forever if the scanner is that
+  CPU: a soft lockup, which the emulator reports after ``--watchdog``/2 seconds).
+- H3: grab-before-drop sequences (``sched_force_init_mm`` on hotplug and at the drain, powerpc's
+  ``exit_lazy_flush_tlb``) call ``mmgrab_lazy_tlb(&init_mm)`` while the slot still holds the old
+  mm: the WARN fires and the publish fails.
+- H2 (v3, ``hazptr_scan`` in atomic context) needs a ``__mmdrop`` under a spinlock
+  (khugepaged), a path the emulator does not have.
+
+Fixes (``--fix``), to separate the symptoms: ``skip-init-mm`` (H3: a lazy use of init_mm, which
+is never freed, publishes nothing; the emulator's earlier interpretation) and ``drop-irqs-off``
+(H1: the drop runs on the CPU that published, before preemption is possible, the per-CPU write
+the robot thread asked for). With both the scheme is expected clean.
+
+Mutant ``hazptr-no-mb`` (B6): both ``smp_mb`` removed, the publisher's and the scanner's. The
+reference (section 3.5) explains why that does not break the lazy-mm use: the grab-side barrier
+precedes the publish; the publish reaches the scanner through the fully ordered ``mmput`` /
+``mmdrop`` that drops the pin on the mm, or through the release of ``prev->on_cpu`` that a
+migrating task's next CPU acquires; and the scanner's ``atomic_dec_and_test`` is fully ordered.
+That is message passing, not store buffering; the store-buffering pattern exists only in the
+general ``hazptr_load_try_protect`` (publish, ``smp_mb``, re-load), which ``tests/test_litmus.py``
+exercises. The mutant stays to check that claim.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import time
+from typing import TYPE_CHECKING, ClassVar
 
 from emu.irq import ipi_function
 from emu.layout import INIT_MM
-from emu.oracle import SCHEME_WARNING, site
+from emu.oracle import SCHEME_WARNING, SOFT_LOCKUP, site
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from emu.cpu import Cpu
 
 DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
+DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")
 
-AT_SLOT_BUSY = site("hazptr: WARN_ON_ONCE(slot already in use)")
+AT_HP_ALLOCATE = site("mmgrab_lazy_tlb: WARN_ON(!hp_allocate()) (slot busy)")
+AT_HP_CHECK = site("do_check_lazy_tlb: WARN_ON_ONCE(current->active_mm == mm)")
+AT_HP_SCAN = site("hp_scan: busy-wait on a slot that keeps the mm")
 
 
 class Hazptr(Strategy):
     name = "hazptr"
-    summary = "one hazard slot per CPU; __mmdrop scans every slot and IPIs only the CPUs holding the mm"
+    summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1, H3)"
     percpu = ("hazptr_slot",)
+    pins = ("hazptr_slot",)
     counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    exit_mm_grab_irqs_off = True
+    FIXES: ClassVar[dict[str, str]] = {
+        "skip-init-mm": "H3: a lazy use of init_mm publishes nothing, so grab-before-drop finds the slot free",
+        "drop-irqs-off": "H1: kthread_use_mm / exec_mmap clear the slot before preemption is possible",
+    }
 
     def __init__(self, cpu: Cpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_SHOOT_LAZY_TLB] = self.do_shoot_lazy_tlb
+        cpu.irq.handlers[DO_CHECK_LAZY_TLB] = self.do_check_lazy_tlb
         self.slot = self.rq("hazptr_slot")
         self.slots = [self.rq("hazptr_slot", c) for c in range(cpu.ncpus)]
+        self.skip_init_mm = "skip-init-mm" in self.fixes
+        self.lazy_release_in_irqs_off = "drop-irqs-off" in self.fixes
+        self.spin_limit_s = cpu.cfg.watchdog / 2  # the soft-lockup detector, before the harness's watchdog
 
     # -- the publisher side -------------------------------------------------------------------
     def mmgrab_lazy_tlb(self, mm: int) -> None:
-        if mm == INIT_MM:
+        if self.skip_init_mm and mm == INIT_MM:
             return
-        self.smp_mb()  # pairs with cleanup_lazy_tlbs' smp_mb: the store-buffering pattern
+        self.smp_mb()  # membarrier: "must provide a full memory barrier", before the publish
         self.race_window()
+        if not self.hp_allocate(mm):
+            self.c.oracle.report(SCHEME_WARNING, mm, AT_HP_ALLOCATE)  # "only a single lazy mm per CPU"
+
+    def hp_allocate(self, mm: int) -> bool:
         if self.READ_ONCE(self.slot):
-            self.c.oracle.report(SCHEME_WARNING, mm, AT_SLOT_BUSY)
+            return False  # busy: not overwritten, the new lazy mm stays unprotected
         self.WRITE_ONCE(self.slot, mm)
+        return True
 
     def mmdrop_lazy_tlb(self, mm: int) -> None:
-        if mm == INIT_MM:
-            return
         self.smp_mb()  # the lazy use's accesses before the slot is seen empty
-        if self.READ_ONCE(self.slot) == mm:  # not if do_shoot_lazy_tlb cleared it already
-            self.WRITE_ONCE(self.slot, 0)
+        self.WRITE_ONCE(self.slot, 0)  # this_cpu: the CPU it runs on now
 
     def hazptr_load_try_protect(self, addr_p: int) -> int:
         """Publish ``*addr_p`` in this CPU's slot and re-check it; 0 (slot empty) if it went."""
@@ -89,20 +125,46 @@ class Hazptr(Strategy):
 
     # -- the reclaimer side -------------------------------------------------------------------
     def cleanup_lazy_tlbs(self, mm: int) -> None:
-        c = self.c
-        self.smp_mb()  # the free decision before the scan's loads
+        self.smp_mb()  # "Store A before Load B": the unpublishing atomic_dec_and_test before the scan
+        self.hp_scan(mm)
+
+    def hp_scan(self, mm: int) -> None:
         me = self.smp_processor_id
         for cpu, slot in enumerate(self.slots):
             self.count("cpus_scanned")
             if cpu != me:
                 self.count("remote_slot_reads")
             if self.smp_load_acquire(slot) == mm:
-                c.irq.smp_call_function_single(cpu, DO_SHOOT_LAZY_TLB, mm, wait=True)
+                self.retire(cpu, mm)
+                self.busy_wait(slot, mm)
+
+    def retire(self, cpu: int, mm: int) -> None:
+        irq = self.c.irq
+        irq.smp_call_function_single(cpu, DO_SHOOT_LAZY_TLB, mm, wait=True)
+        irq.smp_call_function_single(cpu, DO_CHECK_LAZY_TLB, mm, wait=True)
+
+    def busy_wait(self, slot: int, mm: int) -> None:
+        """``while (smp_load_acquire(slot) == mm) cpu_relax()``, IPIs handled meanwhile."""
+        deadline = 0.0
+        while self.smp_load_acquire(slot) == mm:
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + self.spin_limit_s
+            elif now > deadline:
+                self.c.oracle.report(SOFT_LOCKUP, mm, AT_HP_SCAN)  # the kernel would spin on
+                return
+            os.sched_yield()
 
     def do_shoot_lazy_tlb(self, mm: int) -> None:
+        c = self.c
+        shot = c.active_mm() == mm
         super().do_shoot_lazy_tlb(mm)
-        if self.READ_ONCE(self.slot) == mm:
+        if shot:
             self.WRITE_ONCE(self.slot, 0)
+
+    def do_check_lazy_tlb(self, mm: int) -> None:
+        if self.c.active_mm() == mm:
+            self.c.oracle.report(SCHEME_WARNING, mm, AT_HP_CHECK)
 
 
 class HazptrNoMb(Hazptr):
@@ -111,19 +173,11 @@ class HazptrNoMb(Hazptr):
     mutant_of = "hazptr"
 
     def mmgrab_lazy_tlb(self, mm: int) -> None:
-        if mm == INIT_MM:
+        if self.skip_init_mm and mm == INIT_MM:
             return
-        self.race_window()
-        if self.READ_ONCE(self.slot):
-            self.c.oracle.report(SCHEME_WARNING, mm, AT_SLOT_BUSY)
-        self.WRITE_ONCE(self.slot, mm)  # no smp_mb before the publish
+        self.race_window()  # no smp_mb before the publish
+        if not self.hp_allocate(mm):
+            self.c.oracle.report(SCHEME_WARNING, mm, AT_HP_ALLOCATE)
 
     def cleanup_lazy_tlbs(self, mm: int) -> None:
-        c = self.c
-        me = self.smp_processor_id
-        for cpu, slot in enumerate(self.slots):  # no smp_mb before the scan
-            self.count("cpus_scanned")
-            if cpu != me:
-                self.count("remote_slot_reads")
-            if self.smp_load_acquire(slot) == mm:
-                c.irq.smp_call_function_single(cpu, DO_SHOOT_LAZY_TLB, mm, wait=True)
+        self.hp_scan(mm)  # no smp_mb before the scan

@@ -1,5 +1,6 @@
-"""luto-hazard: Andy Lutomirski's lazy mms as hazard pointers, Jan 2022 ("sched: Use lightweight
-hazard pointers to grab lazy mms").
+"""luto-hazard: Andy Lutomirski's lazy mms as hazard pointers, Jan 2022: 16/23 "sched: Use
+lightweight hazard pointers to grab lazy mms" of "mm, sched: Rework lazy mm handling" (message id
+7c9c388c388df8e88bb5d14828053ac0cb11cf69.1641659630.git.luto@kernel.org).
 
 Algorithm (reference, section 3.4): ``rq->lazy_mm`` is a hazard pointer, the mm this CPU is
 lazy on, written without any atomic (user -> kernel: ``WRITE_ONCE``, still covered by the
@@ -16,8 +17,14 @@ Costs: one remote read per scanned CPU per exit; atomics on the mm's line only p
 found, never per context switch.
 
 The same hooks serve every path that changes a CPU's mm (context switch, ``exit_mm``,
-``kthread_use_mm``/``kthread_unuse_mm``, the idle task settling on ``init_mm``), as the 2022
-series did with one helper.
+``kthread_use_mm``/``kthread_unuse_mm``, ``exec_mmap``, the idle task settling on ``init_mm``), as
+the 2022 series did with one helper. Interpretations, where the emulator's generic paths are
+mainline's rather than the series': a lazy use of init_mm publishes nothing, so the idle task
+switches to init_mm first and clears ``lazy_mm`` after (the series' ``unlazy_mm_irqs_off`` order;
+mainline's ``sched_force_init_mm`` grabs init_mm first, which, published literally, would leave
+the old mm unprotected while the CPU still runs on it); ``kthread_use_mm`` and ``exec_mmap`` drop
+the old lazy mm preemptibly, as mainline does (a drop on another CPU after a migration leaves a
+stale ``lazy_mm`` behind, which only keeps an extra reference parked).
 
 Mutant ``luto-hazard-late-count`` (bug B4): ``mm_count`` is raised only after the scan has
 parked the references in the CPUs' ``drop_mm``, so a CPU that leaves the mm meanwhile drops a
@@ -29,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from emu.layout import M_COUNT
+from emu.layout import INIT_MM, M_COUNT
 from emu.oracle import site
 from emu.strategies.base import Strategy
 
@@ -44,6 +51,7 @@ class LutoHazard(Strategy):
     name = "luto-hazard"
     summary = "rq->lazy_mm hazard pointer; __mmput scans lazy CPUs and parks mm_count refs in rq->drop_mm"
     percpu = ("lazy_mm", "drop_mm")
+    pins = ("drop_mm",)
     counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
 
     def __init__(self, cpu: Cpu) -> None:
@@ -53,7 +61,8 @@ class LutoHazard(Strategy):
 
     # -- this CPU's lazy use --------------------------------------------------------------------
     def mmgrab_lazy_tlb(self, mm: int) -> None:
-        self.WRITE_ONCE(self.lazy_mm, mm)  # no atomic: mm_users (or an mmgrab) still covers mm
+        if mm != INIT_MM:  # never freed: nothing to protect, and the old lazy mm stays published
+            self.WRITE_ONCE(self.lazy_mm, mm)  # no atomic: mm_users (or an mmgrab) still covers mm
 
     def mmdrop_lazy_tlb(self, mm: int) -> None:
         if self.READ_ONCE(self.lazy_mm) == mm:

@@ -24,6 +24,7 @@ class Cell:
     options: dict[str, Any] = field(default_factory=dict)
     why: str = ""
     min_seconds: float = 0.0  # a rare race: runs of this cell last at least this long
+    workload: dict[str, Any] = field(default_factory=dict)  # Workload knobs the cell needs (its perturbation)
 
     @property
     def mutant(self) -> str | None:
@@ -41,17 +42,21 @@ class Cell:
     @property
     def id(self) -> str:
         opts = "".join(f"+{k.replace('_', '-')}" for k, v in sorted(self.options.items()) if v is True)
-        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in sorted(self.options.items()) if v not in (True, False))
+        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in sorted(self.options.items()) if not isinstance(v, bool))
         opts += "".join(f"-{k.replace('_', '-')}" for k, v in sorted(self.options.items()) if v is False)
+        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in sorted(self.workload.items()))
         return f"{self.strategy}@{self.arch}{opts}"
 
     def config(self, seed: int, cpus: int = 8, duration: float = 2.0, **extra: Any) -> RunConfig:
         duration = max(duration, self.min_seconds)
         cfg = RunConfig(cpus=cpus, strategy=self.base, mutant=self.mutant, arch=self.arch, duration=duration, seed=seed)
-        return replace(cfg, **{**self.options, **extra})
+        cfg = replace(cfg, **{**self.options, **extra})
+        return replace(cfg, workload=replace(cfg.workload, **self.workload)) if self.workload else cfg
 
 
 ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
+HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
+LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 
 CELLS: list[Cell] = [
     *(Cell("refcount", a, why="a lazy use holds a count: correct on every arch") for a in ARCHES),
@@ -73,11 +78,43 @@ CELLS: list[Cell] = [
     # the scanning schemes, under both memory models
     *(Cell("luto-hazard", a, why="hazard pointer re-read after drop_mm: correct on every arch") for a in ARCHES),
     *(Cell("luto-hazard", a, options={"memory_model": "tso"}, why="correct under TSO too") for a in ("x86", "x86-lazy-mask", "arm64")),
-    Cell("hazptr", "x86", why="publish, smp_mb, scan: the store-buffering pair is fenced"),
-    Cell("hazptr", "arm64", options={"memory_model": "tso"}, why="correct under TSO"),
-    Cell("hazptr-no-mb", "x86", why="B6 is invisible on a sequentially consistent machine"),
+    # hazptr, RFC v2 as posted, and its fixes (reference 3.5)
+    Cell("hazptr", "x86", "scheme_warning", why="H3 (sched_force_init_mm grabs init_mm first) and H1 (preemptible drop): the WARN"),
+    Cell("hazptr", "x86", "scheme_warning", options={"fix": "skip-init-mm"}, why="H1: a preempted drop leaves a stale slot"),
+    Cell("hazptr", "x86", "scheme_warning", options={"fix": "drop-irqs-off"}, why="H3: the idle task grabs init_mm over a busy slot"),
+    *(
+        Cell("hazptr", a, options={"fix": HAZPTR_FIXED}, why="H1 and H3 fixed: publish, smp_mb, scan, retire")
+        for a in ("x86", "powerpc", "arm64", "s390")
+    ),
+    Cell("hazptr", "arm64", options={"fix": HAZPTR_FIXED, "memory_model": "tso"}, why="correct under TSO"),
+    Cell("hazptr-no-mb", "x86", options={"fix": HAZPTR_FIXED}, why="B6: message passing, not store buffering (reference 3.5)"),
+    # luto-rfc, the RFC v2 mockup as posted, and its ladder of fixes (reference 3.3)
+    *(Cell("luto-rfc", a, "use_after_free", why="D4: untouched paths drop counts the new switch never took") for a in ARCHES),
+    Cell("luto-rfc", "x86", "use_after_free", options={"fix": "drop-check"}, why="D4 remains without the integration"),
+    Cell("luto-rfc", "arm64", "use_after_free", options={"fix": "drop-check,scan-online"}, why="D4 remains without the integration"),
+    *(
+        Cell("luto-rfc", a, "freed_while_lazy", options={"fix": "integrated"}, why="D1: the parked mm dropped while still lazy")
+        for a in ("x86", "powerpc", "arm64")
+    ),
+    Cell("luto-rfc", "arm64", "freed_while_lazy", options={"fix": "integrated,scan-online"}, why="D1 alone: the scan is sound"),
+    Cell("luto-rfc", "arm64", "freed_while_lazy", options={"fix": "drop-check,integrated"}, why="D2: the empty mask misses every lazy CPU"),
+    Cell("luto-rfc", "x86", "freed_while_lazy", options={"fix": "drop-check,integrated"}, why="B9: x86's mask loses lazy CPUs"),
+    *(
+        Cell(
+            "luto-rfc",
+            a,
+            "freed_while_lazy",
+            options={"fix": LUTO_RFC_FIXED, "race_delay": 1.0},
+            workload={"threads": 1},
+            why="B3: the single read of lazy_mm, widened by --race-delay; single-threaded exits park on the target",
+        )  # fmt: skip
+        for a in ("arm64", "powerpc", "x86")
+    ),
+    *(
+        Cell("luto-hazard", a, options={"race_delay": 1.0}, workload={"threads": 1}, why="the 2022 re-read closes B3 on the same load")
+        for a in ("arm64", "powerpc", "x86")
+    ),
     Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
-    Cell("luto-rfc", "x86", "freed_while_lazy", why="B9: the exit flush cleared the lazy CPU's bit, the scan misses it"),
     Cell(
         "powerpc-trim-vs-kthread",
         "powerpc",

@@ -136,6 +136,9 @@ class Oracle:
             self.report(FREED_WHILE_LAZY, mm, where, other=c)
         for pin in self._pins:
             for c in np.flatnonzero(arr[pin] == mm).tolist():
+                mine = pin.start + c * CPU_WORDS
+                if c == self.cpu and self.atomics.READ_ONCE(mine) != mm:
+                    continue  # cleared, the store still in this CPU's buffer (tso): it sees its own store
                 self.report(DANGLING_REFERENCE, mm, where, other=c)
 
     def report(self, kind: int, mm: int, where: int, aux: int = 0, other: int = -1) -> None:

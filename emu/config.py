@@ -36,8 +36,8 @@ class Workload:
     p_use_mm: float = 0.05  # per kernel-thread quantum: kthread_use_mm on a live mm
     sleep_us: int = 200  # mean sleep of a blocked thread
     p_munmap: float = 0.01  # per user quantum: unmap something, a TLB flush of the running mm
-    p_exec: float = 0.002  # per user quantum: the task execs a new program (exec_mmap: a new mm)
-    p_kernel_exec: float = 0.5  # per fork from a kernel context: its first thread starts in kernel_execve
+    p_exec: float = 0.0005  # per user quantum: the task execs a new program (exec_mmap: a new mm)
+    p_kernel_exec: float = 0.1  # per fork from a kernel context: its first thread starts in kernel_execve
     p_preempt: float = 0.2  # per preemption point of a kernel path (kthread_use_mm, exec_mmap): preempted there
 
     def live_procs(self, cpus: int) -> int:

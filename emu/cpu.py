@@ -55,6 +55,7 @@ from emu.layout import (
     INIT_MM,
     KIND_IDLE,
     KIND_KTHREAD,
+    KIND_RESUMING,
     KIND_USER,
     M_GEN,
     M_STATE,
@@ -273,8 +274,10 @@ class Cpu(Scheduler, Hotplug):
                 self.run_user(curr, phase)
             elif kind == KIND_KTHREAD:
                 self.run_kthread(curr, phase)
-            else:
+            elif kind == KIND_IDLE:
                 self.run_idle(phase)
+            else:
+                self.run_resuming(curr, kind & ~KIND_RESUMING, phase)
 
     def page_walk(self) -> None:
         """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced:
@@ -302,19 +305,23 @@ class Cpu(Scheduler, Hotplug):
             irq.replay()
 
     # -- what a task does with its quantum ------------------------------------------------------
-    def run_user(self, task: int, phase: int) -> None:
-        rng, wl, w = self.rng, self.wl, self.w
-        if w[self.task_base + task * 8 + T_RESUME] and self.resume_kernel_path(task):
+    def run_resuming(self, task: int, kind: int, phase: int) -> None:
+        """The task is in the middle of a kernel path (preempted in it, or a new thread starting
+        in ``kernel_execve``): finish that first, here, then its quantum."""
+        self.w[self.task_base + task * 8 + T_KIND] = kind
+        if self.resume_kernel_path(task):
             self.preempt(task)  # preempted again on the way
-            return
+        elif kind == KIND_USER:
+            self.run_user(task, phase)
+        else:
+            self.run_kthread(task, phase)
+
+    def run_user(self, task: int, phase: int) -> None:
+        rng, wl = self.rng, self.wl
         if rng.random() < wl.p_fork:
             self.maybe_fork(phase)
         if wl.p_munmap and rng.random() < wl.p_munmap:
             self.arch.flush_tlb_mm(self.w[self.task_base + task * 8 + T_MM])
-        if wl.p_exec and phase == PHASE_RUN and rng.random() < wl.p_exec:
-            mm = self.mm.mm_alloc(users=1)
-            if mm:
-                self.exec_mmap(task, mm)
         r = rng.random()
         if phase != PHASE_RUN or r < wl.p_exit:
             self.do_exit(task)
@@ -323,7 +330,14 @@ class Cpu(Scheduler, Hotplug):
             heapq.heappush(self.sleepers, (time.monotonic() + delay, task))
             self.schedule()
         else:
+            if r < wl.p_exit + wl.p_block + wl.p_exec:  # the same draw: no extra one on every quantum
+                self.do_exec(task)
             self.preempt(task)
+
+    def do_exec(self, task: int) -> None:
+        mm = self.mm.mm_alloc(users=1)
+        if mm:
+            self.exec_mmap(task, mm)
 
     def preempt(self, task: int) -> None:
         """Requeue and switch away. A task moving to another CPU is queued there only once it is
@@ -338,9 +352,7 @@ class Cpu(Scheduler, Hotplug):
 
     def run_kthread(self, k: int, phase: int) -> None:
         use = self.kthread_mm.get(k)
-        if self.w[self.task_base + k * 8 + T_RESUME]:
-            self.resume_kernel_path(k)  # its kthread_use_mm was preempted before the old lazy mm's drop
-        elif use is not None:
+        if use is not None:
             use[1] -= 1
             if use[1] <= 0 or phase != PHASE_RUN:
                 del self.kthread_mm[k]
@@ -506,14 +518,15 @@ class Cpu(Scheduler, Hotplug):
         execve = from_kernel and self.wl.p_kernel_exec and self.rng.random() < self.wl.p_kernel_exec
         for i, t in enumerate(free[:n]):
             tb = self.task_base + t * 8
-            w[tb + T_KIND] = KIND_USER
             w[tb + T_RESUME] = RESUME_NONE
             if execve and i == 0:
                 w[tb + T_MM] = 0  # a kernel thread until its exec_mmap
                 w[tb + T_RESUME_ARG] = mm
                 w[tb + T_RESUME] = RESUME_KERNEL_EXECVE
+                w[tb + T_KIND] = KIND_USER | KIND_RESUMING
             else:
                 w[tb + T_MM] = mm
+                w[tb + T_KIND] = KIND_USER
             w[tb + T_STATE] = TASK_RUNNABLE
             self.wake_up(t)
 

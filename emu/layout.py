@@ -68,6 +68,7 @@ RESUME_NONE, RESUME_MMDROP_LAZY_TLB, RESUME_KERNEL_EXECVE = 0, 1, 2
 TASK_WORDS = 8
 TASK_FREE, TASK_RUNNABLE, TASK_DEAD = range(3)
 KIND_IDLE, KIND_KTHREAD, KIND_USER = range(3)
+KIND_RESUMING = 8  # a flag on T_KIND while T_RESUME holds a kernel path: the run loop's dispatch sees it for free
 
 # -- violations and event rings ---------------------------------------------------------------
 V_KIND, V_CPU, V_MM, V_SITE, V_AUX, V_CLOCK, V_SNAP, V_OTHER = range(8)

@@ -22,7 +22,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.layout import INIT_MM, RESUME_KERNEL_EXECVE, RESUME_MMDROP_LAZY_TLB, RESUME_NONE, T_MM, T_RESUME, T_RESUME_ARG
+from emu.layout import (
+    INIT_MM,
+    KIND_RESUMING,
+    RESUME_KERNEL_EXECVE,
+    RESUME_MMDROP_LAZY_TLB,
+    RESUME_NONE,
+    T_KIND,
+    T_MM,
+    T_RESUME,
+    T_RESUME_ARG,
+)
 from emu.trace import event
 
 if TYPE_CHECKING:
@@ -122,6 +132,7 @@ class Scheduler:
         t = self.task_base + task * 8
         self.w[t + T_RESUME_ARG] = arg
         self.w[t + T_RESUME] = resume
+        self.w[t + T_KIND] |= KIND_RESUMING  # the run loop dispatches it to run_resuming
         self.trace(EV_PREEMPT, task, arg)
         self.count("preemptions")
         return True

@@ -23,6 +23,7 @@ from emu.layout import (
     C_LOST_IPI_TO,
     C_PID,
     C_STATE,
+    KIND_RESUMING,
     KIND_USER,
     T_KIND,
     T_MM,
@@ -47,7 +48,7 @@ def describe_cpu(layout: Layout, w: memoryview, c: int) -> str:
     base = layout.cpu(c)
     curr = w[base + C_CURR]
     tb = layout.task(curr)
-    kind = w[tb + T_KIND]
+    kind = w[tb + T_KIND] & ~KIND_RESUMING
     task = f"task {curr} ({TASK_KINDS[kind] if 0 <= kind < len(TASK_KINDS) else kind}"
     task += f", mm {mm_name(w[tb + T_MM])})" if kind == KIND_USER else ")"
     state = w[base + C_STATE]

@@ -79,26 +79,86 @@ CELLS: list[Cell] = [
     *(Cell("luto-hazard", a, why="hazard pointer re-read after drop_mm: correct on every arch") for a in ARCHES),
     *(Cell("luto-hazard", a, options={"memory_model": "tso"}, why="correct under TSO too") for a in ("x86", "x86-lazy-mask", "arm64")),
     # hazptr, RFC v2 as posted, and its fixes (reference 3.5)
-    Cell("hazptr", "x86", "scheme_warning", why="H3 (sched_force_init_mm grabs init_mm first) and H1 (preemptible drop): the WARN"),
-    Cell("hazptr", "x86", "scheme_warning", options={"fix": "skip-init-mm"}, why="H1: a preempted drop leaves a stale slot"),
-    Cell("hazptr", "x86", "scheme_warning", options={"fix": "drop-irqs-off"}, why="H3: the idle task grabs init_mm over a busy slot"),
+    Cell(
+        "hazptr",
+        "x86",
+        "scheme_warning",
+        why="H1, H3 (real, robot-found in the RFC): the idle task grabs init_mm over a busy slot, a preempted drop leaves one stale",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        "scheme_warning",
+        options={"fix": "skip-init-mm"},
+        why="H1 (real, robot-found, RFC v2): a preempted mmdrop_lazy_tlb leaves a stale slot; the next publish fails",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        "scheme_warning",
+        options={"fix": "drop-irqs-off"},
+        why="H3 (real, robot-found): sched_force_init_mm grabs init_mm before dropping the old lazy mm",
+    ),
     *(
         Cell("hazptr", a, options={"fix": HAZPTR_FIXED}, why="H1 and H3 fixed: publish, smp_mb, scan, retire")
         for a in ("x86", "powerpc", "arm64", "s390")
     ),
     Cell("hazptr", "arm64", options={"fix": HAZPTR_FIXED, "memory_model": "tso"}, why="correct under TSO"),
-    Cell("hazptr-no-mb", "x86", options={"fix": HAZPTR_FIXED}, why="B6: message passing, not store buffering (reference 3.5)"),
+    Cell(
+        "hazptr-no-mb",
+        "x86",
+        options={"fix": HAZPTR_FIXED},
+        why="B6 (synthetic, not a bug in this use): message passing, not store buffering (reference 3.5)",
+    ),
     # luto-rfc, the RFC v2 mockup as posted, and its ladder of fixes (reference 3.3)
-    *(Cell("luto-rfc", a, "use_after_free", why="D4: untouched paths drop counts the new switch never took") for a in ARCHES),
-    Cell("luto-rfc", "x86", "use_after_free", options={"fix": "drop-check"}, why="D4 remains without the integration"),
-    Cell("luto-rfc", "arm64", "use_after_free", options={"fix": "drop-check,scan-online"}, why="D4 remains without the integration"),
     *(
-        Cell("luto-rfc", a, "freed_while_lazy", options={"fix": "integrated"}, why="D1: the parked mm dropped while still lazy")
+        Cell(
+            "luto-rfc",
+            a,
+            "use_after_free",
+            why="D4 (integration gap of the posted mockup): untouched paths drop counts the new switch never took",
+        )
+        for a in ARCHES
+    ),
+    Cell("luto-rfc", "x86", "use_after_free", options={"fix": "drop-check"}, why="D4 (integration gap) remains without the integration"),
+    Cell(
+        "luto-rfc",
+        "arm64",
+        "use_after_free",
+        options={"fix": "drop-check,scan-online"},
+        why="D4 (integration gap) remains without the integration",
+    ),
+    *(
+        Cell(
+            "luto-rfc",
+            a,
+            "freed_while_lazy",
+            options={"fix": "integrated"},
+            why="D1 (defect in the posted mockup): the parked mm dropped while the CPU is still lazy on it",
+        )
         for a in ("x86", "powerpc", "arm64")
     ),
-    Cell("luto-rfc", "arm64", "freed_while_lazy", options={"fix": "integrated,scan-online"}, why="D1 alone: the scan is sound"),
-    Cell("luto-rfc", "arm64", "freed_while_lazy", options={"fix": "drop-check,integrated"}, why="D2: the empty mask misses every lazy CPU"),
-    Cell("luto-rfc", "x86", "freed_while_lazy", options={"fix": "drop-check,integrated"}, why="B9: x86's mask loses lazy CPUs"),
+    Cell(
+        "luto-rfc",
+        "arm64",
+        "freed_while_lazy",
+        options={"fix": "integrated,scan-online"},
+        why="D1 (defect in the posted mockup) alone: the scan is sound",
+    ),
+    Cell(
+        "luto-rfc",
+        "arm64",
+        "freed_while_lazy",
+        options={"fix": "drop-check,integrated"},
+        why="D2 (the mockup's own XXX): the empty mask misses every lazy CPU",
+    ),
+    Cell(
+        "luto-rfc",
+        "x86",
+        "freed_while_lazy",
+        options={"fix": "drop-check,integrated"},
+        why="B9 (follows from the mockup's 'mm_cpumask() not being reliable'): x86 up to 6.13 drops lazy CPUs from the mask",
+    ),
     *(
         Cell(
             "luto-rfc",
@@ -106,7 +166,7 @@ CELLS: list[Cell] = [
             "freed_while_lazy",
             options={"fix": LUTO_RFC_FIXED, "race_delay": 1.0},
             workload={"threads": 1},
-            why="B3: the single read of lazy_mm, widened by --race-delay; single-threaded exits park on the target",
+            why="B3 (race documented by the 2022 patch): one read of lazy_mm; --race-delay widens it, single threads park on the target",
         )  # fmt: skip
         for a in ("arm64", "powerpc", "x86")
     ),

@@ -174,6 +174,15 @@ CELLS: list[Cell] = [
         Cell("luto-hazard", a, options={"race_delay": 1.0}, workload={"threads": 1}, why="the 2022 re-read closes B3 on the same load")
         for a in ("arm64", "powerpc", "x86")
     ),
+    Cell(
+        "luto-hazard-init-mm-first",
+        "arm64",
+        "freed_while_lazy",
+        options={"hotplug": True, "race_delay": 1.0},
+        why="the literal reading of sched_force_init_mm's order under the 2022 scheme: init_mm published first",
+        min_seconds=4.0,
+    ),  # fmt: skip
+    Cell("luto-hazard", "arm64", options={"hotplug": True, "race_delay": 1.0}, why="switch to init_mm first, then clear lazy_mm"),
     Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
     Cell(
         "powerpc-trim-vs-kthread",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from emu.strategies.base import Strategy
 from emu.strategies.hazptr import Hazptr, HazptrNoMb
-from emu.strategies.luto_hazard import LutoHazard, LutoHazardLateCount
+from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount
 from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
 from emu.strategies.shoot_lazies import PowerpcTrimVsKthread, ShootHotplugRace, ShootIrqsEnabled, ShootLazies
@@ -19,6 +19,7 @@ _ALL: tuple[type[Strategy], ...] = (
     LutoRfc,
     LutoHazard,
     LutoHazardLateCount,
+    LutoHazardInitMmFirst,
     Hazptr,
     HazptrNoMb,
 )

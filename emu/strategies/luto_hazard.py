@@ -22,7 +22,8 @@ the 2022 series did with one helper. Interpretations, where the emulator's gener
 mainline's rather than the series': a lazy use of init_mm publishes nothing, so the idle task
 switches to init_mm first and clears ``lazy_mm`` after (the series' ``unlazy_mm_irqs_off`` order;
 mainline's ``sched_force_init_mm`` grabs init_mm first, which, published literally, would leave
-the old mm unprotected while the CPU still runs on it); ``kthread_use_mm`` and ``exec_mmap`` drop
+the old mm unprotected while the CPU still runs on it: that literal reading is the mutant
+``luto-hazard-init-mm-first``, caught under ``--hotplug --race-delay 1``); ``kthread_use_mm`` and ``exec_mmap`` drop
 the old lazy mm preemptibly, as mainline does (a drop on another CPU after a migration leaves a
 stale ``lazy_mm`` behind, which only keeps an extra reference parked).
 
@@ -155,3 +156,14 @@ class LutoHazardLateCount(LutoHazard):
         if parked:  # too late: a parked reference may already have been dropped
             self.count("mm_line_atomics")
             c.mm.mm_count_add(mm, M_COUNT, parked, AT_UNLAZY_ADD)
+
+
+class LutoHazardInitMmFirst(LutoHazard):
+    name = "luto-hazard-init-mm-first"
+    summary = "literal reading: init_mm published before the switch away from the old lazy mm (sched_force_init_mm's order)"
+    mutant_of = "luto-hazard"
+
+    def mmgrab_lazy_tlb(self, mm: int) -> None:
+        self.WRITE_ONCE(self.lazy_mm, mm)  # init_mm too: the old lazy mm is unpublished while still in use
+        if mm == INIT_MM:
+            self.race_window()

@@ -1,4 +1,7 @@
-"""refcount: the classic scheme, Linux's default (kernel/sched/core.c, include/linux/sched/mm.h).
+"""refcount: the classic scheme, Linux's default (``CONFIG_MMU_LAZY_TLB_REFCOUNT=y``): kernel/sched/core.c
+``context_switch``/``finish_task_switch`` and include/linux/sched/mm.h ``mmgrab_lazy_tlb``/
+``mmdrop_lazy_tlb`` as in mainline since v6.3 (the helpers came with the series of 2655421ae69f;
+before it the same paths called ``mmgrab``/``mmdrop`` directly).
 
 Algorithm (reference, section 3.1): every lazy use of an mm holds an ``mm_count`` reference.
 ``mmgrab_lazy_tlb`` is ``atomic_inc(&mm->mm_count)`` when a CPU switches from a user task to a

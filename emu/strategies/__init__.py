@@ -7,15 +7,13 @@ from emu.strategies.hazptr import Hazptr, HazptrNoMb
 from emu.strategies.luto_hazard import LutoHazard, LutoHazardLateCount
 from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
-from emu.strategies.shoot_lazies import PowerpcTrimVsKthread, ShootHotplugRace, ShootIrqsEnabled, ShootLazies
+from emu.strategies.shoot_lazies import ShootHotplugRace, ShootLazies
 
 _ALL: tuple[type[Strategy], ...] = (
     Refcount,
     RefcountNoGrab,
     ShootLazies,
-    ShootIrqsEnabled,
     ShootHotplugRace,
-    PowerpcTrimVsKthread,
     LutoRfc,
     LutoHazard,
     LutoHazardLateCount,

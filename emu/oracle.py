@@ -4,12 +4,13 @@
   every dereference in scheme code) finds it live: same generation, not freed.
 - ``__mmdrop`` finds no CPU with the mm as its active_mm or loaded mm.
 - An mm is freed once; ``mm_users`` and ``mm_count`` never go below zero.
-- On an architecture whose flushes are sent by ``mm_cpumask`` (x86, x86-lazy-mask, powerpc;
-  not arm64 or s390, whose flushes are hardware broadcasts), a CPU that has an mm loaded is in
-  that mm's mask. Checked wherever the machine changes which mm a CPU runs or which CPUs a mask
-  holds: at the page walk, in ``switch_mm_irqs_off`` (the mm left and the mm loaded), after every
-  clear of a bit (``Arch.cpumask_clear``: also of another CPU's bit), and at every flush that goes
-  by the mask (``mask_covers_loaded``: every CPU with the mm loaded, not only the sender).
+- On an architecture whose flushes rely on ``mm_cpumask`` (x86 and x86-lazy-mask send their
+  flush IPIs by it, powerpc decides by it whether a local flush is enough; not arm64 or s390,
+  whose flushes are hardware broadcasts), a CPU that has an mm loaded is in that mm's mask.
+  Checked wherever the machine changes which mm a CPU runs or which CPUs a mask holds: at the
+  page walk, in ``switch_mm_irqs_off`` (the mm left and the mm loaded), after every clear of a
+  bit (``Arch.cpumask_clear``: also of another CPU's bit), and at every flush that goes by the
+  mask (``mask_covers_loaded``: every CPU with the mm loaded, not only the sender).
 - When the machine is quiet, every mm created has been freed (checked by the runner).
 
 A violation is appended to a shared table with the CPU, the mm, where it was seen, and (for

@@ -27,18 +27,27 @@ Models arch/x86/mm/tlb.c as of v6.13 (before 209954cbc7d0 made the mask lazy; th
 - ``leave_mm`` (``--x86-idle-leave-mm``, off by default): ``cpuidle_enter_state`` calls it
   before an idle state marked ``CPUIDLE_FLAG_TLB_FLUSHED`` (ACPI C3, some intel_idle states);
   a lazy idle CPU then loads init_mm and clears its bit in the same way. Interpretation: every
-  idle wait is such a state when the option is on.
+  idle wait is such a state when the option is on [the cpuidle governor picks one only for
+  long idle periods, and only some platforms mark their states so].
 - ``--x86-unlazy-on-flush``: Lutomirski's 2022 series, 20/23 "x86/mm: Remove leave_mm() in
   favor of unlazy_mm_irqs_off()" and 21/23 "x86/mm: Use unlazy_mm_irqs_off() in TLB flush IPIs"
-  (message ids 5e80aa6deb3f0a7bdcba5e9f20c48df50b752fd3 and
-  3f3daaf3df26e963a38f4d7d05069e866cb6e3e7 .1641659630.git.luto@kernel.org): the lazy CPU's
+  (message ids 5e80aa6deb3f0a7bdcba5e9f20c48df50b752fd3.1641659630.git.luto@kernel.org and
+  3f3daaf3df26e963a38f4d7d05069e866cb6e3e7.1641659630.git.luto@kernel.org): the lazy CPU's
   flush (and ``leave_mm``) calls ``unlazy_mm_irqs_off()``, which also ends the lazy use
   (``active_mm = &init_mm`` and the scheme's lazy drop, ``Strategy.unlazy_mm_irqs_off``), so
   ``mm_cpumask`` keeps every CPU lazy on the mm and, as 22/23 does,
   ``for_each_possible_lazymm_cpu`` may return the mask. Without it, it returns every online CPU.
 
-Interpretation: a flush's other details (tlb_gen, ASIDs, the range) are not modelled; the mask
-and the switches to init_mm are what a lazy mm's lifetime depends on.
+Interpretations (the literal reading in brackets):
+
+- A flush's other details (tlb_gen, ASIDs, the range) are not modelled; the mask and the
+  switches to init_mm are what a lazy mm's lifetime depends on.
+- ``switch_mm_irqs_off`` sets next's bit and loads next before it clears the bit of the mm it
+  left, so that at every moment a CPU with an mm loaded is in its mask, which the oracle checks
+  [v6.13 clears prev's bit, sets next's, then writes CR3 and ``loaded_mm``, all with interrupts
+  off; the order matters only to a flush racing with the switch, which tlb_gen covers].
+- Whether a munmap frees page tables is a draw (``--p-free-tables``) [the kernel knows it from
+  what was unmapped].
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """s390: ``mm_cpumask`` is kept, reset to the attach mask at each full flush; flushes are broadcasts.
 
-Models arch/s390/include/asm/mmu_context.h and asm/tlbflush.h (mainline, v6.x):
+Models arch/s390/include/asm/mmu_context.h and asm/tlbflush.h as of v6.13:
 
 - ``switch_mm_irqs_off`` sets this CPU in ``next->context.cpu_attach_mask`` and clears it from
   prev's (if prev != next); ``enter_lazy_tlb`` is a no-op, so a lazy CPU stays attached to the
@@ -20,7 +20,12 @@ oracle's mask check does not apply here.
 Interpretations (the literal reading in brackets):
 
 - The attach mask is exactly "the CPUs whose loaded mm is this mm", so it is derived from the
-  CPUs' loaded-mm words instead of being kept as a second bitmap.
+  CPUs' loaded-mm words instead of being kept as a second bitmap; a CPU whose ``active_mm`` word
+  still names the mm counts as attached too. That is a CPU in the middle of a context switch
+  away from it (the scheduler updates ``active_mm`` right after ``switch_mm_irqs_off``, within
+  the same interrupts-off section): the kernel's reset leaves it out, and a ``__mmdrop`` then
+  frees the mm while that CPU's previous task still points at it, harmlessly since nothing
+  dereferences it; the emulator's oracle would see that pointer. [Literally: loaded mm only.]
 - ``finish_arch_post_lock_switch``'s update is folded into ``switch_mm_irqs_off`` for a user mm:
   every call of it for a user mm here is a switch to a task that owns the mm (a context switch
   to a user task, ``kthread_use_mm``), and it runs right after. [The kernel sets the bit a little
@@ -41,7 +46,7 @@ from __future__ import annotations
 import os
 
 from emu.arch.base import Arch
-from emu.layout import C_LOADED_MM, CPU_WORDS, INIT_MM, M_ARCH
+from emu.layout import C_ACTIVE_MM, C_LOADED_MM, CPU_WORDS, INIT_MM, M_ARCH
 
 
 class S390(Arch):
@@ -74,7 +79,8 @@ class S390(Arch):
         a, w, lay = self.atomics, self.w, self.c.layout
         flush_count = self.mm_record(mm) + M_ARCH
         a.atomic_inc(flush_count)
-        attached = [c for c in range(lay.ncpus) if w[lay.cpu_base + c * CPU_WORDS + C_LOADED_MM] == mm]
+        cpus = range(lay.cpu_base, lay.cpu_base + lay.ncpus * CPU_WORDS, CPU_WORDS)
+        attached = [c for c, b in enumerate(cpus) if w[b + C_LOADED_MM] == mm or w[b + C_ACTIVE_MM] == mm]
         mask = self.mm_cpumask(mm)
         for wi in range(lay.cpumask_words):  # cpumask_copy, a word at a time
             bits = 0

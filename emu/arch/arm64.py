@@ -1,6 +1,7 @@
 """arm64: ``mm_cpumask`` is never maintained, and TLB invalidation is broadcast in hardware.
 
-Models arch/arm64/include/asm/mmu_context.h and asm/tlbflush.h (mainline, v6.x):
+Models arch/arm64/include/asm/mmu_context.h and asm/tlbflush.h as of v6.13, where the mask has
+not been kept since 38d96287504a "arm64: mm: kill mm_cpumask usage" (2016):
 
 - ``switch_mm`` loads the new ASID/TTBR (``check_and_switch_context``) and touches no mask:
   every mask stays empty. ``enter_lazy_tlb`` is the generic no-op.
@@ -9,6 +10,9 @@ Models arch/arm64/include/asm/mmu_context.h and asm/tlbflush.h (mainline, v6.x):
   counted as ``tlb_broadcasts``.
 - A scheme that relies on the mask to find lazy CPUs finds none (bug B1); a scanning scheme
   must look at every online CPU.
+
+Interpretation: the ASID allocator's own bookkeeping (rollover, ``active_asids``) is not modelled;
+it never decides which CPUs a flush reaches.
 """
 
 from __future__ import annotations

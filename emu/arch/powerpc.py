@@ -1,7 +1,8 @@
 """powerpc book3s64 radix: ``mm_cpumask`` records the CPUs that used the mm, trimmed by IPIs.
 
-Models, as in mainline since v6.3 (the shoot-lazies series, 2655421ae69f and the powerpc commits
-merged with it), with dfaed3e1fa70 (B7's fix) and a665eec0a22e (B8's fix) applied:
+Models the code as in mainline from v6.3 (the shoot-lazies series, 2655421ae69f, with the powerpc
+commits merged with it), a665eec0a22e (B8's fix, v5.10) and dfaed3e1fa70 (B7's fix, June 2023,
+"Fixes: a665eec0a22e", stable v5.10+) included:
 
 - arch/powerpc/mm/mmu_context.c ``switch_mm_irqs_off``: on the first switch to the mm on this
   CPU, set its bit and ``inc_mm_active_cpus`` (``mm->context.active_cpus``, kept in the mm
@@ -50,11 +51,12 @@ Interpretations (each marked; the literal reading in brackets):
 Arch mutants (``--mutant NAME --arch powerpc``, with any scheme):
 
 - ``powerpc-exit-irqs-enabled`` (B7, fixed by dfaed3e1fa70 "powerpc/64s/radix: Fix exit lazy tlb
-  mm switch with irqs enabled"): ``exit_lazy_flush_tlb`` switches ``active_mm`` and the loaded
-  mm without ``local_irq_save``. From an IPI that is harmless; from ``flush_type_needed``
-  (``exit_lazy_flush_tlb`` <- ``flush_type_needed`` <- ``__flush_all_mm`` <- ``tlb_finish_mmu``
-  <- ``exit_mmap``, the trim clock's local trim) it runs with interrupts on, and
-  ``switch_mm_irqs_off``'s ``lockdep_assert_irqs_disabled`` fires.
+  mm switch with irqs enabled", which names a665eec0a22e as the commit it fixes):
+  ``exit_lazy_flush_tlb`` switches ``active_mm`` and the loaded mm without ``local_irq_save``.
+  From an IPI that is harmless; from ``flush_type_needed`` (``exit_lazy_flush_tlb`` <-
+  ``flush_type_needed`` <- ``__flush_all_mm`` <- ``tlb_finish_mmu`` <- ``exit_mmap``, the trim
+  clock's local trim) it runs with interrupts on, and ``switch_mm_irqs_off``'s
+  ``lockdep_assert_irqs_disabled`` fires.
 - ``powerpc-trim-vs-kthread`` (B8, fixed by a665eec0a22e "powerpc/64s/radix: Fix mm_cpumask
   trimming race vs kthread_use_mm"): the single-threaded trim is the sender's
   ``mm_reset_thread_local`` after the IPIs (clear the mask, set only itself, ``active_cpus =

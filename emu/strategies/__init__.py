@@ -1,4 +1,7 @@
-"""The lazy-TLB schemes, one per module, and their deliberately broken variants (mutants)."""
+"""The lazy-TLB schemes, one per module, and their deliberately broken variants (mutants).
+
+The mutants here patch a scheme; those that patch an architecture's code run under any scheme
+and live with their model (``emu.arch.ARCH_MUTANTS``)."""
 
 from __future__ import annotations
 

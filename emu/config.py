@@ -36,6 +36,7 @@ class Workload:
     p_use_mm: float = 0.05  # per kernel-thread quantum: kthread_use_mm on a live mm
     sleep_us: int = 200  # mean sleep of a blocked thread
     p_munmap: float = 0.01  # per user quantum: unmap something, a TLB flush of the running mm
+    p_free_tables: float = 0.1  # per munmap: page-table pages are freed too (a freed-tables flush)
     p_exec: float = 0.0005  # per user quantum: the task execs a new program (exec_mmap: a new mm)
     p_kernel_exec: float = 0.1  # per fork from a kernel context: its first thread starts in kernel_execve
     p_preempt: float = 0.2  # per preemption point of a kernel path (kthread_use_mm, exec_mmap): preempted there
@@ -55,8 +56,11 @@ class RunConfig:
     workload: Workload = field(default_factory=Workload)
     shoot_all: bool = False  # shoot-lazies: IPI every online CPU, not the mask
     debug_check: bool = False  # shoot-lazies: do_check_lazy_tlb on every CPU at each free
-    radix_exit_shoot: bool = True  # powerpc + shoot-lazies: shoot lazies in the final flush
     fix: str = ""  # comma list of the scheme's later fixes to apply (Strategy.FIXES)
+    # architecture (emu.arch): each applies to the models named
+    trim_timer: int = 1073  # powerpc: tlb_mm_cpumask_trim_timer, one flush in N trims mm_cpumask (1: every flush)
+    x86_unlazy_on_flush: bool = False  # x86 models: a lazy CPU's flush IPI and leave_mm end its lazy use (2022 series, 20/23 and 21/23)
+    x86_idle_leave_mm: bool = False  # x86 models: an idle CPU calls leave_mm (CPUIDLE_FLAG_TLB_FLUSHED states, e.g. ACPI C3)
     # perturbation (all off by default; each drawn from the seed)
     noise: float = 0.0  # probability of a delay at each scheme access / atomic
     stutter: bool = False  # all CPUs run, pause together, run
@@ -74,8 +78,15 @@ class RunConfig:
 
     @property
     def scheme(self) -> str:
-        """The name the strategy registry resolves: the mutant if one is chosen."""
-        return self.mutant or self.strategy
+        """The name the strategy registry resolves: the mutant if a scheme's mutant is chosen."""
+        return self.strategy if self.mutant is None or self.arch_mutant else self.mutant
+
+    @property
+    def arch_mutant(self) -> str | None:
+        """The mutant, if it patches the architecture model (``emu.arch.ARCH_MUTANTS``) rather than the scheme."""
+        from emu.arch import ARCH_MUTANTS
+
+        return self.mutant if self.mutant in ARCH_MUTANTS else None
 
 
 def suggest(name: str, valid: list[str]) -> str:
@@ -99,8 +110,20 @@ def max_cpus_here() -> int:
     return int(max(1, min(MAX_CPUS, avail)))
 
 
-def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arches: list[str]) -> None:
-    """Raise ConfigError with one readable line for any setting out of range or unknown."""
+X86_MODELS = ("x86", "x86-lazy-mask")
+MAX_TRIM_TIMER = 1_000_000
+
+
+def validate(
+    cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arches: list[str], arch_mutants: dict[str, str] | None = None
+) -> None:
+    """Raise ConfigError with one readable line for any setting out of range or unknown.
+    ``mutants`` maps each scheme mutant to its strategy, ``arch_mutants`` each arch mutant to its
+    architecture (default: the ``emu.arch`` registry)."""
+    if arch_mutants is None:
+        from emu.arch import ARCH_MUTANTS
+
+        arch_mutants = {m: a.mutant_of or "" for m, a in ARCH_MUTANTS.items()}
     if cfg.cpus < 1:
         raise ConfigError(f"--cpus must be at least 1, got {cfg.cpus}")
     limit = max_cpus_here()
@@ -108,14 +131,17 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         raise ConfigError(f"--cpus {cfg.cpus} is more than this machine can hold (at most {limit} here)")
     if cfg.strategy not in strategies:
         raise ConfigError(f"unknown strategy '{cfg.strategy}' {suggest(cfg.strategy, strategies)}")
-    if cfg.mutant is not None:
-        if cfg.mutant not in mutants:
-            raise ConfigError(f"unknown mutant '{cfg.mutant}' {suggest(cfg.mutant, sorted(mutants))}")
-        base = mutants[cfg.mutant]
-        if cfg.strategy != base:
-            raise ConfigError(f"mutant '{cfg.mutant}' belongs to strategy '{base}', not '{cfg.strategy}'")
     if cfg.arch not in arches:
         raise ConfigError(f"unknown architecture '{cfg.arch}' {suggest(cfg.arch, arches)}")
+    if cfg.mutant is not None:
+        if cfg.mutant in arch_mutants:
+            patched = arch_mutants[cfg.mutant]
+            if cfg.arch != patched:
+                raise ConfigError(f"mutant '{cfg.mutant}' patches architecture '{patched}', not '{cfg.arch}' (add --arch {patched})")
+        elif cfg.mutant not in mutants:
+            raise ConfigError(f"unknown mutant '{cfg.mutant}' {suggest(cfg.mutant, sorted({**mutants, **arch_mutants}))}")
+        elif cfg.strategy != mutants[cfg.mutant]:
+            raise ConfigError(f"mutant '{cfg.mutant}' belongs to strategy '{mutants[cfg.mutant]}', not '{cfg.strategy}'")
     if not cfg.duration > 0 or cfg.duration > 7 * 24 * 3600:
         raise ConfigError(f"--duration must be a positive number of seconds, got {cfg.duration}")
     if not 0 <= cfg.seed < 2**63:
@@ -123,6 +149,13 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
     if (cfg.shoot_all or cfg.debug_check) and cfg.strategy != "shoot-lazies":
         flag = "--shoot-all" if cfg.shoot_all else "--debug-check"
         raise ConfigError(f"{flag} applies to --strategy shoot-lazies, not '{cfg.strategy}'")
+    if not 1 <= cfg.trim_timer <= MAX_TRIM_TIMER:
+        raise ConfigError(f"--trim-timer must be between 1 and {MAX_TRIM_TIMER} flushes, got {cfg.trim_timer}")
+    if cfg.trim_timer != RunConfig.trim_timer and cfg.arch != "powerpc":
+        raise ConfigError(f"--trim-timer applies to --arch powerpc, not '{cfg.arch}'")
+    for flag, on in (("--x86-unlazy-on-flush", cfg.x86_unlazy_on_flush), ("--x86-idle-leave-mm", cfg.x86_idle_leave_mm)):
+        if on and cfg.arch not in X86_MODELS:
+            raise ConfigError(f"{flag} applies to --arch x86 or x86-lazy-mask, not '{cfg.arch}'")
     if not 0.0 <= cfg.noise <= 1.0:
         raise ConfigError(f"--noise must be a probability in [0, 1], got {cfg.noise}")
     if cfg.hotplug and cfg.cpus < 2:
@@ -135,7 +168,19 @@ def validate(cfg: RunConfig, strategies: list[str], mutants: dict[str, str], arc
         if not 0.1 <= v <= 3600:
             raise ConfigError(f"{flag} must be between 0.1 and 3600 seconds, got {v}")
     w = cfg.workload
-    for name in ("p_fork", "p_exit", "p_block", "p_migrate", "p_kthread", "p_use_mm", "p_munmap", "p_exec", "p_kernel_exec", "p_preempt"):
+    for name in (
+        "p_fork",
+        "p_exit",
+        "p_block",
+        "p_migrate",
+        "p_kthread",
+        "p_use_mm",
+        "p_munmap",
+        "p_free_tables",
+        "p_exec",
+        "p_kernel_exec",
+        "p_preempt",
+    ):
         v = getattr(w, name)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {v}")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emu.arch import ARCHES
+from emu.arch import resolve_arch
 from emu.hotplug import Hotplug
 from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
@@ -145,9 +145,10 @@ class Cpu(Scheduler, Hotplug):
         self.mm_base, self.cpumask_stride = layout.mm_base, layout.cpumask_stride
         self.my_cpumask_word = layout.cpumask_base + self.mask_word  # in the first mm's mask
         self.mm = MmOps(self)
-        self.arch = ARCHES[cfg.arch](self)
+        self.arch = resolve_arch(cfg.arch, cfg.mutant)(self)
         self.strategy = resolve(cfg.scheme)(self)
-        self.maintains_mm_cpumask = self.arch.maintains_mm_cpumask
+        self.flush_relies_on_mask = self.arch.flush_relies_on_mask
+        self.idle_leave_mm = cfg.x86_idle_leave_mm
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()
@@ -281,8 +282,8 @@ class Cpu(Scheduler, Hotplug):
 
     def page_walk(self) -> None:
         """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced:
-        both must be live (``Oracle.touch``), and where the arch keeps ``mm_cpumask`` the loaded
-        mm's mask must hold this CPU. One walk sees one state: an IPI landing mid-check would make
+        both must be live (``Oracle.touch``), and where the arch's flushes rely on ``mm_cpumask``
+        the loaded mm's mask must hold this CPU. One walk sees one state: an IPI landing mid-check would make
         the oracle read a stale mm. This runs every quantum, so the common checks are inline."""
         w, irq = self.w, self.irq
         flags = irq.disabled  # local_irq_save
@@ -296,7 +297,7 @@ class Cpu(Scheduler, Hotplug):
         if loaded != INIT_MM:
             if loaded != active:
                 self.oracle.touch(loaded)
-            if self.maintains_mm_cpumask:
+            if self.flush_relies_on_mask:
                 word = self.my_cpumask_word + (loaded & MM_SLOT_MASK) * self.cpumask_stride  # in layout.cpumask(loaded)
                 if not (w[word] >> self.mask_bit) & 1:
                     self.oracle.report(CPUMASK_MISSING, loaded, PAGE_WALK)
@@ -321,7 +322,7 @@ class Cpu(Scheduler, Hotplug):
         if rng.random() < wl.p_fork:
             self.maybe_fork(phase)
         if wl.p_munmap and rng.random() < wl.p_munmap:
-            self.arch.flush_tlb_mm(self.w[self.task_base + task * 8 + T_MM])
+            self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], rng.random() < wl.p_free_tables)
         r = rng.random()
         if phase != PHASE_RUN or r < wl.p_exit:
             self.do_exit(task)
@@ -392,6 +393,8 @@ class Cpu(Scheduler, Hotplug):
         self.w[self.STATE] = CPU_IDLE
         if not self.inbox_pending():  # re-check after publishing IDLE: a waker reads it after queueing
             self.count("idle_waits")
+            if self.idle_leave_mm:
+                self.arch.leave_mm()  # cpuidle_enter_state: an idle state with CPUIDLE_FLAG_TLB_FLUSHED
             self.idle_wait(timeout)
         self.w[self.STATE] = CPU_RUNNING
 

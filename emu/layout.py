@@ -36,6 +36,7 @@ PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
 
 # -- per-CPU record ------------------------------------------------------------------------
 (C_CURR, C_ACTIVE_MM, C_LOADED_MM, C_PREV_MM, C_ONLINE, C_STATE, C_PID) = range(7)
+C_IS_LAZY = 7  # x86's cpu_tlbstate_shared.is_lazy: shared, since a flush's sender reads it to skip lazy CPUs
 C_SCHEME = 8  # words 8-15: the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
 C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
 # For the runner's watchdog, written off the hot path only: the CPU an IPI sender is spinning on in

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emu.config import RunConfig
+from emu.config import X86_MODELS, RunConfig, Workload
 from emu.strategies import MUTANTS
 
 CLEAN = "clean"
@@ -18,22 +18,26 @@ CLEAN = "clean"
 
 @dataclass(frozen=True)
 class Cell:
-    strategy: str  # a strategy or a mutant name
+    strategy: str  # a strategy or a scheme mutant name
     arch: str
     expect: str = CLEAN
     options: dict[str, Any] = field(default_factory=dict)
     why: str = ""
     min_seconds: float = 0.0  # a rare race: runs of this cell last at least this long
-    workload: dict[str, Any] = field(default_factory=dict)  # Workload knobs the cell needs (its perturbation)
+    arch_mutant: str | None = None  # a mutant of the arch model (emu.arch.ARCH_MUTANTS), under the scheme ``strategy``
+    workload: dict[str, Any] = field(default_factory=dict)  # Workload fields that differ from the run's
 
     @property
     def mutant(self) -> str | None:
+        """The run's ``--mutant``: the arch mutant, or the scheme mutant ``strategy`` names."""
+        if self.arch_mutant:
+            return self.arch_mutant
         return self.strategy if self.strategy in MUTANTS else None
 
     @property
     def base(self) -> str:
-        m = self.mutant
-        return (MUTANTS[m].mutant_of or "") if m else self.strategy
+        """The run's ``--strategy``."""
+        return (MUTANTS[self.strategy].mutant_of or "") if self.strategy in MUTANTS else self.strategy
 
     @property
     def expect_verdict(self) -> str:
@@ -41,13 +45,15 @@ class Cell:
 
     @property
     def id(self) -> str:
-        opts = "".join(f"+{k.replace('_', '-')}" for k, v in sorted(self.options.items()) if v is True)
-        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in sorted(self.options.items()) if not isinstance(v, bool))
-        opts += "".join(f"-{k.replace('_', '-')}" for k, v in sorted(self.options.items()) if v is False)
-        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in sorted(self.workload.items()))
-        return f"{self.strategy}@{self.arch}{opts}"
+        settings = sorted({**self.options, **self.workload}.items())
+        opts = "".join(f"+{k.replace('_', '-')}" for k, v in settings if v is True)
+        opts += "".join(f"+{k.replace('_', '-')}={v}" for k, v in settings if not isinstance(v, bool))
+        opts += "".join(f"-{k.replace('_', '-')}" for k, v in settings if v is False)
+        return f"{self.strategy}@{self.arch_mutant or self.arch}{opts}"
 
     def config(self, seed: int, cpus: int = 8, duration: float = 2.0, **extra: Any) -> RunConfig:
+        """The run of this cell; ``extra`` overrides RunConfig fields (a ``workload`` gets the cell's
+        own workload settings on top)."""
         duration = max(duration, self.min_seconds)
         cfg = RunConfig(cpus=cpus, strategy=self.base, mutant=self.mutant, arch=self.arch, duration=duration, seed=seed)
         cfg = replace(cfg, **{**self.options, **extra})
@@ -57,26 +63,49 @@ class Cell:
 ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
 HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
+UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
+B7, B8 = "powerpc-exit-irqs-enabled", "powerpc-trim-vs-kthread"  # powerpc's arch mutants
+FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
 
 CELLS: list[Cell] = [
     *(Cell("refcount", a, why="a lazy use holds a count: correct on every arch") for a in ARCHES),
-    Cell("shoot-lazies", "powerpc", why="the mask covers every CPU that ran the mm"),
-    Cell("shoot-lazies", "powerpc", options={"radix_exit_shoot": False, "debug_check": True}, why="shootdown at __mmdrop only"),
+    Cell("refcount", "powerpc", options={"trim_timer": 1}, why="the radix trimming on every flush is correct arch code"),
+    Cell("refcount", "x86", options={"x86_idle_leave_mm": True}, why="leave_mm moves an idle lazy CPU to init_mm; the count still holds"),
+    # shoot-lazies: the mask must cover every CPU lazy on the mm at __mmdrop
+    Cell("shoot-lazies", "powerpc", why="the mask covers every CPU that used the mm and did not trim itself"),
+    Cell("shoot-lazies", "powerpc", options={"debug_check": True}, why="no CPU is lazy on the mm after cleanup_lazy_tlbs"),
+    Cell("shoot-lazies", "powerpc", options={"trim_timer": 1}, why="each trim moves a lazy CPU to init_mm before its bit goes"),
     Cell("shoot-lazies", "powerpc", options={"hotplug": True}, why="hotplug leaves the lazy mm before the mask"),
     Cell("shoot-lazies", "powerpc", options={"use_mm_bursts": True}, why="each CPU trims only itself, never a running kthread"),
-    Cell("shoot-lazies", "x86-lazy-mask", why="the lazy mask is a superset"),
+    Cell("shoot-lazies", "s390", why="the mask is reset to the attached CPUs, lazy ones included"),
+    Cell("shoot-lazies", "s390", options={"shoot_all": True}, why="IPI every CPU: correct anywhere"),
     Cell("shoot-lazies", "arm64", options={"shoot_all": True}, why="no mask: IPI every CPU"),
-    Cell("shoot-lazies", "s390", options={"shoot_all": True}, why="no mask: IPI every CPU"),
     Cell("shoot-lazies", "arm64", "use_after_free", why="B1: the mask is empty"),
-    Cell("shoot-lazies", "s390", "use_after_free", why="B1 on s390 (unconfirmed arch model)"),
-    Cell("shoot-lazies", "x86", "freed_while_lazy", why="the exit flush cleared the lazy CPU's bit"),
-    Cell("refcount-no-grab", "x86", "use_after_free", why="B5: no reference for the lazy use"),
-    Cell("shoot-irqs-enabled", "powerpc", "lockdep", why="B7: exit-flush lazy switch with interrupts on"),
+    Cell("shoot-lazies", "x86", "freed_while_lazy", why="a freed-tables flush cleared a lazy CPU's bit, the exiting CPU's own included"),
+    Cell("shoot-lazies", "x86", options=UNLAZY, why="a CPU that loads init_mm also stops being lazy: the v6.13 mask then covers lazies"),
     Cell(
-        "shoot-hotplug-race", "powerpc", "freed_while_lazy", options={"hotplug": True}, why="B2: mask cleared while lazy", min_seconds=4.0
+        "shoot-lazies",
+        "x86-lazy-mask",
+        "freed_while_lazy",
+        workload=FREQUENT_FREED_TABLES,
+        why="finding: a lazy CPU moved to init_mm by one freed-tables flush loses its bit at the next (never combined in the kernel)",
+    ),  # fmt: skip
+    Cell("shoot-lazies", "x86-lazy-mask", options=UNLAZY, workload=FREQUENT_FREED_TABLES, why="a CPU moved to init_mm is no longer lazy"),
+    Cell("refcount-no-grab", "x86", "use_after_free", why="B5: no reference for the lazy use"),
+    # powerpc's arch code under any scheme: B7 and B8 as arch mutants
+    *(
+        Cell(s, "powerpc", "lockdep", options={"trim_timer": 3}, arch_mutant=B7, why="B7: a local trim, interrupts on")
+        for s in ("refcount", "shoot-lazies")
     ),
+    *(
+        Cell(s, "powerpc", "cpumask_missing", options={"use_mm_bursts": True}, arch_mutant=B8, why="B8: trim vs kthread_use_mm")
+        for s in ("refcount", "shoot-lazies")
+    ),
+    Cell("shoot-hotplug-race", "powerpc", "cpumask_missing", options={"hotplug": True}, why="B2: the CPU leaves the masks while lazy"),
     # the scanning schemes, under both memory models
-    *(Cell("luto-hazard", a, why="hazard pointer re-read after drop_mm: correct on every arch") for a in ARCHES),
+    *(Cell("luto-hazard", a, why="hazard pointer re-read after drop_mm; online CPUs scanned: correct on every arch") for a in ARCHES),
+    *(Cell("luto-hazard", a, options=UNLAZY, why="with 20/23 and 21/23 a scan of the mask finds every lazy CPU") for a in X86_MODELS),
+    Cell("luto-hazard", "x86", options={**UNLAZY, "x86_idle_leave_mm": True}, why="leave_mm unlazies too (20/23)"),
     *(Cell("luto-hazard", a, options={"memory_model": "tso"}, why="correct under TSO too") for a in ("x86", "x86-lazy-mask", "arm64")),
     # hazptr, RFC v2 as posted, and its fixes (reference 3.5)
     Cell(
@@ -184,25 +213,24 @@ CELLS: list[Cell] = [
     ),  # fmt: skip
     Cell("luto-hazard", "arm64", options={"hotplug": True, "race_delay": 1.0}, why="switch to init_mm first, then clear lazy_mm"),
     Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
-    Cell(
-        "powerpc-trim-vs-kthread",
-        "powerpc",
-        "cpumask_missing",
-        options={"use_mm_bursts": True},
-        why="B8: sender trims vs kthread_use_mm",
-    ),
 ]
 
 
-def _non_default(options: dict[str, Any]) -> dict[str, Any]:
-    default = RunConfig()
+def _non_default(options: dict[str, Any], default: object | None = None) -> dict[str, Any]:
+    default = RunConfig() if default is None else default
     return {k: v for k, v in options.items() if getattr(default, k) != v}
 
 
-def find(strategy: str, arch: str, options: dict[str, Any] | None = None) -> Cell | None:
-    """The matrix cell for this configuration (options as RunConfig fields), if the table has one."""
+def find(
+    strategy: str, arch: str, options: dict[str, Any] | None = None, arch_mutant: str | None = None, workload: dict[str, Any] | None = None
+) -> Cell | None:
+    """The matrix cell for this configuration (``strategy``: the scheme or its mutant; ``options``
+    as RunConfig fields, ``workload`` as Workload fields), if the table has one."""
     wanted = _non_default(options or {})
+    wanted_wl = _non_default(workload or {}, Workload())
     for cell in CELLS:
-        if cell.strategy == strategy and cell.arch == arch and _non_default(cell.options) == wanted:
+        if (cell.strategy, cell.arch, cell.arch_mutant) != (strategy, arch, arch_mutant):
+            continue
+        if _non_default(cell.options) == wanted and _non_default(cell.workload, Workload()) == wanted_wl:
             return cell
     return None

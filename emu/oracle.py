@@ -6,6 +6,13 @@
 - An mm is freed once; ``mm_users`` and ``mm_count`` never go below zero.
 - ``__mmdrop`` finds no per-CPU field that the scheme declares as a reference (``Strategy.pins``:
   a hazard slot, a parked ``mm_count`` reference) still naming the mm.
+- On an architecture whose flushes rely on ``mm_cpumask`` (x86 and x86-lazy-mask send their
+  flush IPIs by it, powerpc decides by it whether a local flush is enough; not arm64 or s390,
+  whose flushes are hardware broadcasts), a CPU that has an mm loaded is in that mm's mask.
+  Checked wherever the machine changes which mm a CPU runs or which CPUs a mask holds: at the
+  page walk, in ``switch_mm_irqs_off`` (the mm left and the mm loaded), after every clear of a
+  bit (``Arch.cpumask_clear``: also of another CPU's bit), and at every flush that goes by the
+  mask (``mask_covers_loaded``: every CPU with the mm loaded, not only the sender).
 - When the machine is quiet, every mm created has been freed (checked by the runner).
 
 A violation is appended to a shared table with the CPU, the mm, where it was seen, and (for
@@ -93,6 +100,10 @@ def site_name(code: int) -> str:
 
 
 PAGE_WALK = site("page-table walk")
+MASK_AT_SWITCH_PREV = site("switch_mm_irqs_off: VM_WARN_ON_ONCE(!cpumask_test_cpu(cpu, mm_cpumask(prev)))")
+MASK_AT_SWITCH_NEXT = site("switch_mm_irqs_off: next loaded outside its mm_cpumask")
+MASK_AT_CLEAR = site("cpumask_clear_cpu of a CPU that has the mm loaded")
+MASK_AT_FLUSH = site("TLB flush by mm_cpumask: a CPU with the mm loaded is not in the mask")
 IRQ_ENTRY = site("interrupt entry")
 SWITCH_MM_IRQS_ON = site("switch_mm_irqs_off: lockdep_assert_irqs_disabled()")
 EV_VIOLATION = event("violation", "VIOLATION {kind:a} on {mm:b}")
@@ -127,6 +138,23 @@ class Oracle:
             self.report(USE_AFTER_FREE, mm, where)
             return False
         return True
+
+    def mask_covers_loaded(self, mm: int, mask: int, where: int = MASK_AT_FLUSH) -> None:
+        """A flush sent by ``mask`` (``mm_cpumask(mm)``) reaches every CPU that has ``mm`` loaded:
+        each such CPU missing from the mask is reported (``other`` names it). A CPU that seems to
+        be missing is looked at again with the mask word's lock held, so that a CPU switching
+        away and clearing its bit meanwhile is not taken for one running outside the mask."""
+        w, base = self.w, self.layout.cpu_base + C_LOADED_MM
+        for c in range(self.layout.ncpus):
+            if w[base + c * CPU_WORDS] != mm:
+                continue
+            i, bit = mask + (c >> 5), 1 << (c & 31)
+            if not w[i] & bit:
+                k = self.atomics.lock(i)
+                missing = not w[i] & bit and w[self.layout.cpu(c) + C_LOADED_MM] == mm
+                self.atomics.unlock(k)
+                if missing:
+                    self.report(CPUMASK_MISSING, mm, where, other=c)
 
     def check_free(self, mm: int, where: int) -> None:
         """At ``__mmdrop``: no CPU may still run on, or be lazy on, the mm."""

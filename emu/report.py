@@ -156,7 +156,7 @@ DETAILS = {
     "freed_while_lazy": "cpu{cpu} freed {mm} in {at} while cpu{other} still had it as active/loaded mm",
     "double_free": "cpu{cpu} freed {mm} again in {at}{by}",
     "count_underflow": "cpu{cpu} took a count of {mm} below zero in {at}",
-    "cpumask_missing": "cpu{cpu} runs {mm} but is not in its mm_cpumask: flushes sent to the mask miss it",
+    "cpumask_missing": "{runner} runs {mm} but is not in its mm_cpumask (seen by cpu{cpu} at {at}): flushes sent by the mask miss it",
     "inconsistent_mm": "an interrupt on cpu{cpu} found active_mm {mm} but another mm loaded",
     "lockdep": "cpu{cpu} called switch_mm_irqs_off to {mm} with interrupts enabled (lockdep_assert_irqs_disabled)",
     "scheme_warning": "cpu{cpu}: the scheme's own check fired on {mm} in {at}",
@@ -173,7 +173,8 @@ def _violation(arr: np.ndarray, layout: Layout, n: int) -> dict[str, Any]:
     name = mm_name(mm)
     by = f" (freed by cpu{freed_by})" if freed_by >= 0 else ""
     kname = KINDS[kind]
-    detail = DETAILS.get(kname, DETAILS["use_after_free"]).format(cpu=cpu, mm=name, at=site_name(where), other=other, by=by)
+    runner = f"cpu{other if other >= 0 else cpu}"  # cpumask_missing: the CPU outside the mask, when another CPU saw it
+    detail = DETAILS.get(kname, DETAILS["use_after_free"]).format(cpu=cpu, mm=name, at=site_name(where), other=other, by=by, runner=runner)
     return {"kind": kname, "cpu": cpu, "mm": name, "detail": detail, "other_cpu": other, "freed_by": freed_by, "snapshot": snap}
 
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from emu.arch import ARCHES
+from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.config import MEMORY_MODELS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
 from emu.report import STATUS_USAGE
 from emu.shm import SegmentError, shm_needed, shm_room
@@ -137,7 +137,7 @@ class IntList(Number):
 INT = Number(int, "a whole number")
 FLOAT = Number(float, "a number")
 STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
-MUTANT = Names("mutant", lambda: sorted(MUTANTS))
+MUTANT = Names("mutant", lambda: sorted({**MUTANTS, **ARCH_MUTANTS}))
 ARCH = Names("architecture", lambda: sorted(ARCHES))
 MEMORY_MODEL = Names("memory model", lambda: sorted(MEMORY_MODELS))
 FIX = NameList("fix", lambda: sorted({f for s in STRATEGIES.values() for f in s.FIXES}))
@@ -166,6 +166,26 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
         "--p-preempt", type=FLOAT, default=d.p_preempt,
         help=f"per preemption point of kthread_use_mm / exec_mmap, the task is preempted there (default: {d.p_preempt})",
     )  # fmt: skip
+    g.add_argument(
+        "--p-free-tables", type=FLOAT, default=d.p_free_tables,
+        help=f"per munmap, page-table pages are freed too: a freed-tables flush (default: {d.p_free_tables})",
+    )  # fmt: skip
+
+
+def _add_architecture(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    a = p.add_argument_group("architecture")
+    a.add_argument(
+        "--trim-timer", type=INT, default=d.trim_timer, metavar="N",
+        help=f"powerpc: tlb_mm_cpumask_trim_timer, trim mm_cpumask on one flush in N (default: {d.trim_timer}; 1: every flush)",
+    )  # fmt: skip
+    a.add_argument(
+        "--x86-unlazy-on-flush", action="store_true",
+        help="x86 models: a flush IPI or leave_mm on a lazy CPU ends its lazy use; scans may use the mask (2022 series, 20/23, 21/23)",
+    )  # fmt: skip
+    a.add_argument(
+        "--x86-idle-leave-mm", action="store_true", help="x86 models: an idle CPU calls leave_mm first (CPUIDLE_FLAG_TLB_FLUSHED, ACPI C3)"
+    )
 
 
 def _add_harness(p: argparse.ArgumentParser) -> None:
@@ -183,9 +203,9 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     """What one emulated machine is: shared by ``run`` and ``hunt``."""
     p.add_argument("--cpus", type=INT, default=cpus, help=f"emulated CPUs, one process each (default: {cpus})")
     p.add_argument("--strategy", type=STRATEGY, default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
-    p.add_argument("--mutant", type=MUTANT, default=None, help="a deliberately broken variant of the scheme (see 'list')")
+    p.add_argument("--mutant", type=MUTANT, default=None, help="a deliberately broken scheme or architecture (see 'list')")
     p.add_argument("--fix", type=FIX, metavar="NAME[,NAME...]", default="", help="apply later patches' fixes to the scheme (see 'list')")
-    p.add_argument("--arch", type=ARCH, default="x86", help="architecture model (default: x86)")
+    p.add_argument("--arch", type=ARCH, default=None, help="architecture model (default: x86, or the one an arch mutant patches)")
     p.add_argument("--duration", type=FLOAT, default=duration, help=f"seconds of load per run (default: {duration:g})")
     p.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
     t = p.add_argument_group("race hunting (all off by default; drawn from the seed)")
@@ -202,7 +222,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
         "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
     )
     s.add_argument("--debug-check", action="store_true", help="CONFIG_DEBUG_VM_SHOOT_LAZIES: do_check_lazy_tlb on every CPU at each free")
-    s.add_argument("--no-radix-exit-shoot", action="store_true", help="powerpc: do not shoot lazies in the final exit flush")
+    _add_architecture(p)
     _add_workload(p)
     _add_harness(p)
 
@@ -231,15 +251,22 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     strategy = ns.strategy
     if strategy is None:
         strategy = MUTANTS[ns.mutant].mutant_of if ns.mutant in MUTANTS else "refcount"
+    arch = ns.arch
+    if arch is None:
+        arch = ARCH_MUTANTS[ns.mutant].mutant_of if ns.mutant in ARCH_MUTANTS else "x86"
+    d = RunConfig()
     wl = Workload(
         procs=ns.procs, threads=ns.threads, kthreads=ns.kthreads, p_fork=ns.p_fork, p_exit=ns.p_exit,
         p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
-        p_munmap=ns.p_munmap, p_exec=ns.p_exec, p_kernel_exec=ns.p_kernel_exec, p_preempt=ns.p_preempt,
+        p_munmap=ns.p_munmap, p_free_tables=ns.p_free_tables, p_exec=ns.p_exec, p_kernel_exec=ns.p_kernel_exec, p_preempt=ns.p_preempt,
     )  # fmt: skip
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
     cfg = RunConfig(
-        cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=ns.arch, duration=ns.duration, seed=seed, workload=wl,
-        shoot_all=ns.shoot_all, debug_check=ns.debug_check, radix_exit_shoot=not ns.no_radix_exit_shoot, fix=ns.fix,
+        cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=arch, duration=ns.duration, seed=seed, workload=wl,
+        shoot_all=ns.shoot_all, debug_check=ns.debug_check, fix=ns.fix,
+        # the architecture group (compare offers none of it: the defaults)
+        trim_timer=getattr(ns, "trim_timer", d.trim_timer), x86_unlazy_on_flush=getattr(ns, "x86_unlazy_on_flush", False),
+        x86_idle_leave_mm=getattr(ns, "x86_idle_leave_mm", False),
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
         use_mm_bursts=ns.use_mm_bursts,
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
@@ -273,17 +300,19 @@ def check_shm_room(cfg: RunConfig) -> None:
 def cmd_list() -> int:
     print("strategies:")
     for name, s in sorted(STRATEGIES.items()):
-        print(f"  {name:<24} {s.summary}")
+        print(f"  {name:<26} {s.summary}")
     print("mutants (deliberately broken; --mutant NAME):")
     for name, s in sorted(MUTANTS.items()):
-        print(f"  {name:<24} [{s.mutant_of}] {s.summary}")
+        print(f"  {name:<26} [{s.mutant_of}] {s.summary}")
+    for name, a in sorted(ARCH_MUTANTS.items()):
+        print(f"  {name:<26} [arch {a.mutant_of}, any scheme] {a.summary}")
     print("fixes (--strategy NAME --fix FIX[,FIX...]; later patches' fixes, one at a time or together):")
     for name, s in sorted(STRATEGIES.items()):
         for fix, what in s.FIXES.items():
-            print(f"  {name + ' ' + fix:<24} {what}")
+            print(f"  {name + ' ' + fix:<26} {what}")
     print("architectures (--arch NAME):")
     for name, a in sorted(ARCHES.items()):
-        print(f"  {name:<24} {a.summary}")
+        print(f"  {name:<26} {a.summary}")
     return 0
 
 

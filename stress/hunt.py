@@ -128,10 +128,13 @@ def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
             cfg = replace(cfg, **{k: v or getattr(cfg, k) for k, v in perturb.items()})
             out.append(Target(cell.id, cfg, cell.expect_verdict))
         return out
-    options = {k: getattr(base, k) for k in ("shoot_all", "debug_check", "radix_exit_shoot", "hotplug", "use_mm_bursts", "fix")}
-    cell = find(base.scheme, base.arch, options)
+    options = {
+        k: getattr(base, k)
+        for k in ("shoot_all", "debug_check", "trim_timer", "x86_unlazy_on_flush", "x86_idle_leave_mm", "hotplug", "use_mm_bursts", "fix")
+    }
+    cell = find(base.scheme, base.arch, options, arch_mutant=base.arch_mutant, workload=vars(base.workload))
     expect = ns.expect or (cell.expect_verdict if cell else ("violation" if base.mutant else "clean"))
-    name = cell.id if cell else f"{base.scheme}@{base.arch}"
+    name = cell.id if cell else f"{base.scheme}@{base.arch_mutant or base.arch}"
     return [Target(name, base, expect)]
 
 

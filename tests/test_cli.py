@@ -73,7 +73,7 @@ def test_the_rerun_command_reproduces_every_setting() -> None:
 
     cfg = replace(
         RunConfig(cpus=3, strategy="shoot-lazies", arch="powerpc", duration=1.5, seed=99, workload=Workload(threads=2, p_exit=0.05)),
-        radix_exit_shoot=False, debug_check=True, noise=0.01, stutter=True, shuffle=True, hotplug=True, fail_fast=True,
+        debug_check=True, trim_timer=3, noise=0.01, stutter=True, shuffle=True, hotplug=True, fail_fast=True,
     )  # fmt: skip
     argv = command_for(cfg).split()[3:]  # after "python -m stress"
     assert config_from(build_parser().parse_args(argv)) == cfg

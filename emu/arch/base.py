@@ -1,46 +1,61 @@
-"""What every architecture model provides to the generic scheduler and mm code."""
+"""What every architecture model provides to the generic scheduler and mm code.
+
+The hooks carry the kernel's names: ``switch_mm_irqs_off`` and ``enter_lazy_tlb`` (each arch's
+asm/mmu_context.h), the final full-mm flush of ``exit_mmap`` and the flush after a munmap (the
+arch's ``tlb_flush`` for an ``mmu_gather``, asm/tlb.h), ``leave_mm`` (the idle path; a no-op in
+include/linux/mmu_context.h except on x86), the CPU-offline hook, and
+``for_each_possible_lazymm_cpu`` (Lutomirski's 2022 series, 16/23: online CPUs unless the arch
+knows better). The defaults are those of an architecture that keeps no ``mm_cpumask`` and
+flushes by hardware broadcast.
+
+A model may be patched by an *arch mutant* (``mutant_of`` names the model it patches): a
+deliberately broken variant of the architecture's code, selected with ``--mutant`` together
+with any scheme (``emu.arch.ARCH_MUTANTS``).
+
+Every update of a mask bit that another CPU's flush depends on goes through ``cpumask_clear``
+where it can leave a CPU running an mm outside the mask, so that the oracle looks at once;
+flushes that go by the mask check that it holds every CPU
+with the mm loaded (``Oracle.mask_covers_loaded``). Both only where ``flush_relies_on_mask``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.irq import ipi_function
-from emu.layout import C_LOADED_MM, INIT_MM, MM_SLOT_MASK, T_MM
-from emu.oracle import LOCKDEP, SWITCH_MM_IRQS_ON
+from emu.layout import C_LOADED_MM, INIT_MM, M_STATE, MM_EXITED, MM_SLOT_MASK, MM_WORDS, T_MM
+from emu.oracle import CPUMASK_MISSING, LOCKDEP, MASK_AT_CLEAR, SWITCH_MM_IRQS_ON
 from emu.trace import event
 
 if TYPE_CHECKING:
     from emu.cpu import Cpu
 
 EV_SWITCH_MM = event("switch_mm", "switch_mm {mm:a} -> {mm:b}")
-EV_TLB_BROADCAST = event("tlb_broadcast", "exit flush of {mm:a} by hardware broadcast (no IPI)")
-
-# The plain final flush: the target flushes its TLB for the mm; nothing about lazy mms.
-FLUSH_TLB_MM = ipi_function("flush_tlb_mm_ipi", purpose="ipis_flush")
-# A flush of a live mm after munmap: nothing to do with lazy CPUs, so neither useful nor wasted.
-FLUSH_TLB_RANGE = ipi_function("flush_tlb_mm_range", purpose="ipis_flush")
+EV_TLB_BROADCAST = event("tlb_broadcast", "flush of {mm:a} by hardware broadcast (no IPI)")
 
 
 class Arch:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     counters: ClassVar[tuple[str, ...]] = ()
-    maintains_mm_cpumask: ClassVar[bool] = True  # False: every mask stays empty (arm64); else a CPU with an mm loaded is in its mask
-    flush_by_ipi: ClassVar[bool] = True  # the exit flush interrupts the CPUs in mm_cpumask
+    mutant_of: ClassVar[str | None] = None  # an arch mutant: the name of the model it patches
+    maintains_mm_cpumask: ClassVar[bool] = True  # False: every mask stays empty (arm64)
+    # its flushes reach other CPUs through mm_cpumask (IPIs to the mask, or a local-only flush when the
+    # mask says so): a CPU with an mm loaded outside the mask misses them, which the oracle reports
+    flush_relies_on_mask: ClassVar[bool] = True
     lazy_may_load_init_mm: ClassVar[bool] = False  # a lazy CPU may run on init_mm's tables while active_mm stays
 
     def __init__(self, cpu: Cpu) -> None:
         self.c = cpu
         self.w = cpu.w
         self.atomics = cpu.atomics
+        self.oracle = cpu.oracle
         self.cpu = cpu.cpu
         self.loaded = cpu.layout.cpu(cpu.cpu) + C_LOADED_MM
         self.irq = cpu.irq
         self.cpumask_base, self.cpumask_stride = cpu.layout.cpumask_base, cpu.layout.cpumask_stride
-        self.is_lazy = False  # this CPU runs a kernel thread on a borrowed mm
-        cpu.irq.handlers[FLUSH_TLB_MM] = self.flush_tlb_mm_ipi
-        cpu.irq.handlers[FLUSH_TLB_RANGE] = lambda mm: None
+        self.mm_base = cpu.layout.mm_base
+        self.my_cpumask_word, self.mask_bit = cpu.layout.cpumask_base + (cpu.cpu >> 5), cpu.cpu & 31
 
     def loaded_mm(self, cpu: int | None = None) -> int:
         if cpu is None:
@@ -58,6 +73,13 @@ class Arch:
     def mm_cpumask_cpus(self, mm: int) -> list[int]:
         return list(self.atomics.for_each_cpu(self.mm_cpumask(mm), self.c.ncpus))
 
+    def in_mm_cpumask(self, mm: int) -> bool:
+        """``cpumask_test_cpu(smp_processor_id(), mm_cpumask(mm))``, inline."""
+        return bool((self.w[self.my_cpumask_word + (mm & MM_SLOT_MASK) * self.cpumask_stride] >> self.mask_bit) & 1)
+
+    def mm_record(self, mm: int) -> int:
+        return self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS  # layout.mm(mm), inline
+
     def current_mm(self) -> int:
         """``current->mm``: the running task's own mm (0 for a kernel thread)."""
         w = self.w
@@ -72,37 +94,56 @@ class Arch:
         if not (irq.disabled or irq.in_irq):
             self.c.oracle.report(LOCKDEP, mm, SWITCH_MM_IRQS_ON)
 
+    def cpumask_clear(self, mm: int, cpu: int) -> None:
+        """``cpumask_clear_cpu(cpu, mm_cpumask(mm))``, and the oracle's look: a CPU that still has
+        the mm loaded has just left the mask its flushes are sent by. The look is taken with the
+        mask word's lock held, as the clear itself, so that the CPU cannot set its bit again
+        meanwhile (every model sets a CPU's bit before loading the mm)."""
+        i = self.mm_cpumask(mm) + (cpu >> 5)
+        a, w = self.atomics, self.w
+        k = a.lock(i)
+        w[i] &= ~(1 << (cpu & 31))
+        missing = self.flush_relies_on_mask and w[self.c.layout.cpu(cpu) + C_LOADED_MM] == mm
+        a.unlock(k)
+        if missing:
+            self.oracle.report(CPUMASK_MISSING, mm, MASK_AT_CLEAR, other=cpu)
+
+    def count_flush_ipi(self, mm: int) -> None:
+        """Classify a flush IPI as useful or wasted for a lazy CPU (``Cpu.count_lazy_ipi``) only when
+        it is part of the mm's teardown (no users left): a flush of a live mm after munmap is
+        neither."""
+        if self.irq.in_irq and self.w[self.mm_record(mm) + M_STATE] == MM_EXITED:
+            self.c.count_lazy_ipi(mm)
+
     # -- hooks ---------------------------------------------------------------------------------
     def switch_mm_irqs_off(self, prev: int, next: int) -> None:
         """Load ``next`` and keep the mask; every model starts with lockdep_assert_irqs_disabled()."""
         raise NotImplementedError
 
     def enter_lazy_tlb(self, mm: int) -> None:
-        self.is_lazy = True
+        """A kernel thread goes on with ``mm`` loaded (a no-op on every arch but x86)."""
 
     def flush_tlb_mm_exit(self, mm: int) -> None:
-        """The final full-mm flush in ``exit_mmap``, after the page tables' contents are freed."""
-        if self.flush_by_ipi:
-            self.c.irq.smp_call_function_many(self.mm_cpumask_cpus(mm), FLUSH_TLB_MM, mm, wait=True)
-        else:
-            self.c.trace(EV_TLB_BROADCAST, mm)
-            self.c.count("tlb_broadcasts")
+        """The final full-mm flush in ``exit_mmap`` (``tlb->fullmm``, page tables freed)."""
+        self.tlb_broadcast(mm)
 
-    def flush_tlb_mm(self, mm: int) -> None:
-        """A flush of a live mm (after munmap): every CPU that may cache its entries, by the mask."""
+    def flush_tlb_munmap(self, mm: int, freed_tables: bool) -> None:
+        """The flush after a munmap of the running mm; ``freed_tables``: page-table pages were
+        freed too (``tlb->freed_tables``)."""
         self.c.count("tlb_flushes")
-        if self.flush_by_ipi:
-            self.c.irq.smp_call_function_many(self.mm_cpumask_cpus(mm), FLUSH_TLB_RANGE, mm, wait=True)
-        else:
-            self.c.count("tlb_broadcasts")
+        self.tlb_broadcast(mm)
 
-    def flush_tlb_mm_ipi(self, mm: int) -> None:
-        """A flush IPI's handler: this CPU's TLB entries for ``mm`` go; nothing else changes."""
-        self.c.count_lazy_ipi(mm)
+    def tlb_broadcast(self, mm: int) -> None:
+        """A flush every CPU's TLB obeys, sent by the hardware (TLBI IS, tlbie, IDTE): no IPI."""
+        self.c.trace(EV_TLB_BROADCAST, mm)
+        self.c.count("tlb_broadcasts")
+
+    def leave_mm(self) -> None:
+        """An idle state that loses the TLB (``CPUIDLE_FLAG_TLB_FLUSHED``): x86 only."""
 
     def for_each_possible_lazymm_cpu(self, mm: int) -> Iterable[int]:
-        """The CPUs a scanning scheme must look at: every online CPU unless the mask is exact."""
+        """The CPUs a scanning scheme must look at: every online CPU unless the arch knows better."""
         return self.c.online_cpus()
 
     def cpu_offline(self) -> None:
-        """The arch's hook as a CPU goes down (powerpc clears it from every mm_cpumask)."""
+        """The arch's hook as a CPU goes down (powerpc clears it from mms' masks)."""

@@ -1,4 +1,7 @@
-"""The lazy-TLB schemes, one per module, and their deliberately broken variants (mutants)."""
+"""The lazy-TLB schemes, one per module, and their deliberately broken variants (mutants).
+
+The mutants here patch a scheme; those that patch an architecture's code run under any scheme
+and live with their model (``emu.arch.ARCH_MUTANTS``)."""
 
 from __future__ import annotations
 
@@ -7,15 +10,13 @@ from emu.strategies.hazptr import Hazptr, HazptrNoMb
 from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount
 from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
-from emu.strategies.shoot_lazies import PowerpcTrimVsKthread, ShootHotplugRace, ShootIrqsEnabled, ShootLazies
+from emu.strategies.shoot_lazies import ShootHotplugRace, ShootLazies
 
 _ALL: tuple[type[Strategy], ...] = (
     Refcount,
     RefcountNoGrab,
     ShootLazies,
-    ShootIrqsEnabled,
     ShootHotplugRace,
-    PowerpcTrimVsKthread,
     LutoRfc,
     LutoHazard,
     LutoHazardLateCount,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from emu.cpu import Cpu
 
 AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
+AT_UNLAZY = site("unlazy_mm_irqs_off: WARN_ON_ONCE(current->mm)")
 
 
 class Strategy:
@@ -112,6 +113,28 @@ class Strategy:
                 c.oracle.report(SCHEME_WARNING, mm, AT_SHOOT)  # WARN_ON_ONCE(current->mm)
             c.set_active_mm(INIT_MM)
             c.switch_mm(mm, INIT_MM)
+
+    def unlazy_mm_irqs_off(self) -> None:
+        """End this CPU's lazy use of its active mm, interrupts off: from Lutomirski's 2022 series
+        (kernel/sched/core.c, added by 12/23 and reworked by 16/23), which x86's 20/23 and 21/23
+        call from the idle path and from the TLB-flush IPI of a lazy CPU (``--x86-unlazy-on-flush``).
+        The CPU switches to init_mm first, then the lazy use is released through the scheme's own
+        hooks: ``mmdrop_lazy_tlb(mm)``, then ``mmgrab_lazy_tlb(&init_mm)`` for the lazy use of
+        init_mm that follows. Interpretation: 12/23 took the init_mm reference before dropping the
+        old mm (``mmgrab(&init_mm); ...; mmdrop(mm)``) and 16/23 took none (init_mm "is not about
+        to go away"); the order here, release before the next grab, is the one every scheme's
+        single lazy slot copes with."""
+        c = self.c
+        mm = c.active_mm()
+        if mm == INIT_MM:
+            return
+        if c.arch.current_mm():
+            c.oracle.report(SCHEME_WARNING, mm, AT_UNLAZY)
+            return
+        c.arch.switch_mm_irqs_off(mm, INIT_MM)
+        c.set_active_mm(INIT_MM)
+        self.mmdrop_lazy_tlb(mm)
+        self.mmgrab_lazy_tlb(INIT_MM)
 
     def count(self, name: str, n: int = 1) -> None:
         self._counters[self._cnt[name]] += n  # Cpu.count, without the second call: on every lazy switch

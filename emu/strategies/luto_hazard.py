@@ -8,7 +8,7 @@ user's ``mm_users``; kernel -> user: ``smp_store_release(NULL)``). ``rq->drop_mm
 ``mm_count`` reference that another CPU parked here; ``mmdrop_lazy`` (every
 ``finish_task_switch``) drops it unless this CPU is still lazy on it. At ``__mmput``, after
 ``exit_mmap``, ``mm_unlazy_mm_count`` converts the lazy uses into real references: for each CPU
-of ``for_each_possible_lazymm_cpu`` (online CPUs; the mask on x86-lazy-mask) whose ``lazy_mm``
+of ``for_each_possible_lazymm_cpu`` (online CPUs; the mask on an x86 model with ``--x86-unlazy-on-flush``) whose ``lazy_mm``
 is the mm, it raises ``mm_count`` (``num_possible_cpus()`` at the first hit, the unused part
 given back at the end) and parks one reference in that CPU's ``drop_mm`` with
 ``try_mm_drop_rq_ref``, which re-reads ``lazy_mm`` after ``drop_mm`` (the race the patch

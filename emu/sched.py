@@ -69,8 +69,8 @@ class Scheduler:
                 self.strategy.lazy_switch_to_kernel(active)
                 w[self.c_lazy_switches] += 1
         else:
+            w[self.ACTIVE] = next_mm  # rq->curr is next already: its active_mm is its mm
             self.arch.switch_mm_irqs_off(active, next_mm)
-            w[self.ACTIVE] = next_mm
             if next_mm != active:
                 self.mm.note_ran(next_mm)  # staying on its active mm, this CPU has run it already
             if not prev_mm:

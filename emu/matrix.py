@@ -123,10 +123,17 @@ CELLS: list[Cell] = [
     ),
     Cell(
         "hazptr",
-        "x86",
+        "powerpc",
         "scheme_warning",
         options={"fix": "drop-irqs-off"},
-        why="H3 (real, robot-found): sched_force_init_mm grabs init_mm before dropping the old lazy mm",
+        why="H3 (real, robot-found): exit_lazy_flush_tlb grabs init_mm before dropping the old lazy mm",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        "scheme_warning",
+        options={"fix": "drop-irqs-off", "hotplug": True},
+        why="H3 (real, robot-found): sched_force_init_mm (hotplug) grabs init_mm before dropping the old lazy mm",
     ),
     *(
         Cell("hazptr", a, options={"fix": HAZPTR_FIXED}, why="H1 and H3 fixed: publish, smp_mb, scan, retire")

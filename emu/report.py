@@ -232,6 +232,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         "stopped_early": state.stopped_early or None,
         "error": state.harness_error or None,
         "rss": state.rss or None,
+        "keep_up": state.keep_up or None,  # what the host could not do within the run's duration
     }
     return Report(
         config=cfg.to_dict(),

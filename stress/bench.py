@@ -38,6 +38,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from emu.atomics import LINE_SHIFT, make_locks
@@ -70,6 +71,7 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
+    b.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     b.add_argument(
         "--profile", metavar="PATH", default=None,
         help="after each measurement, one more run with every CPU under cProfile: PATH/cpus<N>/cpu<i>.prof, and the top functions",
@@ -233,20 +235,23 @@ def profile(cfg: RunConfig, where: str, top: int = PROFILE_TOP) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
-def measure(cfg: RunConfig, repeat: int) -> dict[str, Any]:
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress) -> dict[str, Any]:
     """One calibration, then ``repeat`` pairs of (emulator run, ceiling run) back to back, so that a
     slow phase of a shared machine hits both sides of a ratio. Rates and ratio are medians."""
     c = cfg.cpus
-    print(f"  --cpus {c}: calibration ...", file=sys.stderr)
+    say(f"  --cpus {c}: calibration ...")
     cal = calibrate(cfg, min(CALIBRATE_S, cfg.duration))
-    print(
+    say(
         f"  --cpus {c}: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
-        f"shared accesses per context switch ({cal['switches']} switches counted)",
-        file=sys.stderr,
+        f"shared accesses per context switch ({cal['switches']} switches counted)"
     )
     runs, verdicts = [], []
     for i in range(repeat):
-        print(f"  --cpus {c}: emulator and ceiling{f' ({i + 1}/{repeat})' if repeat > 1 else ''} ...", file=sys.stderr)
+        say(f"  --cpus {c}: emulator and ceiling{f' ({i + 1}/{repeat})' if repeat > 1 else ''} ...")
         report = run(cfg)
         sps = report.metrics["switches_per_second"]
         ceil = round(ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], cfg.duration), 1)
@@ -292,7 +297,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     rows = []
     for c in ns.cpus:
         cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration)
-        rows.append(measure(cfg, ns.repeat))
+        rows.append(measure(cfg, ns.repeat, (lambda text: None) if ns.quiet else _progress))
         if ns.profile:
             profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)

@@ -96,6 +96,7 @@ def add_parser(sub: Any) -> None:
         help=f"override a projection cost, e.g. ipi_rtt_ns=3000 (names: {', '.join(Costs.names())})",
     )
     c.add_argument("--json", metavar="PATH", default=None, help='write {"rows": [...]}, one per scheme x arch x CPU count')
+    c.add_argument("--quiet", action="store_true", help="no line per run on stderr")
     c.add_argument("--plot", metavar="PATH", default=None, help="draw the scaling curves to PATH.png (needs matplotlib: the 'plot' extra)")
     _add_workload(c)
 
@@ -354,7 +355,8 @@ def cmd_compare(ns: argparse.Namespace) -> int:
             if stop:
                 interrupted = True
                 break
-            print(f"compare: run {i}/{len(configs)}: {label(cfg)} on {cfg.arch}, {cfg.cpus} CPUs", file=sys.stderr)
+            if not ns.quiet:
+                print(f"compare: run {i}/{len(configs)}: {label(cfg)} on {cfg.arch}, {cfg.cpus} CPUs", file=sys.stderr)
             report = run(cfg)
             if report.harness.get("interrupted"):  # Ctrl-C: the run drained early; its row is partial
                 interrupted = True

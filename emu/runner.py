@@ -5,9 +5,10 @@ workload for ``duration`` seconds) -> DRAIN (no new work; user tasks exit, kerne
 go of their mms, idle CPUs leave their lazy mms for init_mm) -> EXIT. After EXIT the oracle's
 leak check runs on the quiet machine.
 
-A run ends within ``KEEP_UP_S`` of its duration whatever the host: a boot too slow to leave the
-load half its duration is a harness failure that says the machine cannot keep up, and a load
-shortened to leave the drain its time, or CPUs that never ran, are said in the report.
+A run ends within ``KEEP_UP_S`` of its duration whatever the host: the load ends early enough to
+leave the drain and the CPUs' exit their time, a machine too large to boot and stop within that is
+a harness failure that says the machine cannot keep up, and what did not fit (a shortened load,
+CPUs that never ran, a drain past the deadline) is said in the report.
 
 Every CPU process is reaped on every path: normal end, a violation, Ctrl-C or SIGTERM (the
 run drains and still reports; a second signal stops at once), and a CPU that dies, hangs or loses
@@ -68,13 +69,16 @@ from emu.watchdog import Watchdog, describe_cpu, lost_ipi
 
 PR_SET_PDEATHSIG = 1
 BOOT_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 5.0  # a profiled run's CPUs write their statistics as they exit
 # A run ends within KEEP_UP_S of its duration, however slow the host; what did not fit is reported.
-# The load ends by then less END_RESERVE_S and the boot's time (stopping N CPU processes costs about
-# what starting them did), the drain by then less EXIT_RESERVE_S and half the boot's time.
+# The load ends that second less the time to drain and stop the machine: END_RESERVE_S plus
+# TEARDOWN_CPU_S of host core time per CPU process (5-6 ms wall each on the 2-core development machine).
+# A boot that cannot leave the load even MIN_LOAD_S before then is a failure: the machine cannot keep up.
 KEEP_UP_S = 1.0
 END_RESERVE_S = 0.3
-EXIT_RESERVE_S = 0.1
+TEARDOWN_CPU_S = 0.012
+MIN_LOAD_S = 0.1
 RSS_CPUS = 64  # CPU processes whose memory is sampled: reading hundreds a second would starve the runner
 FAIL_FAST_GRACE_S = 0.3
 ABORT_GRACE_S = 0.5  # after a failure: CPUs that do not leave at once are stopped or stuck, SIGKILL them
@@ -206,8 +210,11 @@ class Runner:
             finally:
                 self._reap(seg, aborted, grace)
             late = time.monotonic() - self.deadline
-            if late > 0 and not self.state.harness_error:
-                self.state.keep_up.append(f"stopping the {self.cfg.cpus} CPU processes ended {late:.1f}s past the deadline")
+            if late > 0 and not self.state.harness_error and not self.state.interrupted:
+                self.state.keep_up.append(
+                    f"the run ended {late:.1f}s later than {KEEP_UP_S:g}s after its duration "
+                    f"(drain {self.state.drain_s:.1f}s, then stopping the {self.cfg.cpus} CPU processes)"
+                )
             if self.rss:
                 self.state.rss = self.rss.summary()
             return collect(self.cfg, self.layout, seg, self.state)
@@ -221,9 +228,8 @@ class Runner:
         w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
-        # the load gets at least half its duration, or the run says the machine cannot keep up:
-        # boot + duration/2 + END_RESERVE_S + boot <= duration + KEEP_UP_S
-        boot_by = t0 + min(BOOT_TIMEOUT_S, (cfg.duration / 2 + KEEP_UP_S - END_RESERVE_S) / 2)
+        load_by = self.deadline - self._teardown_s()  # when the load must end
+        boot_by = min(t0 + BOOT_TIMEOUT_S, load_by - min(cfg.duration, MIN_LOAD_S))
         gate = os.pipe()  # the holding pen: the CPUs wait on its read end until the runner closes it
         try:
             self._boot(seg, ctx, locks, doorbells, t0, boot_by, gate)
@@ -235,7 +241,7 @@ class Runner:
         t_run = time.monotonic()
         if self.watchdog:
             self.watchdog.touch(t_run)
-        end = min(t_run + cfg.duration, self.deadline - END_RESERVE_S - self.state.boot_s)
+        end = min(t_run + cfg.duration, load_by)
         try:
             self._supervise(seg, t_run, end)
         finally:
@@ -251,7 +257,7 @@ class Runner:
         w, lay, cfg = seg.words, self.layout, self.cfg
         for c in range(cfg.cpus):
             if time.monotonic() > boot_by:
-                raise CannotKeepUp(self._slow_boot(f"only {c} of {cfg.cpus} CPU processes were started", t0))
+                raise CannotKeepUp(self._slow_boot(f"{c} of {cfg.cpus} CPU processes started" if c else "", t0))
             args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate)
             p = ctx.Process(target=_cpu_entry, args=args, name=f"lazytlb-cpu{c}", daemon=True)
             try:
@@ -269,25 +275,34 @@ class Runner:
             if now > boot_by:
                 if now - t0 >= BOOT_TIMEOUT_S:
                     raise HarnessError(f"only {w[H_READY]} of {cfg.cpus} CPUs came up within {BOOT_TIMEOUT_S:.0f}s")
-                raise CannotKeepUp(self._slow_boot(f"only {w[H_READY]} of {cfg.cpus} CPUs came up", t0))
+                raise CannotKeepUp(self._slow_boot(f"{w[H_READY]} of {cfg.cpus} CPUs came up", t0))
             if self.state.interrupted:
                 return
         self.state.boot_s = time.monotonic() - t0
         self.state.t_run_ns = time.monotonic_ns()
         w[H_PHASE] = PHASE_RUN
 
+    def _teardown_s(self) -> float:
+        """What draining and stopping this machine takes on this host, about."""
+        return END_RESERVE_S + self.cfg.cpus * TEARDOWN_CPU_S / _host_cores()
+
     def _slow_boot(self, what: str, t0: float) -> str:
+        cfg = self.cfg
+        so_far = f"{what} in {time.monotonic() - t0:.1f}s; " if what else ""
         return (
-            f"the machine cannot keep up: {what} in {time.monotonic() - t0:.1f}s, and a run ends within "
-            f"{KEEP_UP_S:g}s of its {self.cfg.duration:g}s duration ({self.cfg.cpus} CPU processes on {_host_cores()} host cores: "
-            "give it a longer --duration or fewer --cpus)"
+            f"the machine cannot keep up: {so_far}draining and stopping {cfg.cpus} CPU processes takes about "
+            f"{self._teardown_s():.1f}s on {_host_cores()} host cores, and a run ends within {KEEP_UP_S:g}s of its "
+            f"{cfg.duration:g}s duration (give it a longer --duration or fewer --cpus)"
         )
 
     def _note_load(self, seg: Segment, shortened: bool) -> None:
         """Say what the host could not give the load: its full duration, or any run at all to some CPUs."""
         st, cfg = self.state, self.cfg
         if shortened and not st.interrupted and not st.stopped_early:
-            st.keep_up.append(f"boot took {st.boot_s:.1f}s, so the load ran {st.run_s:.1f}s of the {cfg.duration:g}s asked")
+            st.keep_up.append(
+                f"the load ran {st.run_s:.1f}s of the {cfg.duration:g}s asked, to leave about {self._teardown_s():.1f}s "
+                f"to drain and stop {cfg.cpus} CPU processes (the boot took {st.boot_s:.1f}s)"
+            )
         beats = [seg.words[self.layout.counter(c, "page_walks")] for c in range(self.layout.ncpus)]
         idle = [c for c, b in enumerate(beats) if b == 0]
         if idle and not cfg.hotplug:  # (an offline CPU walks nothing either)
@@ -327,7 +342,6 @@ class Runner:
         w, lay = seg.words, self.layout
         w[H_PHASE] = PHASE_DRAIN
         t0 = time.monotonic()
-        drain_by = self.deadline - EXIT_RESERVE_S - self.state.boot_s / 2
         arr = np.frombuffer(seg.buf, dtype=np.int64)
         states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * 24 : 24]
         actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * 24 : 24]
@@ -339,12 +353,11 @@ class Runner:
                 quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
                 if quiet and (states == CPU_QUIESCED).all() and (actives == INIT_MM).all():
                     break
-                if time.monotonic() > drain_by:
+                if time.monotonic() - t0 > DRAIN_TIMEOUT_S:
                     busy = [c for c in range(lay.ncpus) if states[c] != CPU_QUIESCED]
-                    raise CannotKeepUp(
-                        f"the machine cannot keep up: the drain did not finish in {time.monotonic() - t0:.1f}s, and a run ends within "
-                        f"{KEEP_UP_S:g}s of its {self.cfg.duration:g}s duration: {w[H_LIVE_USERS]} user tasks alive, "
-                        f"CPUs not idle: {busy[:8]}" + (f"; cpu {busy[0]}: {describe_cpu(lay, w, busy[0])}" if busy else "")
+                    raise HarnessError(
+                        f"the machine did not drain within {DRAIN_TIMEOUT_S:.0f}s: "
+                        f"{w[H_LIVE_USERS]} user tasks alive, CPUs not idle: {busy[:8]}"
                     )
                 self._wait_children(seg, 0.005)
         finally:

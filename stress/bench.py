@@ -49,6 +49,7 @@ from emu.layout import H_PHASE, PHASE_EXIT
 from emu.runner import run
 from emu.shm import Segment
 from emu.testbed import Testbed
+from stress.progress import plain_table, table_text
 
 BENCH_NOOP = ipi_function("bench_noop")
 CALIBRATE_S = 1.0
@@ -318,17 +319,18 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     }
     if ns.repeat > 1:
         print(f"median of {ns.repeat} runs each (range in brackets)")
-    print(f"{'cpus':>5} {'switches/s':>12} {'per cpu':>10} {'ceiling/s':>12} {'ratio':>7}")
+    heads = [("cpus", "right"), ("switches/s", "right"), ("per cpu", "right"), ("ceiling/s", "right"), ("ratio", "right")]
+    table = plain_table(*heads, *([("range", "left")] if ns.repeat > 1 else []))
     for r in rows:
         sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        line = f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {ratio:>7}"
+        cells = [str(r["cpus"]), f"{sps:,.0f}", f"{per:,.0f}", f"{ceil:,.0f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}"]
         if ns.repeat > 1:
             rates = [x["switches_per_second"] for x in r["runs"]]
             ratios = [x["ratio"] for x in r["runs"]]
             ratios = [x for x in ratios if x is not None] or [0.0]
-            line += f"   [{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios):.3f}-{max(ratios):.3f}]"
-        print(line)
+            cells.append(f"[{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios):.3f}-{max(ratios):.3f}]")
+        table.add_row(*cells)
+    print(table_text(table))
     print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
     if ns.json:
         with open(ns.json, "w") as f:

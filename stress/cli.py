@@ -23,7 +23,7 @@ from emu.report import STATUS_USAGE
 from emu.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES
 from stress import __version__
-from stress.progress import ProgressLine, render_report
+from stress.progress import ProgressLine, print_report
 
 
 class UsageError(Exception):
@@ -294,7 +294,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.done()
-    print(render_report(report))
+    print_report(report, ns.verbose)
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(report.to_json(), f, indent=1)

@@ -359,6 +359,9 @@ HEADLINES = {
     "inconsistent_mm": "an interrupt on cpu{cpu} found active_mm {mm} with another mm loaded",
     "lockdep": "cpu{cpu} called switch_mm_irqs_off to {mm} with interrupts enabled",
     "scheme_warning": "the scheme's own check fired on cpu{cpu} for {mm}, in {at}",
+    # kinds the oracle is gaining: a scheme's own per-CPU reference, a kernel wait loop that never ends
+    "dangling_reference": "cpu{cpu} freed {mm} while {other}'s scheme field (a hazard slot or parked reference) still named it",
+    "soft_lockup": "cpu{cpu} spun on {mm} without progress, in {at} (soft lockup)",
 }
 
 
@@ -390,5 +393,6 @@ def violation_sentence(v: dict[str, Any]) -> str:
         own = v["other_cpu"] == v["cpu"]
         holder = "it was still its own active or loaded mm" if own else f"cpu{v['other_cpu']} still had it as active or loaded mm"
         by = f" (freed by cpu{v['freed_by']})" if v.get("freed_by", -1) >= 0 else ""
-        sentence = HEADLINES[kind].format(cpu=v["cpu"], mm=v["mm"], holder=holder, by=by, at=v.get("site", ""))
+        other = f"cpu{v['other_cpu']}"
+        sentence = HEADLINES[kind].format(cpu=v["cpu"], mm=v["mm"], holder=holder, other=other, by=by, at=v.get("site", ""))
     return sentence + (f", {v['t_s']:.3g} s in" if v.get("t_s") is not None else "")

@@ -262,7 +262,21 @@ def check_shm_room(cfg: RunConfig) -> None:
         raise ConfigError(f"--cpus {cfg.cpus}: the run needs {need / 2**20:.1f} MiB of /dev/shm and only {room / 2**20:.1f} MiB is free")
 
 
-def cmd_list(ns: argparse.Namespace) -> int:
+def cmd_list() -> int:
+    print("strategies:")
+    for name, s in sorted(STRATEGIES.items()):
+        print(f"  {name:<24} {s.summary}")
+    print("mutants (deliberately broken; --mutant NAME):")
+    for name, s in sorted(MUTANTS.items()):
+        print(f"  {name:<24} [{s.mutant_of}] {s.summary}")
+    print("architectures (--arch NAME):")
+    for name, a in sorted(ARCHES.items()):
+        print(f"  {name:<24} {a.summary}")
+    return 0
+
+
+def cmd_list_options(ns: argparse.Namespace) -> int:
+    """``list --quiet`` prints the names alone; ``--json PATH`` also writes the lists."""
     check_writable(ns.json)
     lists = {
         "strategies": [{"name": n, "summary": s.summary} for n, s in sorted(STRATEGIES.items())],
@@ -272,11 +286,7 @@ def cmd_list(ns: argparse.Namespace) -> int:
     if ns.quiet:
         print("\n".join(x["name"] for items in lists.values() for x in items))
     else:
-        titles = ("strategies:", "mutants (deliberately broken; --mutant NAME):", "architectures (--arch NAME):")
-        for title, items in zip(titles, lists.values(), strict=True):
-            print(title)
-            for x in items:
-                print(f"  {x['name']:<24} {'[' + x['mutant_of'] + '] ' if 'mutant_of' in x else ''}{x['summary']}")
+        cmd_list()
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(lists, f, indent=1)
@@ -321,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command == "list":
-            return cmd_list(ns)
+            return cmd_list_options(ns)
         if ns.command == "bench":
             from stress.bench import cmd_bench
 

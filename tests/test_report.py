@@ -68,7 +68,7 @@ def test_plain_text_has_no_escape_codes_and_colour_has(clean: Report) -> None:
 
 
 def test_every_violation_kind_has_its_sentence() -> None:
-    assert set(KINDS) - {"leak"} == set(HEADLINES)
+    assert set(KINDS) - {"leak"} <= set(HEADLINES)
     base = {"cpu": 2, "mm": "mm35#1", "other_cpu": 0, "freed_by": 2, "site": "__mmdrop", "t_s": 2.9612, "detail": "..."}
     said = {k: violation_sentence({**base, "kind": k}) for k in HEADLINES}
     assert said["freed_while_lazy"] == "cpu2 freed mm35#1 while cpu0 still had it as active or loaded mm, 2.96 s in"

@@ -73,12 +73,16 @@ DRAIN_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 5.0  # a profiled run's CPUs write their statistics as they exit
 # A run ends within KEEP_UP_S of its duration, however slow the host; what did not fit is reported.
 # The load ends that second less the time to drain and stop the machine: END_RESERVE_S plus
-# TEARDOWN_CPU_S of host core time per CPU process (5-6 ms wall each on the 2-core development machine).
-# A boot that cannot leave the load even MIN_LOAD_S before then is a failure: the machine cannot keep up.
+# TEARDOWN_CPU_S of host core time per CPU process (5-6 ms wall each on the 2-core development
+# machine), or TEARDOWN_BOOT_RATIO of the boot's time if more: a loaded host slows both alike.
+# A boot that cannot leave the load even MIN_LOAD_S before then is a failure: the machine cannot
+# keep up. It is known early: the boot's length is projected from the rate of the first forks.
 KEEP_UP_S = 1.0
 END_RESERVE_S = 0.3
 TEARDOWN_CPU_S = 0.012
+TEARDOWN_BOOT_RATIO = 0.5
 MIN_LOAD_S = 0.1
+PROJECT_AFTER = 8  # forks before their rate predicts the whole boot
 RSS_CPUS = 64  # CPU processes whose memory is sampled: reading hundreds a second would starve the runner
 FAIL_FAST_GRACE_S = 0.3
 ABORT_GRACE_S = 0.5  # after a failure: CPUs that do not leave at once are stopped or stuck, SIGKILL them
@@ -210,7 +214,7 @@ class Runner:
             finally:
                 self._reap(seg, aborted, grace)
             late = time.monotonic() - self.deadline
-            if late > 0 and not self.state.harness_error and not self.state.interrupted:
+            if late >= 0.05 and not self.state.harness_error and not self.state.interrupted:
                 self.state.keep_up.append(
                     f"the run ended {late:.1f}s later than {KEEP_UP_S:g}s after its duration "
                     f"(drain {self.state.drain_s:.1f}s, then stopping the {self.cfg.cpus} CPU processes)"
@@ -228,11 +232,9 @@ class Runner:
         w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
-        load_by = self.deadline - self._teardown_s()  # when the load must end
-        boot_by = min(t0 + BOOT_TIMEOUT_S, load_by - min(cfg.duration, MIN_LOAD_S))
         gate = os.pipe()  # the holding pen: the CPUs wait on its read end until the runner closes it
         try:
-            self._boot(seg, ctx, locks, doorbells, t0, boot_by, gate)
+            self._boot(seg, ctx, locks, doorbells, t0, gate)
         finally:
             for fd in gate:  # the run phase is set (or the boot failed): release the CPUs
                 os.close(fd)
@@ -241,7 +243,7 @@ class Runner:
         t_run = time.monotonic()
         if self.watchdog:
             self.watchdog.touch(t_run)
-        end = min(t_run + cfg.duration, load_by)
+        end = min(t_run + cfg.duration, self.deadline - self._teardown_s(self.state.boot_s))  # leave the drain its time
         try:
             self._supervise(seg, t_run, end)
         finally:
@@ -251,13 +253,15 @@ class Runner:
 
     def _boot(
         self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list,  # type: ignore[type-arg]
-        t0: float, boot_by: float, gate: tuple[int, int],
+        t0: float, gate: tuple[int, int],
     ) -> None:  # fmt: skip
         """Fork every CPU, wait until each has booted into the holding pen, and start the run phase."""
         w, lay, cfg = seg.words, self.layout, self.cfg
         for c in range(cfg.cpus):
-            if time.monotonic() > boot_by:
-                raise CannotKeepUp(self._slow_boot(f"{c} of {cfg.cpus} CPU processes started" if c else "", t0))
+            elapsed = time.monotonic() - t0
+            boot = elapsed * cfg.cpus / c if c >= PROJECT_AFTER else elapsed  # the whole boot, at this rate
+            if not self._fits(boot):
+                raise CannotKeepUp(self._slow_boot(f"{c} of {cfg.cpus} CPU processes started" if c else "", elapsed, boot))
             args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate)
             p = ctx.Process(target=_cpu_entry, args=args, name=f"lazytlb-cpu{c}", daemon=True)
             try:
@@ -271,28 +275,36 @@ class Runner:
             self._exits.register(p.sentinel, select.POLLIN)
         while w[H_READY] < cfg.cpus:
             self._wait_children(seg, 0.002)
-            now = time.monotonic()
-            if now > boot_by:
-                if now - t0 >= BOOT_TIMEOUT_S:
-                    raise HarnessError(f"only {w[H_READY]} of {cfg.cpus} CPUs came up within {BOOT_TIMEOUT_S:.0f}s")
-                raise CannotKeepUp(self._slow_boot(f"{w[H_READY]} of {cfg.cpus} CPUs came up", t0))
+            elapsed = time.monotonic() - t0
+            if elapsed >= BOOT_TIMEOUT_S:
+                raise HarnessError(f"only {w[H_READY]} of {cfg.cpus} CPUs came up within {BOOT_TIMEOUT_S:.0f}s")
+            if not self._fits(elapsed):
+                raise CannotKeepUp(self._slow_boot(f"{w[H_READY]} of {cfg.cpus} CPUs came up", elapsed, elapsed))
             if self.state.interrupted:
                 return
         self.state.boot_s = time.monotonic() - t0
         self.state.t_run_ns = time.monotonic_ns()
         w[H_PHASE] = PHASE_RUN
 
-    def _teardown_s(self) -> float:
-        """What draining and stopping this machine takes on this host, about."""
-        return END_RESERVE_S + self.cfg.cpus * TEARDOWN_CPU_S / _host_cores()
+    def _teardown_s(self, boot_s: float) -> float:
+        """What draining and stopping this machine takes on this host, about, after a boot of ``boot_s``."""
+        return END_RESERVE_S + max(self.cfg.cpus * TEARDOWN_CPU_S / _host_cores(), TEARDOWN_BOOT_RATIO * boot_s)
 
-    def _slow_boot(self, what: str, t0: float) -> str:
+    def _fits(self, boot_s: float) -> bool:
+        """Whether a boot of ``boot_s`` leaves a load and the teardown within the run's deadline."""
+        load = min(self.cfg.duration, MIN_LOAD_S)
+        return boot_s + load + self._teardown_s(boot_s) <= self.cfg.duration + KEEP_UP_S
+
+    def _slow_boot(self, what: str, elapsed: float, boot_s: float) -> str:
         cfg = self.cfg
-        so_far = f"{what} in {time.monotonic() - t0:.1f}s; " if what else ""
+        stop = f"{self._teardown_s(boot_s):.1f}s on {_host_cores()} host cores"
+        if what:
+            cost = f"{what} in {elapsed:.1f}s, so booting all takes about {boot_s:.1f}s and draining and stopping them about {stop}"
+        else:
+            cost = f"draining and stopping {cfg.cpus} CPU processes takes about {stop}"
         return (
-            f"the machine cannot keep up: {so_far}draining and stopping {cfg.cpus} CPU processes takes about "
-            f"{self._teardown_s():.1f}s on {_host_cores()} host cores, and a run ends within {KEEP_UP_S:g}s of its "
-            f"{cfg.duration:g}s duration (give it a longer --duration or fewer --cpus)"
+            f"the machine cannot keep up: {cost}, and a run ends within {KEEP_UP_S:g}s of its {cfg.duration:g}s duration "
+            "(give it a longer --duration or fewer --cpus)"
         )
 
     def _note_load(self, seg: Segment, shortened: bool) -> None:
@@ -300,7 +312,7 @@ class Runner:
         st, cfg = self.state, self.cfg
         if shortened and not st.interrupted and not st.stopped_early:
             st.keep_up.append(
-                f"the load ran {st.run_s:.1f}s of the {cfg.duration:g}s asked, to leave about {self._teardown_s():.1f}s "
+                f"the load ran {st.run_s:.1f}s of the {cfg.duration:g}s asked, to leave about {self._teardown_s(st.boot_s):.1f}s "
                 f"to drain and stop {cfg.cpus} CPU processes (the boot took {st.boot_s:.1f}s)"
             )
         beats = [seg.words[self.layout.counter(c, "page_walks")] for c in range(self.layout.ncpus)]

@@ -374,13 +374,18 @@ def headline(report: Report) -> str:
         return f"HARNESS FAILURE: {report.harness.get('error')}"
     if report.verdict == "clean":
         return (
-            f"CLEAN: {m['context_switches']:,} context switches on {c['cpus']} CPUs, "
-            f"{m['mm_created']:,} mms created and freed, no violation{tail}"
+            f"CLEAN: {count(m['context_switches'], 'context switch', 'context switches')} on {count(c['cpus'], 'CPU')}, "
+            f"{count(m['mm_created'], 'mm')} created and freed, no violation{tail}"
         )
     if not report.violations:  # counted but not recorded: only the kinds are known
         return f"VIOLATION: {', '.join(f'{n:,} {k}' for k, n in report.violation_counts.items())}{tail}"
     # the first recorded: the one whose timeline the report shows
     return f"VIOLATION: {violation_sentence(report.violations[0])}{tail}"
+
+
+def count(n: int, one: str, many: str = "") -> str:
+    """``1 CPU``, ``32 CPUs``, ``628,492 context switches``."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def violation_sentence(v: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ Exit status: 0 clean, 1 violation found, 2 bad usage, 3 the harness itself faile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import inspect
 import json
@@ -13,6 +14,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -22,8 +24,7 @@ from emu.config import MEMORY_MODELS, ConfigError, RunConfig, Workload, suggest,
 from emu.report import STATUS_USAGE
 from emu.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES
-from stress import __version__
-from stress.progress import ProgressLine, print_report
+from stress.progress import ProgressLine, render_report
 
 
 class UsageError(Exception):
@@ -197,7 +198,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
 
 
 def build_parser() -> Parser:
-    from stress import bench, compare, hunt
+    from stress import __version__, bench, compare, hunt
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -304,7 +305,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.done()
-    print_report(report, ns.verbose)
+    tty = sys.stdout.isatty()  # colour and the terminal's width; plain text, as wide as it needs, in a pipe
+    print(render_report(report, ns.verbose, color=tty, width=shutil.get_terminal_size().columns if tty else None))
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(report.to_json(), f, indent=1)
@@ -356,3 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stress: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say, and no traceback at exit
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

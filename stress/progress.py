@@ -7,7 +7,6 @@ now and then, and the report is plain text, no escape codes, wide enough not to 
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 import time
 from typing import TextIO
@@ -18,7 +17,7 @@ from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from emu.report import Report, grouped, headline
+from emu.report import Report, count, grouped, headline
 
 PLAIN_WIDTH = 200  # a pipe has no width: wide enough that no table wraps
 PLAIN_LINES = 10  # at most this many progress lines per run when the output is not a terminal
@@ -110,7 +109,7 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> 
     verdict, _, answer = headline(r).partition(": ")
     parts: list[RenderableType] = [Text.assemble((verdict, style), ": ", answer)]
     mutant = f" (mutant {c['mutant']})" if c["mutant"] else ""
-    parts.append(Text(f"{c['strategy']}{mutant} on {c['arch']}, {c['cpus']} CPUs, {h['run_seconds']}s of load, seed {c['seed']}"))
+    parts.append(Text(f"{c['strategy']}{mutant} on {c['arch']}, {count(c['cpus'], 'CPU')}, {h['run_seconds']}s of load, seed {c['seed']}"))
     for note in h.get("keep_up") or []:
         parts.append(Text(f"the machine could not keep up: {note}", style="yellow"))
     parts.append(Text(""))
@@ -166,12 +165,6 @@ def render_report(r: Report, verbose: bool = False, color: bool = False, width: 
     for part in report_parts(r, verbose):
         con.print(part)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
-
-
-def print_report(r: Report, verbose: bool = False, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout
-    tty = stream.isatty()
-    stream.write(render_report(r, verbose, color=tty, width=shutil.get_terminal_size().columns if tty else None) + "\n")
 
 
 def plain_table(*columns: tuple[str, str]) -> Table:

@@ -310,7 +310,7 @@ class Runner:
     def _note_load(self, seg: Segment, shortened: bool) -> None:
         """Say what the host could not give the load: its full duration, or any run at all to some CPUs."""
         st, cfg = self.state, self.cfg
-        if shortened and not st.interrupted and not st.stopped_early:
+        if shortened and st.run_s < cfg.duration - 0.05 and not st.interrupted and not st.stopped_early:  # (a late tick ran it whole)
             st.keep_up.append(
                 f"the load ran {st.run_s:.1f}s of the {cfg.duration:g}s asked, to leave about {self._teardown_s(st.boot_s):.1f}s "
                 f"to drain and stop {cfg.cpus} CPU processes (the boot took {st.boot_s:.1f}s)"

@@ -230,6 +230,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         "boot_seconds": round(state.boot_s, 3),
         "run_seconds": round(state.run_s, 3),
         "drain_seconds": round(state.drain_s, 3),
+        "total_seconds": round(state.total_s, 3),
         "drained": drained,
         "interrupted": state.interrupted or None,
         "stopped_early": state.stopped_early or None,

@@ -151,6 +151,7 @@ class RunState:
     boot_s: float = 0.0
     run_s: float = 0.0
     drain_s: float = 0.0
+    total_s: float = 0.0  # from the runner's start to its CPUs reaped: what KEEP_UP_S bounds
     t_run_ns: int = 0
     interrupted: str = ""
     stopped_early: str = ""
@@ -215,6 +216,7 @@ class Runner:
                 grace = 0.0 if isinstance(e, CannotKeepUp) else grace
             finally:
                 self._reap(seg, aborted, grace)
+            self.state.total_s = time.monotonic() - t_start
             late = time.monotonic() - self.deadline
             if late >= 0.05 and not self.state.harness_error and not self.state.interrupted:
                 self.state.keep_up.append(

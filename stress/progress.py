@@ -146,7 +146,7 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> 
     parts.append(Text("harness", style="bold"))
     parts.append(
         Text(
-            f"  boot {h['boot_seconds']}s, load {h['run_seconds']}s, drain {h['drain_seconds']}s"
+            f"  boot {h['boot_seconds']}s, load {h['run_seconds']}s, drain {h['drain_seconds']}s, {h.get('total_seconds', 0):g}s in all"
             + (f"; interrupted by {h['interrupted']}" if h["interrupted"] else "")
             + (f"; {h['stopped_early']}" if h.get("stopped_early") else "")
         )

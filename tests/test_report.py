@@ -65,6 +65,9 @@ def test_plain_text_has_no_escape_codes_and_colour_has(clean: Report) -> None:
     assert "\x1b[" not in plain and all(line == line.rstrip() for line in plain.splitlines())
     assert "\x1b[" in render_report(clean, color=True, width=100)
     assert plain.splitlines()[-1] == f"rerun: {clean.command}"
+    h = clean.harness  # the runner's whole time holds its parts
+    assert h["total_seconds"] >= h["boot_seconds"] + h["run_seconds"] + h["drain_seconds"]
+    assert f"{h['total_seconds']:g}s in all" in plain
 
 
 def test_every_violation_kind_has_its_sentence() -> None:

@@ -165,7 +165,7 @@ DETAILS = {
 }
 
 
-def _violation(arr: np.ndarray, layout: Layout, n: int) -> dict[str, Any]:
+def _violation(arr: np.ndarray, layout: Layout, n: int, t_run_ns: int) -> dict[str, Any]:
     v = arr[layout.viol_base + n * VIOL_WORDS : layout.viol_base + (n + 1) * VIOL_WORDS].tolist()
     kind, cpu, mm, where, other, snap = v[V_KIND], v[V_CPU], v[V_MM], v[V_SITE], v[V_OTHER], v[V_SNAP]
     rec = arr[layout.mm(mm) : layout.mm(mm) + MM_WORDS].tolist()
@@ -175,7 +175,10 @@ def _violation(arr: np.ndarray, layout: Layout, n: int) -> dict[str, Any]:
     kname = KINDS[kind]
     runner = f"cpu{other if other >= 0 else cpu}"  # cpumask_missing: the CPU outside the mask, when another CPU saw it
     detail = DETAILS.get(kname, DETAILS["use_after_free"]).format(cpu=cpu, mm=name, at=site_name(where), other=other, by=by, runner=runner)
-    return {"kind": kname, "cpu": cpu, "mm": name, "detail": detail, "other_cpu": other, "freed_by": freed_by, "snapshot": snap}
+    return {
+        "kind": kname, "cpu": cpu, "mm": name, "detail": detail, "other_cpu": other, "freed_by": freed_by, "snapshot": snap,
+        "site": site_name(where), "t_s": _first(v[V_CLOCK], t_run_ns),
+    }  # fmt: skip
 
 
 def timeline(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[str]:
@@ -198,7 +201,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
     try:
         counters = sum_counters(layout, arr)
         nviol = int(arr[H_NVIOL])
-        violations = [_violation(arr, layout, n) for n in range(min(nviol, VIOL_CAP))]
+        violations = [_violation(arr, layout, n, state.t_run_ns) for n in range(min(nviol, VIOL_CAP))]
         counts = {k: int(arr[H_VIOL_KINDS + i]) for i, k in enumerate(KINDS) if arr[H_VIOL_KINDS + i]}
         timelines = []
         for n, v in enumerate(violations):
@@ -215,7 +218,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
                     violations.append({
                         "kind": KINDS[LEAK], "cpu": -1, "mm": name,
                         "detail": f"{name} never freed on the quiet machine (mm_users {rec[M_USERS]}, mm_count {rec[M_COUNT]})",
-                        "other_cpu": -1, "freed_by": -1, "snapshot": -1,
+                        "other_cpu": -1, "freed_by": -1, "snapshot": -1, "site": "", "t_s": None,
                     })  # fmt: skip
                     counts["leak"] = counts.get("leak", 0) + 1
     finally:
@@ -230,11 +233,13 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         "boot_seconds": round(state.boot_s, 3),
         "run_seconds": round(state.run_s, 3),
         "drain_seconds": round(state.drain_s, 3),
+        "total_seconds": round(state.total_s, 3),
         "drained": drained,
         "interrupted": state.interrupted or None,
         "stopped_early": state.stopped_early or None,
         "error": state.harness_error or None,
         "rss": state.rss or None,
+        "keep_up": state.keep_up or None,  # what the host could not do within the run's duration
     }
     return Report(
         config=cfg.to_dict(),
@@ -247,3 +252,156 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         command=command_for(cfg),
         timelines=timelines,
     )
+
+
+# -- reading the report ------------------------------------------------------------------------
+
+# The groups a kernel developer reads a run in, in order; a counter no group names goes to "other".
+WORKLOAD, PER_SWITCH, PER_EXIT, IPIS, HARNESS, OTHER = (
+    "the workload",
+    "lazy-mm cost per context switch",
+    "per mm exit",
+    "IPIs",
+    "harness and perturbation",
+    "other",
+)
+GROUPS = (WORKLOAD, PER_SWITCH, PER_EXIT, IPIS, HARNESS, OTHER)
+
+# When a counter is shown without --verbose: always; when nonzero; only with --verbose; or when
+# nonzero or the run's configuration makes it apply (a zero that answers a question of this run).
+ALWAYS, NONZERO, VERBOSE = "always", "nonzero", "verbose"
+
+
+@dataclass(frozen=True)
+class Metric:
+    group: str
+    show: str | tuple[str, Any]  # ALWAYS, NONZERO, VERBOSE, or (config key, value that makes it apply)
+    meaning: str
+
+
+METRICS: dict[str, Metric] = {
+    "context_switches": Metric(WORKLOAD, ALWAYS, "schedule() switches, all kinds"),
+    "switches_per_second": Metric(WORKLOAD, ALWAYS, "over the load"),
+    "lazy_switches": Metric(WORKLOAD, ALWAYS, "user -> kernel: a lazy use begins"),
+    "forks": Metric(WORKLOAD, NONZERO, "processes forked, each a new mm"),
+    "exits": Metric(WORKLOAD, NONZERO, "user threads exited"),
+    "mm_created": Metric(WORKLOAD, ALWAYS, "mms allocated"),
+    "mm_freed": Metric(WORKLOAD, ALWAYS, "mms freed (__mmdrop)"),
+    "migrations": Metric(WORKLOAD, NONZERO, "tasks moved to another CPU"),
+    "kthread_use_mm": Metric(WORKLOAD, NONZERO, "kernel threads adopting an mm"),
+    "tlb_flushes": Metric(WORKLOAD, NONZERO, "flushes of a live mm (munmap)"),
+    "lazy_refcount_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "mm_count atomics for lazy use"),
+    "mm_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "atomics on mm lines (count, mask)"),
+    "lock_wait_ns_per_switch": Metric(PER_SWITCH, ALWAYS, "emulator lock wait (contention)"),
+    "lazy_refcount_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
+    "mm_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
+    "mm_exits": Metric(PER_EXIT, ALWAYS, "mms torn down (last mmput)"),
+    "ipis_per_exit": Metric(PER_EXIT, ALWAYS, "IPIs sent to tear an mm down"),
+    "footprint_per_exit": Metric(PER_EXIT, ALWAYS, "CPUs that ever ran the mm"),
+    "cpus_scanned_per_exit": Metric(PER_EXIT, ALWAYS, "CPUs the scheme scans"),
+    "remote_slot_reads_per_exit": Metric(PER_EXIT, ALWAYS, "other CPUs' slots read"),
+    "mm_line_atomics_per_exit": Metric(PER_EXIT, ALWAYS, "scheme atomics on the mm's line"),
+    "tlb_broadcasts": Metric(PER_EXIT, NONZERO, "exit flushes by broadcast, no IPI"),
+    "exit_to_free_us_p50": Metric(PER_EXIT, ALWAYS, "last mmput to free, median (us)"),
+    "exit_to_free_us_p99": Metric(PER_EXIT, ALWAYS, "last mmput to free, p99 (us)"),
+    "exit_to_free_us_mean": Metric(PER_EXIT, VERBOSE, "last mmput to free, mean (us)"),
+    "footprint_cpus": Metric(PER_EXIT, VERBOSE, "total, all exits"),
+    "cpus_scanned": Metric(PER_EXIT, VERBOSE, "total, all exits"),
+    "remote_slot_reads": Metric(PER_EXIT, VERBOSE, "total, all exits"),
+    "mm_line_atomics": Metric(PER_EXIT, VERBOSE, "total, all exits"),
+    "ipis_sent": Metric(IPIS, ALWAYS, "IPIs sent, every purpose"),
+    "ipis_flush": Metric(IPIS, NONZERO, "TLB flush IPIs (exit, munmap)"),
+    "ipis_shootdown": Metric(IPIS, ("strategy", "shoot-lazies"), "shootdowns of lazy CPUs"),
+    "ipis_check": Metric(IPIS, ("debug_check", True), "do_check_lazy_tlb (--debug-check)"),
+    "ipis_exit": Metric(IPIS, NONZERO, "sent while an mm was torn down"),
+    "ipis_useful": Metric(IPIS, NONZERO, "lazy-off IPIs: target was lazy"),
+    "ipis_wasted": Metric(IPIS, NONZERO, "lazy-off IPIs: target was not"),
+    "ipis_received": Metric(IPIS, VERBOSE, "IPIs handled"),
+    "noise_delays": Metric(HARNESS, ("noise", "nonzero"), "--noise delays taken"),
+    "race_delays": Metric(HARNESS, ("race_delay", "nonzero"), "--race-delay stalls taken"),
+    "hotplug_offline": Metric(HARNESS, ("hotplug", True), "CPUs taken offline"),
+    "hotplug_online": Metric(HARNESS, ("hotplug", True), "CPUs brought back online"),
+    "first_violation_s": Metric(HARNESS, VERBOSE, "seconds in, first violation"),
+    "page_walks": Metric(HARNESS, VERBOSE, "oracle checks: the heartbeat"),
+    "idle_waits": Metric(HARNESS, VERBOSE, "idle sleeps on the doorbell"),
+    "lock_contended": Metric(HARNESS, VERBOSE, "atomics finding their lock taken"),
+    "lock_wait_ns": Metric(HARNESS, VERBOSE, "total, all switches"),
+    "run_seconds": Metric(HARNESS, VERBOSE, "seconds of load"),
+}
+
+
+def applies(key: str, value: Any, config: dict[str, Any]) -> bool:
+    """Whether a counter belongs in the short report of this run (``--verbose`` shows every one)."""
+    m = METRICS.get(key)
+    if m is None or m.show == NONZERO:
+        return bool(value)
+    if m.show in (ALWAYS, VERBOSE):
+        return m.show == ALWAYS
+    name, when = m.show
+    return bool(value) or (bool(config.get(name)) if when == "nonzero" else config.get(name) == when)
+
+
+def grouped(report: Report, verbose: bool = False) -> list[tuple[str, list[tuple[str, Any, str]]]]:
+    """(group, [(counter, value, meaning)]) in reading order: the counters that apply, or all."""
+    rows: dict[str, list[tuple[str, Any, str]]] = {g: [] for g in GROUPS}
+    order = {k: i for i, k in enumerate(METRICS)}
+    for key in sorted(report.metrics, key=lambda k: (order.get(k, len(order)), k)):
+        value = report.metrics[key]
+        if verbose or applies(key, value, report.config):
+            m = METRICS.get(key)
+            rows[m.group if m else OTHER].append((key, value, m.meaning if m else ""))
+    return [(g, r) for g, r in rows.items() if r]
+
+
+# The first line's answer for a violation, one phrasing per kind (the oracle's KINDS)
+HEADLINES = {
+    "use_after_free": "cpu{cpu} touched {mm} after it was freed{by}, in {at}",
+    "freed_while_lazy": "cpu{cpu} freed {mm} while {holder}",
+    "double_free": "cpu{cpu} freed {mm} a second time{by}, in {at}",
+    "count_underflow": "cpu{cpu} took a count of {mm} below zero, in {at}",
+    "cpumask_missing": "cpu{cpu} ran {mm} outside its mm_cpumask, where flushes sent to the mask miss it",
+    "inconsistent_mm": "an interrupt on cpu{cpu} found active_mm {mm} with another mm loaded",
+    "lockdep": "cpu{cpu} called switch_mm_irqs_off to {mm} with interrupts enabled",
+    "scheme_warning": "the scheme's own check fired on cpu{cpu} for {mm}, in {at}",
+    # kinds the oracle is gaining: a scheme's own per-CPU reference, a kernel wait loop that never ends
+    "dangling_reference": "cpu{cpu} freed {mm} while {other}'s scheme field (a hazard slot or parked reference) still named it",
+    "soft_lockup": "cpu{cpu} spun on {mm} without progress, in {at} (soft lockup)",
+}
+
+
+def headline(report: Report) -> str:
+    """The verdict and the one-sentence answer: what happened in this run."""
+    m, c = report.metrics, report.config
+    stop = report.harness.get("interrupted")
+    tail = f" (interrupted by {stop})" if stop else ""
+    if report.verdict == "harness_failure":
+        return f"HARNESS FAILURE: {report.harness.get('error')}"
+    if report.verdict == "clean":
+        return (
+            f"CLEAN: {count(m['context_switches'], 'context switch', 'context switches')} on {count(c['cpus'], 'CPU')}, "
+            f"{count(m['mm_created'], 'mm')} created and freed, no violation{tail}"
+        )
+    if not report.violations:  # counted but not recorded: only the kinds are known
+        return f"VIOLATION: {', '.join(f'{n:,} {k}' for k, n in report.violation_counts.items())}{tail}"
+    # the first recorded: the one whose timeline the report shows
+    return f"VIOLATION: {violation_sentence(report.violations[0])}{tail}"
+
+
+def count(n: int, one: str, many: str = "") -> str:
+    """``1 CPU``, ``32 CPUs``, ``628,492 context switches``."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
+def violation_sentence(v: dict[str, Any]) -> str:
+    kind, detail = v["kind"], v["detail"]
+    if kind == "leak":
+        return detail
+    if kind not in HEADLINES:  # a kind added to the oracle later: its own words
+        sentence = detail
+    else:
+        own = v["other_cpu"] == v["cpu"]
+        holder = "it was still its own active or loaded mm" if own else f"cpu{v['other_cpu']} still had it as active or loaded mm"
+        by = f" (freed by cpu{v['freed_by']})" if v.get("freed_by", -1) >= 0 else ""
+        other = f"cpu{v['other_cpu']}"
+        sentence = HEADLINES[kind].format(cpu=v["cpu"], mm=v["mm"], holder=holder, other=other, by=by, at=v.get("site", ""))
+    return sentence + (f", {v['t_s']:.3g} s in" if v.get("t_s") is not None else "")

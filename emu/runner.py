@@ -5,6 +5,11 @@ workload for ``duration`` seconds) -> DRAIN (no new work; user tasks exit, kerne
 go of their mms, idle CPUs leave their lazy mms for init_mm) -> EXIT. After EXIT the oracle's
 leak check runs on the quiet machine.
 
+A run ends within ``KEEP_UP_S`` of its duration whatever the host: the load ends early enough to
+leave the drain and the CPUs' exit their time, a machine too large to boot and stop within that is
+a harness failure that says the machine cannot keep up, and what did not fit (a shortened load,
+CPUs that never ran, a drain past the deadline) is said in the report.
+
 Every CPU process is reaped on every path: normal end, a violation, Ctrl-C or SIGTERM (the
 run drains and still reports; a second signal stops at once), and a CPU that dies, hangs or loses
 an IPI (the watchdog, ``emu/watchdog.py``, names the stalled CPU and what it was doing).
@@ -17,8 +22,8 @@ from __future__ import annotations
 import cProfile
 import ctypes
 import multiprocessing
-import multiprocessing.connection
 import os
+import select
 import signal
 import sys
 import time
@@ -66,13 +71,32 @@ from emu.watchdog import Watchdog, describe_cpu, lost_ipi
 PR_SET_PDEATHSIG = 1
 BOOT_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 30.0
-EXIT_TIMEOUT_S = 5.0
+EXIT_TIMEOUT_S = 5.0  # a profiled run's CPUs write their statistics as they exit
+# A run ends within KEEP_UP_S of its duration, however slow the host; what did not fit is reported.
+# The load ends that second less the time to drain and stop the machine: END_RESERVE_S plus
+# TEARDOWN_CPU_S of host core time per CPU process (5-6 ms wall each on the 2-core development
+# machine), or TEARDOWN_BOOT_RATIO of the boot's time if more: a loaded host slows both alike.
+# The load runs at least MIN_LOAD_S. A boot that would end the run more than OVERRUN_S past that
+# deadline is a failure: the machine cannot keep up. It is known early: the boot's length is
+# projected from the rate of the first forks. A smaller overrun (a busy host) is run, and said.
+KEEP_UP_S = 1.0
+OVERRUN_S = 1.0
+END_RESERVE_S = 0.3
+TEARDOWN_CPU_S = 0.012
+TEARDOWN_BOOT_RATIO = 0.5
+MIN_LOAD_S = 0.1
+PROJECT_AFTER = 8  # forks before their rate predicts the whole boot
+RSS_CPUS = 64  # CPU processes whose memory is sampled: reading hundreds a second would starve the runner
 FAIL_FAST_GRACE_S = 0.3
 ABORT_GRACE_S = 0.5  # after a failure: CPUs that do not leave at once are stopped or stuck, SIGKILL them
 
 
 class HarnessError(RuntimeError):
     """The machine itself failed: a CPU died or hung, or booting failed."""
+
+
+class CannotKeepUp(HarnessError):
+    """The host is too slow for this machine within the run's duration (KEEP_UP_S)."""
 
 
 def _die_with_parent(parent: int) -> None:
@@ -94,12 +118,25 @@ def _cpu_entry(
     doorbells: list,  # type: ignore[type-arg]
     parent: int,
     profile_dir: str | None,
+    gate: tuple[int, int],
 ) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.close(gate[1])
     seg.check()
     machine = Cpu(cpu, cfg, layout, seg, locks, doorbells)
+    boot = machine.boot
+
+    def boot_into_holding_pen() -> None:
+        # A booted CPU polls for the run phase; hundreds of them polling starve the runner's fork
+        # loop and the CPUs still booting. So, like secondary CPUs in a holding pen, each waits
+        # without polling until the runner releases them all at once (the pipe reads EOF).
+        boot()
+        os.read(gate[0], 1)
+        os.close(gate[0])
+
+    machine.boot = boot_into_holding_pen  # type: ignore[method-assign]
     if profile_dir is None:
         sys.exit(machine.main())
     profile = cProfile.Profile()
@@ -115,6 +152,7 @@ class RunState:
     boot_s: float = 0.0
     run_s: float = 0.0
     drain_s: float = 0.0
+    total_s: float = 0.0  # from the runner's start to its CPUs reaped: what KEEP_UP_S bounds
     t_run_ns: int = 0
     interrupted: str = ""
     stopped_early: str = ""
@@ -122,6 +160,7 @@ class RunState:
     progress: list[dict[str, float]] = field(default_factory=list)
     rss: dict[str, object] = field(default_factory=dict)
     drained: bool = False  # the drain finished: only then is an mm still alive a leak
+    keep_up: list[str] = field(default_factory=list)  # what the host could not do in time, in words
 
 
 def layout_for(cfg: RunConfig) -> Layout:
@@ -142,6 +181,8 @@ class Runner:
         self._signals = 0
         self.watchdog: Watchdog | None = None
         self.rss: RssSampler | None = None
+        self.deadline = 0.0  # when the run must be over: its duration and KEEP_UP_S from the start
+        self._exits = select.poll()  # the CPU processes' sentinels
 
     # -- signals ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -152,6 +193,8 @@ class Runner:
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Report:
+        t_start = time.monotonic()
+        self.deadline = t_start + self.cfg.duration + KEEP_UP_S
         sweep_stale()
         seg = Segment(self.layout.nbytes)
         ctx = multiprocessing.get_context("fork")
@@ -163,16 +206,24 @@ class Runner:
             raise SegmentError(f"cannot create the lock semaphores in /dev/shm: {e.strerror or e}") from e
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            aborted = True
+            aborted, grace = True, ABORT_GRACE_S
             try:
-                self._boot_and_run(seg, ctx, locks, doorbells)
+                self._boot_and_run(seg, ctx, locks, doorbells, t_start)
                 aborted = False
             except KeyboardInterrupt:
                 self.state.interrupted = self.state.interrupted or "SIGINT"
             except HarnessError as e:
                 self.state.harness_error = str(e)
+                grace = 0.0 if isinstance(e, CannotKeepUp) else grace
             finally:
-                self._reap(seg, aborted)
+                self._reap(seg, aborted, grace)
+            self.state.total_s = time.monotonic() - t_start
+            late = time.monotonic() - self.deadline
+            if late >= 0.05 and not self.state.harness_error and not self.state.interrupted:
+                self.state.keep_up.append(
+                    f"the run ended {late:.1f}s later than {KEEP_UP_S:g}s after its duration "
+                    f"(drain {self.state.drain_s:.1f}s, then stopping the {self.cfg.cpus} CPU processes)"
+                )
             if self.rss:
                 self.state.rss = self.rss.summary()
             return collect(self.cfg, self.layout, seg, self.state)
@@ -181,44 +232,110 @@ class Runner:
                 signal.signal(s, h)
             seg.unlink()
 
-    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list) -> None:  # type: ignore[type-arg]
+    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list, t0: float) -> None:  # type: ignore[type-arg]
         w, lay, cfg = seg.words, self.layout, self.cfg
         w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
-        t0 = time.monotonic()
+        gate = os.pipe()  # the holding pen: the CPUs wait on its read end until the runner closes it
+        try:
+            t_run = self._boot(seg, ctx, locks, doorbells, t0, gate)
+        finally:
+            # the run phase is set (or the boot failed): release the CPUs. Hundreds of them waking
+            # at once may keep the runner off its core for a while: the load's clock started before.
+            for fd in gate:
+                os.close(fd)
+        if t_run is None:  # interrupted during the boot
+            return
+        if self.watchdog:
+            self.watchdog.touch(t_run)
+        # leave the drain its time, but run the load at least MIN_LOAD_S
+        load_by = max(t_run + min(cfg.duration, MIN_LOAD_S), self.deadline - self._teardown_s(self.state.boot_s))
+        end = min(t_run + cfg.duration, load_by)
+        try:
+            self._supervise(seg, t_run, end)
+        finally:
+            self.state.run_s = time.monotonic() - t_run
+        self._note_load(seg, t_run + cfg.duration > end)
+        self._drain(seg)
+
+    def _boot(
+        self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list,  # type: ignore[type-arg]
+        t0: float, gate: tuple[int, int],
+    ) -> float | None:  # fmt: skip
+        """Fork every CPU, wait until each has booted into the holding pen, and start the run phase:
+        when it started, or None if a signal came first."""
+        w, lay, cfg = seg.words, self.layout, self.cfg
         for c in range(cfg.cpus):
-            args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir)
+            elapsed = time.monotonic() - t0
+            boot = elapsed * cfg.cpus / c if c >= PROJECT_AFTER else elapsed  # the whole boot, at this rate
+            if not self._fits(boot):
+                raise CannotKeepUp(self._slow_boot(f"{c} of {cfg.cpus} CPU processes started" if c else "", elapsed, boot))
+            args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate)
             p = ctx.Process(target=_cpu_entry, args=args, name=f"lazytlb-cpu{c}", daemon=True)
             try:
                 p.start()
             except OSError as e:  # fork: EAGAIN at the process limit, ENOMEM
                 raise HarnessError(f"cannot start cpu {c}: {e.strerror or e}") from e
             self.procs.append(p)
+        self.rss = RssSampler(os.getpid(), [p.pid for p in self.procs[:RSS_CPUS] if p.pid is not None])
+        self.watchdog = Watchdog(lay, w, cfg.watchdog, time.monotonic())
+        for p in self.procs:
+            self._exits.register(p.sentinel, select.POLLIN)
         while w[H_READY] < cfg.cpus:
-            self._check_children(seg)
-            if time.monotonic() - t0 > BOOT_TIMEOUT_S:
+            self._wait_children(seg, 0.002)
+            elapsed = time.monotonic() - t0
+            if elapsed >= BOOT_TIMEOUT_S:
                 raise HarnessError(f"only {w[H_READY]} of {cfg.cpus} CPUs came up within {BOOT_TIMEOUT_S:.0f}s")
+            if not self._fits(elapsed):
+                raise CannotKeepUp(self._slow_boot(f"{w[H_READY]} of {cfg.cpus} CPUs came up", elapsed, elapsed))
             if self.state.interrupted:
-                return
-            time.sleep(0.002)
+                return None
         self.state.boot_s = time.monotonic() - t0
         self.state.t_run_ns = time.monotonic_ns()
         w[H_PHASE] = PHASE_RUN
-        t_run = time.monotonic()
-        self.watchdog = Watchdog(lay, w, cfg.watchdog, t_run)
-        self.rss = RssSampler(os.getpid(), [p.pid for p in self.procs if p.pid is not None])
-        try:
-            self._supervise(seg, t_run)
-        finally:
-            self.state.run_s = time.monotonic() - t_run
-        self._drain(seg)
+        return time.monotonic()
 
-    def _supervise(self, seg: Segment, t_run: float) -> None:
-        sentinels = [p.sentinel for p in self.procs]
+    def _teardown_s(self, boot_s: float) -> float:
+        """What draining and stopping this machine takes on this host, about, after a boot of ``boot_s``."""
+        return END_RESERVE_S + max(self.cfg.cpus * TEARDOWN_CPU_S / _host_cores(), TEARDOWN_BOOT_RATIO * boot_s)
+
+    def _fits(self, boot_s: float) -> bool:
+        """Whether a boot of ``boot_s``, a load and the teardown end within OVERRUN_S of the run's deadline."""
+        load = min(self.cfg.duration, MIN_LOAD_S)
+        return boot_s + load + self._teardown_s(boot_s) <= self.cfg.duration + KEEP_UP_S + OVERRUN_S
+
+    def _slow_boot(self, what: str, elapsed: float, boot_s: float) -> str:
+        cfg = self.cfg
+        stop = f"{self._teardown_s(boot_s):.1f}s on {_host_cores()} host cores"
+        if what:
+            cost = f"{what} in {elapsed:.1f}s, so booting all takes about {boot_s:.1f}s and draining and stopping them about {stop}"
+        else:
+            cost = f"draining and stopping {cfg.cpus} CPU processes takes about {stop}"
+        return (
+            f"the machine cannot keep up: {cost}, and a run ends within {KEEP_UP_S:g}s of its {cfg.duration:g}s duration "
+            "(give it a longer --duration or fewer --cpus)"
+        )
+
+    def _note_load(self, seg: Segment, shortened: bool) -> None:
+        """Say what the host could not give the load: its full duration, or any run at all to some CPUs."""
+        st, cfg = self.state, self.cfg
+        if shortened and st.run_s < cfg.duration - 0.05 and not st.interrupted and not st.stopped_early:  # (a late tick ran it whole)
+            st.keep_up.append(
+                f"the load ran {st.run_s:.1f}s of the {cfg.duration:g}s asked, to leave about {self._teardown_s(st.boot_s):.1f}s "
+                f"to drain and stop {cfg.cpus} CPU processes (the boot took {st.boot_s:.1f}s)"
+            )
+        beats = [seg.words[self.layout.counter(c, "page_walks")] for c in range(self.layout.ncpus)]
+        idle = [c for c, b in enumerate(beats) if b == 0]
+        if idle and not cfg.hotplug:  # (an offline CPU walks nothing either)
+            st.keep_up.append(
+                f"{len(idle)} of {cfg.cpus} CPU processes never ran during the {st.run_s:.1f}s load "
+                f"({_host_cores()} host cores; first: cpu {', cpu '.join(map(str, idle[:4]))})"
+            )
+
+    def _supervise(self, seg: Segment, t_run: float, end: float) -> None:
         perturb = Perturbation(self.cfg, self.layout, seg.words, [p.pid for p in self.procs if p.pid])
         next_tick = t_run
-        end = t_run + self.cfg.duration
         caught = 0.0
         try:
             while not self.state.interrupted:
@@ -230,9 +347,7 @@ class Runner:
                     if now - caught >= FAIL_FAST_GRACE_S:  # let the violation's aftermath be recorded too
                         self.state.stopped_early = "stopped at the first violation (--fail-fast)"
                         return
-                wait = min(0.1, end - now, max(0.0, perturb.deadline() - now))
-                if multiprocessing.connection.wait(sentinels, timeout=wait):
-                    self._check_children(seg)
+                self._wait_children(seg, min(0.1, end - now, max(0.0, perturb.deadline() - now)))
                 now = time.monotonic()
                 self._check_stalls(now)
                 if self.rss:
@@ -258,7 +373,6 @@ class Runner:
         settled_at = None  # each CPU's pass count when the machine was first seen quiet
         try:
             while True:
-                self._check_children(seg)
                 self._check_stalls(time.monotonic())
                 quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
                 if quiet and (states == CPU_QUIESCED).all() and (actives == INIT_MM).all():
@@ -276,12 +390,18 @@ class Runner:
                         f"the machine did not drain within {DRAIN_TIMEOUT_S:.0f}s: "
                         f"{w[H_LIVE_USERS]} user tasks alive, CPUs not idle: {busy[:8]}"
                     )
-                time.sleep(0.005)
+                self._wait_children(seg, 0.005)
         finally:
             del states, actives, passes, arr
         self.state.drain_s = time.monotonic() - t0
         self.state.drained = True
         w[H_PHASE] = PHASE_EXIT
+
+    def _wait_children(self, seg: Segment, timeout: float) -> None:
+        """Sleep up to ``timeout``; a CPU process that exits meanwhile is a failure (one poll of every
+        sentinel, registered once: a loop over hundreds of processes would starve the runner)."""
+        if self._exits.poll(max(0.0, timeout) * 1000):
+            self._check_children(seg)
 
     def _check_children(self, seg: Segment) -> None:
         for c, p in enumerate(self.procs):
@@ -309,27 +429,34 @@ class Runner:
         self.state.progress.append(snap)
         return snap
 
-    def _reap(self, seg: Segment, aborted: bool) -> None:
-        """Wait for every CPU process; terminate, then kill, whatever does not exit.
+    def _reap(self, seg: Segment, aborted: bool, grace: float) -> None:
+        """Wait for every CPU process; kill whatever does not exit in time.
 
         After a failure or a second signal the machine is told to exit at once, and a CPU that
         does not is stopped (SIGTERM would wait for a SIGCONT) or blocked on a lock a dead CPU
-        held: it gets SIGKILL after a short grace."""
-        if aborted:
-            seg.words[H_PHASE] = PHASE_EXIT
-        deadline = time.monotonic() + (ABORT_GRACE_S if aborted else EXIT_TIMEOUT_S)
+        held: it gets SIGKILL after a short grace. A drained machine has nothing left to say (the
+        report is in the segment): its CPUs are killed at once, unless they write profiles as
+        they exit. Killing is what keeps a run of hundreds of CPUs within its deadline."""
+        seg.words[H_PHASE] = PHASE_EXIT
+        if aborted or not self.state.drained:  # a failure, a second signal, or a signal during the boot
+            deadline = time.monotonic() + grace
+        elif self.profile_dir is not None:
+            deadline = time.monotonic() + EXIT_TIMEOUT_S
+        else:
+            deadline = 0.0
         for p in self.procs:
             p.join(max(0.0, deadline - time.monotonic()))
-        for p in self.procs:
-            if p.is_alive():
-                p.kill() if aborted else p.terminate()
-        for p in self.procs:
-            p.join(1.0)
+        for p in self.procs:  # every signal first, then the waits: the host tears them down in parallel
             if p.is_alive():
                 p.kill()
-                p.join()
+        for p in self.procs:
+            p.join()
         for p in self.procs:
             p.close()
+
+
+def _host_cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def run(cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None, profile_dir: str | None = None) -> Report:

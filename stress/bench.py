@@ -38,6 +38,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from emu.atomics import LINE_SHIFT, make_locks
@@ -48,6 +49,7 @@ from emu.layout import H_PHASE, PHASE_EXIT
 from emu.runner import run
 from emu.shm import Segment
 from emu.testbed import Testbed
+from stress.progress import plain_table, table_text
 
 BENCH_NOOP = ipi_function("bench_noop")
 CALIBRATE_S = 1.0
@@ -70,6 +72,7 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
+    b.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     b.add_argument(
         "--profile", metavar="PATH", default=None,
         help="after each measurement, one more run with every CPU under cProfile: PATH/cpus<N>/cpu<i>.prof, and the top functions",
@@ -233,20 +236,23 @@ def profile(cfg: RunConfig, where: str, top: int = PROFILE_TOP) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
-def measure(cfg: RunConfig, repeat: int) -> dict[str, Any]:
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress) -> dict[str, Any]:
     """One calibration, then ``repeat`` pairs of (emulator run, ceiling run) back to back, so that a
     slow phase of a shared machine hits both sides of a ratio. Rates and ratio are medians."""
     c = cfg.cpus
-    print(f"  --cpus {c}: calibration ...", file=sys.stderr)
+    say(f"  --cpus {c}: calibration ...")
     cal = calibrate(cfg, min(CALIBRATE_S, cfg.duration))
-    print(
+    say(
         f"  --cpus {c}: {cal['locked_atomics_per_switch']} locked atomics and {cal['shared_accesses_per_switch']} "
-        f"shared accesses per context switch ({cal['switches']} switches counted)",
-        file=sys.stderr,
+        f"shared accesses per context switch ({cal['switches']} switches counted)"
     )
     runs, verdicts = [], []
     for i in range(repeat):
-        print(f"  --cpus {c}: emulator and ceiling{f' ({i + 1}/{repeat})' if repeat > 1 else ''} ...", file=sys.stderr)
+        say(f"  --cpus {c}: emulator and ceiling{f' ({i + 1}/{repeat})' if repeat > 1 else ''} ...")
         report = run(cfg)
         sps = report.metrics["switches_per_second"]
         ceil = round(ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], cfg.duration), 1)
@@ -292,7 +298,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     rows = []
     for c in ns.cpus:
         cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration)
-        rows.append(measure(cfg, ns.repeat))
+        rows.append(measure(cfg, ns.repeat, (lambda text: None) if ns.quiet else _progress))
         if ns.profile:
             profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
@@ -313,17 +319,18 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     }
     if ns.repeat > 1:
         print(f"median of {ns.repeat} runs each (range in brackets)")
-    print(f"{'cpus':>5} {'switches/s':>12} {'per cpu':>10} {'ceiling/s':>12} {'ratio':>7}")
+    heads = [("cpus", "right"), ("switches/s", "right"), ("per cpu", "right"), ("ceiling/s", "right"), ("ratio", "right")]
+    table = plain_table(*heads, *([("range", "left")] if ns.repeat > 1 else []))
     for r in rows:
         sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        line = f"{r['cpus']:>5} {sps:>12,.0f} {per:>10,.0f} {ceil:>12,.0f} {ratio:>7}"
+        cells = [str(r["cpus"]), f"{sps:,.0f}", f"{per:,.0f}", f"{ceil:,.0f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}"]
         if ns.repeat > 1:
             rates = [x["switches_per_second"] for x in r["runs"]]
             ratios = [x["ratio"] for x in r["runs"]]
             ratios = [x for x in ratios if x is not None] or [0.0]
-            line += f"   [{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios):.3f}-{max(ratios):.3f}]"
-        print(line)
+            cells.append(f"[{min(rates):,.0f}-{max(rates):,.0f}/s, ratio {min(ratios):.3f}-{max(ratios):.3f}]")
+        table.add_row(*cells)
+    print(table_text(table))
     print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
     if ns.json:
         with open(ns.json, "w") as f:

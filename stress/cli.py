@@ -6,6 +6,7 @@ Exit status: 0 clean, 1 violation found, 2 bad usage, 3 the harness itself faile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import inspect
 import json
@@ -13,6 +14,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -31,15 +33,20 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}{self._hint(message)}")
+        where = f"{self.prog}: " if " " in self.prog else ""  # a command's parser names it; main says "stress: error:"
+        raise UsageError(f"{where}{message}{self._hint(message)}")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> argparse.Namespace:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # name the option meant from the command's own options (argparse knows no command here)
+            command = subcommands(self).get(getattr(ns, "command", None) or "", self)
+            hint = _option_hint(extras, command)
+            where = f"{command.prog}: " if command is not self and "goes after" not in hint else ""
+            raise UsageError(f"{where}unrecognized arguments: {' '.join(extras)}{hint}")
+        return ns
 
     def _hint(self, message: str) -> str:
         """argparse names a bad command or option but not the one meant: add the closest."""
-        if message.startswith("unrecognized arguments: "):
-            words = [a for a in message.split(": ", 1)[1].split() if a.startswith("--")]
-            known = sorted({o for p in _parsers(self) for a in p._actions for o in a.option_strings if o.startswith("--")})
-            close = difflib.get_close_matches(words[0].split("=")[0], known, n=1) if words else []
-            return f"; did you mean '{close[0]}'?" if close else ""
         bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if bad:
             close = difflib.get_close_matches(bad.group(1), re.findall(r"[\w-]+", bad.group(2)), n=1)
@@ -61,14 +68,17 @@ class HelpShown(Exception):
         self.status = status
 
 
-def _parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    """A parser and all its subcommands' parsers, recursively."""
-    out = [p]
-    for a in p._actions:
-        if isinstance(a, argparse._SubParsersAction):
-            for sp in dict.fromkeys(a.choices.values()):
-                out += _parsers(sp)
-    return out
+def _option_hint(extras: list[str], command: argparse.ArgumentParser) -> str:
+    """The closest option of this command to the first unknown one: a different option, or none. An
+    option of the command given before the command's name is told where it goes."""
+    words = [a.split("=")[0] for a in extras if a.startswith("--")]
+    if not words:
+        return ""
+    own = sorted({o for a in command._actions for o in a.option_strings if o.startswith("--")})
+    if words[0] in own:
+        return f"; '{words[0]}' goes after the command: {command.prog} {words[0]}"
+    close = difflib.get_close_matches(words[0], own, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -228,22 +238,26 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
 
 
 def build_parser() -> Parser:
-    from stress import bench, compare, hunt
+    from stress import __version__, bench, compare, hunt
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
+    p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
     add_machine_options(run, cpus=4, duration=3.0)
     run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--verbose", action="store_true", help="the report shows every counter, not only those that apply to this run")
     run.add_argument(
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
     hunt.add_parser(sub)
     compare.add_parser(sub)
     bench.add_parser(sub)
-    sub.add_parser("list", help="list strategies, mutants and architectures")
+    ls = sub.add_parser("list", help="list strategies, mutants and architectures")
+    ls.add_argument("--json", metavar="PATH", default=None, help="also write the lists as JSON")
+    ls.add_argument("--quiet", action="store_true", help="names only, one a line")
     return p
 
 
@@ -316,6 +330,24 @@ def cmd_list() -> int:
     return 0
 
 
+def cmd_list_options(ns: argparse.Namespace) -> int:
+    """``list --quiet`` prints the names alone; ``--json PATH`` also writes the lists."""
+    check_writable(ns.json)
+    lists = {
+        "strategies": [{"name": n, "summary": s.summary} for n, s in sorted(STRATEGIES.items())],
+        "mutants": [{"name": n, "mutant_of": s.mutant_of, "summary": s.summary} for n, s in sorted(MUTANTS.items())],
+        "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
+    }
+    if ns.quiet:
+        print("\n".join(x["name"] for items in lists.values() for x in items))
+    else:
+        cmd_list()
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump(lists, f, indent=1)
+    return 0
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
     from emu.runner import run
 
@@ -327,7 +359,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.done()
-    print(render_report(report))
+    tty = sys.stdout.isatty()  # colour and the terminal's width; plain text, as wide as it needs, in a pipe
+    print(render_report(report, ns.verbose, color=tty, width=shutil.get_terminal_size().columns if tty else None))
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(report.to_json(), f, indent=1)
@@ -354,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command == "list":
-            return cmd_list()
+            return cmd_list_options(ns)
         if ns.command == "bench":
             from stress.bench import cmd_bench
 
@@ -379,3 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stress: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say, and no traceback at exit
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -20,6 +20,8 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from rich import box
+
 from emu.config import ConfigError, RunConfig
 from emu.matrix import find
 from emu.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
@@ -96,6 +98,7 @@ def add_parser(sub: Any) -> None:
         help=f"override a projection cost, e.g. ipi_rtt_ns=3000 (names: {', '.join(Costs.names())})",
     )
     c.add_argument("--json", metavar="PATH", default=None, help='write {"rows": [...]}, one per scheme x arch x CPU count')
+    c.add_argument("--quiet", action="store_true", help="no line per run on stderr")
     c.add_argument("--plot", metavar="PATH", default=None, help="draw the scaling curves to PATH.png (needs matplotlib: the 'plot' extra)")
     _add_workload(c)
 
@@ -236,30 +239,29 @@ def _cell(key: str, v: Any) -> str:
     return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
 
 
+GROUP_LABELS = {"per context switch": "per switch", "per mm exit": "per mm exit", "rate": "rate", "MODEL": "MODEL"}
+
+
 def render(rows: list[dict[str, Any]], project_cpus: int | None, costs: Costs, interrupted: bool, planned: int) -> str:
+    from rich.table import Table
+
+    from stress.progress import table_text
+
     cols = COLUMNS + (PROJ_COLUMNS if project_cpus else ())
-    name_w = max([len("scheme")] + [len(label_of(r)) for r in rows])
-    arch_w = max([len("arch")] + [len(r["arch"]) for r in rows])
-    widths = [max(len(h), 9) for _, h, _ in cols]
-    lead = f"  {'':<{name_w}}  {'':<{arch_w}}  {'':>4}  "
-    groups = []
-    i = 0
-    while i < len(cols):
-        g = cols[i][2]
-        j = i
-        while j < len(cols) and cols[j][2] == g:
-            j += 1
-        span = sum(widths[i:j]) + (j - i - 1)
-        title = f"{g} ({project_cpus} CPUs)" if g == "MODEL" else g
-        groups.append(f"{title:-^{span}}")
-        i = j
-    heads = " ".join(f"{h:>{w}}" for (_, h, _), w in zip(cols, widths, strict=True))
-    head = f"  {'scheme':<{name_w}}  {'arch':<{arch_w}}  {'cpus':>4}  {heads}"
-    lines = [lead + " ".join(groups) + "  " + "-" * 9, head + "  verdict", "  " + "-" * (len(head) + 7)]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, header_style="bold")
+    for header in ("\nscheme", "\narch"):
+        table.add_column(header)
+    table.add_column("\ncpus", justify="right")
+    group = ""
+    for _, header, g in cols:
+        # a two-line header: the group (what the count is divided by) over the first column of each
+        label = "" if g == group else (f"MODEL@{project_cpus}" if g == "MODEL" else GROUP_LABELS[g])
+        group = g
+        table.add_column(f"{label}\n{header}", justify="right", min_width=len(label), no_wrap=True)
+    table.add_column("\nverdict")
     for r in rows:
-        cells = " ".join(f"{_cell(k, r.get(k)):>{w}}" for (k, _, _), w in zip(cols, widths, strict=True))
-        lines.append(f"  {label_of(r):<{name_w}}  {r['arch']:<{arch_w}}  {r['cpus']:>4}  {cells}  {r['verdict']}")
-    lines.append("")
+        table.add_row(label_of(r), r["arch"], str(r["cpus"]), *(_cell(k, r.get(k)) for k, _, _ in cols), r["verdict"])
+    lines = [table_text(table), ""]
     lines.append(
         "measured by the emulator: counts per switch and per exit (architecture-neutral); "
         "'wait ns' and 'switch/s' are the emulator's own speed and contention, not a real machine's."
@@ -293,11 +295,17 @@ PANELS: tuple[tuple[str, str], ...] = (
 )
 
 
-def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> None:
+VIOLATION_MARKER = "X"  # a run the oracle caught, over its line's own marker
+
+
+def figure(rows: list[dict[str, Any]], seed: int, duration: float) -> Any:
+    """The scaling curves, one panel per cost and a line per scheme x arch; a violating run's
+    point is drawn again in red with ``VIOLATION_MARKER``: its costs are those of a broken run."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
@@ -320,6 +328,10 @@ def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> N
                 marker=markers[j % len(markers)],
                 label=f"{scheme} @ {arch}",
             )
+            bad = [r for r in pts if r["verdict"] == "violation"]
+            if bad:
+                ax.scatter([r["cpus"] for r in bad], [float(r.get(key) or 0.0) for r in bad], marker=VIOLATION_MARKER,
+                           s=140, color="red", edgecolors="black", linewidths=0.8, zorder=5)  # fmt: skip
         ax.set_title(title)
         ax.set_xscale("log", base=2)
         cpus = sorted({r["cpus"] for r in rows})
@@ -327,8 +339,18 @@ def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> N
         ax.set_xlabel("emulated CPUs")
         ax.grid(True, alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
+    if any(r["verdict"] == "violation" for r in rows):
+        handles.append(Line2D([], [], marker=VIOLATION_MARKER, color="red", markeredgecolor="black", linestyle="", markersize=11))
+        labels.append("violation (the oracle caught it)")
     fig.legend(handles, labels, loc="outside right center", title="scheme @ arch")
     fig.suptitle(f"lazytlb compare: measured by the emulator (seed {seed}, {duration:g}s per run)")
+    return fig
+
+
+def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, seed, duration)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -354,7 +376,8 @@ def cmd_compare(ns: argparse.Namespace) -> int:
             if stop:
                 interrupted = True
                 break
-            print(f"compare: run {i}/{len(configs)}: {label(cfg)} on {cfg.arch}, {cfg.cpus} CPUs", file=sys.stderr)
+            if not ns.quiet:
+                print(f"compare: run {i}/{len(configs)}: {label(cfg)} on {cfg.arch}, {cfg.cpus} CPUs", file=sys.stderr)
             report = run(cfg)
             if report.harness.get("interrupted"):  # Ctrl-C: the run drained early; its row is partial
                 interrupted = True

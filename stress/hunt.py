@@ -29,6 +29,7 @@ from emu.config import ConfigError, RunConfig
 from emu.matrix import CELLS, find
 from emu.report import command_for
 from stress.cli import Number
+from stress.progress import LiveStatus, plain_table, table_text
 
 DEFAULT_NOISE = 0.0  # hunt's default perturbation: see the README's race-hunting section
 RUN_OVERHEAD_S = 1.5  # interpreter start, boot, drain and report of one run
@@ -145,7 +146,7 @@ class Hunt:
         self.jobs = jobs
         self.runs_wanted = runs
         self.seed = seed
-        self.show = not quiet and sys.stderr.isatty()
+        self.status = None if quiet else LiveStatus(what="hunt")
         self.next_seed = 0
         self.rr = 0
         self.t0 = 0.0
@@ -185,8 +186,8 @@ class Hunt:
                     p.kill()
                     p.wait()
                 signal.signal(signal.SIGTERM, old)
-                if self.show:
-                    sys.stderr.write("\r" + " " * 100 + "\r")
+                if self.status:
+                    self.status.done()
         return time.monotonic() - self.t0
 
     def _on_term(self, signum: int, frame: object) -> None:
@@ -240,33 +241,30 @@ class Hunt:
             t.example = t.example or command
 
     def _progress(self) -> None:
-        if not self.show:
+        if not self.status:
             return
         runs = sum(t.runs for t in self.targets)
         caught = sum(1 for t in self.targets if t.violating)
         held = sum(1 for t in self.targets if t.held)
-        sys.stderr.write(
-            f"\r  {time.monotonic() - self.t0:6.1f}s/{self.budget:g}s  runs {runs}  "
-            f"configurations with violations {caught}/{len(self.targets)}  expectations held {held}   "
-        )
-        sys.stderr.flush()
+        text = f"{runs} runs, {caught}/{len(self.targets)} configurations with violations, {held} expectations held"
+        self.status.update(time.monotonic() - self.t0, self.budget, text)
 
 
 def render(targets: list[Target], elapsed: float, interrupted: bool) -> str:
-    width = max(len(t.name) for t in targets)
-    head = f"  {'configuration':<{width}}  {'expect':<9} {'runs':>5} {'violating':>9} {'first(s)':>9} {'median(s)':>9}  held"
-    lines = [head, "  " + "-" * (len(head) - 2)]
+    table = plain_table(("configuration", "left"), ("expect", "left"), ("runs", "right"), ("violating", "right"),
+                        ("first(s)", "right"), ("median(s)", "right"), ("held", "left"))  # fmt: skip
     for t in targets:
         j = t.to_json()
         first = "-" if j["first_detection_s"] is None else f"{j['first_detection_s']:.2f}"
         med = "-" if j["median_detection_s"] is None else f"{j['median_detection_s']:.3f}"
         held = "yes" if t.held else ("NO (harness failure)" if t.harness_failures else "NO")
-        lines.append(f"  {t.name:<{width}}  {t.expect:<9} {t.runs:>5} {t.violating:>9} {first:>9} {med:>9}  {held}")
+        table.add_row(t.name, t.expect, str(t.runs), str(t.violating), first, med, held)
+    lines = [table_text(table)]
     for t in targets:
         if t.failure:
-            lines.append(f"  harness failure in {t.name}: {t.failure}")
+            lines.append(f"harness failure in {t.name}: {t.failure}")
         elif not t.held and t.example:
-            lines.append(f"  rerun {t.name}: {t.example}")
+            lines.append(f"rerun {t.name}: {t.example}")
     all_held = all(t.held for t in targets)
     lines.append("")
     lines.append(f"hunt: {elapsed:.1f}s, {sum(t.runs for t in targets)} runs" + (", interrupted" if interrupted else ""))

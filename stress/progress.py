@@ -1,43 +1,97 @@
-"""The live progress line on a terminal, and the final report as a table."""
+"""What a run shows while it runs and when it ends: the progress display and the report.
+
+Both go through rich. On a terminal the progress display is a live line with elapsed and
+remaining time, and the report has colour; in a pipe or a CI log the progress is a plain line
+now and then, and the report is plain text, no escape codes, wide enough not to wrap."""
 
 from __future__ import annotations
 
+import io
 import sys
+import time
 from typing import TextIO
 
-from emu.report import Report
+from rich import box
+from rich.console import Console, RenderableType
+from rich.progress import Progress, TaskID, TextColumn
+from rich.table import Column, Table
+from rich.text import Text
+
+from emu.report import Report, count, grouped, headline
+
+PLAIN_WIDTH = 200  # a pipe has no width: wide enough that no table wraps
+PLAIN_LINES = 10  # at most this many progress lines per run when the output is not a terminal
+BAR = 10  # characters of the progress bar
+
+
+def console_for(stream: TextIO) -> Console:
+    """A console for ``stream``: a terminal's own width and colour, or plain text for a pipe."""
+    tty = stream.isatty()
+    return Console(file=stream, force_terminal=tty, no_color=not tty, width=None if tty else PLAIN_WIDTH, highlight=False)
+
+
+class LiveStatus:
+    """A progress display: rich's live line on a terminal; in a pipe, a plain line at most every
+    ``duration / PLAIN_LINES`` seconds (and at least a second apart)."""
+
+    def __init__(self, stream: TextIO | None = None, what: str = "load") -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.what = what
+        self._live: Progress | None = None
+        self._task: TaskID | None = None
+        self._next_plain = 0.0
+
+    def update(self, elapsed: float, total: float, text: str) -> None:
+        left = max(0.0, total - elapsed)
+        if not self.tty:
+            if elapsed >= self._next_plain:
+                self._next_plain = elapsed + max(1.0, total / PLAIN_LINES)
+                self.stream.write(f"  {elapsed:.1f}s elapsed, {left:.1f}s left: {text}\n")
+                self.stream.flush()
+            return
+        done = round(BAR * min(1.0, elapsed / total)) if total > 0 else BAR
+        # the caller's clock, not rich's: the load's own elapsed time, and what is left of it
+        clock = f"[green]{'━' * done}[/][bright_black]{'━' * (BAR - done)}[/] {elapsed:.1f}s elapsed, {left:.1f}s left"
+        if self._live is None:
+            # one text column, so a narrow terminal cuts its end, never the bar or the clock; no
+            # refresh thread (the runner forks): each update redraws
+            self._live = Progress(
+                TextColumn("  {task.fields[clock]}  {task.fields[text]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                console=console_for(self.stream), transient=True, auto_refresh=False,
+            )  # fmt: skip
+            self._live.start()
+            self._task = self._live.add_task(self.what, total=total, text=text, clock=clock)
+        assert self._task is not None
+        self._live.update(self._task, completed=min(elapsed, total), total=total, text=text, clock=clock, refresh=True)
+
+    def done(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 class ProgressLine:
-    """One line rewritten in place; shown only when stderr is a terminal."""
+    """``run``'s progress: the runner calls it with a snapshot about twice a second."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self._last = (0.0, 0)
-        self._width = 0
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.status = LiveStatus(stream)
+        self._last = (0.0, 0, time.monotonic())
 
     def __call__(self, snap: dict[str, float]) -> None:
-        if not self.enabled:
-            return
         t, sw = snap["elapsed"], snap["context_switches"]
         rate = (sw - self._last[1]) / (t - self._last[0]) if t > self._last[0] else 0.0
-        self._last = (t, int(sw))
-        line = (
-            f"  {t:5.1f}s/{snap['duration']:g}s  switches {int(sw):,} ({rate:,.0f}/s)  "
-            f"mms freed {int(snap['mm_freed']):,}  IPIs {int(snap['ipis_sent']):,}  violations {int(snap['violations'])}"
-        )
-        self._width = max(self._width, len(line))
-        self.stream.write("\r" + line.ljust(self._width))
-        self.stream.flush()
+        self._last = (t, int(sw), time.monotonic())
+        freed, ipis, viol = int(snap["mm_freed"]), int(snap["ipis_sent"]), int(snap["violations"])
+        # most telling first: a narrow terminal cuts the end
+        text = f"{viol:,} violations, {freed:,} mms freed, {rate:,.0f} switches/s, {ipis:,} IPIs"
+        self.status.update(t, snap["duration"], text)
 
     def done(self) -> None:
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
+        self.status.done()
 
 
-def _fmt(v: object) -> str:
+def fmt(v: object) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -47,54 +101,84 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-MAIN_METRICS = (
-    "context_switches",
-    "lazy_switches",
-    "switches_per_second",
-    "mm_created",
-    "mm_freed",
-    "forks",
-    "exits",
-    "kthread_use_mm",
-    "migrations",
-    "ipis_sent",
-    "lazy_refcount_atomics",
-    "lazy_refcount_atomics_per_switch",
-    "exit_to_free_us_p50",
-    "exit_to_free_us_p99",
-)
-
-
-def render_report(r: Report, timeline_lines: int = 40) -> str:
-    c = r.config
-    out = [
-        f"lazytlb: {c['strategy']}{' (mutant ' + c['mutant'] + ')' if c['mutant'] else ''} on {c['arch']}, "
-        f"{c['cpus']} CPUs, {r.harness['run_seconds']}s, seed {c['seed']}",
-        "",
-    ]
-    keys = [k for k in MAIN_METRICS if k in r.metrics] + sorted(k for k in r.metrics if k not in MAIN_METRICS)
-    width = max(len(k) for k in keys)
-    out += [f"  {k:<{width}}  {_fmt(r.metrics[k]):>14}" for k in keys]
-    out.append("")
-    h = r.harness
-    out.append(
-        f"  boot {h['boot_seconds']}s, run {h['run_seconds']}s, drain {h['drain_seconds']}s"
-        + (f", interrupted by {h['interrupted']}" if h["interrupted"] else "")
+def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> list[RenderableType]:
+    """The report, top down: the verdict and its answer, the run, what did not keep up, the
+    counters by group, the violations, the harness, and the command that reruns it."""
+    c, h = r.config, r.harness
+    style = {"clean": "bold green", "violation": "bold red"}.get(r.verdict, "bold yellow")
+    verdict, _, answer = headline(r).partition(": ")
+    parts: list[RenderableType] = [Text.assemble((verdict, style), ": ", answer)]
+    mutant = f" (mutant {c['mutant']})" if c["mutant"] else ""
+    parts.append(Text(f"{c['strategy']}{mutant} on {c['arch']}, {count(c['cpus'], 'CPU')}, {h['run_seconds']}s of load, seed {c['seed']}"))
+    for note in h.get("keep_up") or []:
+        parts.append(Text(f"the machine could not keep up: {note}", style="yellow"))
+    parts.append(Text(""))
+    groups = grouped(r, verbose)
+    names = [f"  {key}" for _, rows in groups for key, _, _ in rows] + [g for g, _ in groups]
+    values = [fmt(value) for _, rows in groups for _, value, _ in rows]
+    table = Table.grid(padding=(0, 2))
+    # the names and values never wrap or shorten: a narrow terminal wraps the meanings
+    table.add_column(no_wrap=True, min_width=max(map(len, names)))
+    table.add_column(justify="right", no_wrap=True, min_width=max(map(len, values), default=1))
+    table.add_column(style="dim", min_width=20)
+    for group, rows in groups:
+        table.add_row(Text(group, style="bold"), "", "")
+        for key, value, meaning in rows:
+            table.add_row(f"  {key}", fmt(value), meaning)
+    parts.append(table)
+    if r.violation_counts:
+        parts.append(Text(""))
+        kinds = Table.grid(padding=(0, 2))
+        kinds.add_column()
+        kinds.add_column(justify="right")
+        kinds.add_row(Text("violations by kind", style="bold"), "")
+        for k, n in sorted(r.violation_counts.items(), key=lambda kv: -kv[1]):
+            kinds.add_row(f"  {k}", f"{n:,}")
+        parts.append(kinds)
+        parts.append(Text(""))
+        parts.append(Text("the first violations", style="bold"))
+        parts += [Text(f"  - {v['kind']}: {v['detail']}") for v in r.violations[:5]]
+        if r.timelines:
+            parts.append(Text(""))
+            parts.append(Text(f"timeline of the first violation (last {timeline_lines} events of the CPUs and mm involved)", style="bold"))
+            parts += [Text("  " + line) for line in r.timelines[0][-timeline_lines:]]
+    parts.append(Text(""))
+    parts.append(Text("harness", style="bold"))
+    parts.append(
+        Text(
+            f"  boot {h['boot_seconds']}s, load {h['run_seconds']}s, drain {h['drain_seconds']}s, {h.get('total_seconds', 0):g}s in all"
+            + (f"; interrupted by {h['interrupted']}" if h["interrupted"] else "")
+            + (f"; {h['stopped_early']}" if h.get("stopped_early") else "")
+        )
     )
     if h["error"]:
-        out.append(f"  harness failure: {h['error']}")
-    if r.violation_counts:
-        out.append("")
-        out.append("  violations (kind: count)")
-        out += [f"    {k:<18} {n:>8,}" for k, n in sorted(r.violation_counts.items(), key=lambda kv: -kv[1])]
-        out.append("")
-        for v in r.violations[:5]:
-            out.append(f"  - {v['kind']}: {v['detail']}")
-        if r.timelines:
-            out.append("")
-            out.append(f"  timeline of the first violation (last {timeline_lines} events of the CPUs and mm involved):")
-            out += ["    " + line for line in r.timelines[0][-timeline_lines:]]
-    out.append("")
-    out.append(f"verdict: {r.verdict.upper()}")
-    out.append(f"rerun:   {r.command}")
-    return "\n".join(out)
+        parts.append(Text(f"  harness failure: {h['error']}", style="yellow"))
+    parts.append(Text(""))
+    parts.append(Text(f"rerun: {r.command}"))
+    return parts
+
+
+def render_report(r: Report, verbose: bool = False, color: bool = False, width: int | None = None) -> str:
+    """The report as text: plain (no escape codes) unless ``color``."""
+    out = io.StringIO()
+    con = Console(file=out, force_terminal=color, no_color=not color, width=width or PLAIN_WIDTH, highlight=False, markup=False)
+    for part in report_parts(r, verbose):
+        con.print(part)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+
+
+def plain_table(*columns: tuple[str, str]) -> Table:
+    """A borderless table whose header is underlined: (header, 'left' or 'right') per column."""
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, header_style="bold")
+    for header, justify in columns:
+        t.add_column(header, justify=justify)  # type: ignore[arg-type]
+    return t
+
+
+def table_text(table: Table, stream: TextIO | None = None) -> str:
+    """A table of ``compare``, ``hunt`` or ``bench`` as text for ``stream``: the terminal's width,
+    or wide enough not to wrap in a pipe; no escape codes but on a terminal."""
+    con = console_for(stream or sys.stdout)
+    out = io.StringIO()
+    Console(file=out, force_terminal=con.is_terminal, no_color=con.no_color, width=con.width, highlight=False, markup=False).print(table)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -119,6 +120,24 @@ def test_misspelled_commands_and_options_get_the_closest_name(cmd: str) -> None:
             continue  # an abbreviation of another option: argparse accepts it
         args = [cmd, wrong] if a.nargs == 0 else [cmd, wrong, "1"]
         assert_usage_error(args, "unrecognized arguments", f"did you mean '{opt}'?")
+
+
+@pytest.mark.parametrize("cmd", list(COMMANDS))
+def test_an_option_of_another_command_suggests_one_of_this_commands_or_none(cmd: str) -> None:
+    """argparse reports unknown options against the whole program: the hint must come from this
+    command's own options, and never be the word itself (``compare --quiet`` once got "did you mean '--quiet'?")."""
+    own = {o for a in COMMANDS[cmd]._actions for o in a.option_strings}
+    others = sorted({o for c in COMMANDS.values() for a in c._actions for o in a.option_strings if o.startswith("--")} - own)
+    for word in others:
+        if any(o.startswith(word) for o in own):
+            continue  # an abbreviation of one of this command's options: argparse accepts it
+        line = assert_usage_error([cmd, word], "unrecognized arguments")
+        hint = re.search(r"did you mean '([^']*)'", line)
+        assert hint is None or (hint.group(1) in own and hint.group(1) != word), line
+
+
+def test_an_option_before_the_command_is_told_where_it_goes() -> None:
+    assert_usage_error(["--quiet", "compare"], "'--quiet' goes after the command: stress compare --quiet")
 
 
 @pytest.mark.parametrize(

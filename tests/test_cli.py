@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,12 +51,12 @@ def test_run_writes_json_and_exits_by_verdict(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     r = stress("run", "--cpus", "2", "--duration", "0.5", "--seed", "3", "--json", str(out))
     assert r.returncode == 0, r.stderr
-    assert "verdict: CLEAN" in r.stdout and "rerun:   python -m stress run --cpus 2" in r.stdout
+    assert r.stdout.startswith("CLEAN: ") and "\nrerun: python -m stress run --cpus 2 " in r.stdout
     report = json.loads(out.read_text())
     assert report["verdict"] == "clean" and report["config"]["seed"] == 3
 
     r = stress("run", "--cpus", "8", "--duration", "2", "--seed", "3", "--mutant", "refcount-no-grab")
-    assert r.returncode == 1 and "verdict: VIOLATION" in r.stdout
+    assert r.returncode == 1 and r.stdout.startswith("VIOLATION: cpu")
 
 
 @pytest.mark.parametrize(("expect", "status"), [("clean", 0), ("violation", 1)])
@@ -77,3 +79,31 @@ def test_the_rerun_command_reproduces_every_setting() -> None:
     )  # fmt: skip
     argv = command_for(cfg).split()[3:]  # after "python -m stress"
     assert config_from(build_parser().parse_args(argv)) == cfg
+
+
+def test_version_on_the_module_and_the_script() -> None:
+    from stress import __version__
+
+    r = stress("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"lazytlb {__version__}", r
+    script = Path(sys.executable).parent / "lazytlb"  # the console script the install puts beside the interpreter
+    r = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == f"lazytlb {__version__}", r
+
+
+def test_every_command_takes_quiet_and_json() -> None:
+    from stress.cli import build_parser, subcommands
+
+    for name, parser in subcommands(build_parser()).items():
+        options = {o for a in parser._actions for o in a.option_strings}
+        assert {"--quiet", "--json"} <= options, name
+
+
+def test_list_quiet_prints_names_and_json_writes_them(tmp_path: Path) -> None:
+    out = tmp_path / "list.json"
+    r = stress("list", "--quiet", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    lists = json.loads(out.read_text())
+    names = [x["name"] for items in lists.values() for x in items]
+    assert r.stdout.split() == names and "refcount-no-grab" in names and "x86" in names
+    assert {x["mutant_of"] for x in lists["mutants"]} <= {x["name"] for x in lists["strategies"]}

@@ -3,7 +3,6 @@ raw counters, a readable plot, one-line errors; and the projection model's arith
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import signal
@@ -13,18 +12,16 @@ from pathlib import Path
 import pytest
 
 from emu.projection import DEFAULT_COSTS, CostError, Costs, costs_with, grow, line_throughput, parse_cost, project, slope_of
+from stress.compare import PANELS, VIOLATION_MARKER, figure, plot
 from tests.procs import CMD, stress
 
-HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_compare_prints_one_row_per_combination_and_writes_them_as_json(tmp_path: Path) -> None:
     out = tmp_path / "c.json"
     args = ["compare", "--strategies", "refcount,luto-hazard", "--arches", "powerpc", "--cpus", "2,4", "--duration", "0.5"]
-    args += ["--seed", "11", "--project", "64", "--json", str(out)]
-    if HAS_MPL:
-        args += ["--plot", str(tmp_path / "c.png")]
+    args += ["--seed", "11", "--project", "64", "--json", str(out), "--plot", str(tmp_path / "c.png")]
     r = stress(*args, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "run 4/4" in r.stderr and "Traceback" not in r.stderr
@@ -61,16 +58,46 @@ def test_compare_prints_one_row_per_combination_and_writes_them_as_json(tmp_path
     assert all(x["cpus_scanned_per_exit"] == pytest.approx(x["cpus_scanned"] / x["mm_exits"], abs=1e-3) for x in hazard)
     assert all("cpus_scanned" not in x and x["lazy_refcount_atomics"] > 0 for x in refcount)
     assert all(x["lazy_refcount_atomics"] == 0 for x in hazard)
-    if HAS_MPL:
-        assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
 
 
-@pytest.mark.skipif(not HAS_MPL, reason="matplotlib is not installed (the 'plot' extra)")
 def test_plot_alone_is_a_png(tmp_path: Path) -> None:
     png = tmp_path / "p.png"
     r = stress("compare", "--strategies", "hazptr", "--arches", "arm64", "--cpus", "2", "--duration", "0.3", "--plot", str(png))
     assert r.returncode == 0, r.stderr
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def _row(strategy: str, arch: str, cpus: int, verdict: str) -> dict[str, object]:
+    return {"strategy": strategy, "arch": arch, "cpus": cpus, "verdict": verdict, "shoot_all": False,
+            **{key: float(cpus) + 0.5 * (verdict == "violation") for key, _ in PANELS}}  # fmt: skip
+
+
+def test_the_plot_marks_violating_runs_with_their_own_marker(tmp_path: Path) -> None:
+    from matplotlib.colors import to_rgba
+    from matplotlib.markers import MarkerStyle
+
+    rows = [_row("refcount", "x86", 2, "clean"), _row("refcount", "x86", 8, "violation"), _row("hazptr", "arm64", 2, "clean"),
+            _row("hazptr", "arm64", 8, "clean")]  # fmt: skip
+    fig = figure(rows, seed=1, duration=2.0)
+    x = MarkerStyle(VIOLATION_MARKER)
+    want = x.get_path().transformed(x.get_transform()).vertices
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == len(PANELS)
+    for ax in panels:
+        (marks,) = ax.collections  # one scatter: the violating point, and only it
+        assert marks.get_offsets().tolist() == [[8.0, 8.5]]
+        assert marks.get_paths()[0].vertices.ravel().tolist() == pytest.approx(want.ravel().tolist())
+        assert tuple(marks.get_facecolor()[0]) == to_rgba("red")
+        assert VIOLATION_MARKER not in {line.get_marker() for line in ax.lines}  # the lines keep their own markers
+        assert len(ax.lines) == 2
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "violation (the oracle caught it)" in legend and "refcount @ x86" in legend
+    plot(rows, str(tmp_path / "v.png"), 1, 2.0)
+    assert (tmp_path / "v.png").read_bytes()[:8] == PNG_MAGIC
+    clean = figure([r for r in rows if r["verdict"] == "clean"], seed=1, duration=2.0)
+    assert all(not ax.collections for ax in clean.axes)
+    assert "violation (the oracle caught it)" not in [t.get_text() for lg in clean.legends for t in lg.get_texts()]
 
 
 @pytest.mark.parametrize(

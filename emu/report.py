@@ -289,6 +289,8 @@ METRICS: dict[str, Metric] = {
     "mm_freed": Metric(WORKLOAD, ALWAYS, "mms freed (__mmdrop)"),
     "migrations": Metric(WORKLOAD, NONZERO, "tasks moved to another CPU"),
     "kthread_use_mm": Metric(WORKLOAD, NONZERO, "kernel threads adopting an mm"),
+    "execs": Metric(WORKLOAD, NONZERO, "exec_mmap: a task's mm replaced"),
+    "preemptions": Metric(WORKLOAD, NONZERO, "kernel paths preempted at a preemption point"),
     "tlb_flushes": Metric(WORKLOAD, NONZERO, "flushes of a live mm (munmap)"),
     "lazy_refcount_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "mm_count atomics for lazy use"),
     "mm_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "atomics on mm lines (count, mask)"),

@@ -126,7 +126,7 @@ def plan(ns: argparse.Namespace) -> list[RunConfig]:
     base_ns = argparse.Namespace(
         **vars(ns), strategy=strategies[0], mutant=None, arch=arches[0], noise=0.0, stutter=False, shuffle=False,
         hotplug=False, fail_fast=False, use_mm_bursts=False, memory_model="sc", race_delay=0.0, debug_check=False,
-        no_radix_exit_shoot=False, fix="", watchdog=RunConfig().watchdog, ipi_timeout=RunConfig().ipi_timeout,
+        fix="", watchdog=RunConfig().watchdog, ipi_timeout=RunConfig().ipi_timeout,
     )  # fmt: skip
     base_ns.cpus, base_ns.shoot_all, base_ns.json = cpus[0], False, None
     base = config_from(base_ns)

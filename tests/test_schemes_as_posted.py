@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from emu.config import Workload
 from emu.cpu import Cpu
-from emu.layout import C_SCHEME, INIT_MM, T_MM, T_RESUME
+from emu.layout import C_SCHEME, INIT_MM, POISON, T_MM, T_RESUME
 from emu.testbed import Testbed
 from tests.helpers import kthread, mm_count, switch, user_task, violations
 
@@ -83,7 +83,7 @@ def test_d4_the_untouched_exit_mm_keeps_a_classic_reference_nobody_drops() -> No
             c0.do_exit(ta)  # exit_mm, the last mmput, and the dead task's switch to the idle task
             switch(c0, user_task(c0, b, 1))  # kernel -> user: the mockup drops nothing here
             assert (freed(c0) == 0) is leaked, fix
-            assert mm_count(c0, a) == (1 if leaked else -0x6B6B6B6B), fix  # exit_mm's mmgrab, or poisoned
+            assert mm_count(c0, a) == (1 if leaked else POISON), fix  # exit_mm's mmgrab, or poisoned
             assert violations(c0) == {}, fix
 
 

@@ -1,8 +1,9 @@
 """The scheme x architecture x mutant matrix and what each cell is expected to show.
 
 One table serves the race-hunting test suite (``tests/race``), ``stress hunt --matrix`` and the
-documentation. ``expect`` is ``clean`` or the violation kind the generic oracle must report;
-the reasons restate the reference's sections 4 and 5.
+documentation. ``expect`` is ``clean`` or the violation kind the generic oracle must report
+(``also``: further kinds that count as the catch, for a cell with several defects, whichever a
+run meets first stops it); the reasons restate the reference's sections 4 and 5.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class Cell:
     min_seconds: float = 0.0  # a rare race: runs of this cell last at least this long
     arch_mutant: str | None = None  # a mutant of the arch model (emu.arch.ARCH_MUTANTS), under the scheme ``strategy``
     workload: dict[str, Any] = field(default_factory=dict)  # Workload fields that differ from the run's
+    also: tuple[str, ...] = ()  # other kinds that catch it: the cell runs code with more than one defect
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The violation kinds any one of which catches this cell."""
+        return (self.expect, *self.also)
 
     @property
     def mutant(self) -> str | None:
@@ -152,17 +159,26 @@ CELLS: list[Cell] = [
             "luto-rfc",
             a,
             "use_after_free",
-            why="D4 (integration gap of the posted mockup): untouched paths drop counts the new switch never took",
+            also=("freed_while_lazy", "count_underflow"),
+            why="D4 (integration gap of the posted mockup): untouched paths drop counts the new switch never took; D1 is there too",
         )
         for a in ARCHES
     ),
-    Cell("luto-rfc", "x86", "use_after_free", options={"fix": "drop-check"}, why="D4 (integration gap) remains without the integration"),
+    Cell(
+        "luto-rfc",
+        "x86",
+        "use_after_free",
+        options={"fix": "drop-check"},
+        also=("freed_while_lazy", "count_underflow"),
+        why="D4 (integration gap) remains without the integration; D1 is there too",
+    ),
     Cell(
         "luto-rfc",
         "arm64",
         "use_after_free",
         options={"fix": "drop-check,scan-online"},
-        why="D4 (integration gap) remains without the integration",
+        also=("freed_while_lazy", "count_underflow"),
+        why="D4 (integration gap) remains without the integration; D1 is there too",
     ),
     *(
         Cell(

@@ -35,4 +35,5 @@ def test_cell(cell: Cell, race_round: int, request: pytest.FixtureRequest) -> No
         assert report.verdict == "clean", f"{report.violations[:3]} ({context})"
         assert report.metrics["mm_freed"] == report.metrics["mm_created"] > 0
     else:
-        assert cell.expect in report.violation_counts, f"expected {cell.expect}, got {report.violation_counts} ({context})"
+        caught = [k for k in cell.kinds if k in report.violation_counts]
+        assert caught, f"expected {' or '.join(cell.kinds)}, got {report.violation_counts} ({context})"

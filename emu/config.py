@@ -72,9 +72,31 @@ class RunConfig:
     race_delay: float = 0.0  # per pass through a scheme's marked race window: chance to stall there
     watchdog: float = 10.0  # seconds without progress before a CPU is reported stalled
     ipi_timeout: float = 10.0  # seconds an IPI sender waits for the acknowledgement (csd lock timeout)
+    # scheduling (emu.detsched): free-running processes, or one CPU at a time by a seeded policy
+    sched: str = "free"  # free, pct or random
+    steps: int = 100_000  # a deterministic mode's run phase, in scheduling points (its --duration)
+    depth: int = 3  # pct: the bug depth it targets (depth - 1 priority change points)
+    replay: str = ""  # a deterministic run's report or schedule file: follow its schedule
+
+    @property
+    def deterministic(self) -> bool:
+        return self.sched != "free"
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> RunConfig:
+        """A report's ``config`` back (ConfigError if it is not one)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        wl_names = {f.name for f in dataclasses.fields(Workload)}
+        wl = d.get("workload")
+        if not isinstance(wl, dict) or set(wl) - wl_names or set(d) - names:
+            raise ConfigError("not a run's configuration (from another version of lazytlb?)")
+        try:
+            return cls(**{**{k: v for k, v in d.items() if k != "workload"}, "workload": Workload(**wl)})  # type: ignore[arg-type]
+        except TypeError as e:
+            raise ConfigError(f"not a run's configuration: {e}") from None
 
     @property
     def scheme(self) -> str:
@@ -111,6 +133,8 @@ def max_cpus_here() -> int:
 
 
 X86_MODELS = ("x86", "x86-lazy-mask")
+SCHEDS = ("free", "pct", "random")
+MAX_STEPS = 1_000_000_000
 MAX_TRIM_TIMER = 1_000_000
 
 
@@ -167,6 +191,16 @@ def validate(
     for flag, v in (("--watchdog", cfg.watchdog), ("--ipi-timeout", cfg.ipi_timeout)):
         if not 0.1 <= v <= 3600:
             raise ConfigError(f"{flag} must be between 0.1 and 3600 seconds, got {v}")
+    if cfg.sched not in SCHEDS:
+        raise ConfigError(f"unknown scheduling mode '{cfg.sched}' {suggest(cfg.sched, list(SCHEDS))}")
+    if not 1 <= cfg.steps <= MAX_STEPS:
+        raise ConfigError(f"--steps must be between 1 and {MAX_STEPS:,}, got {cfg.steps}")
+    if not 1 <= cfg.depth <= 64:
+        raise ConfigError(f"--depth must be between 1 and 64, got {cfg.depth}")
+    if cfg.deterministic and cfg.shuffle:
+        raise ConfigError("--shuffle moves CPU processes between host cores: under a deterministic --sched it has no effect")
+    if cfg.replay and not cfg.deterministic:
+        raise ConfigError("--replay follows a deterministic run's schedule: add the --sched it was recorded with")
     w = cfg.workload
     for name in (
         "p_fork",

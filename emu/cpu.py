@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emu.arch import resolve_arch
+from emu.detsched import WAIT_SPIN, DetSched, install_points
 from emu.hotplug import Hotplug
 from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.layout import (
@@ -86,9 +87,11 @@ from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, U
 from emu.perturb import install_noise
 from emu.sched import Scheduler
 from emu.strategies import resolve
-from emu.trace import Tracer, event
+from emu.trace import StepTracer, Tracer, event
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from emu.config import RunConfig
     from emu.shm import Segment
 
@@ -100,7 +103,10 @@ EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
 
 
 class Cpu(Scheduler, Hotplug):
-    def __init__(self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list,  # type: ignore[type-arg]
+        det: DetSched | None = None,
+    ) -> None:  # fmt: skip
         self.cpu = cpu
         self.cfg = cfg
         self.wl = cfg.workload
@@ -114,9 +120,14 @@ class Cpu(Scheduler, Hotplug):
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
         )  # fmt: skip
-        self.trace = Tracer(self.w, layout, cpu).emit
+        # the machine's clock: the host's, or a deterministic mode's step count (emu.detsched)
+        self.det = det
+        self.clock: Callable[[], float] = time.monotonic if det is None else det.clock
+        self.clock_ns: Callable[[], int] = time.monotonic_ns if det is None else det.clock_ns
+        self.trace = (Tracer(self.w, layout, cpu) if det is None else StepTracer(self.w, layout, cpu, det.stamp)).emit
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
+        self.oracle.clock_ns = self.clock_ns
         self.rng = random.Random(cfg.seed * 1_000_003 + cpu)
 
         base = layout.cpu(cpu)
@@ -130,7 +141,7 @@ class Cpu(Scheduler, Hotplug):
         self.c_walks = self._cnt["page_walks"]
         self.c_migrations = self._cnt["migrations"]
         self.irq.on_send = self._count_ipi
-        self.irq.on_receive = lambda fid: self.count("ipis_received")
+        self.irq.on_receive = self._received_ipi
         self.irq.on_entry = self.irq_entry
         self.irq.fence = self.atomics.store_buffer_drain
 
@@ -140,6 +151,17 @@ class Cpu(Scheduler, Hotplug):
         self.HP_WANT = base + C_HP_WANT
         noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self._cnt["noise_delays"])
+        if det is not None:
+            det.atomics, det.irq = self.atomics, self.irq
+            install_points(self.atomics, det)  # before the scheme and the arch bind the primitives
+            self.irq.use_det(det)
+            walk = self.page_walk
+
+            def page_walk() -> None:
+                det.point(False)
+                walk()
+
+            self.page_walk = page_walk  # type: ignore[method-assign]
 
         self.mask_word, self.mask_bit = cpu >> 5, cpu & 31  # this CPU's place in an mm_cpumask
         self.mm_base, self.cpumask_stride = layout.mm_base, layout.cpumask_stride
@@ -165,6 +187,26 @@ class Cpu(Scheduler, Hotplug):
 
     def count(self, name: str, n: int = 1) -> None:
         self.w[self._cnt[name]] += n
+
+    def _received_ipi(self, fid: int) -> None:
+        self.count("ipis_received")
+        if self.det is not None:
+            self.det.progress()  # its acknowledgement is what the sender waits for
+
+    def cpu_relax(self) -> None:
+        """One iteration of a busy-wait whose condition is not met yet: give the core (or, in a
+        deterministic mode, the turn) to another CPU."""
+        if self.det is None:
+            os.sched_yield()
+        else:
+            self.det.wait(WAIT_SPIN)
+
+    def yield_point(self) -> None:
+        """A place where another CPU should get a chance to run (a marked race window)."""
+        if self.det is None:
+            os.sched_yield()
+        else:
+            self.det.point(False)
 
     def _count_ipi(self, fid: int, target: int, arg: int) -> None:
         self.count("ipis_sent")
@@ -221,6 +263,8 @@ class Cpu(Scheduler, Hotplug):
         self.boot()
         try:
             self.run()
+            if self.det is not None:
+                self.det.exit()
         except IpiTimeout as e:
             # the runner turns this record into the report's "lost IPI" line: no stderr from a CPU
             base = self.layout.cpu(self.cpu)
@@ -328,7 +372,7 @@ class Cpu(Scheduler, Hotplug):
             self.do_exit(task)
         elif r < wl.p_exit + wl.p_block:
             delay = rng.expovariate(1e6 / wl.sleep_us) if wl.sleep_us else 0.0
-            heapq.heappush(self.sleepers, (time.monotonic() + delay, task))
+            heapq.heappush(self.sleepers, (self.clock() + delay, task))
             self.schedule()
         else:
             if r < wl.p_exit + wl.p_block + wl.p_exec:  # the same draw: no extra one on every quantum
@@ -385,11 +429,13 @@ class Cpu(Scheduler, Hotplug):
             self.sched_force_init_mm()
             self.w[self.DRAIN_PASS] += 1  # only this CPU writes it
             self.w[self.STATE] = CPU_QUIESCED
+            if self.det is not None:
+                self.det.drain_pass()  # in a deterministic mode the CPUs tell when the machine has drained
             self.idle_wait(0.005)
             return
         timeout = 0.002
         if self.sleepers:
-            timeout = max(0.0, min(timeout, self.sleepers[0][0] - time.monotonic()))
+            timeout = max(0.0, min(timeout, self.sleepers[0][0] - self.clock()))
         self.w[self.STATE] = CPU_IDLE
         if not self.inbox_pending():  # re-check after publishing IDLE: a waker reads it after queueing
             self.count("idle_waits")
@@ -413,7 +459,7 @@ class Cpu(Scheduler, Hotplug):
         w = self.w
         if w[self.INBOX_TAIL] != w[self.INBOX_HEAD]:
             self.drain_inbox()
-        if self.sleepers and self.sleepers[0][0] <= time.monotonic():
+        if self.sleepers and self.sleepers[0][0] <= self.clock():
             self.wake_sleepers(PHASE_RUN)
         if self.kthreads and self.rng.random() < (0.5 if w[H_USE_MM_BURST] else self.wl.p_kthread) and w[H_PHASE] == PHASE_RUN:
             k = self.rng.choice(self.kthreads)
@@ -492,7 +538,7 @@ class Cpu(Scheduler, Hotplug):
             self.ttwu_queue(self.select_task_rq(), task)
 
     def wake_sleepers(self, phase: int) -> None:
-        now = time.monotonic()
+        now = self.clock()
         while self.sleepers and (phase != PHASE_RUN or self.sleepers[0][0] <= now):
             _, task = heapq.heappop(self.sleepers)
             self.wake_up(task)

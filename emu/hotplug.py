@@ -14,7 +14,6 @@ The runner asks (``C_HP_WANT``); the CPU itself carries it out, as the dying CPU
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from emu.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
@@ -76,8 +75,10 @@ class Hotplug:
     def cpuhp_teardown(self: Cpu) -> None:
         """The remaining teardown states: interrupts off, the CPU busy and unreachable."""
         flags = self.irq.local_irq_save()
-        end = time.monotonic() + self.rng.uniform(*TEARDOWN_US) / 1e6
-        while time.monotonic() < end:
+        end = self.clock() + self.rng.uniform(*TEARDOWN_US) / 1e6
+        if self.det is not None:
+            self.det.sleep(int(end * 1e6), wakeable=False)  # busy, unreachable: only the clock ends it
+        while self.clock() < end:
             pass
         self.irq.local_irq_restore(flags)
 

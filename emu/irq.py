@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING
 
+from emu.detsched import WAIT_CSD
 from emu.layout import C_CSD_WAIT, C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ, XSLOT_WORDS, Layout
 from emu.trace import event
 
 if TYPE_CHECKING:
+    from emu.detsched import DetSched
     from emu.trace import Trace
 
 IPI_SIGNAL = signal.SIGUSR1
@@ -95,6 +97,13 @@ class Irq:
         self._stride = XSLOT_WORDS
         self._ring = [d._semlock.release for d in doorbells]  # type: ignore[attr-defined]
         self._doorbell_wait = doorbells[cpu]._semlock.acquire  # type: ignore[attr-defined]
+        self.det: DetSched | None = None  # a deterministic mode: no signals, the scheduler's flags
+
+    def use_det(self, det: DetSched) -> None:
+        """Deterministic mode: the doorbell is a flag the target sees at its next scheduling point,
+        a wake-up ends its idle sleep, and waiting for an acknowledgement is a scheduler wait."""
+        self.det = det
+        self._ring = [lambda c=c: det.wake(c) for c in range(self.layout.ncpus)]
 
     # -- the mask ----------------------------------------------------------------------
     def local_irq_disable(self) -> None:
@@ -162,6 +171,9 @@ class Irq:
         x = self.layout.xslot(target, self.cpu)
         if w[x + X_REQ] == w[x + X_ACK]:
             return
+        if self.det is not None:
+            self._csd_lock_wait_det(target, x)
+            return
         start = time.monotonic()
         spins = 0
         waiting = self.layout.cpu(self.cpu) + C_CSD_WAIT
@@ -180,6 +192,18 @@ class Irq:
         finally:
             w[waiting] = outer
 
+    def _csd_lock_wait_det(self, target: int, x: int) -> None:
+        w, det = self.w, self.det
+        assert det is not None
+        waiting = self.layout.cpu(self.cpu) + C_CSD_WAIT
+        outer = w[waiting]
+        w[waiting] = target + 1
+        try:
+            while w[x + X_REQ] != w[x + X_ACK] and self.cpu_online(target):
+                det.wait(WAIT_CSD, target)  # IPIs sent to us are handled at the wait's scheduling point
+        finally:
+            w[waiting] = outer
+
     def _send(self, target: int, fid: int, arg: int) -> bool:
         if not self.cpu_online(target):
             return False
@@ -195,6 +219,9 @@ class Irq:
             self.trace(EV_IPI_SEND, fid, target)
         if self.on_send:
             self.on_send(fid, target, arg)
+        if self.det is not None:
+            self.det.raise_ipi(target)
+            return True
         try:
             os.kill(w[self.layout.cpu(target) + C_PID], IPI_SIGNAL)
         except ProcessLookupError:
@@ -246,6 +273,9 @@ class Irq:
 
     def idle_poll(self, timeout: float) -> None:
         """The idle CPU's wait: until a wake-up, or the timeout; IPI handlers run meanwhile."""
+        if self.det is not None:
+            self.det.sleep(int((self.det.clock() + timeout) * 1e6))
+            return
         if self._doorbell_wait(True, timeout):
             while self._doorbell_wait(False):  # wake-ups posted meanwhile: one wake serves them all
                 pass

@@ -79,6 +79,7 @@ SNAP_CAP = 4
 EV_WORDS = 4  # clock_ns, code, a, b
 EV_CAP = 256  # events kept per CPU
 SCRATCH_WORDS = 512
+SCHED_HEADER_WORDS, SCHED_CPU_WORDS = 32, 16  # emu.detsched names the words
 
 # exit-to-free latency histogram: 4 buckets per octave from 1 us
 E2F_BUCKETS = 96
@@ -144,13 +145,14 @@ class Layout:
     kthreads: int
     user_tasks_per_cpu: int
     counters: tuple[str, ...]
+    sched_log: int = 0  # the deterministic scheduler's log of hand-overs (entries; 0: free mode, no region)
 
     @classmethod
-    def for_run(cls, ncpus: int, procs: int, threads: int, kthreads: int, counters: tuple[str, ...]) -> Layout:
+    def for_run(cls, ncpus: int, procs: int, threads: int, kthreads: int, counters: tuple[str, ...], sched_log: int = 0) -> Layout:
         mm_per_cpu = max(8, math.ceil(4 * procs / ncpus) + 4)
         user_per_cpu = max(16, math.ceil(3 * procs * threads / ncpus) + 8)
         names = tuple(dict.fromkeys(BASE_COUNTERS + counters))
-        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names)
+        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names, sched_log)
 
     # -- sizes -------------------------------------------------------------------------
     @cached_property
@@ -235,8 +237,17 @@ class Layout:
         return self.snap_base + SNAP_CAP * self.events_words
 
     @cached_property
-    def words(self) -> int:
+    def sched_base(self) -> int:
+        """The deterministic scheduler's state (``emu.detsched``): a header, a record per CPU, the log."""
         return self.scratch_base + SCRATCH_WORDS
+
+    @cached_property
+    def sched_words(self) -> int:
+        return SCHED_HEADER_WORDS + self.ncpus * SCHED_CPU_WORDS + 2 * self.sched_log if self.sched_log else 0
+
+    @cached_property
+    def words(self) -> int:
+        return self.sched_base + self.sched_words
 
     @cached_property
     def nbytes(self) -> int:

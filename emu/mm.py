@@ -13,7 +13,6 @@ after ``__mmdrop`` is reported as a use-after-free, not silently applied to a re
 
 from __future__ import annotations
 
-from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from emu.layout import (
@@ -149,7 +148,7 @@ class MmOps:
 
     def __mmput(self, mm: int) -> None:
         b = self.layout.mm(mm)
-        self.w[b + M_T_MMPUT] = monotonic_ns()
+        self.w[b + M_T_MMPUT] = self.c.clock_ns()
         self.w[b + M_STATE] = MM_EXITED
         self.c.count("mm_exits")
         self.c.count("footprint_cpus", self.atomics.cpumask_weight(self.layout.ran_mask(mm), self.layout.ncpus))
@@ -208,5 +207,6 @@ class MmOps:
         self.trace(EV_FREED, mm)
         self.c.count("mm_freed")
         if t_put:
-            self.c.count("exit_to_free_ns_sum", monotonic_ns() - t_put)
-            self.c.record_exit_to_free(monotonic_ns() - t_put)
+            ns = self.c.clock_ns() - t_put
+            self.c.count("exit_to_free_ns_sum", ns)
+            self.c.record_exit_to_free(ns)

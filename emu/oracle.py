@@ -21,6 +21,7 @@ the first few) a snapshot of every CPU's event ring.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic_ns
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,7 @@ class Oracle:
         self.atomics = atomics
         self.cpu = cpu
         self.trace = trace
+        self.clock_ns: Callable[[], int] = monotonic_ns  # the machine's clock (steps, in a deterministic mode)
         self.mm_base = layout.mm_base
         self._active = slice(layout.cpu_base + C_ACTIVE_MM, layout.cpu_base + layout.ncpus * CPU_WORDS, CPU_WORDS)
         self._seen: set[tuple[int, int, int, int]] = set()
@@ -191,4 +193,4 @@ class Oracle:
         v = self.layout.viol_base + n * VIOL_WORDS
         w = self.w
         w[v + V_KIND], w[v + V_CPU], w[v + V_MM], w[v + V_SITE] = kind, self.cpu, mm, where
-        w[v + V_AUX], w[v + V_CLOCK], w[v + V_SNAP], w[v + V_OTHER] = aux, monotonic_ns(), snap, other
+        w[v + V_AUX], w[v + V_CLOCK], w[v + V_SNAP], w[v + V_OTHER] = aux, self.clock_ns(), snap, other

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emu.config import RunConfig, Workload
+from emu.detsched import STEP_NS
 from emu.irq import ipi_name
 from emu.layout import (
     E2F_BUCKETS,
@@ -41,7 +42,7 @@ from emu.layout import (
     mm_name,
 )
 from emu.oracle import KINDS, LEAK, site_name
-from emu.trace import decode_rings, render
+from emu.trace import STEP_SHIFT, decode_rings, render
 
 if TYPE_CHECKING:
     from emu.runner import RunState
@@ -62,8 +63,10 @@ class Report:
     harness: dict[str, Any]
     command: str
     timelines: list[list[str]] = field(default_factory=list)
+    schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.detsched)
 
     def to_json(self) -> dict[str, Any]:
+        extra = {"schedule": self.schedule} if self.schedule is not None else {}
         return {
             "config": self.config,
             "metrics": self.metrics,
@@ -74,6 +77,7 @@ class Report:
             "harness": self.harness,
             "command": self.command,
             "timelines": self.timelines,
+            **extra,
         }
 
 
@@ -124,6 +128,8 @@ def _round(x: float | None) -> float | None:
 
 
 def _first(clock_ns: int, t_run_ns: int) -> float | None:
+    if t_run_ns < 0:  # a deterministic run: the machine's clock counts steps, a microsecond each
+        return round(clock_ns / 1e9, 6) if clock_ns else None
     return round(max(0, clock_ns - t_run_ns) / 1e9, 4) if clock_ns and t_run_ns else None
 
 
@@ -191,8 +197,9 @@ def timeline(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int, t0_
     lines = []
     for clock, cpu, code, a, b in decode_rings(rings, layout):
         if cpu in cpus or a == mm or b == mm:
-            t = (clock - t0_ns) / 1e6
-            lines.append(f"{t:+12.3f}ms  cpu{cpu:<3d} {render(code, a, b, layout, names)}")
+            # deterministic: the step
+            stamp = f"step {clock >> STEP_SHIFT:>9,}" if t0_ns < 0 else f"{(clock - t0_ns) / 1e6:+12.3f}ms"
+            lines.append(f"{stamp}  cpu{cpu:<3d} {render(code, a, b, layout, names)}")
     return lines[-TIMELINE_LINES:]
 
 
@@ -229,6 +236,32 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         status, verdict = STATUS_VIOLATION, "violation"
     else:
         status, verdict = STATUS_CLEAN, "clean"
+    metrics = {**metrics_from(counters, state.run_s), "first_violation_s": _first(first, state.t_run_ns)}
+    if cfg.deterministic:  # nothing of the host's: the same configuration and seed give the same report
+        sched = state.schedule
+        harness = {
+            "sched": cfg.sched,
+            "steps": state.steps,
+            "run_steps": state.run_steps,
+            "drained": drained,
+            "interrupted": state.interrupted or None,
+            "stopped_early": state.stopped_early or None,
+            "error": state.harness_error or None,
+        }
+        metrics["first_violation_step"] = first // STEP_NS if first else None
+        for v in violations:
+            if v["t_s"] is not None:
+                v["step"] = round(v["t_s"] * 1e9) // STEP_NS
+        schedule = {
+            "sched": cfg.sched,
+            "handovers": sched.encode() if sched else "",
+            "count": len(sched.handovers) if sched else 0,
+            "truncated": bool(state.schedule_truncated),
+        }
+        return Report(
+            config=cfg.to_dict(), metrics=metrics, violations=violations, violation_counts=counts, verdict=verdict,
+            status=status, harness=harness, command=command_for(cfg), timelines=timelines, schedule=schedule,
+        )  # fmt: skip
     harness = {
         "boot_seconds": round(state.boot_s, 3),
         "run_seconds": round(state.run_s, 3),
@@ -243,7 +276,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
     }
     return Report(
         config=cfg.to_dict(),
-        metrics={**metrics_from(counters, state.run_s), "first_violation_s": _first(first, state.t_run_ns)},
+        metrics=metrics,
         violations=violations,
         violation_counts=counts,
         verdict=verdict,
@@ -324,6 +357,7 @@ METRICS: dict[str, Metric] = {
     "hotplug_offline": Metric(HARNESS, ("hotplug", True), "CPUs taken offline"),
     "hotplug_online": Metric(HARNESS, ("hotplug", True), "CPUs brought back online"),
     "first_violation_s": Metric(HARNESS, VERBOSE, "seconds in, first violation"),
+    "first_violation_step": Metric(HARNESS, NONZERO, "deterministic mode: the scheduling step of the first violation"),
     "page_walks": Metric(HARNESS, VERBOSE, "oracle checks: the heartbeat"),
     "idle_waits": Metric(HARNESS, VERBOSE, "idle sleeps on the doorbell"),
     "lock_contended": Metric(HARNESS, VERBOSE, "atomics finding their lock taken"),
@@ -406,4 +440,6 @@ def violation_sentence(v: dict[str, Any]) -> str:
         by = f" (freed by cpu{v['freed_by']})" if v.get("freed_by", -1) >= 0 else ""
         other = f"cpu{v['other_cpu']}"
         sentence = HEADLINES[kind].format(cpu=v["cpu"], mm=v["mm"], holder=holder, other=other, by=by, at=v.get("site", ""))
+    if v.get("step") is not None:
+        return sentence + f", at step {v['step']:,}"
     return sentence + (f", {v['t_s']:.3g} s in" if v.get("t_s") is not None else "")

@@ -36,7 +36,27 @@ from emu.arch import ARCHES
 from emu.atomics import make_locks
 from emu.config import RunConfig
 from emu.cpu import EXIT_HARNESS, Cpu
-from emu.drivers import Perturbation
+from emu.detsched import (
+    DRAIN_STEPS,
+    ERR_DEADLOCK,
+    ERR_DRAIN,
+    S_CURRENT,
+    S_DRAIN_AT,
+    S_ERROR,
+    S_INTERRUPT,
+    S_STEP,
+    S_STOPPED,
+    S_TRUNCATED,
+    STEP_NS,
+    STOP_FAIL_FAST,
+    DetSched,
+    Schedule,
+    describe_deadlock,
+    init_region,
+    load_replay,
+    read_schedule,
+)
+from emu.drivers import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
 from emu.irq import make_doorbells
 from emu.layout import (
     C_ACTIVE_MM,
@@ -69,6 +89,7 @@ from emu.strategies import resolve
 from emu.watchdog import Watchdog, describe_cpu, lost_ipi
 
 PR_SET_PDEATHSIG = 1
+SCHED_LOG_MAX = 1 << 20  # hand-overs a deterministic run's schedule keeps (16 bytes each)
 BOOT_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 5.0  # a profiled run's CPUs write their statistics as they exit
@@ -119,13 +140,20 @@ def _cpu_entry(
     parent: int,
     profile_dir: str | None,
     gate: tuple[int, int],
+    turns: list | None = None,  # type: ignore[type-arg]
+    schedule: Schedule | None = None,
 ) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.close(gate[1])
     seg.check()
-    machine = Cpu(cpu, cfg, layout, seg, locks, doorbells)
+    det = None
+    if turns is not None:
+        det = DetSched(
+            seg.words, layout, cpu, cfg.sched, cfg.seed, cfg.steps, cfg.depth, cfg.fail_fast, turns, schedule, _perturb_means(cfg)
+        )
+    machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, det)
     boot = machine.boot
 
     def boot_into_holding_pen() -> None:
@@ -136,13 +164,29 @@ def _cpu_entry(
         os.read(gate[0], 1)
         os.close(gate[0])
 
-    machine.boot = boot_into_holding_pen  # type: ignore[method-assign]
+    def boot_in_turn() -> None:
+        # deterministic: the CPUs boot one after another, each when the one before hands it the turn
+        assert det is not None
+        os.close(gate[0])
+        det.wait_turn()
+        boot()
+        det.boot_done()
+
+    machine.boot = boot_in_turn if det is not None else boot_into_holding_pen  # type: ignore[method-assign]
     if profile_dir is None:
         sys.exit(machine.main())
     profile = cProfile.Profile()
     status = profile.runcall(machine.main)
     profile.dump_stats(os.path.join(profile_dir, f"cpu{cpu}.prof"))
     sys.exit(status)
+
+
+def _perturb_means(cfg: RunConfig) -> dict[str, float]:
+    """A deterministic mode's perturbation: each kind asked for, with its mean gap in steps."""
+    step_s = STEP_NS / 1e9
+    means = {"stutter": STUTTER_RUN_S / step_s, "hotplug": HOTPLUG_EVERY_S / step_s, "burst": BURST_EVERY_S / step_s}
+    on = {"stutter": cfg.stutter, "hotplug": cfg.hotplug, "burst": cfg.use_mm_bursts}
+    return {k: v for k, v in means.items() if on[k]}
 
 
 @dataclass
@@ -161,13 +205,18 @@ class RunState:
     rss: dict[str, object] = field(default_factory=dict)
     drained: bool = False  # the drain finished: only then is an mm still alive a leak
     keep_up: list[str] = field(default_factory=list)  # what the host could not do in time, in words
+    schedule: Schedule | None = None  # a deterministic run's executed schedule
+    steps: int = 0  # a deterministic run's steps in all, and in its run phase
+    run_steps: int = 0
+    schedule_truncated: bool = False
 
 
 def layout_for(cfg: RunConfig) -> Layout:
     strat = resolve(cfg.scheme)
     arch = ARCHES[cfg.arch]
     w = cfg.workload
-    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, tuple(strat.counters) + tuple(arch.counters))
+    log = min(SCHED_LOG_MAX, cfg.steps + 16) if cfg.deterministic else 0
+    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, tuple(strat.counters) + tuple(arch.counters), log)
 
 
 class Runner:
@@ -201,6 +250,7 @@ class Runner:
         try:
             locks = make_locks(ctx)
             doorbells = make_doorbells(ctx, self.cfg.cpus)
+            turns = make_doorbells(ctx, self.cfg.cpus) if self.cfg.deterministic else None  # who holds the turn
         except OSError as e:  # sem_open: the semaphores live in /dev/shm too
             seg.unlink()
             raise SegmentError(f"cannot create the lock semaphores in /dev/shm: {e.strerror or e}") from e
@@ -208,7 +258,10 @@ class Runner:
         try:
             aborted, grace = True, ABORT_GRACE_S
             try:
-                self._boot_and_run(seg, ctx, locks, doorbells, t_start)
+                if turns is not None:
+                    self._run_deterministic(seg, ctx, locks, doorbells, turns, t_start)
+                else:
+                    self._boot_and_run(seg, ctx, locks, doorbells, t_start)
                 aborted = False
             except KeyboardInterrupt:
                 self.state.interrupted = self.state.interrupted or "SIGINT"
@@ -219,7 +272,7 @@ class Runner:
                 self._reap(seg, aborted, grace)
             self.state.total_s = time.monotonic() - t_start
             late = time.monotonic() - self.deadline
-            if late >= 0.05 and not self.state.harness_error and not self.state.interrupted:
+            if late >= 0.05 and not self.state.harness_error and not self.state.interrupted and turns is None:
                 self.state.keep_up.append(
                     f"the run ended {late:.1f}s later than {KEEP_UP_S:g}s after its duration "
                     f"(drain {self.state.drain_s:.1f}s, then stopping the {self.cfg.cpus} CPU processes)"
@@ -258,6 +311,77 @@ class Runner:
             self.state.run_s = time.monotonic() - t_run
         self._note_load(seg, t_run + cfg.duration > end)
         self._drain(seg)
+
+    def _run_deterministic(
+        self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list, turns: list,  # type: ignore[type-arg]
+        t0: float,
+    ) -> None:  # fmt: skip
+        """A deterministic mode: the CPUs boot in turn and run one at a time, deciding among
+        themselves (``emu.detsched``); the runner only starts them, hands the first turn to cpu0,
+        and watches: for a CPU that dies, the scheduler's error, a signal, and a turn that never
+        ends (a host-side hang: the watchdog's seconds without a step)."""
+        w, lay, cfg = seg.words, self.layout, self.cfg
+        w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
+        init = lay.mm_base
+        w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
+        init_region(w, lay, cfg.sched, cfg.seed, cfg.steps, cfg.depth)
+        gate = os.pipe()  # unused by the deterministic boot; the CPU entry closes its ends
+        schedule = load_replay(cfg) if cfg.replay else None
+        try:
+            for c in range(cfg.cpus):
+                args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate, turns, schedule)
+                p = ctx.Process(target=_cpu_entry, args=args, name=f"lazytlb-cpu{c}", daemon=True)
+                try:
+                    p.start()
+                except OSError as e:
+                    raise HarnessError(f"cannot start cpu {c}: {e.strerror or e}") from e
+                self.procs.append(p)
+        finally:
+            for fd in gate:
+                os.close(fd)
+        for p in self.procs:
+            self._exits.register(p.sentinel, select.POLLIN)
+        turns[0].release()
+        base = lay.sched_base
+        last_step, last_change = -1, time.monotonic()
+        next_tick = last_change
+        while True:
+            if self.state.interrupted and not w[base + S_INTERRUPT]:
+                w[base + S_INTERRUPT] = 1  # the CPU holding the turn starts the drain
+            if w[base + S_ERROR]:
+                break
+            if all(p.exitcode is not None for p in self.procs):
+                self._check_children(seg)
+                break
+            self._wait_children(seg, 0.02)
+            now = time.monotonic()
+            step = w[base + S_STEP]
+            if step != last_step:
+                last_step, last_change = step, now
+            elif now - last_change > cfg.watchdog:
+                holder = w[base + S_CURRENT]
+                raise HarnessError(f"no scheduling step for {cfg.watchdog:g}s: cpu {holder} holds the turn: {describe_cpu(lay, w, holder)}")
+            if self.progress and now >= next_tick:
+                next_tick = now + 0.5
+                self.progress(self.snapshot(seg, step / 1e6))
+        st = self.state
+        st.steps = w[base + S_STEP]
+        drained_at = w[base + S_DRAIN_AT]
+        st.run_steps = drained_at or st.steps
+        st.run_s = st.run_steps * STEP_NS / 1e9
+        st.schedule = read_schedule(w, lay, cfg.sched)
+        st.schedule_truncated = bool(w[base + S_TRUNCATED])
+        st.t_run_ns = -1  # the stamps are steps
+        st.total_s = time.monotonic() - t0
+        error = w[base + S_ERROR]
+        if error == ERR_DEADLOCK:
+            raise HarnessError(describe_deadlock(w, lay))
+        if error == ERR_DRAIN:
+            raise HarnessError(f"the machine did not drain within {DRAIN_STEPS:,} steps: {w[H_LIVE_USERS]} user tasks alive")
+        stopped = w[base + S_STOPPED]
+        if stopped == STOP_FAIL_FAST:
+            st.stopped_early = "stopped at the first violation (--fail-fast)"
+        st.drained = w[H_PHASE] == PHASE_EXIT
 
     def _boot(
         self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list,  # type: ignore[type-arg]

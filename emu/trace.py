@@ -50,6 +50,28 @@ class Tracer:
         self.i = i if i < self.end else self.base
 
 
+class StepTracer(Tracer):
+    """The deterministic modes' rings: stamped with the step and the event's place in the machine's
+    one order of events (``DetSched.stamp``), so that the merged trace is the same on every rerun."""
+
+    def __init__(self, words: memoryview, layout: Layout, cpu: int, stamp: Callable[[], int]) -> None:
+        super().__init__(words, layout, cpu)
+        self.stamp = stamp
+
+    def emit(self, code: int, a: int = 0, b: int = 0) -> None:
+        w = self.w
+        i = self.i
+        w[i + 1] = code
+        w[i + 2] = a
+        w[i + 3] = b
+        w[i] = self.stamp()
+        i += EV_WORDS
+        self.i = i if i < self.end else self.base
+
+
+STEP_SHIFT = 20  # a step tracer's stamp: the step in the high bits, the event's number in the low ones
+
+
 def task_name(layout: Layout, t: int) -> str:
     if t < 0:
         return "none"

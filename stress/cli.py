@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import inspect
 import json
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
-from emu.config import MEMORY_MODELS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
+from emu.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
 from emu.report import STATUS_USAGE
 from emu.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
@@ -150,6 +151,7 @@ STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
 MUTANT = Names("mutant", lambda: sorted({**MUTANTS, **ARCH_MUTANTS}))
 ARCH = Names("architecture", lambda: sorted(ARCHES))
 MEMORY_MODEL = Names("memory model", lambda: sorted(MEMORY_MODELS))
+SCHED = Names("scheduling mode", lambda: list(SCHEDS))
 FIX = NameList("fix", lambda: sorted({f for s in STRATEGIES.values() for f in s.FIXES}))
 
 
@@ -226,6 +228,17 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
     p.add_argument("--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), or tso: a FIFO store buffer per CPU")
+    d = RunConfig()
+    g = p.add_argument_group("scheduling (emu/detsched.py; see docs/deterministic-mode.md)")
+    g.add_argument(
+        "--sched", type=SCHED, default="free",
+        help="free (default: the host interleaves the CPU processes), or one CPU at a time: pct (seeded priorities) or random",
+    )  # fmt: skip
+    g.add_argument("--steps", type=INT, default=d.steps, help=f"a deterministic run's load, in scheduling points (default: {d.steps:,})")
+    g.add_argument("--depth", type=INT, default=d.depth, help=f"pct: the bug depth targeted, depth-1 priority changes (default: {d.depth})")
+    g.add_argument(
+        "--replay", metavar="FILE", default="", help="follow the schedule of a deterministic run's JSON report (its configuration too)"
+    )
     t.add_argument("--race-delay", type=FLOAT, default=0.0, help="chance to stall at a scheme's marked race window, per pass (default: 0)")
     s = p.add_argument_group("shoot-lazies")
     s.add_argument(
@@ -284,11 +297,50 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
         use_mm_bursts=ns.use_mm_bursts,
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
+        sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
     )  # fmt: skip
+    if getattr(ns, "replay", ""):
+        cfg = replayed_config(ns.replay, cfg, explicit_seed=ns.seed is not None)
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
     check_shm_room(cfg)
     check_writable(ns.json)
+    return cfg
+
+
+def replayed_config(path: str, given: RunConfig, explicit_seed: bool) -> RunConfig:
+    """``--replay FILE``: the configuration recorded in FILE, which the command line may restate
+    but not change (a setting given that differs from the recording is an error)."""
+    from emu.detsched import load_replay
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"--replay: cannot read '{path}': {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"--replay {path}: not a JSON report (truncated, or not one?)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise ConfigError(f"--replay {path}: not a lazytlb report")
+    try:
+        recorded = RunConfig.from_dict(data["config"])
+    except ConfigError as e:
+        raise ConfigError(f"--replay {path}: {e}") from None
+    default = RunConfig()
+    other = f"--replay {path}: recorded for another configuration:"
+    for f in dataclasses.fields(RunConfig):
+        mine, theirs = getattr(given, f.name), getattr(recorded, f.name)
+        if f.name in ("replay", "duration") or (f.name == "seed" and not explicit_seed):
+            continue
+        if f.name == "workload":
+            for wf in dataclasses.fields(Workload):
+                a, b = getattr(mine, wf.name), getattr(theirs, wf.name)
+                if a != getattr(default.workload, wf.name) and a != b:
+                    raise ConfigError(f"{other} --{wf.name.replace('_', '-')} {b} there, {a} here")
+        elif mine != getattr(default, f.name) and mine != theirs:
+            raise ConfigError(f"{other} --{f.name.replace('_', '-')} {theirs} there, {mine} here")
+    cfg = dataclasses.replace(recorded, replay=path)
+    load_replay(cfg)  # the schedule itself: there, whole, and for this machine
     return cfg
 
 

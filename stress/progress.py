@@ -109,7 +109,8 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> 
     verdict, _, answer = headline(r).partition(": ")
     parts: list[RenderableType] = [Text.assemble((verdict, style), ": ", answer)]
     mutant = f" (mutant {c['mutant']})" if c["mutant"] else ""
-    parts.append(Text(f"{c['strategy']}{mutant} on {c['arch']}, {count(c['cpus'], 'CPU')}, {h['run_seconds']}s of load, seed {c['seed']}"))
+    load = f"{h['run_steps']:,} steps of load under --sched {h['sched']}" if "sched" in h else f"{h['run_seconds']}s of load"
+    parts.append(Text(f"{c['strategy']}{mutant} on {c['arch']}, {count(c['cpus'], 'CPU')}, {load}, seed {c['seed']}"))
     for note in h.get("keep_up") or []:
         parts.append(Text(f"the machine could not keep up: {note}", style="yellow"))
     parts.append(Text(""))
@@ -144,9 +145,14 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> 
             parts += [Text("  " + line) for line in r.timelines[0][-timeline_lines:]]
     parts.append(Text(""))
     parts.append(Text("harness", style="bold"))
+    if "sched" in h:
+        s = r.schedule or {}
+        what = f"  {h['run_steps']:,} steps of load, {h['steps']:,} in all, {s.get('count', 0):,} hand-overs between CPUs"
+    else:
+        what = f"  boot {h['boot_seconds']}s, load {h['run_seconds']}s, drain {h['drain_seconds']}s, {h.get('total_seconds', 0):g}s in all"
     parts.append(
         Text(
-            f"  boot {h['boot_seconds']}s, load {h['run_seconds']}s, drain {h['drain_seconds']}s, {h.get('total_seconds', 0):g}s in all"
+            what
             + (f"; interrupted by {h['interrupted']}" if h["interrupted"] else "")
             + (f"; {h['stopped_early']}" if h.get("stopped_early") else "")
         )
@@ -154,8 +160,19 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> 
     if h["error"]:
         parts.append(Text(f"  harness failure: {h['error']}", style="yellow"))
     parts.append(Text(""))
+    parts.append(Text(f"the rerun {rerun_note(r)}", style="dim"))
     parts.append(Text(f"rerun: {r.command}"))
     return parts
+
+
+def rerun_note(r: Report) -> str:
+    """What the rerun command repeats: said plainly, since the free mode cannot repeat an interleaving."""
+    if "sched" not in r.harness:
+        return "repeats the configuration and the seed's choices, not the interleaving: the host schedules the CPU processes anew"
+    s = r.schedule or {}
+    if s.get("truncated"):
+        return "repeats this run exactly (a deterministic mode); the schedule in --json is its first part only, too long to keep whole"
+    return "repeats this run exactly, event for event (a deterministic mode); so does --replay on its --json report"
 
 
 def render_report(r: Report, verbose: bool = False, color: bool = False, width: int | None = None) -> str:

@@ -106,8 +106,10 @@ def test_every_option_rejects_bad_values_in_one_line(cmd: str, action: argparse.
         assert_usage_error([cmd, opt, "zzzzzz"], "'zzzzzz'")
     elif action.metavar == "PATH":
         assert_usage_error([cmd, opt, "/nonexistent/dir/out.json"], opt, "cannot write")
+    elif action.metavar == "FILE":  # a file to read
+        assert_usage_error([cmd, opt, "/nonexistent/dir/in.json"], opt, "cannot read")
     else:
-        pytest.fail(f"{cmd} {opt}: give it a checked type (Number, Names, choices) or metavar PATH so bad values are tested")
+        pytest.fail(f"{cmd} {opt}: give it a checked type (Number, Names, choices) or metavar PATH / FILE so bad values are tested")
 
 
 @pytest.mark.parametrize("cmd", list(COMMANDS))
@@ -183,7 +185,7 @@ def _values(a: argparse.Action) -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(valid), st.sampled_from(valid).map(typo), st.text(max_size=6))
     if a.choices:
         return st.one_of(st.sampled_from(list(a.choices)), st.text(max_size=6))  # type: ignore[arg-type]
-    if a.metavar == "PATH":
+    if a.metavar in ("PATH", "FILE"):
         return st.sampled_from(["r.json", "sub/r.json", "", "/nonexistent/r.json", "."])
     return st.text(max_size=8)
 

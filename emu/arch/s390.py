@@ -43,8 +43,6 @@ that claim.
 
 from __future__ import annotations
 
-import os
-
 from emu.arch.base import Arch
 from emu.layout import C_ACTIVE_MM, C_LOADED_MM, CPU_WORDS, INIT_MM, M_ARCH
 
@@ -64,7 +62,7 @@ class S390(Arch):
     def finish_arch_post_lock_switch(self, mm: int) -> None:
         flush_count = self.mm_record(mm) + M_ARCH
         while self.atomics.atomic_read(flush_count):
-            os.sched_yield()  # cpu_relax: a __tlb_flush_mm is copying the attach mask
+            self.c.cpu_relax()  # a __tlb_flush_mm is copying the attach mask
         self.atomics.cpumask_set_cpu(self.mm_cpumask(mm), self.cpu)
 
     def flush_tlb_mm_exit(self, mm: int) -> None:

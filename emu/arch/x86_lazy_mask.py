@@ -23,14 +23,14 @@ only with ``--x86-unlazy-on-flush`` (the 2022 series' 20/23 and 21/23, see ``emu
 else every online CPU. x86 never combined this mask with shoot-lazies: a violation of
 shoot-lazies here is a finding of the emulator, not a kernel bug.
 
-Interpretations: ``jiffies + HZ`` is one second of the host's monotonic clock; the first trim
-is due a second after the mm's first multi-CPU flush, not after ``init_new_context`` (the mm
-record's arch word starts at 0, and the first look sets it).
+Interpretations: ``jiffies + HZ`` is one second of the machine's clock (the host's monotonic
+clock; the step count in a deterministic mode); the first trim is due a second after the mm's
+first multi-CPU flush, not after ``init_new_context`` (the mm record's arch word starts at 0, and
+the first look sets it).
 """
 
 from __future__ import annotations
 
-from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from emu.arch.x86 import FLUSH_TLB_FUNC, X86
@@ -62,7 +62,7 @@ class X86LazyMask(X86):
 
     def should_trim_cpumask(self, mm: int) -> bool:
         next_trim = self.mm_record(mm) + M_ARCH
-        now = monotonic_ns()
+        now = self.c.clock_ns()
         due = self.w[next_trim]
         if not due:  # init_new_context's "next_trim_cpumask = jiffies + HZ", at the first look
             self.w[next_trim] = now + TRIM_INTERVAL_NS

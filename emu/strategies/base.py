@@ -9,7 +9,6 @@ other way round.
 
 from __future__ import annotations
 
-import os
 import random
 from typing import TYPE_CHECKING, ClassVar
 
@@ -145,4 +144,4 @@ class Strategy:
         if self._delay_p and self._delay_rand() < self._delay_p:
             self.count("race_delays")
             for _ in range(1 + int(self._delay_rand() * 4)):
-                os.sched_yield()
+                self.c.yield_point()

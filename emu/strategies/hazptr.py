@@ -48,8 +48,6 @@ exercises. The mutant stays to check that claim.
 
 from __future__ import annotations
 
-import os
-import time
 from typing import TYPE_CHECKING, ClassVar
 
 from emu.irq import ipi_function
@@ -147,13 +145,13 @@ class Hazptr(Strategy):
         """``while (smp_load_acquire(slot) == mm) cpu_relax()``, IPIs handled meanwhile."""
         deadline = 0.0
         while self.smp_load_acquire(slot) == mm:
-            now = time.monotonic()
+            now = self.c.clock()
             if not deadline:
                 deadline = now + self.spin_limit_s
             elif now > deadline:
                 self.c.oracle.report(SOFT_LOCKUP, mm, AT_HP_SCAN)  # the kernel would spin on
                 return
-            os.sched_yield()
+            self.c.cpu_relax()
 
     def do_shoot_lazy_tlb(self, mm: int) -> None:
         c = self.c

@@ -1,0 +1,613 @@
+"""The deterministic scheduling modes: the CPUs take turns, and every turn is a decision.
+
+In ``--sched pct`` and ``--sched random`` the CPU processes run the same code over the same
+segment as in the free mode, but one at a time. At every scheduling point the running CPU
+decides, from state in the segment and the seed, which CPU runs next and hands over: it posts
+that CPU's semaphore and waits on its own. There is no controller; the decision is made by
+whoever holds the turn, so it depends only on what the machine did before.
+
+Scheduling points: every access through the atomics API (``install_points`` wraps each public
+method of a CPU's ``Atomics``, whatever its memory model), the page walk of every quantum,
+and each iteration of every wait loop (``wait``: lock spins, ``csd_lock_wait``, the schemes'
+busy-waits). IPIs are no signals here: the sender raises a flag in the target's record, and
+the target runs its handlers at its next scheduling point with interrupts on, so where an
+interrupt lands is a scheduling decision too.
+
+Time is the step count: the global step advances by one at every point, and the machine's
+clock (trace stamps, sleeps, idle timeouts, the TLB-trim timer, the exit-to-free latency, the
+soft-lockup limit) reads it as one microsecond a step. The run phase lasts ``--steps`` steps;
+the drain, perturbation (stutter, hotplug, kthread bursts) and fail-fast are decided at points
+too, by the CPU holding the turn. Nothing that steers execution reads the host clock.
+
+Who may run: a CPU that exited may not; one asleep (idle, or in a hotplug teardown) may once
+its wake-up step has come, or when woken (a reschedule or an IPI, if the sleep is
+wakeable); one blocked in a wait loop may once some CPU made progress since it blocked:
+a write through the API, a lock release, or an IPI handled. Reads do not count, so CPUs that
+only spin on one another are seen for what they are: when nobody may run and nobody sleeps,
+the run ends in a deadlock report naming who waits on whom (status 3). When only sleepers
+are left, the clock jumps to the first wake-up.
+
+The policies (``decide``):
+
+- ``pct``: probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010). Each CPU gets a
+  distinct random priority above ``depth``; ``depth - 1`` change points are drawn over the
+  step budget, and the CPU that holds the turn at the i-th one drops to priority ``depth - i``.
+  The highest-priority CPU that may run, runs. A bug of depth d is found with probability at
+  least 1 / (n k^(d-1)) per run, for n CPUs and k steps.
+- ``random``: at every point a CPU that may run is drawn.
+- replay: the recorded schedule's hand-overs, step by step. Where it names a CPU that may not
+  run (an edited schedule, when shrinking), the next one that may runs instead; after its
+  end, the CPU holding the turn keeps it while it may. The executed schedule is recorded
+  again, so what a replay writes replays exactly.
+
+The schedule is written compactly, as the hand-overs: (cpu, step) for every step at which the
+turn went to another CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from emu.config import ConfigError, RunConfig
+from emu.layout import (
+    C_ACTIVE_MM,
+    C_DRAIN_PASS,
+    C_HP_WANT,
+    C_STATE,
+    CPU_QUIESCED,
+    CPU_WORDS,
+    H_KTHREAD_MMS,
+    H_LIVE_USERS,
+    H_NVIOL,
+    H_PHASE,
+    H_STUTTER,
+    H_USE_MM_BURST,
+    INIT_MM,
+    PHASE_DRAIN,
+    PHASE_EXIT,
+    PHASE_RUN,
+    SCHED_CPU_WORDS,
+    SCHED_HEADER_WORDS,
+    Layout,
+)
+from emu.trace import STEP_SHIFT
+
+if TYPE_CHECKING:
+    from emu.atomics import Atomics
+    from emu.irq import Irq
+
+STEP_NS = 1000  # the virtual clock: a step is a microsecond
+FAIL_FAST_GRACE_STEPS = 20_000  # after the first violation, as the free mode's grace: its aftermath
+DRAIN_STEPS = 5_000_000  # a drain that does not end within this many steps is a harness failure
+
+# the header (words from layout.sched_base)
+(S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
+ S_REPLAY_POS, S_PCT_NEXT, S_EVSEQ, S_STOPPED) = range(16)  # fmt: skip
+S_PERTURB = 16  # (next step, count) for each perturbation kind: 16..21
+S_TRUNCATED = 24  # the log filled up: the schedule written is its first part only
+# a CPU's record
+P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, P_PRIO, P_SETTLED_PASS = range(10)
+
+# S_ERROR
+ERR_DEADLOCK, ERR_DRAIN = 1, 2
+# S_STOPPED: why the run phase ended before its budget
+STOP_FAIL_FAST, STOP_INTERRUPT = 1, 2
+
+# what a blocked CPU waits for (P_WAIT_WHAT), for the deadlock report
+WAIT_LOCK, WAIT_CSD, WAIT_SPIN = 1, 2, 3
+WAITS = {WAIT_LOCK: "spins on a lock", WAIT_CSD: "waits in csd_lock_wait for an acknowledgement from", WAIT_SPIN: "busy-waits"}
+
+# perturbation kinds, in the order of their words; mean steps between events (the free mode's seconds, as steps)
+PERTURB_KINDS = ("stutter", "hotplug", "burst")
+
+# methods of the atomics API that only read: a spin on them makes no progress
+_READS = ("read", "load", "test_cpu", "weight", "for_each")
+# not scheduling points: the machine's own use (the lock is wrapped on its own)
+_NOT_POINTS = {"count_costs", "store_buffer_drain", "unlocked_inc", "lock", "unlock"}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A deterministic run's schedule: its policy, and the hand-overs as (cpu, step)."""
+
+    sched: str
+    handovers: tuple[tuple[int, int], ...]
+
+    def encode(self) -> str:
+        """``cpu@step`` for every hand-over, space separated: a few bytes a hand-over."""
+        return " ".join(f"{c}@{s}" for c, s in self.handovers)
+
+    @staticmethod
+    def decode(sched: str, text: str) -> Schedule:
+        pairs = []
+        for item in text.split():
+            c, _, s = item.partition("@")
+            pairs.append((int(c), int(s)))
+        return Schedule(sched, tuple(pairs))
+
+
+def init_region(w: memoryview, layout: Layout, sched: str, seed: int, steps: int, depth: int) -> None:
+    """The scheduler's starting state, written by the runner before any CPU runs."""
+    base = layout.sched_base
+    n = layout.ncpus
+    rng = random.Random(f"{seed}:pct")
+    w[base + S_END] = steps
+    w[base + S_NEXT_EVENT] = steps
+    w[base + S_RNG] = random.Random(f"{seed}:random").getrandbits(62) | 1
+    prios = list(range(depth, depth + n))
+    rng.shuffle(prios)
+    for c in range(n):
+        w[base + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS + P_PRIO] = prios[c]
+    w[base + S_PCT_NEXT] = 0
+
+
+def pct_change_points(seed: int, steps: int, depth: int) -> list[int]:
+    """The steps at which the CPU holding the turn drops to a low priority (d - 1 of them)."""
+    rng = random.Random(f"{seed}:pct-change")
+    return sorted(rng.randint(1, max(1, steps)) for _ in range(depth - 1))
+
+
+class DetSched:
+    """One CPU's side of the deterministic scheduler."""
+
+    def __init__(
+        self,
+        words: memoryview,
+        layout: Layout,
+        cpu: int,
+        sched: str,
+        seed: int,
+        steps: int,
+        depth: int,
+        fail_fast: bool,
+        sems: Sequence[Any],
+        replay: Schedule | None,
+        perturb: dict[str, float],
+    ) -> None:
+        self.w = words
+        self.layout = layout
+        self.cpu = cpu
+        self.n = layout.ncpus
+        self.base = b = layout.sched_base
+        self.rec = [b + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS for c in range(self.n)]
+        self.me = self.rec[cpu]
+        self.STEP, self.PROGRESS, self.NEXT_EVENT = b + S_STEP, b + S_PROGRESS, b + S_NEXT_EVENT
+        self.policy = "replay" if replay is not None else sched
+        self.replay = replay.handovers if replay is not None else ()
+        self.fail_fast = fail_fast
+        self.change_points = pct_change_points(seed, steps, depth) if sched == "pct" else []
+        self.depth = depth
+        self.seed = seed
+        self.perturb = perturb  # kind -> mean steps between its events (only the kinds asked for)
+        self._post = [s._semlock.release for s in sems]
+        self._take = sems[cpu]._semlock.acquire
+        self.active = False  # scheduling points count only once the machine runs under the scheduler
+        self.atomics: Atomics | None = None
+        self.irq: Irq | None = None
+        self.drain_pass_hook: Callable[[], None] | None = None
+
+    # -- the clock ----------------------------------------------------------------------------
+    def clock(self) -> float:
+        return self.w[self.STEP] * (STEP_NS / 1e9)
+
+    def clock_ns(self) -> int:
+        return self.w[self.STEP] * STEP_NS
+
+    def stamp(self) -> int:
+        """A trace stamp: the step, and the event's place in the machine's total order of events."""
+        w, i = self.w, self.base + S_EVSEQ
+        seq = w[i] + 1
+        w[i] = seq
+        return (w[self.STEP] << STEP_SHIFT) | (seq & ((1 << STEP_SHIFT) - 1))
+
+    # -- scheduling points --------------------------------------------------------------------
+    def point(self, progress: bool = True) -> None:
+        """An ordinary scheduling point: one step, and perhaps another CPU's turn."""
+        if not self.active:
+            return
+        w = self.w
+        s = w[self.STEP] + 1
+        w[self.STEP] = s
+        if progress:
+            w[self.PROGRESS] += 1
+        if s >= w[self.NEXT_EVENT] or (self.fail_fast and w[H_NVIOL] and not w[self.base + S_STOP]) or w[self.base + S_INTERRUPT]:
+            self._events(s)
+        nxt = self.decide(s)
+        if nxt != self.cpu:
+            self._switch(nxt, s)
+        if w[self.me + P_IPI]:
+            self._deliver()
+
+    def progress(self) -> None:
+        """Something a waiter may wait for happened outside a point (a lock release, a handled IPI)."""
+        if self.active:
+            self.w[self.PROGRESS] += 1
+
+    def wait(self, what: int, on: int = -1) -> None:
+        """One iteration of a wait loop that cannot go on: yield until some CPU made progress."""
+        if not self.active:
+            return
+        if self.atomics is not None:
+            self.atomics.store_buffer_drain()  # a spinning CPU's stores reach memory: nobody waits on a buffer
+        w, me = self.w, self.me
+        w[me + P_BLOCKED] = w[self.PROGRESS] + 1
+        w[me + P_WAIT_WHAT], w[me + P_WAIT_ON] = what, on
+        self._yield_turn()
+        w[me + P_BLOCKED] = 0
+
+    def sleep(self, until_step: int, wakeable: bool = True) -> None:
+        """Idle (or busy, uninterruptible) until ``until_step``; a wakeable sleep ends at a wake-up or an IPI too."""
+        if not self.active:
+            return
+        w, me = self.w, self.me
+        w[me + P_SLEEP_UNTIL] = max(until_step, w[self.STEP] + 1)
+        w[me + P_WAKEABLE] = int(wakeable)
+        self._yield_turn()
+        w[me + P_SLEEP_UNTIL] = 0
+        if wakeable:
+            w[me + P_WAKE] = 0
+
+    def _yield_turn(self) -> None:
+        w = self.w
+        s = w[self.STEP] + 1
+        w[self.STEP] = s
+        if s >= w[self.NEXT_EVENT] or w[self.base + S_INTERRUPT]:
+            self._events(s)
+        nxt = self.decide(s)
+        if nxt < 0:
+            self._deadlock()
+        if nxt != self.cpu:
+            self._switch(nxt, s)
+        if w[self.me + P_IPI]:
+            self._deliver()
+
+    def wake(self, cpu: int) -> None:
+        """``smp_send_reschedule`` to an idle CPU: its wakeable sleep ends."""
+        self.w[self.rec[cpu] + P_WAKE] = 1
+
+    def raise_ipi(self, cpu: int) -> None:
+        """An IPI's doorbell: the target looks at its mailbox at its next point."""
+        self.w[self.rec[cpu] + P_IPI] = 1
+
+    def _deliver(self) -> None:
+        irq = self.irq
+        self.w[self.me + P_IPI] = 0
+        if irq is not None:
+            irq.pending = True
+            irq.replay()  # masked (or inside an atomic, or a handler): it runs when the mask lifts
+
+    # -- who runs next ------------------------------------------------------------------------
+    def may_run(self, c: int, s: int, progress: int) -> bool:
+        w, r = self.w, self.rec[c]
+        if w[r + P_EXITED]:
+            return False
+        blocked = w[r + P_BLOCKED]
+        if blocked and blocked - 1 == progress:
+            return False
+        until = w[r + P_SLEEP_UNTIL]
+        if until and s < until:
+            return bool(w[r + P_WAKEABLE] and (w[r + P_WAKE] or w[r + P_IPI]))
+        return True
+
+    def decide(self, s: int) -> int:
+        """The CPU that runs at step ``s``; -1 if none may (a deadlock)."""
+        w = self.w
+        progress = w[self.PROGRESS]
+        may = [c for c in range(self.n) if self.may_run(c, s, progress)]
+        if not may:
+            if not self._jump():
+                return -1
+            s = w[self.STEP]
+            may = [c for c in range(self.n) if self.may_run(c, s, progress)]
+        policy = self.policy
+        if policy == "pct":
+            if self.change_points:
+                self._pct_change(s)
+            rec, prio = self.rec, P_PRIO
+            return max(may, key=lambda c: w[rec[c] + prio])
+        if policy == "random":
+            i = self.base + S_RNG
+            x = (w[i] * 6364136223846793005 + 1442695040888963407) & ((1 << 62) - 1)
+            w[i] = x
+            return may[(x >> 20) % len(may)]
+        return self._replay_pick(s, may)
+
+    def _jump(self) -> bool:
+        """Nobody may run: jump the clock to the first sleeper's wake-up; False if none sleeps."""
+        w = self.w
+        wakeups = [w[r + P_SLEEP_UNTIL] for r in self.rec if w[r + P_SLEEP_UNTIL] and not w[r + P_EXITED]]
+        if not wakeups:
+            return False
+        w[self.STEP] = max(w[self.STEP], min(wakeups))
+        return True
+
+    def _pct_change(self, s: int) -> None:
+        w, i = self.w, self.base + S_PCT_NEXT
+        k = w[i]
+        while k < len(self.change_points) and s >= self.change_points[k]:
+            cur = w[self.base + S_CURRENT]
+            w[self.rec[cur] + P_PRIO] = self.depth - 1 - k  # below every starting priority, and below the earlier changes
+            k += 1
+        w[i] = k
+
+    def _replay_pick(self, s: int, may: list[int]) -> int:
+        w, i = self.w, self.base + S_REPLAY_POS
+        pos, hand = w[i], self.replay
+        while pos < len(hand) and hand[pos][1] <= s:
+            pos += 1
+        w[i] = pos
+        want = hand[pos - 1][0] if pos else w[self.base + S_CURRENT]
+        if want in may:
+            return want
+        for k in range(1, self.n + 1):  # the next CPU after it that may run
+            c = (want + k) % self.n
+            if c in may:
+                return c
+        return may[0]
+
+    def _switch(self, nxt: int, s: int) -> None:
+        w, b = self.w, self.base
+        n = w[b + S_LOGN]
+        if n < self.layout.sched_log:
+            log = b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS + 2 * n
+            w[log], w[log + 1] = nxt, s
+            w[b + S_LOGN] = n + 1
+        else:
+            w[b + S_TRUNCATED] = 1  # the seed still reruns it; the schedule written is its first part
+        w[b + S_CURRENT] = nxt
+        self._post[nxt]()
+        self._take()
+
+    def _deadlock(self) -> None:
+        w = self.w
+        if w[H_PHASE] == PHASE_EXIT:
+            self._take()  # the machine is stopping anyway: the runner collects what is left
+        w[self.base + S_ERROR] = ERR_DEADLOCK
+        w[H_PHASE] = PHASE_EXIT
+        self._take()  # nobody will post: the runner sees the error and stops the machine
+
+    # -- boot and exit ----------------------------------------------------------------------
+    def wait_turn(self) -> None:
+        self._take()
+
+    def boot_done(self) -> None:
+        """CPUs boot one after the other; the last one starts the run phase and takes the first turn."""
+        w, b = self.w, self.base
+        self.active = True
+        if self.cpu + 1 < self.n:
+            w[b + S_CURRENT] = self.cpu + 1
+            self._post[self.cpu + 1]()
+            self._take()
+            return
+        w[b + S_CURRENT] = self.cpu
+        w[b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS], w[b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS + 1] = self.cpu, 0
+        w[b + S_LOGN] = 1
+        for k, kind in enumerate(PERTURB_KINDS):
+            if kind in self.perturb:
+                w[b + S_PERTURB + 2 * k] = self._perturb_at(kind, 0, 0)
+        self._next_event()
+        w[H_PHASE] = PHASE_RUN
+
+    def exit(self) -> None:
+        """This CPU leaves: the turn goes to one that may still run."""
+        if not self.active:
+            return
+        w = self.w
+        w[self.me + P_EXITED] = 1
+        s = w[self.STEP] + 1
+        w[self.STEP] = s
+        nxt = self.decide(s)
+        if nxt >= 0:
+            w[self.base + S_CURRENT] = nxt
+            self._post[nxt]()
+
+    # -- what the CPU holding the turn decides for the machine --------------------------------------
+    def _events(self, s: int) -> None:
+        w, b = self.w, self.base
+        phase = w[H_PHASE]
+        if self.fail_fast and w[H_NVIOL] and not w[b + S_STOP]:
+            w[b + S_STOP] = s + FAIL_FAST_GRACE_STEPS
+        if phase == PHASE_RUN:
+            stop = w[b + S_STOP]
+            if w[b + S_INTERRUPT] or s >= w[b + S_END] or (stop and s >= stop):
+                if s < w[b + S_END]:
+                    w[b + S_STOPPED] = STOP_INTERRUPT if w[b + S_INTERRUPT] else STOP_FAIL_FAST
+                self._begin_drain(s)
+            else:
+                for k, kind in enumerate(PERTURB_KINDS):
+                    at = w[b + S_PERTURB + 2 * k]
+                    if at and s >= at:
+                        count = w[b + S_PERTURB + 2 * k + 1]
+                        self._perturb(kind, count)
+                        w[b + S_PERTURB + 2 * k + 1] = count + 1
+                        w[b + S_PERTURB + 2 * k] = self._perturb_at(kind, count + 1, s)
+        elif phase == PHASE_DRAIN and s - w[b + S_DRAIN_AT] > DRAIN_STEPS:
+            w[b + S_ERROR] = ERR_DRAIN
+            w[H_PHASE] = PHASE_EXIT
+        self._next_event()
+
+    def _next_event(self) -> None:
+        w, b = self.w, self.base
+        if w[H_PHASE] == PHASE_DRAIN:
+            nxt = w[b + S_DRAIN_AT] + DRAIN_STEPS + 1
+        elif w[H_PHASE] == PHASE_EXIT and w[b + S_ERROR]:
+            nxt = 1 << 62
+        else:
+            nxt = w[b + S_END]
+            if w[b + S_STOP]:
+                nxt = min(nxt, w[b + S_STOP])
+            for k in range(len(PERTURB_KINDS)):
+                at = w[b + S_PERTURB + 2 * k]
+                if at:
+                    nxt = min(nxt, at)
+        w[self.NEXT_EVENT] = nxt
+
+    def _rng(self, kind: str, count: int) -> random.Random:
+        return random.Random(f"{self.seed}:{kind}:{count}")
+
+    def _perturb_at(self, kind: str, count: int, s: int) -> int:
+        """The step of a perturbation kind's next event: exponential gaps drawn from the seed."""
+        mean = self.perturb[kind]
+        if kind == "stutter":  # alternating run and pause lengths
+            mean = mean if count % 2 == 0 else mean * 0.4
+        return s + 1 + int(self._rng(kind, count).expovariate(1 / mean))
+
+    def _perturb(self, kind: str, count: int) -> None:
+        w, lay = self.w, self.layout
+        if kind == "stutter":
+            w[H_STUTTER] = int(count % 2 == 0)
+        elif kind == "burst":
+            w[H_USE_MM_BURST] = int(count % 2 == 0)
+        elif kind == "hotplug" and self.n > 1:
+            cpu = self._rng("hotplug-cpu", count).randrange(1, self.n)
+            want = lay.cpu(cpu) + C_HP_WANT
+            if w[want]:
+                if sum(w[lay.cpu(c) + C_HP_WANT] for c in range(self.n)) > 1:
+                    w[want] = 0
+            else:
+                w[want] = 1
+
+    def _begin_drain(self, s: int) -> None:
+        """The run phase ends: every perturbation lifts (offline CPUs come back) and the machine drains."""
+        w, lay = self.w, self.layout
+        w[H_STUTTER] = w[H_USE_MM_BURST] = 0
+        for c in range(self.n):
+            w[lay.cpu(c) + C_HP_WANT] = 1
+        for k in range(len(PERTURB_KINDS)):
+            w[self.base + S_PERTURB + 2 * k] = 0
+        w[self.base + S_DRAIN_AT] = s
+        w[H_PHASE] = PHASE_DRAIN
+
+    def drain_pass(self) -> None:
+        """An idle CPU's settling pass in the drain: the machine is drained once it is quiet and every
+        CPU has made one more pass since it was first seen quiet (as the free mode's runner waits)."""
+        w, lay, b = self.w, self.layout, self.base
+        quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
+        if quiet:
+            for c in range(self.n):
+                r = lay.cpu_base + c * CPU_WORDS
+                if w[r + C_STATE] != CPU_QUIESCED or w[r + C_ACTIVE_MM] != INIT_MM:
+                    quiet = False
+                    break
+        if not quiet:
+            w[b + S_SETTLED] = 0
+            return
+        if not w[b + S_SETTLED]:
+            w[b + S_SETTLED] = 1
+            for c in range(self.n):
+                w[self.rec[c] + P_SETTLED_PASS] = w[lay.cpu(c) + C_DRAIN_PASS]
+            return
+        if all(w[lay.cpu(c) + C_DRAIN_PASS] > w[self.rec[c] + P_SETTLED_PASS] for c in range(self.n)):
+            w[H_PHASE] = PHASE_EXIT
+
+
+# settings a replay need not share with the recording: they do not steer the machine
+REPLAY_FREE = ("replay", "duration", "fail_fast", "watchdog", "ipi_timeout")
+
+
+def load_replay(cfg: RunConfig) -> Schedule:
+    """The schedule of ``cfg.replay`` (a deterministic run's JSON report, or a shrunk one), checked
+    against the configuration it will steer; ConfigError, one line, if it cannot be replayed here."""
+    path = cfg.replay
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"--replay {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"--replay {path}: not a JSON report (truncated or not one?)") from None
+    sched = data.get("schedule") if isinstance(data, dict) else None
+    recorded = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(sched, dict) or not isinstance(recorded, dict) or not isinstance(sched.get("handovers"), str):
+        raise ConfigError(f"--replay {path}: no schedule in it (only a deterministic run's report has one)")
+    try:
+        schedule = Schedule.decode(str(sched.get("sched")), sched["handovers"])
+    except ValueError:
+        raise ConfigError(f"--replay {path}: the schedule is damaged (truncated?)") from None
+    here = cfg.to_dict()
+    for key, value in here.items():
+        if key in REPLAY_FREE or recorded.get(key) == value:
+            continue
+        flag = key.replace("_", "-")
+        theirs = recorded.get(key, "nothing")
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            diff = next((k for k in value if value[k] != theirs.get(k)), "")
+            flag, value, theirs = diff.replace("_", "-"), value.get(diff), theirs.get(diff, "nothing")
+        raise ConfigError(f"--replay {path}: recorded for another configuration: --{flag} {theirs} there, {value} here")
+    if any(not 0 <= c < cfg.cpus or s < 0 for c, s in schedule.handovers):
+        raise ConfigError(f"--replay {path}: the schedule names a CPU this machine does not have")
+    return schedule
+
+
+def read_schedule(w: memoryview, layout: Layout, sched: str) -> Schedule:
+    b = layout.sched_base
+    log = b + SCHED_HEADER_WORDS + layout.ncpus * SCHED_CPU_WORDS
+    n = min(w[b + S_LOGN], layout.sched_log)
+    return Schedule(sched, tuple((w[log + 2 * i], w[log + 2 * i + 1]) for i in range(n)))
+
+
+def describe_deadlock(w: memoryview, layout: Layout) -> str:
+    """Who waits on whom, when no CPU may run."""
+    b = layout.sched_base
+    parts = []
+    for c in range(layout.ncpus):
+        r = b + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS
+        if w[r + P_EXITED]:
+            continue
+        what, on = w[r + P_WAIT_WHAT], w[r + P_WAIT_ON]
+        if w[r + P_BLOCKED]:
+            target = f" cpu{on}" if on >= 0 and what == WAIT_CSD else ""
+            parts.append(f"cpu{c} {WAITS.get(what, 'waits')}{target}")
+        else:
+            parts.append(f"cpu{c} runs")
+    return f"deadlock at step {w[b + S_STEP]:,}: no CPU can go on ({'; '.join(parts)})"
+
+
+def install_points(atomics: Atomics, det: DetSched) -> None:
+    """Make every public method of this CPU's atomics a scheduling point (reads make no progress),
+    the lock's acquisition a wait loop, and its release progress."""
+    point = det.point
+    for name in dir(type(atomics)):
+        if name.startswith("_") or name in _NOT_POINTS:
+            continue
+        fn = getattr(atomics, name)
+        if not callable(fn):
+            continue
+        progress = not any(r in name for r in _READS)
+        setattr(atomics, name, _wrap(fn, point, progress))
+    raw = list(atomics._acq)
+
+    def spin_acquire(acq: Callable[..., bool]) -> Callable[..., bool]:
+        def acquire(block: bool = True, timeout: float | None = None) -> bool:
+            while not acq(False):  # held across a scheduling point: yield until it is released
+                det.wait(WAIT_LOCK)
+            return True
+
+        return acquire
+
+    atomics._acq = [spin_acquire(a) for a in raw]
+    lock, unlock = atomics.lock, atomics.unlock
+
+    def det_lock(i: int) -> int:
+        point(True)
+        return lock(i)
+
+    def det_unlock(k: int) -> None:
+        unlock(k)
+        det.progress()
+
+    atomics.lock = det_lock  # type: ignore[method-assign]
+    atomics.unlock = det_unlock  # type: ignore[method-assign]
+
+
+def _wrap(fn: Callable[..., Any], point: Callable[[bool], None], progress: bool) -> Callable[..., Any]:
+    def at_point(*args: Any) -> Any:
+        point(progress)
+        return fn(*args)
+
+    at_point.__name__ = fn.__name__
+    return at_point

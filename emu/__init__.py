@@ -14,5 +14,7 @@ Layers, bottom up (strategies only ever see the kernel-named surfaces):
 - ``sched``      ``schedule`` -> ``context_switch`` -> ``finish_task_switch``
 - ``cpu``        one emulated CPU: a process running the scheduler loop
 - ``runner``     starts the CPUs, supervises them, collects the report
+- ``report``     the report: metrics, violations, their timelines
+- ``columns``    an interleaving drawn a column per CPU, as text or SVG
 - ``strategies`` the lazy-TLB schemes, one per file
 """

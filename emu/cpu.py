@@ -206,7 +206,7 @@ class Cpu(Scheduler, Hotplug):
         if self.det is None:
             os.sched_yield()
         else:
-            self.det.point(False)
+            self.det.preempt()
 
     def _count_ipi(self, fid: int, target: int, arg: int) -> None:
         self.count("ipis_sent")

@@ -222,6 +222,16 @@ class DetSched:
         if w[self.me + P_IPI]:
             self._deliver()
 
+    def preempt(self) -> None:
+        """A marked race window (``--race-delay``): under pct the CPU holding the turn drops below every
+        other, as at a change point, so that another CPU runs through the window; then a point."""
+        if not self.active:
+            return
+        if self.policy == "pct":
+            w, prio = self.w, P_PRIO
+            w[self.me + prio] = min(w[r + prio] for r in self.rec) - 1
+        self.point(False)
+
     def progress(self) -> None:
         """Something a waiter may wait for happened outside a point (a lock release, a handled IPI)."""
         if self.active:

@@ -41,7 +41,7 @@ from emu.layout import (
     e2f_value_ns,
     mm_name,
 )
-from emu.oracle import KINDS, LEAK, site_name
+from emu.oracle import EV_VIOLATION, KINDS, LEAK, site_name
 from emu.trace import STEP_SHIFT, decode_rings, render
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ class Report:
     harness: dict[str, Any]
     command: str
     timelines: list[list[str]] = field(default_factory=list)
+    # the same events, structured: per timeline, [t, cpu, text, mark] each, t in ns since the load
+    # began (the step, in a deterministic run); absent from reports written before it
+    timeline_events: list[list[list[Any]]] = field(default_factory=list)
     schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.detsched)
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +80,7 @@ class Report:
             "harness": self.harness,
             "command": self.command,
             "timelines": self.timelines,
+            "timeline_events": self.timeline_events,
             **extra,
         }
 
@@ -187,20 +191,57 @@ def _violation(arr: np.ndarray, layout: Layout, n: int, t_run_ns: int) -> dict[s
     }  # fmt: skip
 
 
-def timeline(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[str]:
-    """The merged recent events of the CPUs and the mm involved in one violation."""
+_NAMES = {"ipi": ipi_name, "site": site_name, "kind": lambda k: KINDS[k] if 0 <= k < len(KINDS) else str(k)}
+
+Row = tuple[int, int, int, int, int]  # an event as decode_rings gives it: (clock, cpu, code, a, b)
+
+
+def involved(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int) -> list[Row]:
+    """The merged recent events, from the violation's snapshot, of the CPUs and the mm involved in
+    it: the last ``TIMELINE_LINES`` of them."""
     snap = viol["snapshot"]
     ew = layout.events_words
     rings = arr[layout.snap_base + snap * ew : layout.snap_base + (snap + 1) * ew]
     cpus = {viol["cpu"], viol["other_cpu"], viol["freed_by"]} - {-1}
-    names = {"ipi": ipi_name, "site": site_name, "kind": lambda k: KINDS[k] if 0 <= k < len(KINDS) else str(k)}
-    lines = []
-    for clock, cpu, code, a, b in decode_rings(rings, layout):
-        if cpu in cpus or a == mm or b == mm:
-            # deterministic: the step
-            stamp = f"step {clock >> STEP_SHIFT:>9,}" if t0_ns < 0 else f"{(clock - t0_ns) / 1e6:+12.3f}ms"
-            lines.append(f"{stamp}  cpu{cpu:<3d} {render(code, a, b, layout, names)}")
-    return lines[-TIMELINE_LINES:]
+    rows = [r for r in decode_rings(rings, layout) if r[1] in cpus or r[3] == mm or r[4] == mm]
+    return rows[-TIMELINE_LINES:]
+
+
+def timeline(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[str]:
+    """The merged recent events of the CPUs and the mm involved in one violation, one line each."""
+    return timeline_lines(involved(arr, layout, viol, mm), layout, t0_ns)
+
+
+def timeline_lines(rows: list[Row], layout: Layout, t0_ns: int) -> list[str]:
+    """``rows`` as the flat timeline's lines (the JSON's ``timelines``): time, CPU, what happened."""
+    return [f"{_stamp(clock, t0_ns)}  cpu{cpu:<3d} {render(code, a, b, layout, _NAMES)}" for clock, cpu, code, a, b in rows]
+
+
+def marked(rows: list[Row], cpu: int, kind: int, mm: int) -> int | None:
+    """The index in ``rows`` of the oracle's ``VIOLATION`` event for a violation of ``kind`` on
+    ``mm`` reported by ``cpu``, or None when the ring no longer holds it.
+
+    The last match, not the first: a CPU that reports the same kind on the same mm at another
+    place (a use-after-free in the page walk, then in mmgrab) traced an earlier match for its
+    earlier violation, and the reporting CPU takes the snapshot right after tracing the event."""
+    hits = [i for i, (_, c, code, a, b) in enumerate(rows) if code == EV_VIOLATION and c == cpu and a == kind and b == mm]
+    return hits[-1] if hits else None
+
+
+def timeline_events(rows: list[Row], layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[list[Any]]:
+    """The timeline's events as ``[t, cpu, text, mark]``: ``t`` in ns since the load began (``t0_ns``),
+    the text as the flat timeline shows it, and ``mark`` on the violation's own event."""
+    mark = marked(rows, viol["cpu"], KINDS.index(viol["kind"]), mm)
+    return [[_t(clock, t0_ns), cpu, render(code, a, b, layout, _NAMES), i == mark] for i, (clock, cpu, code, a, b) in enumerate(rows)]
+
+
+def _t(clock: int, t0_ns: int) -> int:
+    """An event's time: ns since the load began, or in a deterministic run (``t0_ns`` < 0) its step."""
+    return clock >> STEP_SHIFT if t0_ns < 0 else clock - t0_ns
+
+
+def _stamp(clock: int, t0_ns: int) -> str:
+    return f"step {clock >> STEP_SHIFT:>9,}" if t0_ns < 0 else f"{(clock - t0_ns) / 1e6:+12.3f}ms"
 
 
 def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Report:
@@ -210,11 +251,13 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         nviol = int(arr[H_NVIOL])
         violations = [_violation(arr, layout, n, state.t_run_ns) for n in range(min(nviol, VIOL_CAP))]
         counts = {k: int(arr[H_VIOL_KINDS + i]) for i, k in enumerate(KINDS) if arr[H_VIOL_KINDS + i]}
-        timelines = []
+        timelines, events = [], []
         for n, v in enumerate(violations):
             if v["snapshot"] >= 0:
                 mm = int(arr[layout.viol_base + n * VIOL_WORDS + V_MM])
-                timelines.append(timeline(arr, layout, v, mm, state.t_run_ns))
+                rows = involved(arr, layout, v, mm)  # one decoding for both forms: the same events
+                timelines.append(timeline_lines(rows, layout, state.t_run_ns))
+                events.append(timeline_events(rows, layout, v, mm, state.t_run_ns))
         first = min((int(arr[layout.viol_base + n * VIOL_WORDS + V_CLOCK]) for n in range(len(violations))), default=0)
         drained = state.drained and int(arr[H_PHASE]) == PHASE_EXIT and not state.harness_error
         if drained:
@@ -284,6 +327,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         harness=harness,
         command=command_for(cfg),
         timelines=timelines,
+        timeline_events=events,
     )
 
 

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
+from emu.columns import Ev, columns_svg
 from emu.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
-from emu.report import STATUS_USAGE
+from emu.report import STATUS_USAGE, Report, headline
 from emu.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
 from stress.progress import ProgressLine, render_report
@@ -260,6 +261,7 @@ def build_parser() -> Parser:
     run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
     add_machine_options(run, cpus=4, duration=3.0)
     run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+    run.add_argument("--svg", metavar="PATH", default=None, help="write the first violation's timeline as an SVG picture, a column per CPU")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.add_argument("--verbose", action="store_true", help="the report shows every counter, not only those that apply to this run")
     run.add_argument(
@@ -305,6 +307,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
     check_shm_room(cfg)
     check_writable(ns.json)
+    check_writable(getattr(ns, "svg", None), "--svg")  # run's own: compare and hunt build configs too
     return cfg
 
 
@@ -344,11 +347,14 @@ def replayed_config(path: str, given: RunConfig, explicit_seed: bool) -> RunConf
     return cfg
 
 
-def check_writable(path: str | None) -> None:
+def check_writable(path: str | None, option: str = "--json") -> None:
+    """Refuse, before the run, a path that its file cannot be written to."""
     if path:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise ConfigError(f"--json: cannot write to '{path}' (no such writable directory)")
+            raise ConfigError(f"{option}: cannot write to '{path}' (no such writable directory)")
+        if os.path.isdir(path):  # open() would fail only after the whole run
+            raise ConfigError(f"{option}: cannot write to '{path}' (a directory)")
 
 
 def check_shm_room(cfg: RunConfig) -> None:
@@ -405,7 +411,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from emu.runner import run
 
     cfg = config_from(ns)
-    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {cfg.duration:g}s", file=sys.stderr)
+    length = f"{cfg.steps:,} steps under --sched {cfg.sched}" if cfg.deterministic else f"{cfg.duration:g}s"
+    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {length}", file=sys.stderr)
     progress = ProgressLine() if not ns.quiet else None
     try:
         report = run(cfg, progress)
@@ -417,7 +424,24 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(report.to_json(), f, indent=1)
+    if ns.svg:
+        write_svg(report, ns.svg)
     return expectation_status(report.status, report.verdict, ns.expect)
+
+
+def write_svg(report: Report, path: str) -> None:
+    """``--svg``: the first violation's timeline, a column per CPU; a run without one writes nothing."""
+    if not report.timeline_events:
+        why = "the run was clean" if report.verdict == "clean" else "no violation with a timeline"
+        print(f"stress: --svg: {why}, nothing written to {path}", file=sys.stderr)
+        return
+    events = [Ev(*e) for e in report.timeline_events[0]]
+    picture = columns_svg(events, "step" if "sched" in report.harness else "ns", title=f"{headline(report)}\nrerun: {report.command}")
+    try:
+        with open(path, "w") as f:
+            f.write(picture)
+    except OSError as e:  # checked before the run; gone since
+        raise ConfigError(f"--svg: cannot write to '{path}' ({e.strerror})") from None
 
 
 def expectation_status(status: int, verdict: str, expect: str | None) -> int:

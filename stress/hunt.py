@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emu.config import ConfigError, RunConfig
+from emu.config import ConfigError, RunConfig, Workload
 from emu.matrix import CELLS, find
 from emu.report import command_for
 from stress.cli import Number
@@ -120,20 +120,48 @@ class Target:
         }
 
 
+def expected_s(cfg: RunConfig) -> float:
+    """About how long a run of ``cfg`` lasts: its duration, or for a deterministic run its steps."""
+    return cfg.steps / DET_STEPS_PER_S if cfg.deterministic else cfg.duration
+
+
+# A deterministic hunt's machine, unless the command line says otherwise: PCT finds a bug of depth
+# d with probability 1 / (n k^(d-1)) a run, so few CPUs and short runs, many of them.
+DET_MACHINE = {"cpus": 3, "procs": 2, "threads": 2, "kthreads": 1}
+DET_STEPS_PER_S = 300_000  # about, on the 2-core development machine (stress bench measures it)
+
+
+def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> None:
+    """``hunt --sched pct|random``: a 3-CPU machine with two processes of two threads and one kernel
+    thread per CPU, for each of those settings left at the hunt's default."""
+    if ns.sched == "free":
+        return
+    for name, value in DET_MACHINE.items():
+        if getattr(ns, name) == defaults[name]:
+            setattr(ns, name, value)
+
+
 def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
     perturb = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
     if ns.matrix:
         out = []
         for cell in CELLS:
-            cfg = cell.config(0, cpus=base.cpus, duration=base.duration, workload=base.workload)
+            cfg = cell.config(
+                0, cpus=base.cpus, duration=base.duration, workload=base.workload, sched=base.sched, steps=base.steps, depth=base.depth
+            )
             cfg = replace(cfg, **{k: v or getattr(cfg, k) for k, v in perturb.items()})
             out.append(Target(cell.id, cfg, cell.expect_verdict))
         return out
     options = {
         k: getattr(base, k)
-        for k in ("shoot_all", "debug_check", "trim_timer", "x86_unlazy_on_flush", "x86_idle_leave_mm", "hotplug", "use_mm_bursts", "fix")
-    }
-    cell = find(base.scheme, base.arch, options, arch_mutant=base.arch_mutant, workload=vars(base.workload))
+        for k in (
+            "shoot_all", "debug_check", "trim_timer", "x86_unlazy_on_flush", "x86_idle_leave_mm", "hotplug", "use_mm_bursts", "fix",
+            "race_delay", "memory_model",
+        )
+    }  # fmt: skip
+    # the deterministic hunt's small machine is not part of what the cell is
+    workload = {k: v for k, v in vars(base.workload).items() if not (base.deterministic and DET_MACHINE.get(k) == v)}
+    cell = find(base.scheme, base.arch, options, arch_mutant=base.arch_mutant, workload=workload)
     expect = ns.expect or (cell.expect_verdict if cell else ("violation" if base.mutant else "clean"))
     name = cell.id if cell else f"{base.scheme}@{base.arch_mutant or base.arch}"
     return [Target(name, base, expect)]
@@ -156,7 +184,7 @@ class Hunt:
         for _ in range(len(self.targets)):
             t = self.targets[self.rr % len(self.targets)]
             self.rr += 1
-            if not t.done(self.runs_wanted) and now - self.t0 + t.cfg.duration + RUN_OVERHEAD_S <= self.budget:
+            if not t.done(self.runs_wanted) and now - self.t0 + expected_s(t.cfg) + RUN_OVERHEAD_S <= self.budget:
                 return t
         return None
 
@@ -234,6 +262,8 @@ class Hunt:
             t.violating += 1
             t.kinds.update(report["violation_counts"])
             first = report["metrics"].get("first_violation_s")
+            if "schedule" in report:  # deterministic: the step is no host time; the run's whole wall time is the cost
+                first = round(time.monotonic() - self.t0 - started, 4)
             if first is not None:
                 t.detections.append(first)
                 at = round(started + first, 3)
@@ -272,6 +302,10 @@ def render(targets: list[Target], elapsed: float, interrupted: bool) -> str:
     return "\n".join(lines)
 
 
+def run_length(cfg: RunConfig) -> str:
+    return f"{cfg.steps:,} steps (--sched {cfg.sched})" if cfg.deterministic else f"{cfg.duration:g}s"
+
+
 def cmd_hunt(ns: argparse.Namespace) -> int:
     import os
 
@@ -283,12 +317,13 @@ def cmd_hunt(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--runs must be between 0 (until the budget) and 100000, got {ns.runs}")
     if ns.matrix and (ns.strategy or ns.mutant or ns.expect):
         raise ConfigError("--matrix hunts every configuration: drop --strategy, --mutant and --expect")
+    small_machine_for_det(ns, {"cpus": 8, "procs": Workload().procs, "threads": Workload().threads, "kthreads": Workload().kthreads})
     base = config_from(ns)
     check_writable(ns.json)
     targets = targets_from(ns, base)
     jobs = ns.jobs or len(os.sched_getaffinity(0))
     print(
-        f"hunt: {len(targets)} configuration(s), budget {ns.budget:g}s, {jobs} at a time, {base.cpus} CPUs x {base.duration:g}s runs, "
+        f"hunt: {len(targets)} configuration(s), budget {ns.budget:g}s, {jobs} at a time, {base.cpus} CPUs x {run_length(base)} runs, "
         f"seeds from {base.seed}",
         file=sys.stderr,
     )

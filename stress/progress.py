@@ -17,6 +17,7 @@ from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
+from emu.columns import MARK, Ev, columns_text
 from emu.report import Report, count, grouped, headline
 
 PLAIN_WIDTH = 200  # a pipe has no width: wide enough that no table wraps
@@ -101,9 +102,10 @@ def fmt(v: object) -> str:
     return str(v)
 
 
-def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> list[RenderableType]:
+def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40, width: int = PLAIN_WIDTH) -> list[RenderableType]:
     """The report, top down: the verdict and its answer, the run, what did not keep up, the
-    counters by group, the violations, the harness, and the command that reruns it."""
+    counters by group, the violations, the harness, and the command that reruns it. ``width``
+    is what the timeline's columns fit."""
     c, h = r.config, r.harness
     style = {"clean": "bold green", "violation": "bold red"}.get(r.verdict, "bold yellow")
     verdict, _, answer = headline(r).partition(": ")
@@ -139,10 +141,7 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40) -> 
         parts.append(Text(""))
         parts.append(Text("the first violations", style="bold"))
         parts += [Text(f"  - {v['kind']}: {v['detail']}") for v in r.violations[:5]]
-        if r.timelines:
-            parts.append(Text(""))
-            parts.append(Text(f"timeline of the first violation (last {timeline_lines} events of the CPUs and mm involved)", style="bold"))
-            parts += [Text("  " + line) for line in r.timelines[0][-timeline_lines:]]
+        parts += timeline_parts(r, verbose, timeline_lines, width)
     parts.append(Text(""))
     parts.append(Text("harness", style="bold"))
     if "sched" in h:
@@ -175,11 +174,33 @@ def rerun_note(r: Report) -> str:
     return "repeats this run exactly, event for event (a deterministic mode); so does --replay on its --json report"
 
 
+def timeline_parts(r: Report, verbose: bool, last: int, width: int) -> list[RenderableType]:
+    """The first violation's timeline: its last ``last`` events in one column per CPU, the
+    violating event marked; with ``verbose`` the same events as one list too. A report read
+    from JSON written before the columns (no ``timeline_events``) shows the list alone."""
+    if not r.timelines:
+        return []
+    parts: list[RenderableType] = [Text("")]
+    events = r.timeline_events[0][-last:] if r.timeline_events else []
+    if events:
+        head = f"timeline of the first violation (last {len(events)} events of the CPUs and mm involved, one column per CPU)"
+        parts.append(Text(head, style="bold"))
+        unit = "step" if "sched" in r.harness else "ns"
+        for line in columns_text([Ev(*e) for e in events], unit, width=width - 2):
+            parts.append(Text("  " + line, style="bold red" if line.startswith(MARK) else ""))
+    if verbose or not events:
+        lines = r.timelines[0][-last:]
+        flat = f"timeline of the first violation (last {len(lines)} events of the CPUs and mm involved)"
+        parts.append(Text("the same events, as one list" if events else flat, style="bold"))
+        parts += [Text("  " + line) for line in lines]
+    return parts
+
+
 def render_report(r: Report, verbose: bool = False, color: bool = False, width: int | None = None) -> str:
     """The report as text: plain (no escape codes) unless ``color``."""
     out = io.StringIO()
     con = Console(file=out, force_terminal=color, no_color=not color, width=width or PLAIN_WIDTH, highlight=False, markup=False)
-    for part in report_parts(r, verbose):
+    for part in report_parts(r, verbose, width=width or PLAIN_WIDTH):
         con.print(part)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 

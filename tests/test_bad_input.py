@@ -216,6 +216,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
 @given(argv=command_lines())
 @example(argv=["run", "--cpus", "2", "--duration", "0.05", "--quiet", "--json", "r.json"])  # valid runs, tiny
 @example(argv=["run", "--cpus", "1", "--duration", "0.05", "--quiet", "--mutant", "refcount-no-grab", "--p-fork", "1"])
+@example(argv=["run", "--cpus", "2", "--duration", "0.05", "--quiet", "--json", ".", "--svg", "."])  # a directory: refused up front
 def test_no_command_line_gives_a_traceback_or_leaves_anything(argv: list[str]) -> None:
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,9 +229,9 @@ def test_no_command_line_gives_a_traceback_or_leaves_anything(argv: list[str]) -
         if status == 2:
             lines = err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("stress: error: "), (argv, err)
-        # the JSON report, compare's plot and bench's profiles are the only files written, and only where asked
+        # the JSON report, run's SVG timeline, compare's plot and bench's profiles are the only files written, and only where asked
         written = {os.path.join(d, f) for d, _, fs in os.walk(tmp) for f in fs}
-        allowed = {os.path.join(tmp, argv[i + 1]) for i, x in enumerate(argv[:-1]) if x in ("--json", "--plot")}
+        allowed = {os.path.join(tmp, argv[i + 1]) for i, x in enumerate(argv[:-1]) if x in ("--json", "--svg", "--plot")}
         profiles = [os.path.normpath(os.path.join(tmp, argv[i + 1])) + os.sep for i, x in enumerate(argv[:-1]) if x == "--profile"]
         assert {p for p in written if not any(p.startswith(d) for d in profiles)} <= allowed, (argv, written)
     assert segments_of(os.getpid()) == []

@@ -25,6 +25,8 @@ from tests.procs import stress
         (["run", "--arch", "x68"], "did you mean 'x86'"),
         (["run", "--p-exit", "1.5"], "--p-exit must be a probability"),
         (["run", "--json", "/nonexistent/dir/r.json"], "--json: cannot write"),
+        (["run", "--json", "."], "--json: cannot write to '.' (a directory)"),  # refused before the run, not a traceback after it
+        (["run", "--svg", "/nonexistent/dir/t.svg"], "--svg: cannot write"),
         (["frobnicate"], "invalid choice"),
         (["run", "--shoot-all"], "--shoot-all applies to --strategy shoot-lazies"),
         (["run", "--expect", "maybe"], "invalid choice"),

@@ -90,7 +90,8 @@ def test_a_violation_answers_with_the_first_one(tmp_path: Path) -> None:
     assert main(argv) == 1
     doc = json.loads(out.read_text())
     # the JSON keeps its keys; each violation also says when it happened
-    assert set(doc) == {"config", "metrics", "violations", "violation_counts", "verdict", "status", "harness", "command", "timelines"}
+    keys = {"config", "metrics", "violations", "violation_counts", "verdict", "status", "harness", "command", "timelines"}
+    assert set(doc) == keys | {"timeline_events"}
     r = Report(**doc)
     first = r.violations[0]
     assert headline(r) == f"VIOLATION: {violation_sentence(first)}"

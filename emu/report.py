@@ -303,7 +303,8 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         }
         return Report(
             config=cfg.to_dict(), metrics=metrics, violations=violations, violation_counts=counts, verdict=verdict,
-            status=status, harness=harness, command=command_for(cfg), timelines=timelines, schedule=schedule,
+            status=status, harness=harness, command=command_for(cfg), timelines=timelines, timeline_events=events,
+            schedule=schedule,
         )  # fmt: skip
     harness = {
         "boot_seconds": round(state.boot_s, 3),

@@ -363,7 +363,9 @@ class Runner:
                 raise HarnessError(f"no scheduling step for {cfg.watchdog:g}s: cpu {holder} holds the turn: {describe_cpu(lay, w, holder)}")
             if self.progress and now >= next_tick:
                 next_tick = now + 0.5
-                self.progress(self.snapshot(seg, step / 1e6))
+                snap = self.snapshot(seg, step * STEP_NS / 1e9)
+                snap["steps"], snap["steps_total"] = step, cfg.steps
+                self.progress(snap)
         st = self.state
         st.steps = w[base + S_STEP]
         drained_at = w[base + S_DRAIN_AT]

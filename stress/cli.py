@@ -252,7 +252,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
 
 
 def build_parser() -> Parser:
-    from stress import __version__, bench, compare, hunt
+    from stress import __version__, bench, compare, hunt, shrink
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -268,6 +268,7 @@ def build_parser() -> Parser:
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
     )
     hunt.add_parser(sub)
+    shrink.add_parser(sub)
     compare.add_parser(sub)
     bench.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
@@ -473,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.hunt import cmd_hunt
 
             return cmd_hunt(ns)
+        if ns.command == "shrink":
+            from stress.shrink import cmd_shrink
+
+            return cmd_shrink(ns)
         if ns.command == "compare":
             from stress.compare import cmd_compare
 

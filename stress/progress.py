@@ -43,17 +43,19 @@ class LiveStatus:
         self._task: TaskID | None = None
         self._next_plain = 0.0
 
-    def update(self, elapsed: float, total: float, text: str) -> None:
+    def update(self, elapsed: float, total: float, text: str, steps: bool = False) -> None:
+        """``elapsed`` of ``total`` seconds, or with ``steps`` of a deterministic run's steps."""
         left = max(0.0, total - elapsed)
+        where = f"step {elapsed:,.0f} of {total:,.0f}" if steps else f"{elapsed:.1f}s elapsed, {left:.1f}s left"
         if not self.tty:
             if elapsed >= self._next_plain:
-                self._next_plain = elapsed + max(1.0, total / PLAIN_LINES)
-                self.stream.write(f"  {elapsed:.1f}s elapsed, {left:.1f}s left: {text}\n")
+                self._next_plain = elapsed + max(total / PLAIN_LINES, 0 if steps else 1.0)
+                self.stream.write(f"  {where}: {text}\n")
                 self.stream.flush()
             return
         done = round(BAR * min(1.0, elapsed / total)) if total > 0 else BAR
         # the caller's clock, not rich's: the load's own elapsed time, and what is left of it
-        clock = f"[green]{'━' * done}[/][bright_black]{'━' * (BAR - done)}[/] {elapsed:.1f}s elapsed, {left:.1f}s left"
+        clock = f"[green]{'━' * done}[/][bright_black]{'━' * (BAR - done)}[/] {where}"
         if self._live is None:
             # one text column, so a narrow terminal cuts its end, never the bar or the clock; no
             # refresh thread (the runner forks): each update redraws
@@ -86,6 +88,9 @@ class ProgressLine:
         freed, ipis, viol = int(snap["mm_freed"]), int(snap["ipis_sent"]), int(snap["violations"])
         # most telling first: a narrow terminal cuts the end
         text = f"{viol:,} violations, {freed:,} mms freed, {rate:,.0f} switches/s, {ipis:,} IPIs"
+        if "steps" in snap:  # deterministic: the rate is per second of the machine's clock, a microsecond a step
+            self.status.update(snap["steps"], snap["steps_total"], text, steps=True)
+            return
         self.status.update(t, snap["duration"], text)
 
     def done(self) -> None:

@@ -1,0 +1,226 @@
+"""``stress shrink REPORT.json``: reduce a failing deterministic run to an interleaving one can read.
+
+The way hypothesis and syzkaller minimise, on the schedule itself: every candidate is a replay
+(``--replay``) of a smaller run, kept if the same violation kind still occurs. In turn:
+
+1. steps: the run phase ends just after the violation (a replay's prefix is the same run);
+2. the machine: one CPU, process, thread or kernel thread fewer, where the configuration allows
+   (the schedule's hand-overs to a CPU that is gone are dropped);
+3. hand-overs: chunks of the schedule's hand-overs removed, halves first, then smaller (the CPU
+   holding the turn keeps it instead), while the run executed has fewer of them.
+
+Each replay records the schedule it executed, so the result replays exactly. What is printed is
+the story of the violating mm: every event that names it, from its allocation to the violation,
+in one column per CPU, the violating event marked; ``--svg`` draws the same picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Any
+
+from emu.columns import Ev, columns_svg, columns_text
+from emu.config import ConfigError, RunConfig
+from emu.detsched import Schedule
+from emu.report import Report, headline
+from stress.progress import LiveStatus
+
+MIN_CPUS = 2
+STORY_EVENTS = 40  # the interleaving shown: the violating mm's last events, up to the violation
+
+
+def add_parser(sub: Any) -> None:
+    from stress.hunt import Duration
+
+    s = sub.add_parser("shrink", help="reduce a failing deterministic run to a short interleaving that still fails")
+    s.add_argument("report", metavar="REPORT", help="the JSON report of a failing run under --sched pct or random")
+    s.add_argument("--budget", type=Duration(), default=60.0, help="wall-clock budget for the replays, e.g. 90s, 5m (default: 60s)")
+    s.add_argument("--json", metavar="PATH", default=None, help="where the shrunk run's report goes (default: REPORT with .shrunk.json)")
+    s.add_argument("--svg", metavar="PATH", default=None, help="also draw the interleaving as SVG")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+@dataclasses.dataclass
+class Failing:
+    cfg: RunConfig
+    report: dict[str, Any]
+
+    @property
+    def handovers(self) -> int:
+        return int(self.report["schedule"]["count"])
+
+
+def _load(path: str) -> tuple[RunConfig, dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"shrink: cannot read '{path}': {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"shrink: {path} is not a JSON report (truncated, or not one?)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise ConfigError(f"shrink: {path} is not a lazytlb report")
+    cfg = RunConfig.from_dict(data["config"])
+    if not cfg.deterministic or not isinstance(data.get("schedule"), dict):
+        raise ConfigError(f"shrink: {path} is a free-mode run: only a run under --sched pct or random has a schedule to shrink")
+    if data.get("verdict") != "violation":
+        raise ConfigError(f"shrink: {path} did not fail (verdict {data.get('verdict')}): nothing to shrink")
+    return cfg, data
+
+
+def target_kind(report: dict[str, Any]) -> str:
+    """The kind to keep: the first recorded violation's (a leak only if nothing else happened)."""
+    kinds = [v["kind"] for v in report["violations"] if v["kind"] != "leak"]
+    return kinds[0] if kinds else "leak"
+
+
+class Shrinker:
+    def __init__(self, cfg: RunConfig, report: dict[str, Any], kind: str, budget: float, tmp: str, status: LiveStatus | None) -> None:
+        self.kind = kind
+        self.budget = budget
+        self.tmp = tmp
+        self.status = status
+        self.t0 = time.monotonic()
+        self.replays = 0
+        self.best = Failing(cfg, report)
+
+    def left(self) -> float:
+        return self.budget - (time.monotonic() - self.t0)
+
+    def attempt(self, cfg: RunConfig, handovers: tuple[tuple[int, int], ...]) -> Failing | None:
+        """Replay ``handovers`` on ``cfg``: the run, if the kind still occurs."""
+        from emu.runner import run
+
+        path = os.path.join(self.tmp, f"candidate{self.replays}.json")
+        self.replays += 1
+        schedule = Schedule(cfg.sched, handovers)
+        with open(path, "w") as f:
+            json.dump(
+                {"config": dataclasses.replace(cfg, replay="").to_dict(), "schedule": {"sched": cfg.sched, "handovers": schedule.encode()}},
+                f,
+            )
+        r = run(dataclasses.replace(cfg, replay=path, fail_fast=True))
+        if self.status:
+            self.status.update(time.monotonic() - self.t0, self.budget, f"{self.replays} replays, {self.best.handovers:,} hand-overs left")
+        if r.harness["error"] is not None or self.kind not in r.violation_counts:
+            return None
+        return Failing(dataclasses.replace(cfg, replay=""), r.to_json())
+
+    def current(self) -> tuple[tuple[int, int], ...]:
+        return Schedule.decode(self.best.cfg.sched, self.best.report["schedule"]["handovers"]).handovers
+
+    def shrink(self) -> Failing:
+        first = self.attempt(self.best.cfg, self.current())
+        if first is None:
+            raise ConfigError("shrink: the replay of the report does not fail the same way (a report from another version?)")
+        self.best = first
+        self.shrink_steps()
+        self.shrink_machine()
+        self.shrink_handovers()
+        return self.best
+
+    def shrink_steps(self) -> None:
+        step = self.best.report["metrics"].get("first_violation_step")
+        cfg = self.best.cfg
+        if step and step + 1 < cfg.steps and self.left() > 0:
+            got = self.attempt(dataclasses.replace(cfg, steps=step + 1), self.current())
+            if got:
+                self.best = got
+
+    def shrink_machine(self) -> None:
+        changed = True
+        while changed and self.left() > 0:
+            changed = False
+            cfg = self.best.cfg
+            wl = cfg.workload
+            procs = wl.live_procs(cfg.cpus)
+            candidates = []
+            if cfg.cpus > MIN_CPUS and not cfg.hotplug:
+                candidates.append(dataclasses.replace(cfg, cpus=cfg.cpus - 1, workload=dataclasses.replace(wl, procs=procs)))
+            if procs > 1:
+                candidates.append(dataclasses.replace(cfg, workload=dataclasses.replace(wl, procs=procs - 1)))
+            if wl.threads > 1:
+                candidates.append(dataclasses.replace(cfg, workload=dataclasses.replace(wl, threads=wl.threads - 1)))
+            if wl.kthreads > 0:
+                candidates.append(dataclasses.replace(cfg, workload=dataclasses.replace(wl, kthreads=wl.kthreads - 1)))
+            for cand in candidates:
+                if self.left() <= 0:
+                    return
+                kept = tuple((c, s) for c, s in self.current() if c < cand.cpus)
+                got = self.attempt(cand, kept)
+                if got:
+                    self.best, changed = got, True
+                    break
+
+    def shrink_handovers(self) -> None:
+        chunk = max(1, len(self.current()) // 2)
+        while chunk >= 1 and self.left() > 0:
+            i = 1  # the first hand-over is the boot's: the turn's starting CPU
+            removed = False
+            while i < len(self.current()) and self.left() > 0:
+                hand = self.current()
+                cand = hand[:i] + hand[i + chunk :]
+                got = self.attempt(self.best.cfg, cand)
+                if got and got.handovers < self.best.handovers:
+                    self.best, removed = got, True
+                else:
+                    i += chunk
+            if not removed:
+                chunk //= 2
+
+
+def story(report: dict[str, Any]) -> list[Ev]:
+    """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation (marked)."""
+    if not report.get("timeline_events"):
+        return []
+    events = [Ev(*e) for e in report["timeline_events"][0]]
+    name = report["violations"][0]["mm"]
+    mentions = re.compile(rf"(?<![\w#]){re.escape(name)}(?![\w#])")
+    kept = [e for e in events if e.mark or mentions.search(e.text)]
+    born = next((i for i, e in enumerate(kept) if e.text.startswith("alloc") or "fork:" in e.text), 0)
+    return kept[born:][-STORY_EVENTS:]
+
+
+def cmd_shrink(ns: argparse.Namespace) -> int:
+    from stress.cli import check_writable
+
+    cfg, report = _load(ns.report)
+    out = ns.json or re.sub(r"(\.json)?$", ".shrunk.json", ns.report, count=1)
+    check_writable(out)
+    check_writable(ns.svg, "--svg")
+    kind = target_kind(report)
+    before = (cfg.steps, cfg.cpus, report["schedule"]["count"])
+    print(f"shrink: {kind} in {ns.report}: {before[1]} CPUs, {before[0]:,} steps, {before[2]:,} hand-overs", file=sys.stderr)
+    status = None if ns.quiet else LiveStatus(what="shrink")
+    with tempfile.TemporaryDirectory(prefix="lazytlb-shrink-") as tmp:
+        try:
+            best = Shrinker(cfg, report, kind, ns.budget, tmp, status).shrink()
+        finally:
+            if status:
+                status.done()
+    final = dataclasses.replace(best.cfg, replay=out)
+    rep = dict(best.report, config=final.to_dict())
+    with open(out, "w") as f:
+        json.dump(rep, f, indent=1)
+    r = Report(**{k: v for k, v in rep.items() if k in {f.name for f in dataclasses.fields(Report)}})
+    events = story(rep)
+    print(headline(r))
+    print(
+        f"shrunk: {best.cfg.cpus} CPUs (was {before[1]}), {best.cfg.steps:,} steps (was {before[0]:,}), "
+        f"{best.handovers:,} hand-overs (was {before[2]:,}); {len(events)} events of {rep['violations'][0]['mm']}"
+    )
+    print()
+    print("\n".join(columns_text(events, "step")))
+    print()
+    print(f"replay: python -m stress run --replay {out}")
+    if ns.svg and events:
+        with open(ns.svg, "w") as f:
+            f.write(columns_svg(events, "step", title=f"{headline(r)}\nreplay: python -m stress run --replay {out}"))
+    return 0

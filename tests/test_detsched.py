@@ -1,0 +1,201 @@
+"""The deterministic scheduling modes (``emu/detsched.py``): the same configuration and seed give
+the same run, event for event; a replay of its report gives it again; the policies, the clock
+and the deadlock report follow their rules; bad replay input is one line."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from emu.config import RunConfig, Workload
+from emu.detsched import (
+    P_BLOCKED,
+    P_EXITED,
+    P_PRIO,
+    P_SLEEP_UNTIL,
+    P_WAIT_ON,
+    P_WAIT_WHAT,
+    S_PROGRESS,
+    S_STEP,
+    WAIT_CSD,
+    DetSched,
+    Schedule,
+    describe_deadlock,
+    init_region,
+    pct_change_points,
+)
+from emu.layout import SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
+from emu.runner import run
+from tests.procs import start, stress, wait_for_cpus
+
+SMALL = Workload(procs=2, threads=2, kthreads=1)
+BROKEN = RunConfig(cpus=3, strategy="luto-rfc", arch="arm64", sched="pct", steps=60_000, seed=3, workload=SMALL, fail_fast=True)
+
+
+@pytest.mark.parametrize("sched", ["pct", "random"])
+def test_the_same_seed_gives_the_same_report_byte_for_byte(sched: str) -> None:
+    cfg = RunConfig(cpus=3, sched=sched, steps=30_000, seed=11, workload=SMALL, strategy="shoot-lazies", arch="powerpc")
+    a, b = (json.dumps(run(cfg).to_json(), sort_keys=True) for _ in range(2))
+    assert a == b
+    report = json.loads(a)
+    assert report["verdict"] == "clean" and report["metrics"]["context_switches"] > 100
+    assert report["schedule"]["count"] > 1 and report["harness"]["run_steps"] >= 30_000
+
+
+def test_another_seed_gives_another_interleaving() -> None:
+    cfg = RunConfig(cpus=3, sched="pct", steps=30_000, seed=1, workload=SMALL)
+    a, b = run(cfg), run(replace(cfg, seed=2))
+    assert a.schedule != b.schedule
+
+
+def test_a_broken_scheme_fails_identically_and_its_replay_repeats_it(tmp_path: Path) -> None:
+    first = run(BROKEN)
+    assert first.verdict == "violation" and first.timelines, first.violation_counts
+    path = tmp_path / "failing.json"
+    path.write_text(json.dumps(first.to_json()))
+    again = run(replace(BROKEN, replay=str(path)))
+    assert again.violations == first.violations and again.timelines == first.timelines
+    assert again.schedule == first.schedule
+    assert "--replay" in again.command
+
+
+def test_the_report_says_what_a_rerun_repeats(tmp_path: Path) -> None:
+    out = stress("run", "--cpus", "3", "--sched", "pct", "--steps", "20000", "--seed", "5", "--procs", "2", "--threads", "2", "--quiet")
+    assert "repeats this run exactly" in out.stdout and "steps of load" in out.stdout
+    free = stress("run", "--cpus", "2", "--duration", "0.3", "--seed", "5", "--quiet")
+    assert "not the interleaving" in free.stdout
+
+
+def test_the_trace_is_stamped_with_steps_in_one_order() -> None:
+    report = run(BROKEN)
+    events = report.timeline_events[0]
+    steps = [e[0] for e in events]
+    assert steps == sorted(steps) and steps[-1] <= report.harness["steps"]
+    assert sum(e[3] for e in events) == 1 and events[[e[3] for e in events].index(True)][2].startswith("VIOLATION")
+    assert report.timelines[0][-1].lstrip().startswith("step")
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--sched", "pct", "--depth", "0"], "--depth must be between 1 and 64"),
+        (["--sched", "pct", "--steps", "0"], "--steps must be between"),
+        (["--sched", "pct", "--shuffle"], "--shuffle"),
+        (["--sched", "sometimes"], "unknown"),
+    ],
+)
+def test_bad_scheduling_settings_are_one_line(args: list[str], expect: str) -> None:
+    out = stress("run", *args)
+    assert out.returncode == 2 and expect in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_replay_of_another_configuration_or_a_broken_file_is_one_line(tmp_path: Path) -> None:
+    report = run(replace(BROKEN, steps=5_000, fail_fast=False)).to_json()
+    good = tmp_path / "r.json"
+    good.write_text(json.dumps(report))
+    truncated = tmp_path / "t.json"
+    truncated.write_text(good.read_text()[:400])
+    free = tmp_path / "free.json"
+    free.write_text(json.dumps(run(RunConfig(cpus=1, duration=0.2, seed=1)).to_json()))
+    for args, expect in (
+        (["--replay", str(good), "--cpus", "8"], "recorded for another configuration: --cpus 3 there, 8 here"),
+        (["--replay", str(good), "--strategy", "hazptr"], "--strategy luto-rfc there, hazptr here"),
+        (["--replay", str(truncated)], "not a JSON report"),
+        (["--replay", str(free)], "no schedule in it"),
+        (["--replay", str(tmp_path / "missing.json")], "cannot read"),
+    ):
+        out = stress("run", *args)
+        assert out.returncode == 2 and expect in out.stderr and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+
+
+def test_ctrl_c_in_a_deterministic_run_drains_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    proc, ps = start("--cpus", "3", "--sched", "random", "--steps", "100000000", "--seed", "1", "--quiet", "--json", str(out))
+    wait_for_cpus(ps, 3)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    report = json.loads(out.read_text())
+    assert report["harness"]["interrupted"] == "SIGINT" and report["harness"]["drained"]
+
+
+# -- the scheduler's rules, on a segment of its own (no processes) -------------------------------
+
+
+def _machine(n: int = 3, sched: str = "pct") -> tuple[memoryview, Layout, list[DetSched]]:
+    lay = Layout.for_run(n, 2, 1, 1, (), sched_log=64)
+    w = memoryview(bytearray(lay.nbytes)).cast("q")
+    init_region(w, lay, sched, 7, 1000, 3)
+
+    class Sem:
+        def __init__(self) -> None:
+            self._semlock = self
+
+        def release(self) -> None:
+            pass
+
+        def acquire(self, *a: object) -> bool:
+            return True
+
+    sems = [Sem() for _ in range(n)]
+    dets = [DetSched(w, lay, c, sched, 7, 1000, 3, False, sems, None, {}) for c in range(n)]
+    return w, lay, dets
+
+
+def _rec(lay: Layout, c: int) -> int:
+    return lay.sched_base + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS
+
+
+def test_pct_runs_the_highest_priority_cpu_that_may_run() -> None:
+    w, lay, dets = _machine()
+    prios = [w[_rec(lay, c) + P_PRIO] for c in range(3)]
+    assert sorted(prios) == [3, 4, 5]  # distinct, all above depth
+    top = prios.index(5)
+    assert dets[0].decide(1) == top
+    w[_rec(lay, top) + P_SLEEP_UNTIL] = 50  # asleep: the next one runs
+    assert dets[0].decide(2) == prios.index(4)
+
+
+def test_a_blocked_cpu_may_run_again_only_after_progress() -> None:
+    w, lay, dets = _machine()
+    for c in range(3):
+        w[_rec(lay, c) + P_EXITED] = int(c != 1)
+    w[_rec(lay, 1) + P_BLOCKED] = w[lay.sched_base + S_PROGRESS] + 1
+    assert dets[1].decide(5) == -1  # nobody may run, nobody sleeps: a deadlock
+    w[lay.sched_base + S_PROGRESS] += 1
+    assert dets[1].decide(6) == 1
+
+
+def test_only_sleepers_left_make_the_clock_jump_to_the_first_wake_up() -> None:
+    w, lay, dets = _machine()
+    for c, until in enumerate((900, 400, 700)):
+        w[_rec(lay, c) + P_SLEEP_UNTIL] = until
+    w[lay.sched_base + S_STEP] = 10
+    assert dets[0].decide(10) == 1 and w[lay.sched_base + S_STEP] == 400
+
+
+def test_the_deadlock_report_names_who_waits_on_whom() -> None:
+    w, lay, dets = _machine(2)
+    for c, other in ((0, 1), (1, 0)):
+        r = _rec(lay, c)
+        w[r + P_BLOCKED], w[r + P_WAIT_WHAT], w[r + P_WAIT_ON] = 1, WAIT_CSD, other
+    text = describe_deadlock(w, lay)
+    assert "cpu0 waits in csd_lock_wait for an acknowledgement from cpu1" in text
+    assert "cpu1 waits in csd_lock_wait for an acknowledgement from cpu0" in text
+
+
+def test_random_draws_every_cpu_and_pct_change_points_fall_in_the_budget() -> None:
+    w, lay, dets = _machine(3, "random")
+    assert {dets[0].decide(s) for s in range(200)} == {0, 1, 2}
+    points = pct_change_points(5, 1000, 4)
+    assert len(points) == 3 and all(1 <= p <= 1000 for p in points) and points == pct_change_points(5, 1000, 4)
+
+
+def test_a_schedule_encodes_and_decodes() -> None:
+    s = Schedule("pct", ((2, 0), (0, 17), (1, 1234)))
+    assert Schedule.decode("pct", s.encode()) == s
+    with pytest.raises(ValueError):
+        Schedule.decode("pct", "1@x")

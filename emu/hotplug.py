@@ -14,6 +14,7 @@ The runner asks (``C_HP_WANT``); the CPU itself carries it out, as the dying CPU
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from emu.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
@@ -77,9 +78,10 @@ class Hotplug:
         flags = self.irq.local_irq_save()
         end = self.clock() + self.rng.uniform(*TEARDOWN_US) / 1e6
         if self.det is not None:
-            self.det.sleep(int(end * 1e6), wakeable=False)  # busy, unreachable: only the clock ends it
-        while self.clock() < end:
-            pass
+            self.det.sleep(math.ceil(end * 1e6), wakeable=False)  # busy, unreachable: only the clock ends it
+        else:
+            while self.clock() < end:
+                pass
         self.irq.local_irq_restore(flags)
 
     def bringup_cpu(self: Cpu) -> None:

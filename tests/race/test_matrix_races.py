@@ -1,7 +1,9 @@
 """Race hunting over the scheme x arch x mutant matrix (``emu.matrix``), one seeded run a test.
 
-Each test's seed is derived from its test id, so a failing test reruns identically with
-``pytest '<id>'`` (the report also prints the ``python -m stress run`` command). Correct cells
+Each test's seed is derived from its test id, so ``pytest '<id>'`` reruns a failure with the same
+configuration and seed (the report also prints the ``python -m stress run`` command); the host
+interleaves the CPU processes anew, so a rare race may not come back. ``test_det_races.py`` runs the
+same table under the deterministic scheduler, where a rerun repeats the run event for event. Correct cells
 must come out clean on every seed; broken cells must be caught by the generic oracle. Scale a
 campaign with ``--race-count N`` (runs per cell), ``--race-seconds`` and ``--race-cpus``, and
 spread it with ``pytest -n auto -m race`` (or remote workers, see the README).

@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
     from stress.hunt import Duration
 
     s = sub.add_parser("shrink", help="reduce a failing deterministic run to a short interleaving that still fails")
-    s.add_argument("report", metavar="REPORT", help="the JSON report of a failing run under --sched pct or random")
+    s.add_argument("report", metavar="REPORT", nargs="?", default=None, help="the JSON report of a failing run under --sched pct or random")
     s.add_argument("--budget", type=Duration(), default=60.0, help="wall-clock budget for the replays, e.g. 90s, 5m (default: 60s)")
     s.add_argument("--json", metavar="PATH", default=None, help="where the shrunk run's report goes (default: REPORT with .shrunk.json)")
     s.add_argument("--svg", metavar="PATH", default=None, help="also draw the interleaving as SVG")
@@ -191,10 +191,13 @@ def story(report: dict[str, Any]) -> list[Ev]:
 def cmd_shrink(ns: argparse.Namespace) -> int:
     from stress.cli import check_writable
 
+    check_writable(ns.json)
+    check_writable(ns.svg, "--svg")
+    if not ns.report:
+        raise ConfigError("shrink: give the JSON report of a failing run under --sched pct or random (run ... --json REPORT)")
     cfg, report = _load(ns.report)
     out = ns.json or re.sub(r"(\.json)?$", ".shrunk.json", ns.report, count=1)
     check_writable(out)
-    check_writable(ns.svg, "--svg")
     kind = target_kind(report)
     before = (cfg.steps, cfg.cpus, report["schedule"]["count"])
     print(f"shrink: {kind} in {ns.report}: {before[1]} CPUs, {before[0]:,} steps, {before[2]:,} hand-overs", file=sys.stderr)

@@ -1,0 +1,46 @@
+"""``stress shrink``: a failing deterministic run becomes a smaller one that fails the same way,
+whose report replays exactly; what cannot be shrunk is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+from emu.config import RunConfig, Workload
+from emu.runner import run
+from tests.procs import stress
+
+FAILING = RunConfig(
+    cpus=3, strategy="luto-rfc", arch="arm64", fix="integrated,scan-online", sched="pct", steps=50_000, seed=1,
+    workload=Workload(procs=2, threads=2, kthreads=1), fail_fast=True,
+)  # fmt: skip
+
+
+def test_a_failing_run_shrinks_to_a_smaller_one_that_replays_exactly(tmp_path: Path) -> None:
+    first = run(FAILING)
+    kind = next(v["kind"] for v in first.violations if v["kind"] != "leak")
+    src = tmp_path / "failing.json"
+    src.write_text(json.dumps(first.to_json()))
+    out = stress("shrink", str(src), "--budget", "25", "--quiet", "--svg", str(tmp_path / "s.svg"), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "shrunk:" in out.stdout and ">>" in out.stdout and "replay: python -m stress run --replay" in out.stdout
+    shrunk = json.loads((tmp_path / "failing.shrunk.json").read_text())
+    assert kind in shrunk["violation_counts"]
+    assert shrunk["schedule"]["count"] <= first.to_json()["schedule"]["count"]
+    assert shrunk["config"]["cpus"] <= FAILING.cpus and shrunk["config"]["steps"] <= FAILING.steps
+    ET.fromstring((tmp_path / "s.svg").read_text())
+    again = stress("run", "--replay", str(tmp_path / "failing.shrunk.json"), "--quiet", "--json", str(tmp_path / "again.json"))
+    replayed = json.loads((tmp_path / "again.json").read_text())
+    assert replayed["violations"] == shrunk["violations"] and replayed["timelines"] == shrunk["timelines"], again.stderr
+
+
+def test_what_has_nothing_to_shrink_is_one_line(tmp_path: Path) -> None:
+    free = tmp_path / "free.json"
+    free.write_text(json.dumps(run(RunConfig(cpus=1, duration=0.2, seed=1)).to_json()))
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps(run(replace(FAILING, strategy="refcount", fix="", steps=5_000)).to_json()))
+    for path, expect in ((free, "free-mode run"), (clean, "did not fail"), (tmp_path / "none.json", "cannot read")):
+        out = stress("shrink", str(path))
+        assert out.returncode == 2 and expect in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

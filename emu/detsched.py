@@ -83,6 +83,7 @@ if TYPE_CHECKING:
 STEP_NS = 1000  # the virtual clock: a step is a microsecond
 FAIL_FAST_GRACE_STEPS = 20_000  # after the first violation, as the free mode's grace: its aftermath
 DRAIN_STEPS = 5_000_000  # a drain that does not end within this many steps is a harness failure
+RACE_STALL_STEPS = 500  # a stall in a marked race window: about a preemption's worth of other CPUs' work
 
 # the header (words from layout.sched_base)
 (S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
@@ -223,14 +224,15 @@ class DetSched:
             self._deliver()
 
     def preempt(self) -> None:
-        """A marked race window (``--race-delay``): under pct the CPU holding the turn drops below every
-        other, as at a change point, so that another CPU runs through the window; then a point."""
+        """A marked race window (``--race-delay``): the CPU holding the turn stalls there for
+        ``RACE_STALL_STEPS`` of the clock, as the free mode's stall gives its core away, and under
+        pct drops below every other CPU, as at a change point, so that others run through the window."""
         if not self.active:
             return
         if self.policy == "pct":
             w, prio = self.w, P_PRIO
             w[self.me + prio] = min(w[r + prio] for r in self.rec) - 1
-        self.point(False)
+        self.sleep(self.w[self.STEP] + RACE_STALL_STEPS, wakeable=False)
 
     def progress(self) -> None:
         """Something a waiter may wait for happened outside a point (a lock release, a handled IPI)."""

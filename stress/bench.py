@@ -24,6 +24,10 @@ over the CPUs, are printed.
 
 Then the IPI round trip (send, handler, acknowledgement, sender sees it): to an idle target
 waiting on its doorbell, and to a busy one running Python code.
+
+Last, the deterministic mode (``--sched pct``) on the same machine and load, at each
+``--det-cpus``: scheduling points and context switches per second of wall time (the whole run,
+start-up and drain included), next to a free-mode run of the same machine in the same session.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from emu.atomics import LINE_SHIFT, make_locks
@@ -71,6 +76,7 @@ def add_parser(sub: Any) -> None:
         help=f"live processes per CPU (default: {SATURATING_PROCS_PER_CPU}, a saturating load; 0: the default workload of 'run')",
     )  # fmt: skip
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
+    b.add_argument("--det-cpus", type=IntList(), default=[3, 8], help="CPU counts of the deterministic mode's rows (default: 3,8)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
     b.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     b.add_argument(
@@ -272,12 +278,40 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
     }
 
 
+DET_STEPS = 200_000
+
+
+def measure_det(cfg: RunConfig, say: Callable[[str], None] = _progress) -> dict[str, Any]:
+    """The deterministic mode against the free mode on one machine: rates over each run's wall time."""
+    say(f"  --det-cpus {cfg.cpus}: free and deterministic runs ...")
+    t0 = time.monotonic()
+    free = run(cfg)
+    free_s = time.monotonic() - t0
+    det_cfg = replace(cfg, sched="pct", steps=DET_STEPS)
+    t0 = time.monotonic()
+    det = run(det_cfg)
+    det_s = time.monotonic() - t0
+    det_sw = det.metrics["context_switches"] / det_s
+    free_sw = free.metrics["context_switches"] / free_s
+    return {
+        "cpus": cfg.cpus,
+        "steps": det.harness["steps"],
+        "points_per_second": round(det.harness["steps"] / det_s),
+        "switches_per_second": round(det_sw, 1),
+        "free_switches_per_second": round(free_sw, 1),
+        "ratio": round(det_sw / free_sw, 3) if free_sw else None,
+        "verdicts": [free.verdict, det.verdict],
+    }
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     from emu.config import ConfigError
     from stress.cli import check_writable
 
     if not all(1 <= c <= 256 for c in ns.cpus):
         raise ConfigError("--cpus: each count must be between 1 and 256")
+    if not all(1 <= c <= 64 for c in ns.det_cpus):
+        raise ConfigError("--det-cpus: each count must be between 1 and 64")
     if not 0 <= ns.seed < 2**63:
         raise ConfigError(f"--seed must be between 0 and 2**63-1, got {ns.seed}")
     if not 0.2 <= ns.duration <= 600:
@@ -302,6 +336,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         if ns.profile:
             profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
+    det_rows = [measure_det(bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration), (lambda text: None) if ns.quiet else _progress)
+                for c in ns.det_cpus]  # fmt: skip
     top = rows[-1]
     result = {
         "switches_per_second": top["switches_per_second"],
@@ -316,6 +352,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         "seed": ns.seed,
         "per_cpus": rows,
         "cores": len(os.sched_getaffinity(0)),
+        "deterministic": det_rows,
     }
     if ns.repeat > 1:
         print(f"median of {ns.repeat} runs each (range in brackets)")
@@ -332,6 +369,16 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         table.add_row(*cells)
     print(table_text(table))
     print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
+    if det_rows:
+        print(f"deterministic mode (--sched pct, {DET_STEPS:,} steps), over each run's wall time:")
+        det = plain_table(
+            ("cpus", "right"), ("points/s", "right"), ("switches/s", "right"), ("free switches/s", "right"), ("ratio", "right")
+        )
+        for d in det_rows:
+            ratio = "-" if d["ratio"] is None else f"{d['ratio']:.3f}"
+            det.add_row(str(d["cpus"]), f"{d['points_per_second']:,}", f"{d['switches_per_second']:,.0f}",
+                        f"{d['free_switches_per_second']:,.0f}", ratio)  # fmt: skip
+        print(table_text(det))
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -27,7 +27,8 @@ waiting on its doorbell, and to a busy one running Python code.
 
 Last, the deterministic mode (``--sched pct``) on the same machine and load, at each
 ``--det-cpus``: scheduling points and context switches per second of wall time (the whole run,
-start-up and drain included), next to a free-mode run of the same machine in the same session.
+start-up and drain included; ``--duration`` x 100,000 steps), next to a free-mode run of the same
+machine in the same session.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
     }
 
 
-DET_STEPS = 200_000
+DET_STEPS_PER_S = 100_000  # a deterministic row: steps per second of --duration
 
 
 def measure_det(cfg: RunConfig, say: Callable[[str], None] = _progress) -> dict[str, Any]:
@@ -287,7 +288,7 @@ def measure_det(cfg: RunConfig, say: Callable[[str], None] = _progress) -> dict[
     t0 = time.monotonic()
     free = run(cfg)
     free_s = time.monotonic() - t0
-    det_cfg = replace(cfg, sched="pct", steps=DET_STEPS)
+    det_cfg = replace(cfg, sched="pct", steps=int(cfg.duration * DET_STEPS_PER_S))
     t0 = time.monotonic()
     det = run(det_cfg)
     det_s = time.monotonic() - t0
@@ -370,7 +371,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     print(table_text(table))
     print(f"IPI round trip: idle target p50 {idle['p50']} us, p99 {idle['p99']} us; busy target p50 {busy['p50']} us, p99 {busy['p99']} us")
     if det_rows:
-        print(f"deterministic mode (--sched pct, {DET_STEPS:,} steps), over each run's wall time:")
+        print(f"deterministic mode (--sched pct, {int(ns.duration * DET_STEPS_PER_S):,} steps), over each run's wall time:")
         det = plain_table(
             ("cpus", "right"), ("points/s", "right"), ("switches/s", "right"), ("free switches/s", "right"), ("ratio", "right")
         )

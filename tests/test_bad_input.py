@@ -200,7 +200,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
     if cmd == "hunt":
         argv += ["--cpus", "1", "--duration", "0.05", "--budget", "1", "--quiet"]  # a budget too small to start a run
     if cmd == "bench":
-        argv += ["--cpus", "1", "--duration", "0.2"]  # the shortest bench there is
+        argv += ["--cpus", "1", "--duration", "0.2", "--det-cpus", "1"]  # the shortest bench there is
     if cmd == "compare":
         argv += ["--strategies", "refcount", "--arches", "x86", "--cpus", "1", "--duration", "0.05"]  # one tiny run
     for _ in range(draw(st.integers(0, 4)) if acts else 0):

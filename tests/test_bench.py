@@ -25,9 +25,12 @@ def test_the_ceiling_loop_runs_in_every_process() -> None:
 
 def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    r = stress("bench", "--cpus", "2", "--duration", "0.5", "--json", str(out), timeout=180)
+    r = stress("bench", "--cpus", "2", "--duration", "0.5", "--det-cpus", "3", "--json", str(out), timeout=180)
     assert r.returncode == 0, r.stderr
     b = json.loads(out.read_text())
+    (det,) = b["deterministic"]  # the deterministic mode, measured next to the free mode in the same run
+    assert det["cpus"] == 3 and det["steps"] >= 50_000 and det["points_per_second"] > 0 and det["free_switches_per_second"] > 0
+    assert det["verdicts"] == ["clean", "clean"] and "deterministic mode (--sched pct, 50,000 steps)" in r.stdout
     for key in ("switches_per_second", "ceiling_per_second", "ratio", "ipi_rtt_us_p50", "ipi_rtt_us_p99"):
         assert b[key] is not None and b[key] > 0
     assert b["ratio"] == round(b["switches_per_second"] / b["ceiling_per_second"], 3)

@@ -22,7 +22,7 @@ def test_refcount_is_clean(cpus: int, seed: int) -> None:
 @pytest.mark.parametrize("seed", [21, 22])
 def test_refcount_no_grab_mutant_is_caught(seed: int) -> None:
     report = run(RunConfig(cpus=8, strategy="refcount", mutant="refcount-no-grab", duration=2.0, seed=seed))
-    assert report.verdict == "violation" and report.status == 1
+    assert report.verdict == "violation" and report.status == 1, report.harness
     assert {"use_after_free", "freed_while_lazy"} & set(report.violation_counts)
     assert report.timelines and report.timelines[0], "a violation comes with the events that led to it"
     assert report.metrics["first_violation_s"] is not None

@@ -107,6 +107,8 @@ class Shrinker:
                 f,
             )
         r = run(dataclasses.replace(cfg, replay=path, fail_fast=True))
+        if r.harness.get("interrupted"):
+            raise KeyboardInterrupt  # Ctrl-C stopped this replay: the shrink stops too (what it found so far is lost)
         if self.status:
             self.status.update(time.monotonic() - self.t0, self.budget, f"{self.replays} replays, {self.best.handovers:,} hand-overs left")
         if r.harness["error"] is not None or self.kind not in r.violation_counts:

@@ -4,13 +4,18 @@ whose report replays exactly; what cannot be shrunk is refused in one line."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
+
 from emu.config import RunConfig, Workload
 from emu.runner import run
-from tests.procs import stress
+from tests.conftest import segments_of
+from tests.procs import CMD, poll, stress
 
 FAILING = RunConfig(
     cpus=3, strategy="luto-rfc", arch="arm64", fix="integrated,scan-online", sched="pct", steps=50_000, seed=1,
@@ -44,3 +49,16 @@ def test_what_has_nothing_to_shrink_is_one_line(tmp_path: Path) -> None:
     for path, expect in ((free, "free-mode run"), (clean, "did not fail"), (tmp_path / "none.json", "cannot read")):
         out = stress("shrink", str(path))
         assert out.returncode == 2 and expect in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_ctrl_c_stops_a_shrink_and_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "failing.json"
+    src.write_text(json.dumps(run(FAILING).to_json()))
+    p = subprocess.Popen([*CMD, "shrink", str(src), "--budget", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(p.pid)
+    poll(lambda: me.children(), 30, "the first replay's CPUs")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "failing.shrunk.json").exists()
+    assert segments_of(p.pid) == []

@@ -15,6 +15,9 @@ from emu.config import X86_MODELS, RunConfig, Workload
 from emu.strategies import MUTANTS
 
 CLEAN = "clean"
+# the deterministic mode's machine: 3 CPUs, two processes of two threads, one kernel thread a CPU
+DET_MACHINE = {"cpus": 3, "procs": 2, "threads": 2, "kthreads": 1}
+DET_STEPS = 50_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,13 @@ class Cell:
         cfg = RunConfig(cpus=cpus, strategy=self.base, mutant=self.mutant, arch=self.arch, duration=duration, seed=seed)
         cfg = replace(cfg, **{**self.options, **extra})
         return replace(cfg, workload=replace(cfg.workload, **self.workload)) if self.workload else cfg
+
+    def det_config(self, seed: int, steps: int = DET_STEPS) -> RunConfig:
+        """This cell under ``--sched pct`` on the small machine PCT suits (``DET_MACHINE``, where the
+        cell sets no workload of its own); a broken cell's run stops at its first violation."""
+        cfg = self.config(seed, cpus=DET_MACHINE["cpus"], sched="pct", steps=steps)
+        small = {k: v for k, v in DET_MACHINE.items() if k != "cpus" and k not in self.workload}
+        return replace(cfg, workload=replace(cfg.workload, **small), fail_fast=self.expect != CLEAN)
 
 
 ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")

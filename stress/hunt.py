@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.config import ConfigError, RunConfig, Workload
-from emu.matrix import CELLS, find
+from emu.matrix import CELLS, DET_MACHINE, find
 from emu.report import command_for
 from stress.cli import Number
 from stress.progress import LiveStatus, plain_table, table_text
@@ -125,10 +125,9 @@ def expected_s(cfg: RunConfig) -> float:
     return cfg.steps / DET_STEPS_PER_S if cfg.deterministic else cfg.duration
 
 
-# A deterministic hunt's machine, unless the command line says otherwise: PCT finds a bug of depth
-# d with probability 1 / (n k^(d-1)) a run, so few CPUs and short runs, many of them.
-DET_MACHINE = {"cpus": 3, "procs": 2, "threads": 2, "kthreads": 1}
-DET_STEPS_PER_S = 300_000  # about, on the 2-core development machine (stress bench measures it)
+# A deterministic hunt runs on emu.matrix.DET_MACHINE unless the command line says otherwise: PCT
+# finds a bug of depth d with probability 1 / (n k^(d-1)) a run, so few CPUs and short runs, many of them.
+DET_STEPS_PER_S = 50_000  # about, on the 2-core development machine (stress bench measures it)
 
 
 def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -199,3 +201,12 @@ def test_a_schedule_encodes_and_decodes() -> None:
     assert Schedule.decode("pct", s.encode()) == s
     with pytest.raises(ValueError):
         Schedule.decode("pct", "1@x")
+
+
+def test_the_detection_table_times_a_catch_and_repeats_it(tmp_path: Path) -> None:
+    out = tmp_path / "d.json"
+    argv = [sys.executable, "-m", "stress.detection", "det", "--seeds", "1", "--only", "refcount-no-grab@x86", "--json", str(out)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(out.read_text())["refcount-no-grab@x86"]
+    assert row["caught"] == 1 and row["median_s"] > 0 and row["repeated"] == 10  # deterministic: every rerun fails again

@@ -109,7 +109,7 @@ class Cpu(Scheduler, Hotplug):
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
         self.irq = Irq(self.w, layout, cpu, doorbells, ack_timeout=cfg.ipi_timeout)
-        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
+        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B, cfg.arch)
         self.atomics.count_costs(
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),

@@ -9,9 +9,11 @@ observations in one iteration, flattened; with ``final=True`` it is followed by 
 of every variable once all stores have reached memory, in the order of ``variables`` (so a
 pattern whose condition is on memory, such as R, S or CoWW, can be written). A CPU that has finished its
 body waits (on a machine word, outside the memory model) until every CPU has, and only then
-drains its store buffer: the model's time is counted in accesses, so a buffered store stays
+drains its store buffer (a CPU that waits long drains earlier, as the machine does before it idles, so
+that a thread spinning on another's buffered store, a lock, makes progress): the model's time is counted in accesses, so a buffered store stays
 buffered while the other threads run theirs unless a random commit moves it out. Then all meet
-at a barrier and the variables are reset to 0, so every iteration starts from zeros in memory
+at a barrier and the variables are reset to 0 (each thread starts half its bodies after a random
+short delay, from a generator seeded by the seed and the thread), so every iteration starts from zeros in memory
 and empty buffers.
 
     hist = litmus([t0, t1], ["x", "y"], iterations=2000, memory_model="tso")
@@ -21,6 +23,7 @@ and empty buffers.
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -32,6 +35,8 @@ from emu.testbed import Testbed
 Thread = Callable[[Atomics, Mapping[str, int]], "int | tuple[int, ...]"]
 Outcome = tuple[int, ...]
 SPINS_BEFORE_YIELD = 200
+STALL_SPINS = 20  # a finished thread drains after this many turns of waiting for the others
+STAGGER_SPINS = 20000  # at most this many empty loop turns before a body (a few hundred microseconds)
 
 
 def litmus(
@@ -50,10 +55,12 @@ def litmus(
         arrive = tb.scratch(0)  # barrier: arrivals so far, counted with a locked increment
         done = [tb.scratch(len(variables) + 1 + i) for i in range(n)]  # iterations finished, per CPU
 
-        def wait(cpu: Cpu, ok: Callable[[], bool]) -> None:
+        def wait(cpu: Cpu, ok: Callable[[], bool], stalled: Callable[[], None] | None = None) -> None:
             spins = 0
             while not ok():
                 spins += 1
+                if spins == STALL_SPINS and stalled is not None:
+                    stalled()
                 if spins > SPINS_BEFORE_YIELD:
                     os.sched_yield()
 
@@ -67,12 +74,19 @@ def litmus(
             def run(cpu: Cpu) -> list[tuple[int, ...]]:
                 a, w = cpu.atomics, cpu.w
                 seen: list[tuple[int, ...]] = []
+                stagger = random.Random(seed * 7919 + i).random  # seeded: no host randomness
                 for it in range(iterations):
                     barrier(cpu, 2 * it + 1)
+                    # Half the iterations start this thread a little late, so that one thread's body
+                    # can also run after another's (a reader after a writer), not only alongside it.
+                    if stagger() < 0.5:
+                        for _ in range(int(stagger() * STAGGER_SPINS)):
+                            pass
                     r = fn(a, v)
                     seen.append(r if isinstance(r, tuple) else (r,))
                     w[done[i]] = it + 1  # machine bookkeeping: not buffered, drains nothing
-                    wait(cpu, lambda: all(w[d] > it for d in done))  # noqa: B023 (called at once)
+                    # a CPU that waits long drains (as the machine does before idling): another may spin on its store (a lock)
+                    wait(cpu, lambda: all(w[d] > it for d in done), a.store_buffer_drain)  # noqa: B023 (called at once)
                     a.store_buffer_drain()
                     if i == 0:
                         wait(cpu, lambda: w[arrive] >= n * (2 * it + 2) - 1)  # noqa: B023 (called at once)

@@ -141,6 +141,7 @@ class TsoAtomics(Atomics):
 WEAK_BUFFER_ENTRIES = 8  # stores a CPU may hold back; more gives nothing the litmus patterns need
 VIEW_ENTRIES = 16  # words a CPU keeps a possibly stale copy of (the lines in its cache)
 STALE_P = 0.5  # per load, the chance that it is satisfied from the copy, not from memory
+WEAK_COMMIT_P = 0.5  # per access: the buffer is shallow and leaky, so that another CPU sees the reordered stores
 
 
 class WeakAtomics(Atomics):
@@ -149,7 +150,7 @@ class WeakAtomics(Atomics):
     Two private structures per CPU, both in the CPU's own process:
 
     - A **store buffer** that is not FIFO: ``WRITE_ONCE``/``atomic_set`` append ``(addr, value,
-      epoch)``; at random points (``COMMIT_P`` per access, from a generator seeded by the run seed
+      epoch)``; at random points (``WEAK_COMMIT_P`` per access, from a generator seeded by the run seed
       and the CPU) one *eligible* entry reaches memory: the oldest store to its address (so a
       CPU's stores to one word stay in order: CoWW), and of the lowest epoch in the buffer.
       ``smp_wmb`` starts a new epoch, so no later store passes an earlier one; a
@@ -225,7 +226,7 @@ class WeakAtomics(Atomics):
         self.w[i] = v
 
     def _maybe_commit(self) -> None:
-        if self._buf and self._rand() < COMMIT_P:
+        if self._buf and self._rand() < WEAK_COMMIT_P:
             self._commit_one()
 
     def _remember(self, i: int, v: int) -> None:
@@ -237,13 +238,12 @@ class WeakAtomics(Atomics):
         view[i] = v
 
     def _drain(self) -> None:
+        """Empty the buffer, in any order its epochs and addresses allow (another CPU may look meanwhile)."""
         buf = self._buf
         if buf:
             self.irq.in_atomic += 1
-            w = self.w
-            for i, v, _ in buf:
-                w[i] = v
-            buf.clear()
+            while buf:
+                self._commit_one()
             self._unmask()
 
     def _refresh(self) -> None:

@@ -75,6 +75,8 @@ class Atomics:
                 w[self._c_wait_ns] += perf_counter_ns() - t0
         return k
 
+    lock_rmw = lock  # the lock of an RMW on a scheme's data (``mm_count``): weaker than ``lock`` only in the weak model
+
     def unlock(self, k: int) -> None:
         self._rel[k]()
         irq = self.irq

@@ -9,8 +9,8 @@ observations in one iteration, flattened; with ``final=True`` it is followed by 
 of every variable once all stores have reached memory, in the order of ``variables`` (so a
 pattern whose condition is on memory, such as R, S or CoWW, can be written). A CPU that has finished its
 body waits (on a machine word, outside the memory model) until every CPU has, and only then
-drains its store buffer (a CPU that waits long drains earlier, as the machine does before it idles, so
-that a thread spinning on another's buffered store, a lock, makes progress): the model's time is counted in accesses, so a buffered store stays
+drains its store buffer (a CPU that waits long drains earlier, as the machine does before it
+idles, so that a thread spinning on another's buffered store, a lock, makes progress): the model's time is counted in accesses, so a buffered store stays
 buffered while the other threads run theirs unless a random commit moves it out. Then all meet
 at a barrier and the variables are reset to 0 (each thread starts half its bodies after a random
 short delay, from a generator seeded by the seed and the thread), so every iteration starts from zeros in memory

@@ -327,7 +327,9 @@ def rmw_after_atomic_p1(a: Atomics, v: V) -> int:
     return 0
 
 
-def _p(name: str, result: str, threads: Sequence[Thread], variables: str, regs: str, exists: Callable[[Mapping[str, int]], bool]) -> Pattern:
+def _p(
+    name: str, result: str, threads: Sequence[Thread], variables: str, regs: str, exists: Callable[[Mapping[str, int]], bool]
+) -> Pattern:
     return Pattern(name, result, tuple(threads), tuple(variables.split()), tuple(regs.split()), exists)
 
 

@@ -133,6 +133,8 @@ class TsoAtomics(Atomics):
             self.store_buffer_drain()
         return super().lock(i)
 
+    lock_rmw = lock  # x86: every locked instruction drains
+
     def unlocked_inc(self, i: int) -> None:
         self.WRITE_ONCE(i, self.READ_ONCE(i) + 1)
 
@@ -204,6 +206,7 @@ class WeakAtomics(Atomics):
         self._buf: list[tuple[int, int, int]] = []  # (addr, value, epoch), program order
         self._epoch = 0
         self._view: dict[int, int] = {}  # addr -> the value this CPU last saw there, oldest first
+        self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -325,8 +328,20 @@ class WeakAtomics(Atomics):
     atomic_set = atomic_long_set = WRITE_ONCE
     rcu_dereference, rcu_assign_pointer = smp_load_acquire, smp_store_release
 
-    # -- every locked operation: coherence with this CPU's own buffered stores and view ----------
+    # -- locked operations ------------------------------------------------------------------
     def lock(self, i: int) -> int:
+        """The machine's own locks (run queues, inboxes, the oracle's looks) are full barriers, as
+        the kernel's scheduler handoffs are ordered (``smp_mb__after_spinlock`` in ``__schedule``,
+        the release of ``prev->on_cpu`` and its acquire in ``try_to_wake_up``); an RMW of the
+        vocabulary takes it through ``lock_rmw``, which orders nothing by itself."""
+        if self._rmw:
+            return self.lock_rmw(i)
+        self._drain()
+        self._refresh()
+        return self.lock_rmw(i)
+
+    def lock_rmw(self, i: int) -> int:
+        """Coherence with this CPU's own buffered stores and view for the word's line, then the lock."""
         if self._buf or self._view:
             self.irq.in_atomic += 1
             line = i >> LINE_SHIFT
@@ -359,7 +374,11 @@ def _ordered(raw: Callable[..., object], order: str, ok: Callable[[tuple[int, ..
     def op(self: WeakAtomics, *args: int) -> object:
         if before:
             self._drain()
-        r = raw(self, *args)
+        self._rmw = True
+        try:
+            r = raw(self, *args)
+        finally:
+            self._rmw = False
         if after and (ok is None or ok(args, r)):
             self._refresh()
         return r
@@ -448,6 +467,8 @@ def _install_weak_rmws() -> None:
         "atomic_dec": _dec_return,
         "atomic_long_xchg_relaxed": Atomics.atomic_xchg,
         "atomic_long_try_cmpxchg_relaxed": _try_cmpxchg,
+        "cpumask_set_cpu": Atomics.cpumask_set_cpu,  # set_bit: unordered
+        "cpumask_clear_cpu": Atomics.cpumask_clear_cpu,
     }
     for name, raw in relaxed.items():
         setattr(WeakAtomics, name, _ordered(raw, "relaxed"))

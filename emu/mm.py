@@ -86,7 +86,7 @@ class MmOps:
         a = self.atomics
         if ordered and self.weak:
             a.smp_mb()
-        k = a.lock(b)
+        k = a.lock_rmw(b)
         w = self.w
         if w[b + M_GEN] != mm >> MM_SLOT_BITS or w[b + M_STATE] == MM_FREED:
             a.unlock(k)

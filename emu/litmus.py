@@ -7,14 +7,16 @@ word offset (every variable on its own cache line); it returns its observation: 
 tuple of ints for a thread with several registers. An outcome is the tuple of every thread's
 observations in one iteration, flattened; with ``final=True`` it is followed by the final value
 of every variable once all stores have reached memory, in the order of ``variables`` (so a
-pattern whose condition is on memory, such as R, S or CoWW, can be written). A CPU that has finished its
-body waits (on a machine word, outside the memory model) until every CPU has, and only then
-drains its store buffer (a CPU that waits long drains earlier, as the machine does before it
-idles, so that a thread spinning on another's buffered store, a lock, makes progress): the model's time is counted in accesses, so a buffered store stays
-buffered while the other threads run theirs unless a random commit moves it out. Then all meet
-at a barrier and the variables are reset to 0 (each thread starts half its bodies after a random
-short delay, from a generator seeded by the seed and the thread), so every iteration starts from zeros in memory
-and empty buffers.
+pattern whose condition is on memory, such as R, S or CoWW, can be written).
+
+A CPU that has finished its body waits (on a machine word, outside the memory model) until
+every CPU has, and drains its store buffer after ``STALL_SPINS`` turns of waiting (as the
+machine does before it idles, so that a thread spinning on another's buffered store, a lock,
+makes progress): the model's time is counted in accesses, so a buffered store stays buffered
+while the other threads run theirs unless a random commit moves it out. Then all meet at a
+barrier and the variables are reset to 0, so every iteration starts from zeros in memory and
+empty buffers. Each thread starts half its bodies after a random short delay (a generator
+seeded by the seed and the thread), so that a body also runs after another, not only beside it.
 
     hist = litmus([t0, t1], ["x", "y"], iterations=2000, memory_model="tso")
     print(format_histogram(hist, ["r0", "r1", "x", "y"], forbidden={(0, 0, 1, 1)}))

@@ -29,4 +29,3 @@ def test_a_boot_that_cannot_fit_the_duration_stops_at_once_and_says_so(monkeypat
     assert error.startswith("the machine cannot keep up: draining and stopping 4 CPU processes takes about "), error
     assert "give it a longer --duration or fewer --cpus" in error
     assert report.metrics["context_switches"] == 0
-

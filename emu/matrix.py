@@ -72,6 +72,7 @@ HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
 B7, B8 = "powerpc-exit-irqs-enabled", "powerpc-trim-vs-kthread"  # powerpc's arch mutants
+X1 = "x86-lazy-mask-switch-no-mb"  # the lazy mask's switch before 83b0177a6c48
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
 
 CELLS: list[Cell] = [
@@ -236,6 +237,21 @@ CELLS: list[Cell] = [
     ),  # fmt: skip
     Cell("luto-hazard", "arm64", options={"hotplug": True, "race_delay": 1.0}, why="switch to init_mm first, then clear lazy_mm"),
     Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
+    # X1 (83b0177a6c48, real and fixed): the lazy mask's switch against a flush, under x86's own memory model
+    Cell(
+        "refcount",
+        "x86-lazy-mask",
+        options={"memory_model": "tso"},
+        why="83b0177a6c48: smp_mb() when the bit is already set: the switch sees the new tlb_gen or the flush sees the switch",
+    ),
+    Cell(
+        "refcount",
+        "x86-lazy-mask",
+        "missed_flush",
+        arch_mutant=X1,
+        options={"memory_model": "tso"},
+        why="X1 (real, fixed by 83b0177a6c48): the store of loaded_mm waits in the store buffer past the load of tlb_gen",
+    ),
 ]
 
 

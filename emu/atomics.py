@@ -15,7 +15,7 @@ adds a store buffer for the ``tso`` model.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.synchronize import Lock
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
@@ -162,6 +162,12 @@ class Atomics:
             w[i] = v + 1
         self.unlock(k)
         return v != 0
+
+    def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
+        """An RMW without a return value on the word ``i`` (``atomic_add(n, &mm->mm_count)``), done
+        by ``apply`` (which takes the word's lock itself): at once here; a weak model may make it
+        visible later, as arm64's ``STADD`` (unordered, like a store)."""
+        apply()
 
     # -- the ordering vocabulary (Documentation/atomic_t.txt, memory-barriers.txt) -----------
     # Here every access is already ordered, so each name is the same operation; a weaker model

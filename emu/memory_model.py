@@ -180,8 +180,11 @@ class WeakAtomics(Atomics):
     / ``__after_atomic`` / ``__after_spinlock`` are ``smp_mb``. Unordered RMWs (``atomic_inc``
     and the other RMWs without a return value, ``_relaxed`` forms, cpumask bitops, a failed
     cmpxchg) only commit this CPU's buffered stores to the word's cache line first and drop the
-    line from the view (coherence: the RMW reads the newest value and later loads see it); so
-    does every ``lock()`` the machine takes.
+    line from the view (coherence: the RMW reads the newest value and later loads see it). An RMW
+    without a return value on a scheme's counter (``rmw_no_return``: the 2022 scheme's
+    ``atomic_add``/``atomic_sub`` of ``mm_count``) enters the buffer like a store and is applied,
+    atomically, when it commits (arm64's ``STADD``), so a later store or RMW can become visible
+    before it. The machine's own locks (``lock()``) are full barriers.
 
     Memory itself is one array that every store reaches at once when it commits, so the model
     is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
@@ -203,7 +206,8 @@ class WeakAtomics(Atomics):
         super().__init__(words, locks, irq)
         rng = random.Random(seed)
         self._rand, self._pick = rng.random, rng.randrange
-        self._buf: list[tuple[int, int, int]] = []  # (addr, value, epoch), program order
+        # (addr, value, epoch), program order; the value of a deferred RMW (rmw_no_return) is its function
+        self._buf: list[tuple[int, int | Callable[[], object], int]] = []
         self._epoch = 0
         self._view: dict[int, int] = {}  # addr -> the value this CPU last saw there, oldest first
         self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
@@ -226,7 +230,13 @@ class WeakAtomics(Atomics):
                 seen.add(i)
                 ok.append(j)
         i, v, _ = buf.pop(ok[self._pick(len(ok))])
-        self.w[i] = v
+        self._apply(i, v)
+
+    def _apply(self, i: int, v: int | Callable[[], object]) -> None:
+        if type(v) is int:
+            self.w[i] = v
+        else:
+            v()  # a deferred RMW without return value: it takes the word's lock now
 
     def _maybe_commit(self) -> None:
         if self._buf and self._rand() < WEAK_COMMIT_P:
@@ -258,14 +268,14 @@ class WeakAtomics(Atomics):
             for i in view:
                 view[i] = w[i]
             for i, v, _ in self._buf:
-                if i in view:
+                if i in view and type(v) is int:
                     view[i] = v
             self._unmask()
 
     def _forward(self, i: int) -> int | None:
         for j in range(len(self._buf) - 1, -1, -1):
             e = self._buf[j]
-            if e[0] == i:
+            if e[0] == i and type(e[1]) is int:
                 return e[1]
         return None
 
@@ -351,10 +361,10 @@ class WeakAtomics(Atomics):
                 if buf[j][0] >> LINE_SHIFT == line:
                     last = j
             if last >= 0:  # commit up to the last store to the line, in program order (always allowed)
-                w = self.w
-                for a, v, _ in buf[: last + 1]:
-                    w[a] = v
-                del buf[: last + 1]
+                head = buf[: last + 1]
+                del buf[: last + 1]  # first: a deferred RMW applied here takes locks of its own
+                for a, v, _ in head:
+                    self._apply(a, v)
             view = self._view
             for a in [a for a in view if a >> LINE_SHIFT == line]:
                 del view[a]
@@ -363,6 +373,14 @@ class WeakAtomics(Atomics):
 
     def unlocked_inc(self, i: int) -> None:
         self.WRITE_ONCE(i, self.READ_ONCE(i) + 1)
+
+    def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
+        """Buffered like a store (arm64's ``STADD``): it reaches memory, atomically, when committed."""
+        self.irq.in_atomic += 1
+        self._buf.append((i, apply, self._epoch))  # type: ignore[arg-type]
+        if len(self._buf) > WEAK_BUFFER_ENTRIES:
+            self._commit_one()
+        self._unmask()
 
 
 def _ordered(raw: Callable[..., object], order: str, ok: Callable[[tuple[int, ...], object], bool] | None = None) -> Callable[..., object]:

@@ -101,6 +101,12 @@ class MmOps:
             self.oracle.report(COUNT_UNDERFLOW, mm, where, aux=v)
         return v
 
+    def mm_count_add_unordered(self, mm: int, field: int, delta: int, where: int) -> None:
+        """``atomic_add``/``atomic_sub`` on a count: an RMW without a return value, unordered (a weak
+        model may make it visible after later accesses); checked like ``mm_count_add`` when applied."""
+        b = self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS
+        self.atomics.rmw_no_return(b + field, lambda: self.mm_count_add(mm, field, delta, where))
+
     # -- allocation (fork) -----------------------------------------------------------------
     def mm_alloc(self, users: int) -> int:
         """A new mm from this CPU's slots, with ``users`` users and their one mm_count; 0 if full."""

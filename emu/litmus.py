@@ -15,8 +15,9 @@ machine does before it idles, so that a thread spinning on another's buffered st
 makes progress): the model's time is counted in accesses, so a buffered store stays buffered
 while the other threads run theirs unless a random commit moves it out. Then all meet at a
 barrier and the variables are reset to 0, so every iteration starts from zeros in memory and
-empty buffers. Each thread starts half its bodies after a random short delay (a generator
-seeded by the seed and the thread), so that a body also runs after another, not only beside it.
+empty buffers. With ``orders``, each thread but the first starts half its bodies only once a randomly chosen
+earlier thread has finished its own (a generator seeded by the seed and the thread; the wait is
+on a machine word, outside the model), so that a body also runs after another, not only beside it.
 
     hist = litmus([t0, t1], ["x", "y"], iterations=2000, memory_model="tso")
     print(format_histogram(hist, ["r0", "r1", "x", "y"], forbidden={(0, 0, 1, 1)}))
@@ -37,8 +38,7 @@ from emu.testbed import Testbed
 Thread = Callable[[Atomics, Mapping[str, int]], "int | tuple[int, ...]"]
 Outcome = tuple[int, ...]
 SPINS_BEFORE_YIELD = 200
-STALL_SPINS = 20  # a finished thread drains after this many turns of waiting for the others
-STAGGER_SPINS = 20000  # at most this many empty loop turns before a body (a few hundred microseconds)
+STALL_SPINS = SPINS_BEFORE_YIELD  # a finished thread drains once it starts yielding while waiting for the others
 
 
 def litmus(
@@ -48,14 +48,17 @@ def litmus(
     memory_model: str = "sc",
     seed: int = 0,
     final: bool = False,
+    orders: bool = False,
 ) -> Counter[Outcome]:
     """Run ``threads[i]`` on CPU ``i``, ``iterations`` times; the histogram of outcomes (with the
-    variables' final values last if ``final``)."""
+    variables' final values last if ``final``; with ``orders``, half the bodies of each thread but
+    the first wait for an earlier thread's, see the module's docstring)."""
     n = len(threads)
     with Testbed(RunConfig(cpus=n, memory_model=memory_model, seed=seed)) as tb:
         v = {name: tb.scratch(i + 1) for i, name in enumerate(variables)}
         arrive = tb.scratch(0)  # barrier: arrivals so far, counted with a locked increment
         done = [tb.scratch(len(variables) + 1 + i) for i in range(n)]  # iterations finished, per CPU
+        drained = [tb.scratch(len(variables) + 1 + n + i) for i in range(n)]  # ... and their stores all visible
 
         def wait(cpu: Cpu, ok: Callable[[], bool], stalled: Callable[[], None] | None = None) -> None:
             spins = 0
@@ -81,15 +84,24 @@ def litmus(
                     barrier(cpu, 2 * it + 1)
                     # Half the iterations start this thread a little late, so that one thread's body
                     # can also run after another's (a reader after a writer), not only alongside it.
-                    if stagger() < 0.5:
-                        for _ in range(int(stagger() * STAGGER_SPINS)):
-                            pass
+                    if orders and i and stagger() < 0.5:
+                        # start after an earlier thread's body (never a later one's: no cycle), with its
+                        # stores still buffered or all visible: schedules that a host running these
+                        # processes on few cores would rarely give by itself
+                        j = int(stagger() * i)
+                        flag = done[j] if stagger() < 0.5 else drained[j]
+                        wait(cpu, lambda: w[flag] > it)  # noqa: B023 (called at once)
                     r = fn(a, v)
                     seen.append(r if isinstance(r, tuple) else (r,))
                     w[done[i]] = it + 1  # machine bookkeeping: not buffered, drains nothing
+
                     # a CPU that waits long drains (as the machine does before idling): another may spin on its store (a lock)
-                    wait(cpu, lambda: all(w[d] > it for d in done), a.store_buffer_drain)  # noqa: B023 (called at once)
-                    a.store_buffer_drain()
+                    def drain(it: int = it) -> None:
+                        a.store_buffer_drain()
+                        w[drained[i]] = it + 1
+
+                    wait(cpu, lambda: all(w[d] > it for d in done), drain)  # noqa: B023 (called at once)
+                    drain()
                     if i == 0:
                         wait(cpu, lambda: w[arrive] >= n * (2 * it + 2) - 1)  # noqa: B023 (called at once)
                         finals.append(tuple(w[off] for off in v.values()))  # every buffer is empty now

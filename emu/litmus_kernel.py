@@ -462,7 +462,9 @@ MODELS = ("sc", "tso", "weak")
 
 def run(pattern: Pattern, model: str, iterations: int, seed: int = 0) -> tuple[int, Counter[Outcome]]:
     """How many iterations showed the ``exists`` clause, and the whole histogram."""
-    hist = litmus(list(pattern.threads), list(pattern.variables), iterations=iterations, memory_model=model, seed=seed, final=True)
+    hist = litmus(
+        list(pattern.threads), list(pattern.variables), iterations=iterations, memory_model=model, seed=seed, final=True, orders=True
+    )
     return sum(n for o, n in hist.items() if pattern.holds(o)), hist
 
 

@@ -263,6 +263,12 @@ CELLS: list[Cell] = [
         options={"fix": HAZPTR_FIXED, "memory_model": "weak"},
         why="B6: the publish reaches the scanner through fully ordered mmput/mmdrop and the scheduler's handoff (reference 3.5)",
     ),
+    Cell(
+        "hazptr-no-drop-mb",
+        "arm64",
+        options={"fix": HAZPTR_FIXED, "memory_model": "weak"},
+        why="the CPU has switched away (CR3, outside the model) before it clears its slot: nothing left for the barrier to order",
+    ),
     # X1 (83b0177a6c48, real and fixed): the lazy mask's switch against a flush, under x86's own memory model
     Cell(
         "refcount",

@@ -70,6 +70,10 @@ def add_parser(sub: Any) -> None:
         "--procs-per-cpu", type=INT, default=SATURATING_PROCS_PER_CPU,
         help=f"live processes per CPU (default: {SATURATING_PROCS_PER_CPU}, a saturating load; 0: the default workload of 'run')",
     )  # fmt: skip
+    b.add_argument(
+        "--memory-models", type=model_list, default=["sc"],
+        help="memory models to measure, each at every --cpus, in one run (default: sc; e.g. sc,tso,weak)",
+    )  # fmt: skip
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
     b.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -77,6 +81,17 @@ def add_parser(sub: Any) -> None:
         "--profile", metavar="PATH", default=None,
         help="after each measurement, one more run with every CPU under cProfile: PATH/cpus<N>/cpu<i>.prof, and the top functions",
     )  # fmt: skip
+
+
+def model_list(text: str) -> list[str]:
+    """``sc,tso,weak`` -> the list, each a memory model (``arch`` needs an architecture: not here)."""
+    from emu.memory_model import MEMORY_MODELS
+
+    names = text.split(",")
+    bad = [n for n in names if n not in MEMORY_MODELS or n == "arch"]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected memory models from sc,tso,weak, comma-separated, got '{text}'")
+    return names
 
 
 class CountingWords:
@@ -98,8 +113,8 @@ class CountingWords:
         return len(self.words)
 
 
-def bench_config(cpus: int, seed: int, procs_per_cpu: int, duration: float = 3.0) -> RunConfig:
-    return RunConfig(cpus=cpus, duration=duration, seed=seed, workload=Workload(procs=procs_per_cpu * cpus))
+def bench_config(cpus: int, seed: int, procs_per_cpu: int, duration: float = 3.0, memory_model: str = "sc") -> RunConfig:
+    return RunConfig(cpus=cpus, duration=duration, seed=seed, workload=Workload(procs=procs_per_cpu * cpus), memory_model=memory_model)
 
 
 def _count_primitives(cpu: Cpu, seconds: float) -> tuple[int, int, int]:
@@ -262,6 +277,7 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
     ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
     return {
         "cpus": c,
+        "memory_model": cfg.memory_model,
         "switches_per_second": sps,
         "switches_per_second_per_cpu": round(sps / c, 1),
         "ceiling_per_second": statistics.median(r["ceiling_per_second"] for r in runs),
@@ -296,11 +312,13 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
     print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
     rows = []
+    models = ns.memory_models
     for c in ns.cpus:
-        cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration)
-        rows.append(measure(cfg, ns.repeat, (lambda text: None) if ns.quiet else _progress))
-        if ns.profile:
-            profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
+        for model in models:
+            cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration, model)
+            rows.append(measure(cfg, ns.repeat, (lambda text: None) if ns.quiet else _progress))
+            if ns.profile:
+                profile(cfg, os.path.join(ns.profile, f"cpus{c}" + (f"-{model}" if len(models) > 1 else "")))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
     top = rows[-1]
     result = {
@@ -319,11 +337,14 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     }
     if ns.repeat > 1:
         print(f"median of {ns.repeat} runs each (range in brackets)")
-    heads = [("cpus", "right"), ("switches/s", "right"), ("per cpu", "right"), ("ceiling/s", "right"), ("ratio", "right")]
+    several = len(models) > 1
+    heads = [("cpus", "right"), *([("model", "left")] if several else []), ("switches/s", "right"), ("per cpu", "right")]
+    heads += [("ceiling/s", "right"), ("ratio", "right")]
     table = plain_table(*heads, *([("range", "left")] if ns.repeat > 1 else []))
     for r in rows:
         sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
-        cells = [str(r["cpus"]), f"{sps:,.0f}", f"{per:,.0f}", f"{ceil:,.0f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}"]
+        cells = [str(r["cpus"]), *([r["memory_model"]] if several else []), f"{sps:,.0f}", f"{per:,.0f}", f"{ceil:,.0f}"]
+        cells.append("-" if r["ratio"] is None else f"{r['ratio']:.3f}")
         if ns.repeat > 1:
             rates = [x["switches_per_second"] for x in r["runs"]]
             ratios = [x["ratio"] for x in r["runs"]]

@@ -2,8 +2,8 @@
 
 Soundness is asserted: a pattern whose file says "Result: Never" shows its ``exists`` clause in no
 iteration, under sc, tso and weak. Completeness is asserted only where the model's documentation
-promises it: store buffering under tso and weak, and the Sometimes outcomes of MP, WRC and the
-failed cmpxchg under weak, each given a few seeded tries (an outcome is a race between processes:
+promises it: store buffering under tso and weak, and the Sometimes outcomes of MP, WRC, ISA2,
+IRIW, R and the failed cmpxchg under weak, each given a few seeded tries (an outcome is a race between processes:
 each try is a fresh machine). The table of what each model shows is docs/memory-models.md.
 """
 
@@ -43,6 +43,8 @@ def seen_within(pattern: Pattern, model: str, tries: int = 6, iterations: int = 
         ("SB+poonceonces", "weak"),
         ("MP+poonceonces", "weak"),
         ("WRC+poonceonces+Once", "weak"),
+        ("ISA2+poonceonces", "weak"),
+        ("IRIW+poonceonces+OnceOnce", "weak"),
         ("R+poonceonces", "weak"),
         ("cmpxchg-fail-unordered-1", "weak"),
     ],

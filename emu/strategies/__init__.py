@@ -6,7 +6,7 @@ and live with their model (``emu.arch.ARCH_MUTANTS``)."""
 from __future__ import annotations
 
 from emu.strategies.base import Strategy
-from emu.strategies.hazptr import Hazptr, HazptrNoMb
+from emu.strategies.hazptr import Hazptr, HazptrNoDropMb, HazptrNoMb
 from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount, LutoHazardRelaxedXchg
 from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
@@ -24,6 +24,7 @@ _ALL: tuple[type[Strategy], ...] = (
     LutoHazardRelaxedXchg,
     Hazptr,
     HazptrNoMb,
+    HazptrNoDropMb,
 )
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is None}

@@ -60,3 +60,16 @@ def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None
     for x in runs:
         assert x["ratio"] == round(x["switches_per_second"] / x["ceiling_per_second"], 3)
     assert "median of 3 runs" in r.stdout
+
+
+def test_bench_memory_models_are_a_checked_list() -> None:
+    import argparse
+
+    import pytest
+
+    from stress.bench import model_list
+
+    assert model_list("sc,tso,weak") == ["sc", "tso", "weak"]
+    for bad in ("sc,nope", "arch", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            model_list(bad)

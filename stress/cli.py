@@ -225,7 +225,12 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
     t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
-    p.add_argument("--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default); tso: a FIFO store buffer per CPU; weak: LKMM's ordering (arm64, powerpc); arch: each arch its own")
+    p.add_argument(
+        "--memory-model",
+        type=MEMORY_MODEL,
+        default="sc",
+        help="sc (default); tso: a FIFO store buffer per CPU; weak: LKMM's ordering (arm64, powerpc); arch: each arch its own",
+    )
     t.add_argument("--race-delay", type=FLOAT, default=0.0, help="chance to stall at a scheme's marked race window, per pass (default: 0)")
     s = p.add_argument_group("shoot-lazies")
     s.add_argument(

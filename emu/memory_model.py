@@ -167,7 +167,7 @@ class WeakAtomics(Atomics):
       loads of one word never go backwards (CoRR, CoRW).
 
     The barriers: ``smp_mb`` (and ``store_buffer_drain``, used by the machine at interrupt
-    entry, before an IPI, before idling) empties the buffer in program order and *refreshes*
+    entry, before an IPI, before idling) empties the buffer (in an order its rules allow) and *refreshes*
     the view: every entry is re-read from memory (or from the buffer), so a later load is
     performed after the barrier, yet may still be satisfied before a later load (this keeps
     load-load reordering possible from the first access after a barrier, without which no

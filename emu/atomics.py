@@ -14,7 +14,8 @@ adds a store buffer for the ``tso`` model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.synchronize import Lock
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
@@ -73,6 +74,8 @@ class Atomics:
                 w[self._c_contended] += 1
                 w[self._c_wait_ns] += perf_counter_ns() - t0
         return k
+
+    lock_rmw = lock  # the lock of an RMW on a scheme's data (``mm_count``): weaker than ``lock`` only in the weak model
 
     def unlock(self, k: int) -> None:
         self._rel[k]()
@@ -150,10 +153,76 @@ class Atomics:
         cur = self.atomic_cmpxchg(i, old, new)
         return cur == old, cur
 
-    xchg = atomic_xchg
-    xchg_relaxed = atomic_xchg  # no model here reorders around a locked op: the name says what the patch says
-    cmpxchg = atomic_cmpxchg
-    try_cmpxchg_relaxed = try_cmpxchg
+    def atomic_inc_not_zero(self, i: int) -> bool:
+        """Increment unless the word is 0; True if it did (fully ordered when it does)."""
+        k = self.lock(i)
+        w = self.w
+        v = w[i]
+        if v:
+            w[i] = v + 1
+        self.unlock(k)
+        return v != 0
+
+    def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
+        """An RMW without a return value on the word ``i`` (``atomic_add(n, &mm->mm_count)``), done
+        by ``apply`` (which takes the word's lock itself): at once here; a weak model may make it
+        visible later, as arm64's ``STADD`` (unordered, like a store)."""
+        apply()
+
+    # -- the ordering vocabulary (Documentation/atomic_t.txt, memory-barriers.txt) -----------
+    # Here every access is already ordered, so each name is the same operation; a weaker model
+    # (``emu.memory_model``) gives each its documented ordering. Plain aliases cost nothing.
+    def smp_rmb(self) -> None:
+        """Order earlier loads before later loads: nothing to do here."""
+
+    def smp_wmb(self) -> None:
+        """Order earlier stores before later stores: nothing to do here."""
+
+    smp_mb__before_atomic = smp_mb__after_atomic = smp_mb__after_spinlock = smp_mb__after_unlock_lock = smp_mb
+    atomic_long_read, atomic_long_set = READ_ONCE, WRITE_ONCE
+    rcu_dereference, rcu_assign_pointer = smp_load_acquire, smp_store_release  # dependency order, modelled as acquire
+
+    def atomic_fetch_add(self, i: int, d: int) -> int:
+        return self.atomic_add_return(i, d) - d
+
+    def atomic_sub_return(self, i: int, d: int) -> int:
+        return self.atomic_add_return(i, -d)
+
+    def atomic_inc_return(self, i: int) -> int:
+        return self.atomic_add_return(i, 1)
+
+    def atomic_dec_return(self, i: int) -> int:
+        return self.atomic_add_return(i, -1)
+
+    def atomic_sub_and_test(self, i: int, d: int) -> bool:
+        return self.atomic_add_return(i, -d) == 0
+
+    atomic_add_return_relaxed = atomic_add_return_acquire = atomic_add_return_release = atomic_add_return
+    atomic_sub_return_relaxed = atomic_sub_return_acquire = atomic_sub_return_release = atomic_sub_return
+    atomic_inc_return_relaxed = atomic_inc_return_acquire = atomic_inc_return_release = atomic_inc_return
+    atomic_dec_return_relaxed = atomic_dec_return_acquire = atomic_dec_return_release = atomic_dec_return
+    atomic_fetch_add_relaxed = atomic_fetch_add_acquire = atomic_fetch_add_release = atomic_fetch_add
+    atomic_xchg_relaxed = atomic_xchg_acquire = atomic_xchg_release = atomic_xchg
+    atomic_cmpxchg_relaxed = atomic_cmpxchg_acquire = atomic_cmpxchg_release = atomic_cmpxchg
+    xchg = xchg_relaxed = xchg_acquire = xchg_release = atomic_xchg
+    cmpxchg = cmpxchg_relaxed = cmpxchg_acquire = cmpxchg_release = atomic_cmpxchg
+    try_cmpxchg_relaxed = try_cmpxchg_acquire = try_cmpxchg_release = try_cmpxchg
+    atomic_try_cmpxchg = try_cmpxchg
+    atomic_try_cmpxchg_relaxed = atomic_try_cmpxchg_acquire = atomic_try_cmpxchg_release = try_cmpxchg
+    atomic_long_xchg, atomic_long_xchg_relaxed = atomic_xchg, atomic_xchg
+    atomic_long_cmpxchg, atomic_long_try_cmpxchg, atomic_long_try_cmpxchg_relaxed = atomic_cmpxchg, try_cmpxchg, try_cmpxchg
+
+    # -- spinlocks: lock is ACQUIRE, unlock RELEASE (for litmus patterns; the machine's own locks are ``lock``) --
+    def spin_lock(self, i: int) -> None:
+        spins = 0
+        while not self.try_cmpxchg_acquire(i, 0, 1)[0]:
+            while self.READ_ONCE(i):
+                spins += 1
+                if spins > LOCK_SPINS:  # the holder may be a process the host has not scheduled
+                    os.sched_yield()
+
+    def spin_unlock(self, i: int) -> None:
+        self.smp_store_release(i, 0)
 
     # -- cpumask: 32 CPUs a word, so a word never needs the sign bit ----------------------------
     def cpumask_set_cpu(self, mask: int, cpu: int) -> None:

@@ -41,6 +41,7 @@ from emu.layout import (
     C_PREV_MM,
     C_SCHEME,
     C_STATE,
+    C_TLB_GEN,
     CPU_EXITED,
     CPU_IDLE,
     CPU_QUIESCED,
@@ -115,7 +116,7 @@ class Cpu(Scheduler, Hotplug):
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
         self.irq = Irq(self.w, layout, cpu, doorbells, ack_timeout=cfg.ipi_timeout)
-        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
+        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B, cfg.arch)
         self.atomics.count_costs(
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
@@ -168,6 +169,8 @@ class Cpu(Scheduler, Hotplug):
         self.my_cpumask_word = layout.cpumask_base + self.mask_word  # in the first mm's mask
         self.mm = MmOps(self)
         self.arch = resolve_arch(cfg.arch, cfg.mutant)(self)
+        self.tracks_tlb_gen = self.arch.tracks_tlb_gen
+        self.TLB_GEN = base + C_TLB_GEN
         self.strategy = resolve(cfg.scheme)(self)
         self.flush_relies_on_mask = self.arch.flush_relies_on_mask
         self.idle_leave_mm = cfg.x86_idle_leave_mm
@@ -362,6 +365,8 @@ class Cpu(Scheduler, Hotplug):
             self.run_kthread(task, phase)
 
     def run_user(self, task: int, phase: int) -> None:
+        if self.tracks_tlb_gen:  # user code runs on the loaded mm: with every completed flush applied
+            self.oracle.check_tlb_gen(self.w[self.LOADED], self.TLB_GEN)
         rng, wl = self.rng, self.wl
         if rng.random() < wl.p_fork:
             self.maybe_fork(phase)

@@ -44,7 +44,12 @@ C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
 C_CSD_WAIT, C_LOST_IPI_TO, C_LOST_IPI_FN, C_LOST_IPI_MS = 18, 19, 20, 21
 C_HP_WANT = 22  # hotplug: the runner asks for online (1) or offline (0)
 C_DRAIN_PASS = 23  # drain: passes of the idle task through its settling step (the runner waits for one more)
-CPU_WORDS = 24
+# x86's cpu_tlbstate.loaded_mm: the kernel's per-CPU copy of the loaded mm, a plain store that goes through
+# the memory model (C_LOADED_MM is CR3, the truth the oracle reads), read by a flush's sender (should_flush_tlb)
+C_TLBSTATE_LOADED = 24
+C_TLB_GEN = 25  # the flush generation this CPU's TLB holds for its loaded mm (cpu_tlbstate.ctxs[asid].tlb_gen)
+CPU_WORDS = 32
+LOADED_MM_SWITCHING = -1  # x86's LOADED_MM_SWITCHING: no mm handle has this value
 
 # CPU states (C_STATE), for the runner's progress and the reschedule doorbell
 CPU_BOOT, CPU_RUNNING, CPU_IDLE, CPU_QUIESCED, CPU_EXITED, CPU_OFFLINE = range(6)
@@ -56,7 +61,11 @@ XSLOT_WORDS = 4
 # -- mm record: one cache line ------------------------------------------------------------------
 M_GEN, M_STATE, M_USERS, M_COUNT, M_FREED_BY, M_T_MMPUT, M_SERIAL, M_ARCH = range(8)  # M_ARCH: one word the arch model may use
 MM_WORDS = LINE
-MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)  # EXITED: mm_users hit 0, mm_count still held
+MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)
+# per mm slot, a line of its own: mm->context.tlb_gen (x86, an atomic64), and the newest generation whose
+# flush has completed (the oracle's: no CPU may run the mm with an older TLB). Never reset: a reused slot's
+# generations go on growing, so a new mm starts where the old one stopped.
+TG_GEN, TG_DONE = 0, 1  # EXITED: mm_users hit 0, mm_count still held
 POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read as this
 
 # -- task table -----------------------------------------------------------------------------
@@ -212,8 +221,13 @@ class Layout:
         return self.cpumask_base + self.nmm * self.cpumask_stride
 
     @cached_property
-    def task_base(self) -> int:
+    def tlbgen_base(self) -> int:
+        """Per mm slot, one line: ``TG_GEN``, ``TG_DONE``."""
         return self.ran_base + self.nmm * self.cpumask_stride
+
+    @cached_property
+    def task_base(self) -> int:
+        return self.tlbgen_base + self.nmm * LINE
 
     @cached_property
     def viol_base(self) -> int:
@@ -271,6 +285,9 @@ class Layout:
 
     def cpumask(self, handle: int) -> int:
         return self.cpumask_base + (handle & MM_SLOT_MASK) * self.cpumask_stride
+
+    def tlbgen(self, handle: int) -> int:
+        return self.tlbgen_base + (handle & MM_SLOT_MASK) * LINE
 
     def ran_mask(self, handle: int) -> int:
         return self.ran_base + (handle & MM_SLOT_MASK) * self.cpumask_stride

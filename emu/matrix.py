@@ -82,6 +82,7 @@ HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
 B7, B8 = "powerpc-exit-irqs-enabled", "powerpc-trim-vs-kthread"  # powerpc's arch mutants
+X1 = "x86-lazy-mask-switch-no-mb"  # the lazy mask's switch before 83b0177a6c48
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
 
 CELLS: list[Cell] = [
@@ -246,6 +247,53 @@ CELLS: list[Cell] = [
     ),  # fmt: skip
     Cell("luto-hazard", "arm64", options={"hotplug": True, "race_delay": 1.0}, why="switch to init_mm first, then clear lazy_mm"),
     Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
+    # Peter Zijlstra's rule for the 2022 scheme (reference 3.4), checkable only where RMWs can be reordered
+    Cell(
+        "luto-hazard", "arm64", options={"memory_model": "weak", "race_delay": 1.0}, why="fully ordered exchanges: the raise is seen first"
+    ),
+    Cell(
+        "luto-hazard-relaxed-xchg",
+        "arm64",
+        "use_after_free",
+        also=("freed_while_lazy", "count_underflow", "dangling_reference"),
+        options={"memory_model": "weak", "race_delay": 1.0},
+        why="relaxed exchanges: the parked reference is seen, and dropped, before the unordered mm_count raise",
+    ),
+    Cell(
+        "luto-hazard-relaxed-xchg",
+        "x86",
+        options={"memory_model": "tso", "race_delay": 1.0},
+        why="x86: every locked instruction is a full barrier, so the relaxed exchanges are ordered anyway",
+    ),
+    # B6 under the weak model: the reference's claim that the smp_mb pair is redundant in the lazy-mm use
+    Cell("hazptr", "arm64", options={"fix": HAZPTR_FIXED, "memory_model": "weak"}, why="correct under the weak model"),
+    Cell(
+        "hazptr-no-mb",
+        "arm64",
+        options={"fix": HAZPTR_FIXED, "memory_model": "weak"},
+        why="B6: the publish reaches the scanner through fully ordered mmput/mmdrop and the scheduler's handoff (reference 3.5)",
+    ),
+    Cell(
+        "hazptr-no-drop-mb",
+        "arm64",
+        options={"fix": HAZPTR_FIXED, "memory_model": "weak"},
+        why="the CPU has switched away (CR3, outside the model) before it clears its slot: nothing left for the barrier to order",
+    ),
+    # X1 (83b0177a6c48, real and fixed): the lazy mask's switch against a flush, under x86's own memory model
+    Cell(
+        "refcount",
+        "x86-lazy-mask",
+        options={"memory_model": "tso"},
+        why="83b0177a6c48: smp_mb() when the bit is already set: the switch sees the new tlb_gen or the flush sees the switch",
+    ),
+    Cell(
+        "refcount",
+        "x86-lazy-mask",
+        "missed_flush",
+        arch_mutant=X1,
+        options={"memory_model": "tso"},
+        why="X1 (real, fixed by 83b0177a6c48): the store of loaded_mm waits in the store buffer past the load of tlb_gen",
+    ),
 ]
 
 

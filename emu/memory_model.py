@@ -20,6 +20,16 @@ and ``smp_store_release`` a plain buffered store (the FIFO already puts it after
 store); neither drains. Only ``smp_mb`` (x86 ``mfence``/``lock; addl``) and locked
 instructions order an earlier store before a later load.
 
+``weak`` (``WeakAtomics``) is the ordering of Documentation/atomic_t.txt and memory-barriers.txt
+as LKMM states it, for the weakly ordered architectures: stores become visible out of order
+and loads can be satisfied out of order (its rules are in ``WeakAtomics``' docstring).
+
+``arch`` runs each architecture on its own model (``ARCH_MODELS``): x86 (both models) on
+``tso``; s390 on ``tso`` too, since its architecture orders everything but a store before a
+later load, which the kernel's own view of it agrees with (arch/s390/include/asm/barrier.h:
+``__smp_rmb``/``__smp_wmb`` are compiler barriers, ``__smp_mb`` a serialising ``bcr``);
+arm64 and powerpc on ``weak``.
+
 Only what schemes access through this API is buffered. The machine's own bookkeeping (the
 scheduler's ``active_mm``/loaded mm, task table, inboxes, mailboxes, counters), which writes
 the segment directly, is always visible at once, so the oracle keeps seeing the true state.
@@ -29,16 +39,18 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.synchronize import Lock
 from typing import TYPE_CHECKING
 
-from emu.atomics import Atomics
+from emu.atomics import LINE_SHIFT, Atomics
 
 if TYPE_CHECKING:
     from emu.irq import Irq
 
-MEMORY_MODELS = ("sc", "tso")
+MEMORY_MODELS = ("sc", "tso", "weak", "arch")
+# --memory-model arch: the model of each architecture (arch mutants run on their architecture's)
+ARCH_MODELS = {"x86": "tso", "x86-lazy-mask": "tso", "s390": "tso", "arm64": "weak", "powerpc": "weak"}
 STORE_BUFFER_ENTRIES = 16  # a small buffer: x86 has ~50, but a Python access is ~100x slower
 COMMIT_P = 0.1  # per access, the chance that the oldest buffered store reaches memory
 
@@ -107,8 +119,10 @@ class TsoAtomics(Atomics):
 
     smp_load_acquire = READ_ONCE  # TSO: loads are not reordered with later accesses
     smp_store_release = WRITE_ONCE  # TSO: the FIFO keeps it after every earlier store
-    atomic_read = READ_ONCE
-    atomic_set = WRITE_ONCE
+    atomic_read = atomic_long_read = rcu_dereference = READ_ONCE
+    atomic_set = atomic_long_set = rcu_assign_pointer = WRITE_ONCE
+    # smp_rmb, smp_wmb, smp_mb__{before,after}_atomic, __after_spinlock: compiler barriers on x86
+    # (arch/x86/include/asm/barrier.h), as in the base class: every locked op already drains
 
     def smp_mb(self) -> None:
         self.store_buffer_drain()
@@ -119,11 +133,377 @@ class TsoAtomics(Atomics):
             self.store_buffer_drain()
         return super().lock(i)
 
+    lock_rmw = lock  # x86: every locked instruction drains
+
     def unlocked_inc(self, i: int) -> None:
         self.WRITE_ONCE(i, self.READ_ONCE(i) + 1)
 
 
-def make_atomics(model: str, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int) -> Atomics:
+# -- weak ------------------------------------------------------------------------------------
+WEAK_BUFFER_ENTRIES = 8  # stores a CPU may hold back; more gives nothing the litmus patterns need
+VIEW_ENTRIES = 16  # words a CPU keeps a possibly stale copy of (the lines in its cache)
+STALE_P = 0.5  # per load, the chance that it is satisfied from the copy, not from memory
+WEAK_COMMIT_P = 0.5  # per access: the buffer is shallow and leaky, so that another CPU sees the reordered stores
+
+
+class WeakAtomics(Atomics):
+    """``Atomics`` as Documentation/atomic_t.txt and memory-barriers.txt order them, and no more.
+
+    Two private structures per CPU, both in the CPU's own process:
+
+    - A **store buffer** that is not FIFO: ``WRITE_ONCE``/``atomic_set`` append ``(addr, value,
+      epoch)``; at random points (``WEAK_COMMIT_P`` per access, from a generator seeded by the run seed
+      and the CPU) one *eligible* entry reaches memory: the oldest store to its address (so a
+      CPU's stores to one word stay in order: CoWW), and of the lowest epoch in the buffer.
+      ``smp_wmb`` starts a new epoch, so no later store passes an earlier one; a
+      ``smp_store_release`` starts one and joins it (every earlier store is visible first;
+      later stores may pass it, but not the stores before it: stronger than release, sound).
+      A CPU's own loads see its newest buffered store to the word (forwarding: CoWR).
+    - A **view**: the value of each of the last ``VIEW_ENTRIES`` words the CPU read or wrote, as
+      it read or wrote it. A load not forwarded is satisfied from the view with ``STALE_P``
+      (the load performed when the view was filled: earlier than program order says, which is
+      what reordering a load before earlier loads and stores is), else from memory, which
+      refills the view. Since the view holds the latest value this CPU saw of each word,
+      loads of one word never go backwards (CoRR, CoRW).
+
+    The barriers: ``smp_mb`` (and ``store_buffer_drain``, used by the machine at interrupt
+    entry, before an IPI, before idling) empties the buffer (in an order its rules allow) and *refreshes*
+    the view: every entry is re-read from memory (or from the buffer), so a later load is
+    performed after the barrier, yet may still be satisfied before a later load (this keeps
+    load-load reordering possible from the first access after a barrier, without which no
+    pattern that starts from a barrier could show it). ``smp_rmb`` and every ACQUIRE
+    (``smp_load_acquire``, ``_acquire`` RMWs, ``spin_lock``) refresh the view; an acquire load
+    reads memory. ``smp_wmb`` and RELEASE order the buffer as above; a ``_release`` RMW empties
+    the buffer first. A fully ordered RMW (``atomic_*_return``, ``atomic_dec_and_test``,
+    ``atomic_inc_not_zero`` when it increments, ``xchg``, ``cmpxchg``/``try_cmpxchg`` when they
+    succeed) empties the buffer before and refreshes the view after; ``smp_mb__before_atomic``
+    / ``__after_atomic`` / ``__after_spinlock`` are ``smp_mb``. Unordered RMWs (``atomic_inc``
+    and the other RMWs without a return value, ``_relaxed`` forms, cpumask bitops, a failed
+    cmpxchg) only commit this CPU's buffered stores to the word's cache line first and drop the
+    line from the view (coherence: the RMW reads the newest value and later loads see it). An RMW
+    without a return value on a scheme's counter (``rmw_no_return``: the 2022 scheme's
+    ``atomic_add``/``atomic_sub`` of ``mm_count``) enters the buffer like a store and is applied,
+    atomically, when it commits (arm64's ``STADD``), so a later store or RMW can become visible
+    before it. The machine's own locks (``lock()``) are full barriers.
+
+    Memory itself is one array that every store reaches at once when it commits, so the model
+    is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
+
+    What it cannot produce, all allowed by LKMM: load buffering (LB: a load never returns a
+    value from a store that is later in another CPU's program order, since a load returns at
+    once); outcomes that need stores to reach CPUs at different times (IRIW or WRC with
+    ``smp_rmb``/acquire on the readers, which powerpc, not multi-copy atomic, allows: only the
+    barrier-free IRIW, through the readers' load reordering, appears); a failed ``cmpxchg``
+    letting an earlier store pass it (the buffer is emptied before every fully ordered
+    attempt; the *later* loads are unordered, which cmpxchg-fail-unordered shows); stores
+    after a release passing the stores before it. Address dependencies are not tracked: a
+    load whose address comes from an earlier load must use ``rcu_dereference`` (here an
+    acquire) or ``smp_load_acquire``. The machine's own bookkeeping written straight into the
+    segment (task table, inboxes, CR3's truth) is outside the model.
+    """
+
+    def __init__(self, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int) -> None:
+        super().__init__(words, locks, irq)
+        rng = random.Random(seed)
+        self._rand, self._pick = rng.random, rng.randrange
+        # (addr, value, epoch), program order; the value of a deferred RMW (rmw_no_return) is its function
+        self._buf: list[tuple[int, int | Callable[[], object], int]] = []
+        self._epoch = 0
+        self._view: dict[int, int] = {}  # addr -> the value this CPU last saw there, oldest first
+        self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
+
+    # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
+    def _unmask(self) -> None:
+        irq = self.irq
+        irq.in_atomic -= 1
+        if irq.pending:
+            irq.replay()
+
+    def _commit_one(self) -> None:
+        """Commit one eligible entry, chosen at random (in atomic context)."""
+        buf = self._buf
+        lo, seen, ok = buf[0][2], set(), []
+        for j, (i, _, e) in enumerate(buf):
+            if e != lo:
+                break  # epochs never decrease in program order: the rest is behind a barrier
+            if i not in seen:
+                seen.add(i)
+                ok.append(j)
+        i, v, _ = buf.pop(ok[self._pick(len(ok))])
+        self._apply(i, v)
+
+    def _apply(self, i: int, v: int | Callable[[], object]) -> None:
+        if type(v) is int:
+            self.w[i] = v
+        else:
+            v()  # a deferred RMW without return value: it takes the word's lock now
+
+    def _maybe_commit(self) -> None:
+        if self._buf and self._rand() < WEAK_COMMIT_P:
+            self._commit_one()
+
+    def _remember(self, i: int, v: int) -> None:
+        view = self._view
+        if i in view:
+            del view[i]  # re-insert: the view's order is the order of last use
+        elif len(view) >= VIEW_ENTRIES:
+            del view[next(iter(view))]
+        view[i] = v
+
+    def _drain(self) -> None:
+        """Empty the buffer, in any order its epochs and addresses allow (another CPU may look meanwhile)."""
+        buf = self._buf
+        if buf:
+            self.irq.in_atomic += 1
+            while buf:
+                self._commit_one()
+            self._unmask()
+
+    def _refresh(self) -> None:
+        """Every later load is performed from now on: re-read the view (own buffered stores win)."""
+        view = self._view
+        if view:
+            self.irq.in_atomic += 1
+            w = self.w
+            for i in view:
+                view[i] = w[i]
+            for i, v, _ in self._buf:
+                if i in view and type(v) is int:
+                    view[i] = v
+            self._unmask()
+
+    def _forward(self, i: int) -> int | None:
+        for j in range(len(self._buf) - 1, -1, -1):
+            e = self._buf[j]
+            if e[0] == i and type(e[1]) is int:
+                return e[1]
+        return None
+
+    def store_buffer_drain(self) -> None:
+        self._drain()
+        self._refresh()
+
+    # -- plain accesses --------------------------------------------------------------------
+    def READ_ONCE(self, i: int) -> int:
+        self.irq.in_atomic += 1
+        self._maybe_commit()
+        v = self._forward(i) if self._buf else None
+        if v is None:
+            v = self._view.get(i)
+            if v is None or self._rand() >= STALE_P:
+                v = self.w[i]
+            self._remember(i, v)
+        self._unmask()
+        return v
+
+    def WRITE_ONCE(self, i: int, v: int) -> None:
+        self.irq.in_atomic += 1
+        buf = self._buf
+        buf.append((i, v, self._epoch))
+        self._remember(i, v)
+        if len(buf) > WEAK_BUFFER_ENTRIES:
+            self._commit_one()
+        self._maybe_commit()
+        self._unmask()
+
+    def smp_load_acquire(self, i: int) -> int:
+        self.irq.in_atomic += 1
+        self._maybe_commit()
+        v = self._forward(i) if self._buf else None
+        if v is None:
+            v = self.w[i]
+        self._remember(i, v)
+        self._unmask()
+        self._refresh()
+        return v
+
+    def smp_store_release(self, i: int, v: int) -> None:
+        if self._buf:
+            self._epoch += 1  # every earlier store first
+        self.WRITE_ONCE(i, v)
+
+    def smp_mb(self) -> None:
+        self._drain()
+        self._refresh()
+
+    def smp_rmb(self) -> None:
+        self._refresh()
+
+    def smp_wmb(self) -> None:
+        if self._buf:
+            self._epoch += 1
+
+    smp_mb__before_atomic = smp_mb__after_atomic = smp_mb__after_spinlock = smp_mb__after_unlock_lock = smp_mb
+    atomic_read = atomic_long_read = READ_ONCE
+    atomic_set = atomic_long_set = WRITE_ONCE
+    rcu_dereference, rcu_assign_pointer = smp_load_acquire, smp_store_release
+
+    # -- locked operations ------------------------------------------------------------------
+    def lock(self, i: int) -> int:
+        """The machine's own locks (run queues, inboxes, the oracle's looks) are full barriers, as
+        the kernel's scheduler handoffs are ordered (``smp_mb__after_spinlock`` in ``__schedule``,
+        the release of ``prev->on_cpu`` and its acquire in ``try_to_wake_up``); an RMW of the
+        vocabulary takes it through ``lock_rmw``, which orders nothing by itself."""
+        if self._rmw:
+            return self.lock_rmw(i)
+        self._drain()
+        self._refresh()
+        return self.lock_rmw(i)
+
+    def lock_rmw(self, i: int) -> int:
+        """Coherence with this CPU's own buffered stores and view for the word's line, then the lock."""
+        if self._buf or self._view:
+            self.irq.in_atomic += 1
+            line = i >> LINE_SHIFT
+            buf = self._buf
+            last = -1
+            for j in range(len(buf)):
+                if buf[j][0] >> LINE_SHIFT == line:
+                    last = j
+            if last >= 0:  # commit up to the last store to the line, in program order (always allowed)
+                head = buf[: last + 1]
+                del buf[: last + 1]  # first: a deferred RMW applied here takes locks of its own
+                for a, v, _ in head:
+                    self._apply(a, v)
+            view = self._view
+            for a in [a for a in view if a >> LINE_SHIFT == line]:
+                del view[a]
+            self._unmask()
+        return super().lock(i)
+
+    def unlocked_inc(self, i: int) -> None:
+        self.WRITE_ONCE(i, self.READ_ONCE(i) + 1)
+
+    def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
+        """Buffered like a store (arm64's ``STADD``): it reaches memory, atomically, when committed."""
+        self.irq.in_atomic += 1
+        self._buf.append((i, apply, self._epoch))  # type: ignore[arg-type]
+        if len(self._buf) > WEAK_BUFFER_ENTRIES:
+            self._commit_one()
+        self._unmask()
+
+
+def _ordered(raw: Callable[..., object], order: str, ok: Callable[[tuple[int, ...], object], bool] | None = None) -> Callable[..., object]:
+    """A locked RMW with the ordering its name documents: ``full``: an smp_mb on each side (the
+    one after only when ``ok`` says it succeeded); ``acquire``: later loads after; ``release``:
+    earlier stores before; ``relaxed``: neither (``lock`` keeps coherence)."""
+    before, after = order in ("full", "release"), order in ("full", "acquire")
+
+    def op(self: WeakAtomics, *args: int) -> object:
+        if before:
+            self._drain()
+        self._rmw = True
+        try:
+            r = raw(self, *args)
+        finally:
+            self._rmw = False
+        if after and (ok is None or ok(args, r)):
+            self._refresh()
+        return r
+
+    return op
+
+
+def _add_return(self: Atomics, i: int, d: int) -> int:
+    return Atomics.atomic_add_return(self, i, d)
+
+
+def _sub_return(self: Atomics, i: int, d: int) -> int:
+    return Atomics.atomic_add_return(self, i, -d)
+
+
+def _inc_return(self: Atomics, i: int) -> int:
+    return Atomics.atomic_add_return(self, i, 1)
+
+
+def _dec_return(self: Atomics, i: int) -> int:
+    return Atomics.atomic_add_return(self, i, -1)
+
+
+def _fetch_add(self: Atomics, i: int, d: int) -> int:
+    return Atomics.atomic_add_return(self, i, d) - d
+
+
+def _dec_and_test(self: Atomics, i: int) -> bool:
+    return Atomics.atomic_add_return(self, i, -1) == 0
+
+
+def _sub_and_test(self: Atomics, i: int, d: int) -> bool:
+    return Atomics.atomic_add_return(self, i, -d) == 0
+
+
+def _try_cmpxchg(self: Atomics, i: int, old: int, new: int) -> tuple[bool, int]:
+    cur = Atomics.atomic_cmpxchg(self, i, old, new)
+    return cur == old, cur
+
+
+def _cmpxchg_ok(args: tuple[int, ...], r: object) -> bool:
+    return r == args[1]
+
+
+def _try_ok(args: tuple[int, ...], r: object) -> bool:
+    return bool(r[0])  # type: ignore[index]
+
+
+def _truthy(args: tuple[int, ...], r: object) -> bool:
+    return bool(r)
+
+
+def _install_weak_rmws() -> None:
+    """Give ``WeakAtomics`` every RMW name of the base class with its documented ordering."""
+    families: list[tuple[str, Callable[..., object], Callable[[tuple[int, ...], object], bool] | None]] = [
+        ("atomic_add_return", _add_return, None),
+        ("atomic_sub_return", _sub_return, None),
+        ("atomic_inc_return", _inc_return, None),
+        ("atomic_dec_return", _dec_return, None),
+        ("atomic_fetch_add", _fetch_add, None),
+        ("atomic_xchg", Atomics.atomic_xchg, None),
+        ("xchg", Atomics.atomic_xchg, None),
+        ("atomic_cmpxchg", Atomics.atomic_cmpxchg, _cmpxchg_ok),
+        ("cmpxchg", Atomics.atomic_cmpxchg, _cmpxchg_ok),
+        ("try_cmpxchg", _try_cmpxchg, _try_ok),
+        ("atomic_try_cmpxchg", _try_cmpxchg, _try_ok),
+    ]
+    for name, raw, ok in families:
+        setattr(WeakAtomics, name, _ordered(raw, "full", ok))
+        for suffix in ("relaxed", "acquire", "release"):
+            setattr(WeakAtomics, f"{name}_{suffix}", _ordered(raw, suffix, ok))
+    full = {
+        "atomic_dec_and_test": (_dec_and_test, None),
+        "atomic_sub_and_test": (_sub_and_test, None),
+        "atomic_inc_not_zero": (Atomics.atomic_inc_not_zero, _truthy),  # ordered only when it increments
+        "atomic_long_xchg": (Atomics.atomic_xchg, None),
+        "atomic_long_cmpxchg": (Atomics.atomic_cmpxchg, _cmpxchg_ok),
+        "atomic_long_try_cmpxchg": (_try_cmpxchg, _try_ok),
+    }
+    for name, (raw, ok) in full.items():
+        setattr(WeakAtomics, name, _ordered(raw, "full", ok))
+    relaxed = {
+        "atomic_add": _add_return,  # the RMWs without a return value: unordered
+        "atomic_sub": _sub_return,
+        "atomic_inc": _inc_return,
+        "atomic_dec": _dec_return,
+        "atomic_long_xchg_relaxed": Atomics.atomic_xchg,
+        "atomic_long_try_cmpxchg_relaxed": _try_cmpxchg,
+        "cpumask_set_cpu": Atomics.cpumask_set_cpu,  # set_bit: unordered
+        "cpumask_clear_cpu": Atomics.cpumask_clear_cpu,
+    }
+    for name, raw in relaxed.items():
+        setattr(WeakAtomics, name, _ordered(raw, "relaxed"))
+
+
+_install_weak_rmws()
+
+
+def model_for(model: str, arch: str) -> str:
+    """The model a run uses: ``arch`` resolves to the architecture's own."""
+    return ARCH_MODELS.get(arch, "sc") if model == "arch" else model
+
+
+def make_atomics(model: str, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int, arch: str = "x86") -> Atomics:
+    model = model_for(model, arch)
     if model == "tso":
         return TsoAtomics(words, locks, irq, seed)
+    if model == "weak":
+        return WeakAtomics(words, locks, irq, seed)
     return Atomics(words, locks, irq)

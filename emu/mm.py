@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emu.atomics import Atomics
 from emu.layout import (
     INIT_MM,
     M_ARCH,
@@ -72,13 +73,19 @@ class MmOps:
         self.ran_base, self.mask_stride = cpu.layout.ran_base, cpu.layout.cpumask_stride
         self.mask_word, self.mask_bit = cpu.mask_word, cpu.mask_bit
         self.tearing_down = 0  # inside __mmput or __mmdrop: the IPIs sent are an exit's cost
+        # a model whose smp_mb does something beyond what every locked op does (weak: lock() orders nothing)
+        self.weak = type(cpu.atomics).smp_rmb is not Atomics.smp_rmb
 
     # -- the checked read-modify-write ---------------------------------------------------
-    def mm_count_add(self, mm: int, field: int, delta: int, where: int) -> int | None:
-        """Add ``delta`` to a count of a live mm; None (and a report) if the mm is freed."""
+    def mm_count_add(self, mm: int, field: int, delta: int, where: int, ordered: bool = False) -> int | None:
+        """Add ``delta`` to a count of a live mm; None (and a report) if the mm is freed. ``ordered``:
+        a fully ordered RMW (``atomic_dec_and_test`` in ``mmdrop``/``mmput``), else an unordered
+        one (``atomic_inc`` in ``mmgrab``/``mmget``); only a weak memory model tells them apart."""
         b = self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS  # layout.mm(mm), inline: a hot path
         a = self.atomics
-        k = a.lock(b)
+        if ordered and self.weak:
+            a.smp_mb()
+        k = a.lock_rmw(b)
         w = self.w
         if w[b + M_GEN] != mm >> MM_SLOT_BITS or w[b + M_STATE] == MM_FREED:
             a.unlock(k)
@@ -87,9 +94,17 @@ class MmOps:
         v = w[b + field] + delta
         w[b + field] = v
         a.unlock(k)
+        if ordered and self.weak:
+            a.smp_mb()
         if v < 0:
             self.oracle.report(COUNT_UNDERFLOW, mm, where, aux=v)
         return v
+
+    def mm_count_add_unordered(self, mm: int, field: int, delta: int, where: int) -> None:
+        """``atomic_add``/``atomic_sub`` on a count: an RMW without a return value, unordered (a weak
+        model may make it visible after later accesses); checked like ``mm_count_add`` when applied."""
+        b = self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS
+        self.atomics.rmw_no_return(b + field, lambda: self.mm_count_add(mm, field, delta, where))
 
     # -- allocation (fork) -----------------------------------------------------------------
     def mm_alloc(self, users: int) -> int:
@@ -132,16 +147,20 @@ class MmOps:
         """Take a user reference if the mm still has users: a lookup, never a dereference of a freed mm."""
         b = self.layout.mm(mm)
         a = self.atomics
+        if self.weak:
+            a.smp_mb()
         k = a.lock(b)
         w = self.w
         ok = w[b + M_GEN] == mm_gen(mm) and w[b + M_STATE] == MM_LIVE and w[b + M_USERS] > 0
         if ok:
             w[b + M_USERS] += 1
         a.unlock(k)
+        if ok and self.weak:
+            a.smp_mb()  # atomic_inc_not_zero: fully ordered when it increments
         return ok
 
     def mmput(self, mm: int) -> None:
-        v = self.mm_count_add(mm, M_USERS, -1, AT_MMPUT)
+        v = self.mm_count_add(mm, M_USERS, -1, AT_MMPUT, ordered=True)
         self.trace(EV_MMPUT, mm, -1 if v is None else v)
         if v == 0:
             self.__mmput(mm)
@@ -171,7 +190,7 @@ class MmOps:
         self.trace(EV_MMGRAB, mm, -1 if v is None else v)
 
     def mmdrop(self, mm: int) -> None:
-        v = self.mm_count_add(mm, M_COUNT, -1, AT_MMDROP)
+        v = self.mm_count_add(mm, M_COUNT, -1, AT_MMDROP, ordered=True)
         self.trace(EV_MMDROP, mm, -1 if v is None else v)
         if v == 0:
             self.__mmdrop(mm)

@@ -13,6 +13,9 @@
   page walk, in ``switch_mm_irqs_off`` (the mm left and the mm loaded), after every clear of a
   bit (``Arch.cpumask_clear``: also of another CPU's bit), and at every flush that goes by the
   mask (``mask_covers_loaded``: every CPU with the mm loaded, not only the sender).
+- On an architecture that models TLB generations (``Arch.tracks_tlb_gen``: x86-lazy-mask), a CPU
+  that runs user code of its loaded mm holds a TLB generation no older than the newest flush of
+  that mm that has completed (``missed_flush``): a completed flush reached every CPU running it.
 - When the machine is quiet, every mm created has been freed (checked by the runner).
 
 A violation is appended to a shared table with the CPU, the mm, where it was seen, and (for
@@ -41,6 +44,7 @@ from emu.layout import (
     MM_SLOT_MASK,
     MM_WORDS,
     SNAP_CAP,
+    TG_DONE,
     V_AUX,
     V_CLOCK,
     V_CPU,
@@ -71,6 +75,7 @@ KINDS = (
     "cpumask_missing",  # a CPU runs an mm outside its mm_cpumask: flushes sent to the mask miss it
     "dangling_reference",  # at __mmdrop a scheme's per-CPU reference (hazard slot, parked reference) names the mm
     "soft_lockup",  # a CPU spun in a kernel wait loop for --watchdog/2 seconds (the soft-lockup detector)
+    "missed_flush",  # a CPU runs an mm with TLB entries older than a flush of it that has completed
 )
 (
     USE_AFTER_FREE,
@@ -84,6 +89,7 @@ KINDS = (
     CPUMASK_MISSING,
     DANGLING_REFERENCE,
     SOFT_LOCKUP,
+    MISSED_FLUSH,
 ) = range(len(KINDS))
 
 _SITES: list[str] = []
@@ -106,6 +112,7 @@ MASK_AT_SWITCH_NEXT = site("switch_mm_irqs_off: next loaded outside its mm_cpuma
 MASK_AT_CLEAR = site("cpumask_clear_cpu of a CPU that has the mm loaded")
 MASK_AT_FLUSH = site("TLB flush by mm_cpumask: a CPU with the mm loaded is not in the mask")
 IRQ_ENTRY = site("interrupt entry")
+AT_RUN_USER = site("user code runs on the loaded mm")
 SWITCH_MM_IRQS_ON = site("switch_mm_irqs_off: lockdep_assert_irqs_disabled()")
 EV_VIOLATION = event("violation", "VIOLATION {kind:a} on {mm:b}")
 
@@ -157,6 +164,17 @@ class Oracle:
                 self.atomics.unlock(k)
                 if missing:
                     self.report(CPUMASK_MISSING, mm, where, other=c)
+
+    def check_tlb_gen(self, mm: int, cpu_gen: int) -> None:
+        """This CPU runs user code of ``mm`` with its TLB at generation ``w[cpu_gen]``: no flush of
+        ``mm`` newer than that may have completed (the flusher records one only after every CPU
+        it sent to has flushed)."""
+        if mm == INIT_MM or mm == 0:
+            return
+        w = self.w
+        done = w[self.layout.tlbgen(mm) + TG_DONE]
+        if w[cpu_gen] < done:
+            self.report(MISSED_FLUSH, mm, AT_RUN_USER, aux=done - w[cpu_gen])
 
     def check_free(self, mm: int, where: int) -> None:
         """At ``__mmdrop``: no CPU may still run on, or be lazy on, the mm."""

@@ -172,6 +172,7 @@ DETAILS = {
     "scheme_warning": "cpu{cpu}: the scheme's own check fired on {mm} in {at}",
     "dangling_reference": "cpu{cpu} freed {mm} in {at} while cpu{other}'s scheme field still named it (hazard slot or parked reference)",
     "soft_lockup": "cpu{cpu} spun on {mm} in {at} without progress (soft lockup)",
+    "missed_flush": "cpu{cpu} ran {mm} with TLB entries older than a flush of it that had completed (in {at})",
 }
 
 
@@ -447,6 +448,7 @@ HEADLINES = {
     # kinds the oracle is gaining: a scheme's own per-CPU reference, a kernel wait loop that never ends
     "dangling_reference": "cpu{cpu} freed {mm} while {other}'s scheme field (a hazard slot or parked reference) still named it",
     "soft_lockup": "cpu{cpu} spun on {mm} without progress, in {at} (soft lockup)",
+    "missed_flush": "cpu{cpu} ran {mm} with TLB entries older than a completed flush of it: a missed flush",
 }
 
 

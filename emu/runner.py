@@ -63,6 +63,7 @@ from emu.layout import (
     C_DRAIN_PASS,
     C_STATE,
     CPU_QUIESCED,
+    CPU_WORDS,
     H_KTHREAD_MMS,
     H_LIVE_USERS,
     H_NCPUS,
@@ -491,11 +492,11 @@ class Runner:
         w[H_PHASE] = PHASE_DRAIN
         t0 = time.monotonic()
         arr = np.frombuffer(seg.buf, dtype=np.int64)
-        states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * 24 : 24]
-        actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * 24 : 24]
+        states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
+        actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
         if self.watchdog:
             self.watchdog.touch(t0)
-        passes = arr[lay.cpu_base + C_DRAIN_PASS : lay.cpu_base + lay.ncpus * 24 : 24]
+        passes = arr[lay.cpu_base + C_DRAIN_PASS : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
         settled_at = None  # each CPU's pass count when the machine was first seen quiet
         try:
             while True:

@@ -66,7 +66,7 @@ IPI_ROUND_TRIPS = 2000
 
 
 def add_parser(sub: Any) -> None:
-    from stress.cli import FLOAT, INT, IntList
+    from stress.cli import FLOAT, INT, IntList, NameList
 
     b = sub.add_parser("bench", help="the emulator's own speed against the ceiling of its primitives")
     b.add_argument("--cpus", type=IntList(), default=[2, 8, 32], help="CPU counts (default: 2,8,32)")
@@ -75,6 +75,10 @@ def add_parser(sub: Any) -> None:
     b.add_argument(
         "--procs-per-cpu", type=INT, default=SATURATING_PROCS_PER_CPU,
         help=f"live processes per CPU (default: {SATURATING_PROCS_PER_CPU}, a saturating load; 0: the default workload of 'run')",
+    )  # fmt: skip
+    b.add_argument(
+        "--memory-models", type=NameList("memory model", lambda: ["sc", "tso", "weak"]), default="sc",
+        help="memory models to measure, each at every --cpus, in one run (default: sc; e.g. sc,tso,weak)",
     )  # fmt: skip
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--det-cpus", type=IntList(), default=[3, 8], help="CPU counts of the deterministic mode's rows (default: 3,8)")
@@ -105,8 +109,8 @@ class CountingWords:
         return len(self.words)
 
 
-def bench_config(cpus: int, seed: int, procs_per_cpu: int, duration: float = 3.0) -> RunConfig:
-    return RunConfig(cpus=cpus, duration=duration, seed=seed, workload=Workload(procs=procs_per_cpu * cpus))
+def bench_config(cpus: int, seed: int, procs_per_cpu: int, duration: float = 3.0, memory_model: str = "sc") -> RunConfig:
+    return RunConfig(cpus=cpus, duration=duration, seed=seed, workload=Workload(procs=procs_per_cpu * cpus), memory_model=memory_model)
 
 
 def _count_primitives(cpu: Cpu, seconds: float) -> tuple[int, int, int]:
@@ -269,6 +273,7 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
     ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
     return {
         "cpus": c,
+        "memory_model": cfg.memory_model,
         "switches_per_second": sps,
         "switches_per_second_per_cpu": round(sps / c, 1),
         "ceiling_per_second": statistics.median(r["ceiling_per_second"] for r in runs),
@@ -331,11 +336,13 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
     print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
     rows = []
+    models = ns.memory_models.split(",") if ns.memory_models else ["sc"]
     for c in ns.cpus:
-        cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration)
-        rows.append(measure(cfg, ns.repeat, (lambda text: None) if ns.quiet else _progress))
-        if ns.profile:
-            profile(cfg, os.path.join(ns.profile, f"cpus{c}"))
+        for model in models:
+            cfg = bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration, model)
+            rows.append(measure(cfg, ns.repeat, (lambda text: None) if ns.quiet else _progress))
+            if ns.profile:
+                profile(cfg, os.path.join(ns.profile, f"cpus{c}" + (f"-{model}" if len(models) > 1 else "")))
     idle, busy = ipi_rtt(busy=False), ipi_rtt(busy=True)
     det_rows = [measure_det(bench_config(c, ns.seed, ns.procs_per_cpu, ns.duration), (lambda text: None) if ns.quiet else _progress)
                 for c in ns.det_cpus]  # fmt: skip
@@ -357,11 +364,14 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     }
     if ns.repeat > 1:
         print(f"median of {ns.repeat} runs each (range in brackets)")
-    heads = [("cpus", "right"), ("switches/s", "right"), ("per cpu", "right"), ("ceiling/s", "right"), ("ratio", "right")]
+    several = len(models) > 1
+    heads = [("cpus", "right"), *([("model", "left")] if several else []), ("switches/s", "right"), ("per cpu", "right")]
+    heads += [("ceiling/s", "right"), ("ratio", "right")]
     table = plain_table(*heads, *([("range", "left")] if ns.repeat > 1 else []))
     for r in rows:
         sps, per, ceil = r["switches_per_second"], r["switches_per_second_per_cpu"], r["ceiling_per_second"]
-        cells = [str(r["cpus"]), f"{sps:,.0f}", f"{per:,.0f}", f"{ceil:,.0f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}"]
+        cells = [str(r["cpus"]), *([r["memory_model"]] if several else []), f"{sps:,.0f}", f"{per:,.0f}", f"{ceil:,.0f}"]
+        cells.append("-" if r["ratio"] is None else f"{r['ratio']:.3f}")
         if ns.repeat > 1:
             rates = [x["switches_per_second"] for x in r["runs"]]
             ratios = [x["ratio"] for x in r["runs"]]

@@ -228,7 +228,12 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
     t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
-    p.add_argument("--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), or tso: a FIFO store buffer per CPU")
+    p.add_argument(
+        "--memory-model",
+        type=MEMORY_MODEL,
+        default="sc",
+        help="sc (default); tso: a FIFO store buffer per CPU; weak: LKMM's ordering (arm64, powerpc); arch: each arch its own",
+    )
     d = RunConfig()
     g = p.add_argument_group("scheduling (emu/detsched.py; see docs/deterministic-mode.md)")
     g.add_argument(

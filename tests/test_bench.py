@@ -63,3 +63,13 @@ def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None
     for x in runs:
         assert x["ratio"] == round(x["switches_per_second"] / x["ceiling_per_second"], 3)
     assert "median of 3 runs" in r.stdout
+
+
+def test_bench_measures_each_memory_model_in_one_run(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    r = stress("bench", "--cpus", "2", "--duration", "0.3", "--memory-models", "sc,weak", "--quiet", "--json", str(out), timeout=180)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["per_cpus"]
+    assert [(row["cpus"], row["memory_model"]) for row in rows] == [(2, "sc"), (2, "weak")]
+    assert all(row["switches_per_second"] > 0 for row in rows)
+    assert "weak" in r.stdout

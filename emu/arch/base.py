@@ -44,6 +44,8 @@ class Arch:
     # mask says so): a CPU with an mm loaded outside the mask misses them, which the oracle reports
     flush_relies_on_mask: ClassVar[bool] = True
     lazy_may_load_init_mm: ClassVar[bool] = False  # a lazy CPU may run on init_mm's tables while active_mm stays
+    # it keeps each mm's TLB generation and each CPU's (x86's tlb_gen), so the oracle checks for missed flushes
+    tracks_tlb_gen: ClassVar[bool] = False
 
     def __init__(self, cpu: Cpu) -> None:
         self.c = cpu

@@ -105,6 +105,9 @@ class Powerpc(Arch):
         if user_next and not self.in_mm_cpumask(next):  # "Mark this context has been used on the new CPU"
             self.atomics.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)
             self.inc_mm_active_cpus(next)
+            # "This full barrier orders the store to the cpumask above vs a subsequent load which
+            # allows this CPU/MMU to begin loading translations for 'next'" (set_bit is unordered)
+            self.atomics.smp_mb()
         if prev != next and prev != INIT_MM and prev != 0 and not self.in_mm_cpumask(prev):
             self.oracle.report(CPUMASK_MISSING, prev, MASK_AT_SWITCH_PREV, other=self.cpu)  # it ran prev outside the mask
         if self.loaded_mm() != next:

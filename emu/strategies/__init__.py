@@ -6,8 +6,8 @@ and live with their model (``emu.arch.ARCH_MUTANTS``)."""
 from __future__ import annotations
 
 from emu.strategies.base import Strategy
-from emu.strategies.hazptr import Hazptr, HazptrNoMb
-from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount
+from emu.strategies.hazptr import Hazptr, HazptrNoDropMb, HazptrNoMb
+from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount, LutoHazardRelaxedXchg
 from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
 from emu.strategies.shoot_lazies import ShootHotplugRace, ShootLazies
@@ -21,8 +21,10 @@ _ALL: tuple[type[Strategy], ...] = (
     LutoHazard,
     LutoHazardLateCount,
     LutoHazardInitMmFirst,
+    LutoHazardRelaxedXchg,
     Hazptr,
     HazptrNoMb,
+    HazptrNoDropMb,
 )
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in _ALL if s.mutant_of is None}

@@ -44,6 +44,7 @@ class Strategy:
         self.atomic_add, self.atomic_sub, self.xchg, self.cmpxchg = a.atomic_add, a.atomic_sub, a.xchg, a.cmpxchg
         self.atomic_long_read, self.atomic_long_xchg, self.atomic_long_xchg_relaxed = a.READ_ONCE, a.xchg, a.xchg_relaxed
         self.try_cmpxchg, self.try_cmpxchg_relaxed = a.try_cmpxchg, a.try_cmpxchg_relaxed
+        self.cmpxchg_relaxed, self.smp_rmb, self.smp_wmb = a.cmpxchg_relaxed, a.smp_rmb, a.smp_wmb
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
         self.num_possible_cpus = cpu.ncpus
         self.fixes = frozenset(f for f in cpu.cfg.fix.split(",") if f)

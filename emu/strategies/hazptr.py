@@ -44,6 +44,10 @@ migrating task's next CPU acquires; and the scanner's ``atomic_dec_and_test`` is
 That is message passing, not store buffering; the store-buffering pattern exists only in the
 general ``hazptr_load_try_protect`` (publish, ``smp_mb``, re-load), which ``tests/test_litmus.py``
 exercises. The mutant stays to check that claim.
+
+Mutant ``hazptr-no-drop-mb``: only the barrier of ``mmdrop_lazy_tlb`` (the one the reference calls
+load-bearing) removed, so the clear of the slot may become visible before the lazy use's earlier
+accesses; checked under ``--memory-model weak``.
 """
 
 from __future__ import annotations
@@ -179,3 +183,12 @@ class HazptrNoMb(Hazptr):
 
     def cleanup_lazy_tlbs(self, mm: int) -> None:
         self.hp_scan(mm)  # no smp_mb before the scan
+
+
+class HazptrNoDropMb(Hazptr):
+    name = "hazptr-no-drop-mb"
+    summary = "the smp_mb of mmdrop_lazy_tlb removed: the slot may be seen empty before the lazy use's accesses"
+    mutant_of = "hazptr"
+
+    def mmdrop_lazy_tlb(self, mm: int) -> None:
+        self.WRITE_ONCE(self.slot, 0)  # no smp_mb before the clear

@@ -27,6 +27,15 @@ the old mm unprotected while the CPU still runs on it: that literal reading is t
 the old lazy mm preemptibly, as mainline does (a drop on another CPU after a migration leaves a
 stale ``lazy_mm`` behind, which only keeps an extra reference parked).
 
+The exchanges of ``try_mm_drop_rq_ref`` are the fully ordered ``try_cmpxchg``/``cmpxchg`` of the
+patch; the ``mm_count`` raise and give-back are ``atomic_add``/``atomic_sub``, unordered. Peter
+Zijlstra's review rule (reference 3.4: the exchange at least RELEASE, so that the raise is seen
+before the parked reference, and ACQUIRE when it returns a displaced mm) is checked by the mutant
+``luto-hazard-relaxed-xchg`` (both exchanges ``_relaxed``): under ``--memory-model weak`` the
+raise, an RMW without return value, can still sit in the scanner's store buffer when the target
+CPU takes the parked reference and drops it. The race windows after each park let the target
+run meanwhile (``--race-delay``).
+
 Mutant ``luto-hazard-late-count`` (bug B4): ``mm_count`` is raised only after the scan has
 parked the references in the CPUs' ``drop_mm``, so a CPU that leaves the mm meanwhile drops a
 reference that was never taken, and the mm is freed while parked.
@@ -115,20 +124,23 @@ class LutoHazard(Strategy):
             if drop_count == 0:
                 drop_count = self.num_possible_cpus
                 self.count("mm_line_atomics")
-                c.mm.mm_count_add(mm, M_COUNT, drop_count, AT_UNLAZY_ADD)
+                c.mm.mm_count_add_unordered(mm, M_COUNT, drop_count, AT_UNLAZY_ADD)  # atomic_add: relaxed
             drop_count -= 1
             while not self.try_mm_drop_rq_ref(cpu, mm):
                 pass
         if drop_count:
             self.count("mm_line_atomics")
-            c.mm.mm_count_add(mm, M_COUNT, -drop_count, AT_UNLAZY_SUB)
+            c.mm.mm_count_add_unordered(mm, M_COUNT, -drop_count, AT_UNLAZY_SUB)  # atomic_sub: relaxed
 
     def try_mm_drop_rq_ref(self, cpu: int, mm: int) -> bool:
         """Park one reference to ``mm`` in ``cpu``'s ``drop_mm``; False: lost a race, retry."""
         drop_mm = self.rq("drop_mm", cpu)
         old = self.smp_load_acquire(drop_mm)
         if not old:
-            return self.try_cmpxchg(drop_mm, 0, mm)[0]
+            if not self.try_cmpxchg(drop_mm, 0, mm)[0]:
+                return False
+            self.race_window()  # parked: the CPU may take it at its next switch
+            return True
         # (1) lazy_mm read, (2) it switched to old and went lazy, (3) old parked: re-read
         if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
             self.count("mm_line_atomics")
@@ -136,6 +148,7 @@ class LutoHazard(Strategy):
             return True
         if self.cmpxchg(drop_mm, old, mm) != old:
             return False
+        self.race_window()
         self.count("mm_line_atomics")
         self.mmdrop(old)
         return True
@@ -156,6 +169,31 @@ class LutoHazardLateCount(LutoHazard):
         if parked:  # too late: a parked reference may already have been dropped
             self.count("mm_line_atomics")
             c.mm.mm_count_add(mm, M_COUNT, parked, AT_UNLAZY_ADD)
+
+
+class LutoHazardRelaxedXchg(LutoHazard):
+    name = "luto-hazard-relaxed-xchg"
+    summary = "Peter Zijlstra's rule broken: the exchanges of try_mm_drop_rq_ref relaxed (no RELEASE, no ACQUIRE)"
+    mutant_of = "luto-hazard"
+
+    def try_mm_drop_rq_ref(self, cpu: int, mm: int) -> bool:
+        drop_mm = self.rq("drop_mm", cpu)
+        old = self.smp_load_acquire(drop_mm)
+        if not old:
+            if not self.try_cmpxchg_relaxed(drop_mm, 0, mm)[0]:  # may be seen before the mm_count raise
+                return False
+            self.race_window()
+            return True
+        if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
+            self.count("mm_line_atomics")
+            self.mmdrop(mm)
+            return True
+        if self.cmpxchg_relaxed(drop_mm, old, mm) != old:
+            return False
+        self.race_window()
+        self.count("mm_line_atomics")
+        self.mmdrop(old)
+        return True
 
 
 class LutoHazardInitMmFirst(LutoHazard):

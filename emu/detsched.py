@@ -521,19 +521,27 @@ class DetSched:
 REPLAY_FREE = ("replay", "duration", "fail_fast", "watchdog", "ipi_timeout")
 
 
-def load_replay(cfg: RunConfig) -> Schedule:
-    """The schedule of ``cfg.replay`` (a deterministic run's JSON report, or a shrunk one), checked
-    against the configuration it will steer; ConfigError, one line, if it cannot be replayed here."""
-    path = cfg.replay
+def read_report(path: str, who: str) -> dict[str, Any]:
+    """A JSON report written by ``run --json``, as a dict with its ``config``; ConfigError, one
+    line starting with ``who``, if it cannot be read or is not one."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except OSError as e:
-        raise ConfigError(f"--replay {path}: {e.strerror or e}") from None
+        raise ConfigError(f"{who}: cannot read '{path}': {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"--replay {path}: not a JSON report (truncated or not one?)") from None
-    sched = data.get("schedule") if isinstance(data, dict) else None
-    recorded = data.get("config") if isinstance(data, dict) else None
+        raise ConfigError(f"{who} {path}: not a JSON report (truncated, or not one?)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise ConfigError(f"{who} {path}: not a lazytlb report")
+    return data
+
+
+def load_replay(cfg: RunConfig) -> Schedule:
+    """The schedule of ``cfg.replay`` (a deterministic run's JSON report, or a shrunk one), checked
+    against the configuration it will steer; ConfigError, one line, if it cannot be replayed here."""
+    path = cfg.replay
+    data = read_report(path, "--replay")
+    sched, recorded = data.get("schedule"), data["config"]
     if not isinstance(sched, dict) or not isinstance(recorded, dict) or not isinstance(sched.get("handovers"), str):
         raise ConfigError(f"--replay {path}: no schedule in it (only a deterministic run's report has one)")
     try:

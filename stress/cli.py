@@ -320,17 +320,9 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
 def replayed_config(path: str, given: RunConfig, explicit_seed: bool) -> RunConfig:
     """``--replay FILE``: the configuration recorded in FILE, which the command line may restate
     but not change (a setting given that differs from the recording is an error)."""
-    from emu.detsched import load_replay
+    from emu.detsched import load_replay, read_report
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"--replay: cannot read '{path}': {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"--replay {path}: not a JSON report (truncated, or not one?)") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise ConfigError(f"--replay {path}: not a lazytlb report")
+    data = read_report(path, "--replay")
     try:
         recorded = RunConfig.from_dict(data["config"])
     except ConfigError as e:

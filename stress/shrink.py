@@ -28,7 +28,7 @@ from typing import Any
 
 from emu.columns import Ev, columns_svg, columns_text
 from emu.config import ConfigError, RunConfig
-from emu.detsched import Schedule
+from emu.detsched import Schedule, read_report
 from emu.report import Report, headline
 from stress.progress import LiveStatus
 
@@ -58,15 +58,7 @@ class Failing:
 
 
 def _load(path: str) -> tuple[RunConfig, dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"shrink: cannot read '{path}': {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"shrink: {path} is not a JSON report (truncated, or not one?)") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise ConfigError(f"shrink: {path} is not a lazytlb report")
+    data = read_report(path, "shrink")
     cfg = RunConfig.from_dict(data["config"])
     if not cfg.deterministic or not isinstance(data.get("schedule"), dict):
         raise ConfigError(f"shrink: {path} is a free-mode run: only a run under --sched pct or random has a schedule to shrink")

@@ -88,7 +88,7 @@ from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, U
 from emu.perturb import install_noise
 from emu.sched import Scheduler
 from emu.strategies import resolve
-from emu.trace import StepTracer, Tracer, event
+from emu.trace import Tracer, event
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -125,7 +125,7 @@ class Cpu(Scheduler, Hotplug):
         self.det = det
         self.clock: Callable[[], float] = time.monotonic if det is None else det.clock
         self.clock_ns: Callable[[], int] = time.monotonic_ns if det is None else det.clock_ns
-        self.trace = (Tracer(self.w, layout, cpu) if det is None else StepTracer(self.w, layout, cpu, det.stamp)).emit
+        self.trace = (Tracer(self.w, layout, cpu) if det is None else Tracer(self.w, layout, cpu, det.stamp)).emit
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
         self.oracle.clock_ns = self.clock_ns

@@ -33,8 +33,11 @@ Trace = Callable[..., None]  # a bound ``Tracer.emit``: ``trace(code, a, b)``, c
 class Tracer:
     """Appends to this CPU's ring; single writer, so plain stores suffice."""
 
-    def __init__(self, words: memoryview, layout: Layout, cpu: int) -> None:
+    def __init__(self, words: memoryview, layout: Layout, cpu: int, stamp: Callable[[], int] = monotonic_ns) -> None:
         self.w = words
+        # the host's clock; a deterministic mode's step and the event's place in the machine's one
+        # order of events (``DetSched.stamp``), so that the merged trace is the same on every rerun
+        self.stamp = stamp
         self.base = layout.events(cpu)
         self.end = self.base + EV_CAP * EV_WORDS
         self.i = self.base  # the next entry's offset: the oldest one, once the ring has wrapped
@@ -45,26 +48,7 @@ class Tracer:
         w[i + 1] = code
         w[i + 2] = a
         w[i + 3] = b
-        w[i] = monotonic_ns()  # the stamp last: readers sort by it
-        i += EV_WORDS
-        self.i = i if i < self.end else self.base
-
-
-class StepTracer(Tracer):
-    """The deterministic modes' rings: stamped with the step and the event's place in the machine's
-    one order of events (``DetSched.stamp``), so that the merged trace is the same on every rerun."""
-
-    def __init__(self, words: memoryview, layout: Layout, cpu: int, stamp: Callable[[], int]) -> None:
-        super().__init__(words, layout, cpu)
-        self.stamp = stamp
-
-    def emit(self, code: int, a: int = 0, b: int = 0) -> None:
-        w = self.w
-        i = self.i
-        w[i + 1] = code
-        w[i + 2] = a
-        w[i + 3] = b
-        w[i] = self.stamp()
+        w[i] = self.stamp()  # the stamp last: readers sort by it
         i += EV_WORDS
         self.i = i if i < self.end else self.base
 

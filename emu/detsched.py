@@ -22,7 +22,8 @@ too, by the CPU holding the turn. Nothing that steers execution reads the host c
 Who may run: a CPU that exited may not; one asleep (idle, or in a hotplug teardown) may once
 its wake-up step has come, or when woken (a reschedule or an IPI, if the sleep is
 wakeable); one blocked in a wait loop may once some CPU made progress since it blocked:
-a write through the API, a lock release, or an IPI handled. Reads do not count, so CPUs that
+a write through the API, a lock release, an IPI handled, or a jump of the clock (a wait may have
+a deadline, as the soft-lockup detector's). Reads do not count, so CPUs that
 only spin on one another are seen for what they are: when nobody may run and nobody sleeps,
 the run ends in a deadlock report naming who waits on whom (status 3). When only sleepers
 are left, the clock jumps to the first wake-up.
@@ -240,7 +241,9 @@ class DetSched:
             self.w[self.PROGRESS] += 1
 
     def wait(self, what: int, on: int = -1) -> None:
-        """One iteration of a wait loop that cannot go on: yield until some CPU made progress."""
+        """One iteration of a wait loop that cannot go on: yield until some CPU made progress. Under
+        pct the waiter also drops below every other CPU, as at a change point: a spinner that kept
+        its priority would run ahead of the CPU it waits for, for ever."""
         if not self.active:
             return
         if self.atomics is not None:
@@ -248,6 +251,8 @@ class DetSched:
         w, me = self.w, self.me
         w[me + P_BLOCKED] = w[self.PROGRESS] + 1
         w[me + P_WAIT_WHAT], w[me + P_WAIT_ON] = what, on
+        if self.policy == "pct":  # a CPU that spins yields its priority too: else it would run ahead of the one it waits for
+            w[me + P_PRIO] = min(w[r + P_PRIO] for r in self.rec) - 1
         self._yield_turn()
         w[me + P_BLOCKED] = 0
 
@@ -313,7 +318,7 @@ class DetSched:
         if not may:
             if not self._jump():
                 return -1
-            s = w[self.STEP]
+            s, progress = w[self.STEP], w[self.PROGRESS]
             may = [c for c in range(self.n) if self.may_run(c, s, progress)]
         policy = self.policy
         if policy == "pct":
@@ -335,6 +340,7 @@ class DetSched:
         if not wakeups:
             return False
         w[self.STEP] = max(w[self.STEP], min(wakeups))
+        w[self.PROGRESS] += 1  # time passed: a waiter with a deadline (the soft-lockup detector) looks again
         return True
 
     def _pct_change(self, s: int) -> None:

@@ -380,7 +380,8 @@ class Runner:
         if error == ERR_DEADLOCK:
             raise HarnessError(describe_deadlock(w, lay))
         if error == ERR_DRAIN:
-            raise HarnessError(f"the machine did not drain within {DRAIN_STEPS:,} steps: {w[H_LIVE_USERS]} user tasks alive")
+            cpus = "; ".join(f"cpu {c}: {describe_cpu(lay, w, c)}" for c in range(lay.ncpus))
+            raise HarnessError(f"the machine did not drain within {DRAIN_STEPS:,} steps: {w[H_LIVE_USERS]} user tasks alive ({cpus})")
         stopped = w[base + S_STOPPED]
         if stopped == STOP_FAIL_FAST:
             st.stopped_early = "stopped at the first violation (--fail-fast)"

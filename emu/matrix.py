@@ -246,7 +246,14 @@ CELLS: list[Cell] = [
         min_seconds=4.0,
     ),  # fmt: skip
     Cell("luto-hazard", "arm64", options={"hotplug": True, "race_delay": 1.0}, why="switch to init_mm first, then clear lazy_mm"),
-    Cell("luto-hazard-late-count", "x86", "use_after_free", options={"race_delay": 1.0}, why="B4: mm_count raised after drop_mm"),
+    Cell(
+        "luto-hazard-late-count",
+        "x86",
+        "use_after_free",
+        options={"race_delay": 1.0},
+        also=("double_free",),
+        why="B4: mm_count raised after drop_mm: the mm is freed a count early, then touched or dropped again",
+    ),
     # Peter Zijlstra's rule for the 2022 scheme (reference 3.4), checkable only where RMWs can be reordered
     Cell(
         "luto-hazard", "arm64", options={"memory_model": "weak", "race_delay": 1.0}, why="fully ordered exchanges: the raise is seen first"

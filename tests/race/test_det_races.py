@@ -20,7 +20,7 @@ from emu.runner import run
 
 pytestmark = pytest.mark.race
 
-CATCH_WITHIN = 200  # deterministic runs of one broken cell (B3, the rarest, needs tens)
+CATCH_WITHIN = 1000  # deterministic runs of one broken cell (B3 on x86, the rarest, needs hundreds: 626 for its seed here)
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)

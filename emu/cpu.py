@@ -125,7 +125,7 @@ class Cpu(Scheduler, Hotplug):
         self.det = det
         self.clock: Callable[[], float] = time.monotonic if det is None else det.clock
         self.clock_ns: Callable[[], int] = time.monotonic_ns if det is None else det.clock_ns
-        self.trace = (Tracer(self.w, layout, cpu) if det is None else Tracer(self.w, layout, cpu, det.stamp)).emit
+        self.trace = Tracer(self.w, layout, cpu, time.monotonic_ns if det is None else det.stamp).emit
         self.irq.trace = self.trace
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
         self.oracle.clock_ns = self.clock_ns

@@ -170,26 +170,15 @@ CELLS: list[Cell] = [
             "luto-rfc",
             a,
             "use_after_free",
-            also=("freed_while_lazy", "count_underflow"),
-            why="D4 (integration gap of the posted mockup): untouched paths drop counts the new switch never took; D1 is there too",
+            options={"fix": fix} if fix else {},
+            also=("freed_while_lazy", "count_underflow"),  # whichever of D4's and D1's symptoms a run meets first
+            why=f"{why}; D1 is there too",
         )
-        for a in ARCHES
-    ),
-    Cell(
-        "luto-rfc",
-        "x86",
-        "use_after_free",
-        options={"fix": "drop-check"},
-        also=("freed_while_lazy", "count_underflow"),
-        why="D4 (integration gap) remains without the integration; D1 is there too",
-    ),
-    Cell(
-        "luto-rfc",
-        "arm64",
-        "use_after_free",
-        options={"fix": "drop-check,scan-online"},
-        also=("freed_while_lazy", "count_underflow"),
-        why="D4 (integration gap) remains without the integration; D1 is there too",
+        for a, fix, why in (
+            *((a, "", "D4 (integration gap of the posted mockup): untouched paths drop counts the new switch never took") for a in ARCHES),
+            ("x86", "drop-check", "D4 (integration gap) remains without the integration"),
+            ("arm64", "drop-check,scan-online", "D4 (integration gap) remains without the integration"),
+        )
     ),
     *(
         Cell(

@@ -286,11 +286,16 @@ class Runner:
                 signal.signal(s, h)
             seg.unlink()
 
-    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list, t0: float) -> None:  # type: ignore[type-arg]
-        w, lay, cfg = seg.words, self.layout, self.cfg
+    def _init_machine(self, w: memoryview) -> None:
+        """The header and init_mm, before any CPU exists."""
+        lay = self.layout
         w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
+
+    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list, t0: float) -> None:  # type: ignore[type-arg]
+        w, cfg = seg.words, self.cfg
+        self._init_machine(w)
         gate = os.pipe()  # the holding pen: the CPUs wait on its read end until the runner closes it
         try:
             t_run = self._boot(seg, ctx, locks, doorbells, t0, gate)
@@ -322,9 +327,7 @@ class Runner:
         and watches: for a CPU that dies, the scheduler's error, a signal, and a turn that never
         ends (a host-side hang: the watchdog's seconds without a step)."""
         w, lay, cfg = seg.words, self.layout, self.cfg
-        w[H_NCPUS], w[H_NMM], w[H_NTASK] = lay.ncpus, lay.nmm, lay.ntask
-        init = lay.mm_base
-        w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
+        self._init_machine(w)
         init_region(w, lay, cfg.sched, cfg.seed, cfg.steps, cfg.depth)
         gate = os.pipe()  # unused by the deterministic boot; the CPU entry closes its ends
         schedule = load_replay(cfg) if cfg.replay else None

@@ -31,6 +31,7 @@ class Cell:
     arch_mutant: str | None = None  # a mutant of the arch model (emu.arch.ARCH_MUTANTS), under the scheme ``strategy``
     workload: dict[str, Any] = field(default_factory=dict)  # Workload fields that differ from the run's
     also: tuple[str, ...] = ()  # other kinds that catch it: the cell runs code with more than one defect
+    det_workload: dict[str, Any] = field(default_factory=dict)  # on top of ``workload`` under a deterministic scheduler
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -67,14 +68,20 @@ class Cell:
         duration = max(duration, self.min_seconds)
         cfg = RunConfig(cpus=cpus, strategy=self.base, mutant=self.mutant, arch=self.arch, duration=duration, seed=seed)
         cfg = replace(cfg, **{**self.options, **extra})
-        return replace(cfg, workload=replace(cfg.workload, **self.workload)) if self.workload else cfg
+        own = self.own_workload(cfg.deterministic)
+        return replace(cfg, workload=replace(cfg.workload, **own)) if own else cfg
+
+    def own_workload(self, deterministic: bool) -> dict[str, Any]:
+        """The Workload fields this cell sets, under the free or a deterministic scheduler."""
+        return {**self.workload, **self.det_workload} if deterministic else self.workload
 
     def det_config(self, seed: int, steps: int = DET_STEPS) -> RunConfig:
         """This cell under ``--sched pct`` on the small machine PCT suits (``DET_MACHINE``, where the
         cell sets no workload of its own); a broken cell's run stops at its first violation."""
-        cfg = self.config(seed, cpus=DET_MACHINE["cpus"], sched="pct", steps=steps)
-        small = {k: v for k, v in DET_MACHINE.items() if k != "cpus" and k not in self.workload}
-        return replace(cfg, workload=replace(cfg.workload, **small), fail_fast=self.expect != CLEAN)
+        own = self.own_workload(True)
+        small = {k: v for k, v in DET_MACHINE.items() if k != "cpus" and k not in own}
+        cfg = self.config(seed, cpus=DET_MACHINE["cpus"], sched="pct", steps=steps, workload=replace(Workload(), **small))
+        return replace(cfg, fail_fast=self.expect != CLEAN)
 
 
 ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
@@ -83,6 +90,9 @@ LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
 B7, B8 = "powerpc-exit-irqs-enabled", "powerpc-trim-vs-kthread"  # powerpc's arch mutants
 X1 = "x86-lazy-mask-switch-no-mb"  # the lazy mask's switch before 83b0177a6c48
+# B3 on the 3-CPU machine: while the scanner stalls, an idle target must run another process, go lazy
+# on it and see it exit; with two processes (one of them the exiting one) that is rarely there to run
+B3_DET_LOAD = {"procs": 4}
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
 
 CELLS: list[Cell] = [
@@ -218,12 +228,20 @@ CELLS: list[Cell] = [
             "freed_while_lazy",
             options={"fix": LUTO_RFC_FIXED, "race_delay": 1.0},
             workload={"threads": 1},
+            det_workload=B3_DET_LOAD,
             why="B3 (race documented by the 2022 patch): one read of lazy_mm; --race-delay widens it, single threads park on the target",
         )  # fmt: skip
         for a in ("arm64", "powerpc", "x86")
     ),
     *(
-        Cell("luto-hazard", a, options={"race_delay": 1.0}, workload={"threads": 1}, why="the 2022 re-read closes B3 on the same load")
+        Cell(
+            "luto-hazard",
+            a,
+            options={"race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload=B3_DET_LOAD,
+            why="the 2022 re-read closes B3 on the same load",
+        )
         for a in ("arm64", "powerpc", "x86")
     ),
     Cell(

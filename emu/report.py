@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emu.arch.base import EV_SWITCH_MM
 from emu.config import RunConfig, Workload
 from emu.detsched import STEP_NS
 from emu.irq import ipi_name
@@ -41,6 +42,7 @@ from emu.layout import (
     e2f_value_ns,
     mm_name,
 )
+from emu.mm import EV_MMDROP
 from emu.oracle import EV_VIOLATION, KINDS, LEAK, site_name
 from emu.trace import STEP_SHIFT, decode_rings, render
 
@@ -204,8 +206,19 @@ def involved(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int) -> 
     ew = layout.events_words
     rings = arr[layout.snap_base + snap * ew : layout.snap_base + (snap + 1) * ew]
     cpus = {viol["cpu"], viol["other_cpu"], viol["freed_by"]} - {-1}
-    rows = [r for r in decode_rings(rings, layout) if r[1] in cpus or r[3] == mm or r[4] == mm]
+    decoded = decode_rings(rings, layout)
+    cpus |= remote_droppers(decoded, mm)
+    rows = [r for r in decoded if r[1] in cpus or r[3] == mm or r[4] == mm]
     return rows[-TIMELINE_LINES:]
+
+
+def remote_droppers(rows: list[Row], mm: int) -> set[int]:
+    """The CPUs that dropped a count of ``mm`` without ever switching to or from it: a scan's
+    drop (a displaced reference) is made by a CPU that is busy with another mm, whose events
+    explain it."""
+    droppers = {c for _, c, code, a, _ in rows if code == EV_MMDROP and a == mm}
+    users = {c for _, c, code, a, b in rows if code == EV_SWITCH_MM and mm in (a, b)}
+    return droppers - users
 
 
 def timeline(arr: np.ndarray, layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[str]:

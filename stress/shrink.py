@@ -10,8 +10,10 @@ The way hypothesis and syzkaller minimise, on the schedule itself: every candida
    holding the turn keeps it instead), while the run executed has fewer of them.
 
 Each replay records the schedule it executed, so the result replays exactly. What is printed is
-the story of the violating mm: every event that names it, from its allocation to the violation,
-in one column per CPU, the violating event marked; ``--svg`` draws the same picture.
+the story of the violating mm: every event that names it, from its allocation to the violation
+(its last 40), and the ``__mmput`` of another mm on a CPU that dropped a count of it from afar
+(a scan's displaced reference), in one column per CPU, the violating event marked; ``--svg``
+draws the same picture.
 """
 
 from __future__ import annotations
@@ -171,15 +173,24 @@ class Shrinker:
 
 
 def story(report: dict[str, Any]) -> list[Ev]:
-    """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation (marked)."""
+    """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation
+    (marked), and the ``__mmput`` of any CPU that dropped a count of it without ever running it."""
     if not report.get("timeline_events"):
         return []
     events = [Ev(*e) for e in report["timeline_events"][0]]
     name = report["violations"][0]["mm"]
     mentions = re.compile(rf"(?<![\w#]){re.escape(name)}(?![\w#])")
-    kept = [e for e in events if e.mark or mentions.search(e.text)]
-    born = next((i for i, e in enumerate(kept) if e.text.startswith("alloc") or "fork:" in e.text), 0)
-    return kept[born:][-STORY_EVENTS:]
+    mine = [i for i, e in enumerate(events) if e.mark or mentions.search(e.text)]
+    born = next((k for k, i in enumerate(mine) if events[i].text.startswith("alloc") or "fork:" in events[i].text), 0)
+    mine = mine[born:][-STORY_EVENTS:]
+    if not mine:
+        return []
+    # a CPU that dropped a count of the mm without running it did so from another mm's exit: show that exit
+    counts = {i for i in mine if events[i].text.startswith("mm_count(")}
+    users = {events[i].cpu for i in mine if i not in counts}
+    remote = {events[i].cpu for i in counts if "-1 ->" in events[i].text} - users
+    why = [i for i in range(mine[0], mine[-1]) if events[i].cpu in remote and events[i].text.startswith("__mmput(")]
+    return [events[i] for i in sorted(mine + why)]
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:
@@ -211,7 +222,7 @@ def cmd_shrink(ns: argparse.Namespace) -> int:
     print(headline(r))
     print(
         f"shrunk: {best.cfg.cpus} CPUs (was {before[1]}), {best.cfg.steps:,} steps (was {before[0]:,}), "
-        f"{best.handovers:,} hand-overs (was {before[2]:,}); {len(events)} events of {rep['violations'][0]['mm']}"
+        f"{best.handovers:,} hand-overs (was {before[2]:,}); the story of {rep['violations'][0]['mm']}, {len(events)} events"
     )
     print()
     print("\n".join(columns_text(events, "step")))

@@ -66,3 +66,15 @@ def test_race_suite_runs_on_execnet_workers() -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:]
     assert "2 passed" in r.stdout
+
+
+def test_a_cell_may_run_another_load_under_the_deterministic_scheduler() -> None:
+    from emu.matrix import CELLS, DET_MACHINE
+
+    b3 = next(c for c in CELLS if c.det_workload)
+    det, free = b3.det_config(1), b3.config(1)
+    assert det.workload.procs == b3.det_workload["procs"] != DET_MACHINE["procs"]
+    assert det.workload.threads == b3.workload["threads"] and det.workload.kthreads == DET_MACHINE["kthreads"]
+    assert free.workload.procs == 0  # the free mode's load is the cell's own, derived from --cpus
+    plain = next(c for c in CELLS if not c.det_workload and not c.workload)
+    assert plain.det_config(1).workload.procs == DET_MACHINE["procs"]

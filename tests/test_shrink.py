@@ -62,3 +62,25 @@ def test_ctrl_c_stops_a_shrink_and_leaves_nothing(tmp_path: Path) -> None:
     assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert not (tmp_path / "failing.shrunk.json").exists()
     assert segments_of(p.pid) == []
+
+
+def test_the_story_shows_the_exit_of_a_cpu_that_dropped_the_mm_from_afar() -> None:
+    from stress.shrink import story
+
+    events = [
+        [1, 0, "fork: mm2#1, 1 threads", False],
+        [2, 0, "switch_mm mm12#1 -> mm2#1", False],
+        [3, 2, "__mmput(mm12#1): exit_mmap, last user gone", False],
+        [4, 1, "__mmput(mm9#1): exit_mmap, last user gone", False],
+        [5, 0, "lazy on mm2#1 (user -> kernel)", False],
+        [6, 1, "mm_count(mm2#1) +1 -> 2", False],
+        [7, 2, "mm_count(mm2#1) -1 -> 1", False],
+        [8, 1, "switch_mm mm2#1 -> mm21#1", False],
+        [9, 1, "mm_count(mm2#1) -1 -> 0", False],
+        [9, 1, "VIOLATION freed_while_lazy on mm2#1", True],
+    ]
+    report = {"timeline_events": [events], "violations": [{"mm": "mm2#1"}]}
+    shown = [(e.t, e.cpu) for e in story(report)]
+    # cpu2 only dropped a count of mm2: its exit of mm12 explains it; cpu1 ran mm2, so its other exit stays out
+    assert (3, 2) in shown and (4, 1) not in shown
+    assert shown == sorted(shown) and len(shown) == len(events) - 1

@@ -47,14 +47,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from emu.atomics import LINE_SHIFT, make_locks
-from emu.config import RunConfig, Workload
-from emu.cpu import Cpu
-from emu.irq import ipi_function
-from emu.layout import H_PHASE, PHASE_EXIT
-from emu.runner import run
-from emu.shm import Segment
-from emu.testbed import Testbed
+from emu.harness.config import RunConfig, Workload
+from emu.harness.runner import run
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
+from emu.machine.atomics import LINE_SHIFT, make_locks
+from emu.machine.irq import ipi_function
+from emu.machine.layout import H_PHASE, PHASE_EXIT
+from emu.machine.shm import Segment
 from stress.progress import plain_table, table_text
 
 BENCH_NOOP = ipi_function("bench_noop")
@@ -311,7 +311,7 @@ def measure_det(cfg: RunConfig, say: Callable[[str], None] = _progress) -> dict[
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from emu.config import ConfigError
+    from emu.harness.config import ConfigError
     from stress.cli import check_writable
 
     if not all(1 <= c <= 256 for c in ns.cpus):

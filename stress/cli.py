@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
-from emu.columns import Ev, columns_svg
-from emu.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
-from emu.report import STATUS_USAGE, Report, headline
-from emu.shm import SegmentError, shm_needed, shm_room
+from emu.harness.columns import Ev, columns_svg
+from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
+from emu.harness.report import STATUS_USAGE, Report, headline
+from emu.machine.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
 from stress.progress import ProgressLine, render_report
 
@@ -235,7 +235,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
         help="sc (default); tso: a FIFO store buffer per CPU; weak: LKMM's ordering (arm64, powerpc); arch: each arch its own",
     )
     d = RunConfig()
-    g = p.add_argument_group("scheduling (emu/detsched.py; see docs/deterministic-mode.md)")
+    g = p.add_argument_group("scheduling (emu/machine/detsched.py; see docs/deterministic-mode.md)")
     g.add_argument(
         "--sched", type=SCHED, default="free",
         help="free (default: the host interleaves the CPU processes), or one CPU at a time: pct (seeded priorities) or random",
@@ -320,7 +320,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
 def replayed_config(path: str, given: RunConfig, explicit_seed: bool) -> RunConfig:
     """``--replay FILE``: the configuration recorded in FILE, which the command line may restate
     but not change (a setting given that differs from the recording is an error)."""
-    from emu.detsched import load_replay, read_report
+    from emu.machine.detsched import load_replay, read_report
 
     data = read_report(path, "--replay")
     try:
@@ -357,8 +357,8 @@ def check_writable(path: str | None, option: str = "--json") -> None:
 
 def check_shm_room(cfg: RunConfig) -> None:
     """Refuse a run whose segment and semaphores /dev/shm cannot hold, before anything is created."""
-    from emu.atomics import make_locks
-    from emu.runner import layout_for
+    from emu.harness.runner import layout_for
+    from emu.machine.atomics import make_locks
 
     room = shm_room()
     nlocks = inspect.signature(make_locks).parameters["n"].default
@@ -406,7 +406,7 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    from emu.runner import run
+    from emu.harness.runner import run
 
     cfg = config_from(ns)
     length = f"{cfg.steps:,} steps under --sched {cfg.sched}" if cfg.deterministic else f"{cfg.duration:g}s"

@@ -1,10 +1,10 @@
 """``python -m stress compare``: every scheme side by side, on chosen architectures and CPU counts.
 
-Each combination is one in-process run (``emu.runner.run``), one after the other: a run already
+Each combination is one in-process run (``emu.harness.runner.run``), one after the other: a run already
 uses every core, so running two at once would only measure the box. Every run gets the same
 workload and the same seed. The table separates what the emulator MEASURED (counts per context
 switch and per mm exit, which do not depend on the emulator's speed; lock wait and throughput,
-which do) from what ``--project`` MODELS (``emu.projection``: the counts priced on a real machine).
+which do) from what ``--project`` MODELS (``emu.harness.projection``: the counts priced on a real machine).
 
 Exit status: 0 every run finished (a violation is a verdict in the table, not a failure of the
 comparison), 3 a run's harness failed, 130 interrupted (the rows done so far are still printed).
@@ -22,9 +22,9 @@ from typing import Any
 
 from rich import box
 
-from emu.config import ConfigError, RunConfig
-from emu.matrix import find
-from emu.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
+from emu.harness.config import ConfigError, RunConfig
+from emu.harness.matrix import find
+from emu.harness.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
 from stress.cli import IntList, Names
 
 DEFAULT_ARCHES = "x86,powerpc,arm64"
@@ -42,13 +42,13 @@ class NameList(Names):
 
 
 class CostOverride(Names):
-    """``ipi_rtt_ns=3000`` -> (name, ns): one of ``emu.projection.Costs``, a finite number >= 0."""
+    """``ipi_rtt_ns=3000`` -> (name, ns): one of ``emu.harness.projection.Costs``, a finite number >= 0."""
 
     def __init__(self) -> None:
         super().__init__("cost", lambda: [f"{n}={getattr(DEFAULT_COSTS, n):g}" for n in sorted(Costs.names())])
 
     def __call__(self, text: str) -> tuple[str, float]:  # type: ignore[override]
-        from emu.projection import CostError, parse_cost
+        from emu.harness.projection import CostError, parse_cost
 
         name = text.partition("=")[0].strip()
         if name not in Costs.names():
@@ -86,7 +86,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument(
         "--shoot-all",
         action="store_true",
-        help="shoot-lazies IPIs every CPU on every arch (default: only where the arch keeps no mm_cpumask, as emu.matrix)",
+        help="shoot-lazies IPIs every CPU on every arch (default: only where the arch keeps no mm_cpumask, as emu.harness.matrix)",
     )
     c.add_argument("--project", type=INT, default=None, metavar="CPUS", help="add the MODEL's projected cost on a real machine of CPUS")
     c.add_argument(
@@ -115,7 +115,7 @@ def needs_shoot_all(arch: str) -> bool:
 
 def plan(ns: argparse.Namespace) -> list[RunConfig]:
     from emu.arch import ARCHES
-    from emu.config import validate
+    from emu.harness.config import validate
     from emu.strategies import MUTANTS, STRATEGIES
     from stress.cli import check_shm_room, config_from
 
@@ -269,7 +269,7 @@ def render(rows: list[dict[str, Any]], project_cpus: int | None, costs: Costs, i
     if project_cpus:
         priced = ", ".join(f"{n}={getattr(costs, n):g}" for n in Costs.names())
         lines.append(
-            f"MODEL (emu.projection, not measured): the counts priced on {project_cpus} real CPUs, all switching on one mm; "
+            f"MODEL (emu.harness.projection, not measured): the counts priced on {project_cpus} real CPUs, all switching on one mm; "
             f"costs in ns: {priced}"
         )
     if interrupted:
@@ -359,7 +359,7 @@ def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> N
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
-    from emu.runner import run
+    from emu.harness.runner import run
 
     costs = check_options(ns)
     configs = plan(ns)
@@ -397,7 +397,11 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     if ns.json:
         doc: dict[str, Any] = {"rows": rows, "seed": seed, "duration": configs[0].duration, "interrupted": interrupted}
         if ns.project:
-            doc["projection"] = {"cpus": ns.project, "costs_ns": {n: getattr(costs, n) for n in Costs.names()}, "model": "emu.projection"}
+            doc["projection"] = {
+                "cpus": ns.project,
+                "costs_ns": {n: getattr(costs, n) for n in Costs.names()},
+                "model": "emu.harness.projection",
+            }
         with open(ns.json, "w") as f:
             json.dump(doc, f, indent=1)
     if ns.plot and rows:

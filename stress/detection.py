@@ -1,7 +1,7 @@
 """``python -m stress.detection free|det``: how fast each broken cell of the matrix is caught, and
 how often its catch repeats.
 
-For every broken cell (``emu.matrix``), ``--seeds`` seeds: from each, consecutive seeded runs
+For every broken cell (``emu.harness.matrix``), ``--seeds`` seeds: from each, consecutive seeded runs
 until one is caught by a kind the cell names (free mode: 8 CPUs, fail-fast, up to 30 s a run, at
 most 3 runs; deterministic: ``Cell.det_config``, at most 200 runs), timed on the wall clock. Then
 the first catching seed runs 10 more times: how many of them are caught again. Two seeds run at a
@@ -20,9 +20,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from emu.config import RunConfig
-from emu.matrix import CELLS, CLEAN, Cell
-from emu.runner import run
+from emu.harness.config import RunConfig
+from emu.harness.matrix import CELLS, CLEAN, Cell
+from emu.harness.runner import run
 
 TRIES = {"free": 3, "det": 200}
 REPEATS = 10

@@ -2,7 +2,7 @@
 
 Each run is a separate ``python -m stress run`` process (its own machine, its own CPU
 processes), up to ``--jobs`` at a time. Configurations are served round-robin: one chosen with
-``--strategy/--mutant/--arch``, or the whole ``emu.matrix`` with ``--matrix``. Expectation mode,
+``--strategy/--mutant/--arch``, or the whole ``emu.harness.matrix`` with ``--matrix``. Expectation mode,
 as rcutorture's busted flavours and jcstress: a correct scheme is expected clean, a mutant (or a
 cell the matrix marks broken) is expected caught; a configuration expected caught stops at its
 first detection (its runs use ``--fail-fast``) unless ``--runs`` asks for a fixed count. The exit
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emu.config import ConfigError, RunConfig, Workload
-from emu.matrix import CELLS, DET_MACHINE, find
-from emu.report import command_for
+from emu.harness.config import ConfigError, RunConfig, Workload
+from emu.harness.matrix import CELLS, DET_MACHINE, find
+from emu.harness.report import command_for
 from stress.cli import Number
 from stress.progress import LiveStatus, plain_table, table_text
 
@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> None:
     h = sub.add_parser("hunt", help="many short seeded runs within a time budget, with expectations")
     add_machine_options(h, cpus=8, duration=2.0)
     h.set_defaults(noise=DEFAULT_NOISE)
-    h.add_argument("--matrix", action="store_true", help="hunt the whole scheme x arch x mutant matrix (see emu/matrix.py)")
+    h.add_argument("--matrix", action="store_true", help="hunt the whole scheme x arch x mutant matrix (see emu/harness/matrix.py)")
     h.add_argument("--budget", type=Duration(), default=60.0, help="wall-clock budget, e.g. 90s, 5m (default: 60s)")
     h.add_argument("--jobs", type=INT, default=None, help="runs at a time (default: the number of cores)")
     h.add_argument("--runs", type=INT, default=0, help="runs per configuration (default: until the budget; caught ones stop)")
@@ -125,7 +125,7 @@ def expected_s(cfg: RunConfig) -> float:
     return cfg.steps / DET_STEPS_PER_S if cfg.deterministic else cfg.duration
 
 
-# A deterministic hunt runs on emu.matrix.DET_MACHINE unless the command line says otherwise: PCT
+# A deterministic hunt runs on emu.harness.matrix.DET_MACHINE unless the command line says otherwise: PCT
 # finds a bug of depth d with probability 1 / (n k^(d-1)) a run, so few CPUs and short runs, many of them.
 DET_STEPS_PER_S = 50_000  # about, on the 2-core development machine (stress bench measures it)
 

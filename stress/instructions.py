@@ -24,9 +24,9 @@ import signal
 import subprocess
 import sys
 
-from emu.config import ConfigError, RunConfig, Workload
-from emu.layout import H_PHASE, PHASE_EXIT, PHASE_RUN
-from emu.testbed import Testbed
+from emu.harness.config import ConfigError, RunConfig, Workload
+from emu.harness.testbed import Testbed
+from emu.machine.layout import H_PHASE, PHASE_EXIT, PHASE_RUN
 
 PROCS = 8  # live processes on the one CPU: the bench's saturating load
 

@@ -17,8 +17,8 @@ from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from emu.columns import MARK, Ev, columns_text
-from emu.report import Report, count, grouped, headline
+from emu.harness.columns import MARK, Ev, columns_text
+from emu.harness.report import Report, count, grouped, headline
 
 PLAIN_WIDTH = 200  # a pipe has no width: wide enough that no table wraps
 PLAIN_LINES = 10  # at most this many progress lines per run when the output is not a terminal

@@ -28,10 +28,10 @@ import tempfile
 import time
 from typing import Any
 
-from emu.columns import Ev, columns_svg, columns_text
-from emu.config import ConfigError, RunConfig
-from emu.detsched import Schedule, read_report
-from emu.report import Report, headline
+from emu.harness.columns import Ev, columns_svg, columns_text
+from emu.harness.config import ConfigError, RunConfig
+from emu.harness.report import Report, headline
+from emu.machine.detsched import Schedule, read_report
 from stress.progress import LiveStatus
 
 MIN_CPUS = 2
@@ -90,7 +90,7 @@ class Shrinker:
 
     def attempt(self, cfg: RunConfig, handovers: tuple[tuple[int, int], ...]) -> Failing | None:
         """Replay ``handovers`` on ``cfg``: the run, if the kind still occurs."""
-        from emu.runner import run
+        from emu.harness.runner import run
 
         path = os.path.join(self.tmp, f"candidate{self.replays}.json")
         self.replays += 1

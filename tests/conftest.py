@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from emu.shm import PREFIX, SHM_DIR
+from emu.machine.shm import PREFIX, SHM_DIR
 
 
 def segments_of(pid: int) -> list[str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emu.cpu import Cpu
-from emu.layout import H_VIOL_KINDS, KIND_USER, M_COUNT, M_USERS, T_KIND, T_MM, T_STATE, TASK_RUNNABLE
-from emu.oracle import KINDS
+from emu.checks.oracle import KINDS
+from emu.kernel.cpu import Cpu
+from emu.machine.layout import H_VIOL_KINDS, KIND_USER, M_COUNT, M_USERS, T_KIND, T_MM, T_STATE, TASK_RUNNABLE
 
 
 def user_task(cpu: Cpu, mm: int, i: int = 0) -> int:

@@ -11,8 +11,8 @@ from typing import Any
 
 import psutil
 
-from emu.layout import H_PHASE, PHASE_RUN
-from emu.shm import SHM_DIR
+from emu.machine.layout import H_PHASE, PHASE_RUN
+from emu.machine.shm import SHM_DIR
 from tests.conftest import segments_of
 
 CMD = [sys.executable, "-m", "stress"]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from emu.cpu import Cpu
-from emu.layout import C_IS_LAZY, C_LOADED_MM, INIT_MM, M_ARCH, M_STATE, MM_EXITED
-from emu.testbed import Testbed
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
+from emu.machine.layout import C_IS_LAZY, C_LOADED_MM, INIT_MM, M_ARCH, M_STATE, MM_EXITED
 from tests.helpers import kthread, mm_count, switch, user_task, violations
 
 

@@ -9,12 +9,12 @@ import pytest
 
 from emu.arch import ARCH_MUTANTS, ARCHES, resolve_arch
 from emu.arch.powerpc import Powerpc, PowerpcExitIrqsEnabled
-from emu.config import ConfigError, RunConfig, Workload, validate
-from emu.matrix import CELLS, Cell, find
-from emu.report import command_for
-from emu.runner import run
+from emu.harness.config import ConfigError, RunConfig, Workload, validate
+from emu.harness.matrix import CELLS, Cell, find
+from emu.harness.report import command_for
+from emu.harness.runner import run
+from emu.harness.testbed import Testbed
 from emu.strategies import MUTANTS, STRATEGIES
-from emu.testbed import Testbed
 from stress.cli import build_parser, config_from
 from tests.procs import stress
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from emu.cpu import Cpu
-from emu.testbed import Testbed
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
 
 N_CPUS = 4
 N_INC = 20_000

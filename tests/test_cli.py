@@ -71,8 +71,8 @@ def test_expect_turns_the_verdict_into_the_exit_status(expect: str, status: int)
 def test_the_rerun_command_reproduces_every_setting() -> None:
     from dataclasses import replace
 
-    from emu.config import RunConfig, Workload
-    from emu.report import command_for
+    from emu.harness.config import RunConfig, Workload
+    from emu.harness.report import command_for
     from stress.cli import build_parser, config_from
 
     cfg = replace(

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from emu.columns import MARK, MIN_COLUMN, SEP, SVG_COLUMN, Ev, columns_svg, columns_text, fit, stamp
-from emu.oracle import EV_VIOLATION, KINDS
-from emu.report import Report, marked
+from emu.checks.oracle import EV_VIOLATION, KINDS
+from emu.harness.columns import MARK, MIN_COLUMN, SEP, SVG_COLUMN, Ev, columns_svg, columns_text, fit, stamp
+from emu.harness.report import Report, marked
 from stress.cli import main
 from stress.progress import render_report
 

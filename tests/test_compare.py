@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.projection import DEFAULT_COSTS, CostError, Costs, costs_with, grow, line_throughput, parse_cost, project, slope_of
+from emu.harness.projection import DEFAULT_COSTS, CostError, Costs, costs_with, grow, line_throughput, parse_cost, project, slope_of
 from stress.compare import PANELS, VIOLATION_MARKER, figure, plot
 from tests.procs import CMD, stress
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emu.layout import C_PREV_MM, INIT_MM
-from emu.testbed import Testbed
+from emu.harness.testbed import Testbed
+from emu.machine.layout import C_PREV_MM, INIT_MM
 from tests.helpers import kthread, mm_count, mm_users, switch, user_task, violations
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from emu.config import RunConfig, Workload
-from emu.runner import run
+from emu.harness.config import RunConfig, Workload
+from emu.harness.runner import run
 
 # few migrations: an mm's footprint stays well below the machine, so the two costs differ
 LOCAL = RunConfig(cpus=8, duration=2.0, seed=41, workload=Workload(p_migrate=0.02))

@@ -1,4 +1,4 @@
-"""The deterministic scheduling modes (``emu/detsched.py``): the same configuration and seed give
+"""The deterministic scheduling modes (``emu/machine/detsched.py``): the same configuration and seed give
 the same run, event for event; a replay of its report gives it again; the policies, the clock
 and the deadlock report follow their rules; bad replay input is one line."""
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from emu.config import RunConfig, Workload
-from emu.detsched import (
+from emu.harness.config import RunConfig, Workload
+from emu.harness.runner import run
+from emu.machine.detsched import (
     P_BLOCKED,
     P_EXITED,
     P_PRIO,
@@ -30,8 +31,7 @@ from emu.detsched import (
     init_region,
     pct_change_points,
 )
-from emu.layout import SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
-from emu.runner import run
+from emu.machine.layout import SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
 from tests.procs import start, stress, wait_for_cpus
 
 SMALL = Workload(procs=2, threads=2, kthreads=1)

@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from emu.cpu import Cpu
-from emu.irq import IpiTimeout, ipi_function
-from emu.layout import C_CSD_WAIT
-from emu.shm import PREFIX, SHM_DIR, sweep_stale
-from emu.testbed import Testbed
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
+from emu.machine.irq import IpiTimeout, ipi_function
+from emu.machine.layout import C_CSD_WAIT
+from emu.machine.shm import PREFIX, SHM_DIR, sweep_stale
 from tests.conftest import segments_of
 from tests.procs import CMD, assert_nothing_left, poll, semaphores, start, stress, wait_for_cpus, wait_for_run
 
@@ -245,7 +245,7 @@ def test_a_read_only_dev_shm_is_one_clear_error() -> None:
 def test_a_segment_larger_than_dev_shm_fails_cleanly_not_with_sigbus() -> None:
     """The preflight can race with other users of /dev/shm: the segment itself reserves its pages,
     so running out is ENOSPC at creation, never a SIGBUS at the first store to an unbacked page."""
-    code = "from emu.shm import Segment, SegmentError\ntry:\n    Segment(4 << 20)\nexcept SegmentError as e:\n    print(e)"
+    code = "from emu.machine.shm import Segment, SegmentError\ntry:\n    Segment(4 << 20)\nexcept SegmentError as e:\n    print(e)"
     r = _with_own_shm("size=1m", f"{sys.executable} -c '{code}'")
     assert "no room for a 4.0 MiB segment: No space left on device" in r.stdout and "rc=0" in r.stdout, r
 

@@ -69,7 +69,7 @@ def test_race_suite_runs_on_execnet_workers() -> None:
 
 
 def test_a_cell_may_run_another_load_under_the_deterministic_scheduler() -> None:
-    from emu.matrix import CELLS, DET_MACHINE
+    from emu.harness.matrix import CELLS, DET_MACHINE
 
     b3 = next(c for c in CELLS if c.det_workload)
     det, free = b3.det_config(1), b3.config(1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 
-from emu.cpu import Cpu
-from emu.irq import IPI_SIGNAL, Irq, ipi_function
-from emu.testbed import Testbed
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
+from emu.machine.irq import IPI_SIGNAL, Irq, ipi_function
 
 RECORD = ipi_function("test_record")  # registered before the CPUs fork
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-import emu.runner
-from emu.config import RunConfig
-from emu.runner import run
+import emu.harness.runner
+from emu.harness.config import RunConfig
+from emu.harness.runner import run
 
 
 def test_a_load_shortened_by_the_boot_is_said_and_the_verdict_stands(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emu.runner, "END_RESERVE_S", emu.runner.KEEP_UP_S + 0.5)  # the load must end 0.5 s before the duration
+    monkeypatch.setattr(
+        emu.harness.runner, "END_RESERVE_S", emu.harness.runner.KEEP_UP_S + 0.5
+    )  # the load must end 0.5 s before the duration
     report = run(RunConfig(cpus=2, duration=2.0, seed=5))
     assert report.verdict == "clean" and report.status == 0 and report.harness["drained"]
     (note,) = report.harness["keep_up"]
@@ -22,7 +24,7 @@ def test_a_load_shortened_by_the_boot_is_said_and_the_verdict_stands(monkeypatch
 
 
 def test_a_boot_that_cannot_fit_the_duration_stops_at_once_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emu.runner, "KEEP_UP_S", -10.0)  # the boot's deadline is behind it before the first fork
+    monkeypatch.setattr(emu.harness.runner, "KEEP_UP_S", -10.0)  # the boot's deadline is behind it before the first fork
     report = run(RunConfig(cpus=4, duration=1.0, seed=5))
     assert report.verdict == "harness_failure" and report.status == 3
     error = report.harness["error"]

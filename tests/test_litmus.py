@@ -1,4 +1,4 @@
-"""Litmus patterns on the emulated memory models, via ``emu.litmus``.
+"""Litmus patterns on the emulated memory models, via ``emu.harness.litmus``.
 
 Store buffering (SB): ``x = 1; r0 = y`` || ``y = 1; r1 = x``. Under TSO the stores may sit in
 the store buffers while both loads read memory, so ``r0 == r1 == 0`` is allowed and must be
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from emu.atomics import Atomics
-from emu.litmus import format_histogram, litmus
+from emu.harness.litmus import format_histogram, litmus
+from emu.machine.atomics import Atomics
 
 N = 1500
 

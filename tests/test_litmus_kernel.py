@@ -1,4 +1,4 @@
-"""The kernel's own litmus tests (``emu.litmus_kernel``) under every memory model.
+"""The kernel's own litmus tests (``emu.harness.litmus_kernel``) under every memory model.
 
 Soundness is asserted: a pattern whose file says "Result: Never" shows its ``exists`` clause in no
 iteration, under sc, tso and weak. Completeness is asserted only where the model's documentation
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from emu.atomics import Atomics
-from emu.litmus_kernel import BY_NAME, MODELS, PATTERNS, Pattern, run
-from emu.memory_model import ARCH_MODELS, TsoAtomics, WeakAtomics, model_for
+from emu.harness.litmus_kernel import BY_NAME, MODELS, PATTERNS, Pattern, run
+from emu.machine.atomics import Atomics
+from emu.machine.memory_model import ARCH_MODELS, TsoAtomics, WeakAtomics, model_for
 
 N = 200
 NEVER = [p for p in PATTERNS if p.result == "Never"]

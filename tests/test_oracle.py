@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from emu.layout import C_ACTIVE_MM, H_PHASE, M_USERS, PHASE_EXIT, mm_slot
-from emu.report import collect
-from emu.runner import RunState
-from emu.testbed import Testbed
+from emu.harness.report import collect
+from emu.harness.runner import RunState
+from emu.harness.testbed import Testbed
+from emu.machine.layout import C_ACTIVE_MM, H_PHASE, M_USERS, PHASE_EXIT, mm_slot
 from tests.helpers import violations
 
 

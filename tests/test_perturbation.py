@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from emu.config import RunConfig
-from emu.runner import run
+from emu.harness.config import RunConfig
+from emu.harness.runner import run
 
 
 def test_all_perturbations_together_keep_refcount_clean_and_are_counted() -> None:

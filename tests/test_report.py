@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from emu.config import RunConfig
-from emu.oracle import KINDS
-from emu.report import GROUPS, HEADLINES, METRICS, Report, applies, grouped, headline, violation_sentence
-from emu.runner import run
+from emu.checks.oracle import KINDS
+from emu.harness.config import RunConfig
+from emu.harness.report import GROUPS, HEADLINES, METRICS, Report, applies, grouped, headline, violation_sentence
+from emu.harness.runner import run
 from stress.cli import main
 from stress.progress import PLAIN_LINES, LiveStatus, render_report
 

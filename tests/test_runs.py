@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emu.config import RunConfig
-from emu.runner import run
+from emu.harness.config import RunConfig
+from emu.harness.runner import run
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from emu.config import Workload
-from emu.cpu import Cpu
-from emu.layout import C_SCHEME, INIT_MM, POISON, T_MM, T_RESUME
-from emu.testbed import Testbed
+from emu.harness.config import Workload
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
+from emu.machine.layout import C_SCHEME, INIT_MM, POISON, T_MM, T_RESUME
 from tests.helpers import kthread, mm_count, switch, user_task, violations
 
 NO_PREEMPT = Workload(p_preempt=0.0)
@@ -104,8 +104,8 @@ def test_d4_the_untouched_kthread_use_mm_drops_a_count_the_new_switch_never_took
 
 
 def test_rerun_command_and_config_carry_the_fixes() -> None:
-    from emu.config import RunConfig
-    from emu.report import command_for
+    from emu.harness.config import RunConfig
+    from emu.harness.report import command_for
 
     cmd = command_for(RunConfig(strategy="luto-rfc", fix="drop-check,integrated", seed=3))
     assert "--fix drop-check,integrated" in cmd

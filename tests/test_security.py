@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emu.layout import H_MAGIC, H_RUN_ID
-from emu.shm import SHM_DIR, Segment, SegmentError
+from emu.machine.layout import H_MAGIC, H_RUN_ID
+from emu.machine.shm import SHM_DIR, Segment, SegmentError
 from tests.procs import stress
 
 ROOT = Path(__file__).parent.parent
@@ -43,7 +43,7 @@ def test_a_cpu_refuses_a_segment_that_is_not_its_runs(word: int) -> None:
 
 
 def test_nothing_is_unpickled() -> None:
-    """No module of the tool imports a deserializer of code-carrying formats. (emu/testbed.py, the
+    """No module of the tool imports a deserializer of code-carrying formats. (emu/harness/testbed.py, the
     test machine, gets results back from its CPUs over a pipe: it is not part of a run.)"""
     banned = {"pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle"}
     for path in [*ROOT.glob("emu/**/*.py"), *ROOT.glob("stress/**/*.py")]:

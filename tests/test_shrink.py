@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from emu.config import RunConfig, Workload
-from emu.runner import run
+from emu.harness.config import RunConfig, Workload
+from emu.harness.runner import run
 from tests.conftest import segments_of
 from tests.procs import CMD, poll, stress
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.layout import C_LOADED_MM, INIT_MM, M_STATE, MM_EXITED, MM_SLOT_MASK, MM_WORDS, T_MM
-from emu.oracle import CPUMASK_MISSING, LOCKDEP, MASK_AT_CLEAR, SWITCH_MM_IRQS_ON
-from emu.trace import event
+from emu.checks.oracle import CPUMASK_MISSING, LOCKDEP, MASK_AT_CLEAR, SWITCH_MM_IRQS_ON
+from emu.machine.layout import C_LOADED_MM, INIT_MM, M_STATE, MM_EXITED, MM_SLOT_MASK, MM_WORDS, T_MM
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 EV_SWITCH_MM = event("switch_mm", "switch_mm {mm:a} -> {mm:b}")
 EV_TLB_BROADCAST = event("tlb_broadcast", "flush of {mm:a} by hardware broadcast (no IPI)")

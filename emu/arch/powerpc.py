@@ -72,12 +72,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
-from emu.irq import ipi_function
-from emu.layout import INIT_MM, M_ARCH, M_GEN, M_STATE, M_USERS, MM_LIVE, MM_SLOT_BITS, MM_WORDS
-from emu.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_NEXT, MASK_AT_SWITCH_PREV, SCHEME_WARNING, site
+from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_NEXT, MASK_AT_SWITCH_PREV, SCHEME_WARNING, site
+from emu.machine.irq import ipi_function
+from emu.machine.layout import INIT_MM, M_ARCH, M_GEN, M_STATE, M_USERS, MM_LIVE, MM_SLOT_BITS, MM_WORDS
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 DO_EXIT_FLUSH_LAZY_TLB = ipi_function("do_exit_flush_lazy_tlb", purpose="ipis_flush")
 

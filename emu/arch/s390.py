@@ -44,7 +44,7 @@ that claim.
 from __future__ import annotations
 
 from emu.arch.base import Arch
-from emu.layout import C_ACTIVE_MM, C_LOADED_MM, CPU_WORDS, INIT_MM, M_ARCH
+from emu.machine.layout import C_ACTIVE_MM, C_LOADED_MM, CPU_WORDS, INIT_MM, M_ARCH
 
 
 class S390(Arch):

@@ -56,12 +56,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from emu.arch.base import Arch
-from emu.irq import ipi_function
-from emu.layout import C_IS_LAZY, CPU_WORDS, INIT_MM, MM_SLOT_MASK
-from emu.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
+from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
+from emu.machine.irq import ipi_function
+from emu.machine.layout import C_IS_LAZY, CPU_WORDS, INIT_MM, MM_SLOT_MASK
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 FLUSH_TLB_FUNC = ipi_function("flush_tlb_func", purpose="ipis_flush")
 

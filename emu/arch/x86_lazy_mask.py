@@ -27,7 +27,7 @@ CPU's ``loaded_mm`` (``smp_rmb()``, then ``is_lazy``; ``LOADED_MM_SWITCHING`` is
 the switch sees the new generation or the flush sees the switch. A lazy CPU switching back to
 the same mm re-reads ``tlb_gen`` after an ``smp_mb()``; ``flush_tlb_func`` brings a CPU with the
 mm loaded up to the mm's ``tlb_gen``. Each CPU's generation and each mm's ``tlb_gen`` are modelled
-(``emu.layout``: ``C_TLB_GEN``, ``TG_GEN``), and a completed flush records its generation, so the
+(``emu.machine.layout``: ``C_TLB_GEN``, ``TG_GEN``), and a completed flush records its generation, so the
 oracle sees a CPU running the mm with an older TLB (``missed_flush``). The arch mutant
 ``x86-lazy-mask-switch-no-mb`` is the code before 83b0177a6c48 (X1, reference sections 4 and 6):
 no barrier when the bit is already set, which TSO's store buffer turns into a missed flush.
@@ -50,7 +50,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from emu.arch.x86 import FLUSH_TLB_FUNC, X86
-from emu.layout import (
+from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
+from emu.machine.layout import (
     C_TLB_GEN,
     C_TLBSTATE_LOADED,
     CPU_WORDS,
@@ -62,10 +63,9 @@ from emu.layout import (
     TG_DONE,
     TG_GEN,
 )
-from emu.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 TRIM_INTERVAL_NS = 1_000_000_000  # mm->context.next_trim_cpumask = jiffies + HZ
 

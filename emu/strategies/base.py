@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.layout import C_SCHEME, INIT_MM
-from emu.oracle import SCHEME_WARNING, site
+from emu.checks.oracle import SCHEME_WARNING, site
+from emu.machine.layout import C_SCHEME, INIT_MM
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 AT_UNLAZY = site("unlazy_mm_irqs_off: WARN_ON_ONCE(current->mm)")

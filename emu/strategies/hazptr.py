@@ -54,13 +54,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.irq import ipi_function
-from emu.layout import INIT_MM
-from emu.oracle import SCHEME_WARNING, SOFT_LOCKUP, site
+from emu.checks.oracle import SCHEME_WARNING, SOFT_LOCKUP, site
+from emu.machine.irq import ipi_function
+from emu.machine.layout import INIT_MM
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
 DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")

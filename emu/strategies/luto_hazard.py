@@ -46,12 +46,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from emu.layout import INIT_MM, M_COUNT
-from emu.oracle import site
+from emu.checks.oracle import site
+from emu.machine.layout import INIT_MM, M_COUNT
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 AT_UNLAZY_ADD = site("mm_unlazy_mm_count: atomic_add(mm_count)")
 AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")

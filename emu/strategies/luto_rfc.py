@@ -57,12 +57,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.layout import INIT_MM
-from emu.oracle import SCHEME_WARNING, site
+from emu.checks.oracle import SCHEME_WARNING, site
+from emu.machine.layout import INIT_MM
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 AT_PUBLISH = site("context_switch: WARN_ON_ONCE(rq->lazy_mm)")
 AT_FIXUP_OLD = site("mm_fixup_lazy_refs: WARN_ON_ONCE(old == mm)")

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.irq import ipi_function
-from emu.oracle import SCHEME_WARNING, site
+from emu.checks.oracle import SCHEME_WARNING, site
+from emu.machine.irq import ipi_function
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
 DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")

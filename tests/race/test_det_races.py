@@ -1,4 +1,4 @@
-"""The race matrix (``emu.matrix``) under the deterministic scheduler: the same table, on the small
+"""The race matrix (``emu.harness.matrix``) under the deterministic scheduler: the same table, on the small
 machine PCT suits (3 CPUs, two processes of two threads, one kernel thread a CPU, unless the
 cell sets its own workload), each run one seeded ``--sched pct`` run.
 
@@ -15,8 +15,8 @@ import zlib
 
 import pytest
 
-from emu.matrix import CELLS, CLEAN, Cell
-from emu.runner import run
+from emu.harness.matrix import CELLS, CLEAN, Cell
+from emu.harness.runner import run
 
 pytestmark = pytest.mark.race
 

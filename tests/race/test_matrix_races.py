@@ -1,4 +1,4 @@
-"""Race hunting over the scheme x arch x mutant matrix (``emu.matrix``), one seeded run a test.
+"""Race hunting over the scheme x arch x mutant matrix (``emu.harness.matrix``), one seeded run a test.
 
 Each test's seed is derived from its test id, so ``pytest '<id>'`` reruns a failure with the same
 configuration and seed (the report also prints the ``python -m stress run`` command); the host
@@ -16,8 +16,8 @@ from dataclasses import replace
 
 import pytest
 
-from emu.matrix import CELLS, CLEAN, Cell
-from emu.runner import run
+from emu.harness.matrix import CELLS, CLEAN, Cell
+from emu.harness.runner import run
 
 pytestmark = pytest.mark.race
 

@@ -63,7 +63,7 @@ def parse_cost(text: str) -> tuple[str, float]:
     if not sep:
         raise CostError(f"--cost: expected NAME=NANOSECONDS, got '{text}' (names: {', '.join(Costs.names())})")
     if name not in Costs.names():
-        from emu.config import suggest
+        from emu.harness.config import suggest
 
         raise CostError(f"--cost: unknown cost '{name}' {suggest(name, Costs.names())}")
     try:

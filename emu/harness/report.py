@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emu.arch.base import EV_SWITCH_MM
-from emu.config import RunConfig, Workload
-from emu.detsched import STEP_NS
-from emu.irq import ipi_name
-from emu.layout import (
+from emu.checks.oracle import EV_VIOLATION, KINDS, LEAK, site_name
+from emu.harness.config import RunConfig, Workload
+from emu.kernel.mm import EV_MMDROP
+from emu.machine.detsched import STEP_NS
+from emu.machine.irq import ipi_name
+from emu.machine.layout import (
     E2F_BUCKETS,
     E2F_COUNTERS,
     H_NVIOL,
@@ -42,13 +44,11 @@ from emu.layout import (
     e2f_value_ns,
     mm_name,
 )
-from emu.mm import EV_MMDROP
-from emu.oracle import EV_VIOLATION, KINDS, LEAK, site_name
-from emu.trace import STEP_SHIFT, decode_rings, render
+from emu.machine.trace import STEP_SHIFT, decode_rings, render
 
 if TYPE_CHECKING:
-    from emu.runner import RunState
-    from emu.shm import Segment
+    from emu.harness.runner import RunState
+    from emu.machine.shm import Segment
 
 STATUS_CLEAN, STATUS_VIOLATION, STATUS_USAGE, STATUS_HARNESS = 0, 1, 2, 3
 TIMELINE_LINES = 300
@@ -68,7 +68,7 @@ class Report:
     # the same events, structured: per timeline, [t, cpu, text, mark] each, t in ns since the load
     # began (the step, in a deterministic run); absent from reports written before it
     timeline_events: list[list[list[Any]]] = field(default_factory=list)
-    schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.detsched)
+    schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.machine.detsched)
 
     def to_json(self) -> dict[str, Any]:
         extra = {"schedule": self.schedule} if self.schedule is not None else {}

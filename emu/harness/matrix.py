@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emu.config import X86_MODELS, RunConfig, Workload
+from emu.harness.config import X86_MODELS, RunConfig, Workload
 from emu.strategies import MUTANTS
 
 CLEAN = "clean"

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING
 
-from emu.detsched import WAIT_CSD
-from emu.layout import C_CSD_WAIT, C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ, XSLOT_WORDS, Layout
-from emu.trace import event
+from emu.machine.detsched import WAIT_CSD
+from emu.machine.layout import C_CSD_WAIT, C_ONLINE, C_PID, X_ACK, X_ARG, X_FUNC, X_REQ, XSLOT_WORDS, Layout
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.detsched import DetSched
-    from emu.trace import Trace
+    from emu.machine.detsched import DetSched
+    from emu.machine.trace import Trace
 
 IPI_SIGNAL = signal.SIGUSR1
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from time import monotonic_ns
 
-from emu.layout import EV_CAP, EV_WORDS, Layout, mm_name
+from emu.machine.layout import EV_CAP, EV_WORDS, Layout, mm_name
 
 _FORMATS: list[tuple[str, str]] = []
 _FIELD = re.compile(r"\{(mm|task|cpu|n|ipi|site|kind):([ab])\}")

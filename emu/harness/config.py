@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from emu.memory_model import MEMORY_MODELS
+from emu.machine.memory_model import MEMORY_MODELS
 
 
 class ConfigError(ValueError):
@@ -68,11 +68,11 @@ class RunConfig:
     hotplug: bool = False  # take random CPUs offline and back
     use_mm_bursts: bool = False  # now and then every kernel thread adopts an mm at once
     fail_fast: bool = False  # stop at the first violation
-    memory_model: str = "sc"  # sc, or tso: a FIFO store buffer per CPU (emu.memory_model)
+    memory_model: str = "sc"  # sc, or tso: a FIFO store buffer per CPU (emu.machine.memory_model)
     race_delay: float = 0.0  # per pass through a scheme's marked race window: chance to stall there
     watchdog: float = 10.0  # seconds without progress before a CPU is reported stalled
     ipi_timeout: float = 10.0  # seconds an IPI sender waits for the acknowledgement (csd lock timeout)
-    # scheduling (emu.detsched): free-running processes, or one CPU at a time by a seeded policy
+    # scheduling (emu.machine.detsched): free-running processes, or one CPU at a time by a seeded policy
     sched: str = "free"  # free, pct or random
     steps: int = 100_000  # a deterministic mode's run phase, in scheduling points (its --duration)
     depth: int = 3  # pct: the bug depth it targets (depth - 1 priority change points)

@@ -8,7 +8,7 @@ it interrupted already holds.
 
 Plain loads and stores (``READ_ONCE``/``WRITE_ONCE``) are single word accesses, which are
 atomic on their own. Under the default sequentially consistent model the barriers
-(``smp_mb``, acquire/release) have nothing to order and cost nothing; ``emu.memory_model``
+(``smp_mb``, acquire/release) have nothing to order and cost nothing; ``emu.machine.memory_model``
 adds a store buffer for the ``tso`` model.
 """
 
@@ -20,10 +20,10 @@ from multiprocessing.synchronize import Lock
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from emu.layout import LINE
+from emu.machine.layout import LINE
 
 if TYPE_CHECKING:
-    from emu.irq import Irq
+    from emu.machine.irq import Irq
 
 LINE_SHIFT = LINE.bit_length() - 1
 # Tries before a contended lock blocks: a holder running on another core releases within a few
@@ -101,7 +101,7 @@ class Atomics:
         """A full barrier: nothing to do when every access is already ordered."""
 
     def store_buffer_drain(self) -> None:
-        """Make this CPU's buffered stores visible: nothing is buffered here (see ``emu.memory_model``)."""
+        """Make this CPU's buffered stores visible: nothing is buffered here (see ``emu.machine.memory_model``)."""
 
     atomic_read = READ_ONCE
     atomic_set = WRITE_ONCE
@@ -171,7 +171,7 @@ class Atomics:
 
     # -- the ordering vocabulary (Documentation/atomic_t.txt, memory-barriers.txt) -----------
     # Here every access is already ordered, so each name is the same operation; a weaker model
-    # (``emu.memory_model``) gives each its documented ordering. Plain aliases cost nothing.
+    # (``emu.machine.memory_model``) gives each its documented ordering. Plain aliases cost nothing.
     def smp_rmb(self) -> None:
         """Order earlier loads before later loads: nothing to do here."""
 

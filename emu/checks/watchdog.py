@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import psutil
 
-from emu.irq import ipi_name
-from emu.layout import (
+from emu.machine.irq import ipi_name
+from emu.machine.layout import (
     C_ACTIVE_MM,
     C_CSD_WAIT,
     C_CURR,

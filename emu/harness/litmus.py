@@ -30,10 +30,10 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from emu.atomics import Atomics
-from emu.config import RunConfig
-from emu.cpu import Cpu
-from emu.testbed import Testbed
+from emu.harness.config import RunConfig
+from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
+from emu.machine.atomics import Atomics
 
 Thread = Callable[[Atomics, Mapping[str, int]], "int | tuple[int, ...]"]
 Outcome = tuple[int, ...]

@@ -53,8 +53,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from emu.config import ConfigError, RunConfig
-from emu.layout import (
+from emu.harness.config import ConfigError, RunConfig
+from emu.machine.layout import (
     C_ACTIVE_MM,
     C_DRAIN_PASS,
     C_HP_WANT,
@@ -75,11 +75,11 @@ from emu.layout import (
     SCHED_HEADER_WORDS,
     Layout,
 )
-from emu.trace import STEP_SHIFT
+from emu.machine.trace import STEP_SHIFT
 
 if TYPE_CHECKING:
-    from emu.atomics import Atomics
-    from emu.irq import Irq
+    from emu.machine.atomics import Atomics
+    from emu.machine.irq import Irq
 
 STEP_NS = 1000  # the virtual clock: a step is a microsecond
 FAIL_FAST_GRACE_STEPS = 20_000  # after the first violation, as the free mode's grace: its aftermath

@@ -12,7 +12,7 @@ CPUs that never ran, a drain past the deadline) is said in the report.
 
 Every CPU process is reaped on every path: normal end, a violation, Ctrl-C or SIGTERM (the
 run drains and still reports; a second signal stops at once), and a CPU that dies, hangs or loses
-an IPI (the watchdog, ``emu/watchdog.py``, names the stalled CPU and what it was doing).
+an IPI (the watchdog, ``emu/checks/watchdog.py``, names the stalled CPU and what it was doing).
 CPU processes die with the runner (``PR_SET_PDEATHSIG``), and the segment is unlinked once,
 by the runner, whatever happened.
 """
@@ -33,10 +33,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emu.arch import ARCHES
-from emu.atomics import make_locks
-from emu.config import RunConfig
-from emu.cpu import EXIT_HARNESS, Cpu
-from emu.detsched import (
+from emu.checks.watchdog import Watchdog, describe_cpu, lost_ipi
+from emu.harness.config import RunConfig
+from emu.harness.drivers import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
+from emu.harness.memwatch import RssSampler
+from emu.harness.report import Report, collect, sum_counters
+from emu.kernel.cpu import EXIT_HARNESS, Cpu
+from emu.machine.atomics import make_locks
+from emu.machine.detsched import (
     DRAIN_STEPS,
     ERR_DEADLOCK,
     ERR_DRAIN,
@@ -56,9 +60,8 @@ from emu.detsched import (
     load_replay,
     read_schedule,
 )
-from emu.drivers import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
-from emu.irq import make_doorbells
-from emu.layout import (
+from emu.machine.irq import make_doorbells
+from emu.machine.layout import (
     C_ACTIVE_MM,
     C_DRAIN_PASS,
     C_STATE,
@@ -83,11 +86,8 @@ from emu.layout import (
     PHASE_RUN,
     Layout,
 )
-from emu.memwatch import RssSampler
-from emu.report import Report, collect, sum_counters
-from emu.shm import Segment, SegmentError, sweep_stale
+from emu.machine.shm import Segment, SegmentError, sweep_stale
 from emu.strategies import resolve
-from emu.watchdog import Watchdog, describe_cpu, lost_ipi
 
 PR_SET_PDEATHSIG = 1
 SCHED_LOG_MAX = 1 << 20  # hand-overs a deterministic run's schedule keeps (16 bytes each)
@@ -323,7 +323,7 @@ class Runner:
         t0: float,
     ) -> None:  # fmt: skip
         """A deterministic mode: the CPUs boot in turn and run one at a time, deciding among
-        themselves (``emu.detsched``); the runner only starts them, hands the first turn to cpu0,
+        themselves (``emu.machine.detsched``); the runner only starts them, hands the first turn to cpu0,
         and watches: for a CPU that dies, the scheduler's error, a signal, and a turn that never
         ends (a host-side hang: the watchdog's seconds without a step)."""
         w, lay, cfg = seg.words, self.layout, self.cfg

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emu.layout import (
+from emu.machine.layout import (
     C_ACTIVE_MM,
     C_LOADED_MM,
     CPU_WORDS,
@@ -57,11 +57,11 @@ from emu.layout import (
     VIOL_WORDS,
     Layout,
 )
-from emu.trace import event
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.atomics import Atomics
-    from emu.trace import Trace
+    from emu.machine.atomics import Atomics
+    from emu.machine.trace import Trace
 
 KINDS = (
     "use_after_free",  # a CPU touched a freed mm

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.layout import (
+from emu.machine.layout import (
     INIT_MM,
     KIND_RESUMING,
     RESUME_KERNEL_EXECVE,
@@ -33,10 +33,10 @@ from emu.layout import (
     T_RESUME,
     T_RESUME_ARG,
 )
-from emu.trace import event
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 EV_SWITCH = event("switch", "switch {task:a} -> {task:b}")
 EV_LAZY_ENTER = event("lazy_enter", "lazy on {mm:a} (user -> kernel)")

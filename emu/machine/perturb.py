@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from emu.atomics import Atomics
+from emu.machine.atomics import Atomics
 
 NOISY = ("READ_ONCE", "WRITE_ONCE", "smp_load_acquire", "smp_store_release", "smp_mb", "lock")
 SPIN_MAX = 200  # iterations of a busy loop: a few microseconds

@@ -43,10 +43,10 @@ from collections.abc import Callable, Sequence
 from multiprocessing.synchronize import Lock
 from typing import TYPE_CHECKING
 
-from emu.atomics import LINE_SHIFT, Atomics
+from emu.machine.atomics import LINE_SHIFT, Atomics
 
 if TYPE_CHECKING:
-    from emu.irq import Irq
+    from emu.machine.irq import Irq
 
 MEMORY_MODELS = ("sc", "tso", "weak", "arch")
 # --memory-model arch: the model of each architecture (arch mutants run on their architecture's)

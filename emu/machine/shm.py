@@ -15,7 +15,7 @@ from multiprocessing import resource_tracker, shared_memory
 
 import psutil
 
-from emu.layout import H_MAGIC, H_RUN_ID, MAGIC
+from emu.machine.layout import H_MAGIC, H_RUN_ID, MAGIC
 
 PREFIX = "lazytlb_"
 SHM_DIR = "/dev/shm"

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.atomics import Atomics
-from emu.layout import (
+from emu.checks.oracle import COUNT_UNDERFLOW, DOUBLE_FREE, USE_AFTER_FREE, site
+from emu.machine.atomics import Atomics
+from emu.machine.layout import (
     INIT_MM,
     M_ARCH,
     M_COUNT,
@@ -36,11 +37,10 @@ from emu.layout import (
     POISON,
     mm_gen,
 )
-from emu.oracle import COUNT_UNDERFLOW, DOUBLE_FREE, USE_AFTER_FREE, site
-from emu.trace import event
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 EV_MMGRAB = event("mmgrab", "mm_count({mm:a}) +1 -> {n:b}")
 EV_MMDROP = event("mmdrop", "mm_count({mm:a}) -1 -> {n:b}")

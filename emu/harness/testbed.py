@@ -18,13 +18,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from emu.atomics import make_locks
-from emu.config import RunConfig
-from emu.cpu import Cpu
-from emu.irq import make_doorbells
-from emu.layout import H_PHASE, H_READY, M_COUNT, M_GEN, M_STATE, M_USERS, MM_LIVE, PHASE_EXIT, PHASE_RUN
-from emu.runner import _die_with_parent, layout_for
-from emu.shm import Segment
+from emu.harness.config import RunConfig
+from emu.harness.runner import _die_with_parent, layout_for
+from emu.kernel.cpu import Cpu
+from emu.machine.atomics import make_locks
+from emu.machine.irq import make_doorbells
+from emu.machine.layout import H_PHASE, H_READY, M_COUNT, M_GEN, M_STATE, M_USERS, MM_LIVE, PHASE_EXIT, PHASE_RUN
+from emu.machine.shm import Segment
 
 CpuFn = Callable[[Cpu], Any]
 

@@ -1,15 +1,15 @@
-"""The kernel's litmus tests as ``emu.litmus`` patterns, and the table of what each model shows.
+"""The kernel's litmus tests as ``emu.harness.litmus`` patterns, and the table of what each model shows.
 
 Each pattern is one file of tools/memory-model/litmus-tests (and three of
 Documentation/litmus-tests/atomic) in torvalds/linux, under its file name, with the expected
 result of its ``Result:`` line and its ``exists`` clause as a predicate over the outcome (the
-registers in thread order, then the final value of every variable, ``emu.litmus`` with
-``final=True``). Rewriting notes: every variable starts at 0 (``emu.litmus`` resets them); a
+registers in thread order, then the final value of every variable, ``emu.harness.litmus`` with
+``final=True``). Rewriting notes: every variable starts at 0 (``emu.harness.litmus`` resets them); a
 spinlock is a variable taken with ``spin_lock``/``spin_unlock``; a control dependency is an
 ``if``; in MP+onceassign+derefonce the pointer ``y`` holds 1 for ``&x`` and 0 for its initial
 ``&z`` (``z`` stays 0), the dereference picks the address from it.
 
-    python -m emu.litmus_kernel --iterations 2000 --models sc,tso,weak
+    python -m emu.harness.litmus_kernel --iterations 2000 --models sc,tso,weak
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from emu.atomics import Atomics
-from emu.litmus import Outcome, Thread, litmus
+from emu.harness.litmus import Outcome, Thread, litmus
+from emu.machine.atomics import Atomics
 
 V = Mapping[str, int]
 
@@ -484,7 +484,7 @@ def table(models: Sequence[str], iterations: int, seed: int = 0) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m emu.litmus_kernel", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m emu.harness.litmus_kernel", description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=2000)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--seed", type=int, default=0)

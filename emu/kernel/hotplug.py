@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from emu.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
-from emu.trace import event
+from emu.machine.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.cpu import Cpu
+    from emu.kernel.cpu import Cpu
 
 EV_CPU_DOWN = event("cpu_down", "cpu going down (takedown_cpu)")
 EV_CPU_DEAD = event("cpu_dead", "cpu offline")

@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emu.arch import resolve_arch
-from emu.detsched import WAIT_SPIN, DetSched, install_points
-from emu.hotplug import Hotplug
-from emu.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
-from emu.layout import (
+from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
+from emu.kernel.hotplug import Hotplug
+from emu.kernel.mm import MmOps
+from emu.kernel.sched import Scheduler
+from emu.machine.detsched import WAIT_SPIN, DetSched, install_points
+from emu.machine.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
+from emu.machine.layout import (
     C_ACTIVE_MM,
     C_CURR,
     C_DRAIN_PASS,
@@ -82,19 +85,16 @@ from emu.layout import (
     Layout,
     e2f_bucket,
 )
-from emu.memory_model import make_atomics
-from emu.mm import MmOps
-from emu.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
-from emu.perturb import install_noise
-from emu.sched import Scheduler
+from emu.machine.memory_model import make_atomics
+from emu.machine.perturb import install_noise
+from emu.machine.trace import Tracer, event
 from emu.strategies import resolve
-from emu.trace import Tracer, event
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from emu.config import RunConfig
-    from emu.shm import Segment
+    from emu.harness.config import RunConfig
+    from emu.machine.shm import Segment
 
 EV_FORK = event("fork", "fork: {mm:a}, {n:b} threads")
 EV_EXIT = event("exit", "{task:a} exits")
@@ -121,7 +121,7 @@ class Cpu(Scheduler, Hotplug):
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
         )  # fmt: skip
-        # the machine's clock: the host's, or a deterministic mode's step count (emu.detsched)
+        # the machine's clock: the host's, or a deterministic mode's step count (emu.machine.detsched)
         self.det = det
         self.clock: Callable[[], float] = time.monotonic if det is None else det.clock
         self.clock_ns: Callable[[], int] = time.monotonic_ns if det is None else det.clock_ns

@@ -88,7 +88,7 @@ SNAP_CAP = 4
 EV_WORDS = 4  # clock_ns, code, a, b
 EV_CAP = 256  # events kept per CPU
 SCRATCH_WORDS = 512
-SCHED_HEADER_WORDS, SCHED_CPU_WORDS = 32, 16  # emu.detsched names the words
+SCHED_HEADER_WORDS, SCHED_CPU_WORDS = 32, 16  # emu.machine.detsched names the words
 
 # exit-to-free latency histogram: 4 buckets per octave from 1 us
 E2F_BUCKETS = 96
@@ -252,7 +252,7 @@ class Layout:
 
     @cached_property
     def sched_base(self) -> int:
-        """The deterministic scheduler's state (``emu.detsched``): a header, a record per CPU, the log."""
+        """The deterministic scheduler's state (``emu.machine.detsched``): a header, a record per CPU, the log."""
         return self.scratch_base + SCRATCH_WORDS
 
     @cached_property

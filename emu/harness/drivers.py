@@ -18,8 +18,8 @@ import os
 import random
 import time
 
-from emu.config import RunConfig
-from emu.layout import C_HP_WANT, C_ONLINE, H_STUTTER, H_USE_MM_BURST, Layout
+from emu.harness.config import RunConfig
+from emu.machine.layout import C_HP_WANT, C_ONLINE, H_STUTTER, H_USE_MM_BURST, Layout
 
 STUTTER_RUN_S, STUTTER_PAUSE_S = 0.050, 0.020
 SHUFFLE_EVERY_S = 0.100

@@ -1,0 +1,1 @@
+"""The checks: the scheme-agnostic oracle and the watchdog."""

@@ -210,3 +210,15 @@ def test_the_detection_table_times_a_catch_and_repeats_it(tmp_path: Path) -> Non
     assert r.returncode == 0, r.stderr
     row = json.loads(out.read_text())["refcount-no-grab@x86"]
     assert row["caught"] == 1 and row["median_s"] > 0 and row["repeated"] == 10  # deterministic: every rerun fails again
+
+
+def test_a_cpu_woken_from_idle_reads_memory_not_its_view_from_before_the_sleep() -> None:
+    """Under the weak model a load may be answered from the CPU's view of recent values; the wake
+    from an idle sleep serializes, so the drain's settling pass sees a reference parked in its
+    ``drop_mm`` meanwhile. Before the wake-up drained the view, this seed leaked that reference."""
+    cfg = RunConfig(
+        cpus=3, strategy="luto-hazard", arch="arm64", seed=1071, memory_model="weak", race_delay=1.0, sched="pct", steps=100_000,
+        workload=Workload(procs=2, threads=2, kthreads=1),
+    )  # fmt: skip
+    report = run(cfg)
+    assert report.harness["error"] is None and report.verdict == "clean", report.violations[:2]

@@ -458,6 +458,9 @@ class Cpu(Scheduler, Hotplug):
         """Block until a wake-up or the timeout; IPIs are handled meanwhile."""
         self.atomics.store_buffer_drain()  # no store lingers in the buffer of a sleeping CPU
         self.irq.idle_poll(timeout)
+        # the wake-up (a timer's or an IPI's interrupt entry) serializes too: no later load is
+        # answered from a view filled before the sleep (a reference parked in drop_mm meanwhile)
+        self.atomics.store_buffer_drain()
 
     # -- run queues ---------------------------------------------------------------------------
     def pick_next_task(self) -> int:

@@ -14,7 +14,7 @@ from emu.machine.layout import H_MAGIC, H_RUN_ID
 from emu.machine.shm import SHM_DIR, Segment, SegmentError
 from tests.procs import stress
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 
 def test_the_segment_is_mode_0600_whatever_the_umask() -> None:

@@ -214,7 +214,9 @@ def _with_own_shm(mount_opts: str, script: str) -> subprocess.CompletedProcess[s
     """Run ``script`` with a private tmpfs over /dev/shm (a real small or read-only /dev/shm, seen by
     nobody else), then list what is left in it."""
     cmd = f"mount -t tmpfs -o {mount_opts} tmpfs /dev/shm && {script}; echo rc=$?; echo left=$(ls -A /dev/shm | tr '\\n' ' ')"
-    r = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    r = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent.parent
+    )
     assert r.stdout.splitlines()[-1].strip() == "left=", f"left in /dev/shm: {r.stdout}"
     return r
 

@@ -1,20 +1,16 @@
-"""lazytlb's emulated SMP machine.
+"""lazytlb's emulated SMP machine, in layers, bottom up; each imports only the ones below it
+(``tests/kernel/test_surface.py`` checks):
 
-Layers, bottom up (strategies only ever see the kernel-named surfaces):
-
-- ``config``     what a run is: CPUs, scheme, workload knobs, seed
-- ``layout``     where every field lives in the shared int64 segment
-- ``shm``        creating, checking, sweeping and unlinking that segment
-- ``atomics``    lock-based emulation of the kernel's atomic API
-- ``irq``        soft interrupt mask, IPI mailboxes, ``smp_call_function_*``
-- ``trace``      per-CPU event rings stamped with a global clock
-- ``oracle``     the scheme-agnostic checker (use-after-free, leaks, ...)
-- ``mm``         the mm lifecycle: ``mmget``/``mmput``/``mmdrop``/``__mmdrop``
-- ``arch``       how an architecture maintains ``mm_cpumask`` in ``switch_mm``
-- ``sched``      ``schedule`` -> ``context_switch`` -> ``finish_task_switch``
-- ``cpu``        one emulated CPU: a process running the scheduler loop
-- ``runner``     starts the CPUs, supervises them, collects the report
-- ``report``     the report: metrics, violations, their timelines
-- ``columns``    an interleaving drawn a column per CPU, as text or SVG
-- ``strategies`` the lazy-TLB schemes, one per file
+- ``machine``    the shared segment and its layout, the atomics and memory models, interrupts and
+                 IPIs, trace rings, noise, the deterministic scheduler's hand-over
+- ``checks``     the scheme-agnostic oracle (use-after-free, leaks, ...) and the watchdog
+- ``kernel``     one emulated CPU: its loop, the scheduler core (``schedule`` ->
+                 ``context_switch`` -> ``finish_task_switch``), the mm lifecycle, hotplug; the
+                 surface schemes and arch models see (``kernel.surface``) and the workload's
+                 interface (``kernel.driver``)
+- ``arch``       how each architecture keeps ``mm_cpumask`` and flushes, on the kernel's hooks
+- ``strategies`` the lazy-TLB schemes, one per file, on the kernel's hooks
+- ``workload``   what tasks do, drawn from the seed: the drivers
+- ``harness``    configuration, the runner, perturbation drivers, the report, the matrix, litmus
+                 tests, the testbed, the projection
 """

@@ -320,7 +320,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
 def replayed_config(path: str, given: RunConfig, explicit_seed: bool) -> RunConfig:
     """``--replay FILE``: the configuration recorded in FILE, which the command line may restate
     but not change (a setting given that differs from the recording is an error)."""
-    from emu.machine.detsched import load_replay, read_report
+    from emu.harness.replay import load_replay, read_report
 
     data = read_report(path, "--replay")
     try:

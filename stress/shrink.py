@@ -30,8 +30,9 @@ from typing import Any
 
 from emu.harness.columns import Ev, columns_svg, columns_text
 from emu.harness.config import ConfigError, RunConfig
+from emu.harness.replay import read_report
 from emu.harness.report import Report, headline
-from emu.machine.detsched import Schedule, read_report
+from emu.machine.detsched import Schedule
 from stress.progress import LiveStatus
 
 MIN_CPUS = 2

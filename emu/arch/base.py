@@ -28,7 +28,7 @@ from emu.machine.layout import C_LOADED_MM, INIT_MM, M_STATE, MM_EXITED, MM_SLOT
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 EV_SWITCH_MM = event("switch_mm", "switch_mm {mm:a} -> {mm:b}")
 EV_TLB_BROADCAST = event("tlb_broadcast", "flush of {mm:a} by hardware broadcast (no IPI)")
@@ -47,7 +47,7 @@ class Arch:
     # it keeps each mm's TLB generation and each CPU's (x86's tlb_gen), so the oracle checks for missed flushes
     tracks_tlb_gen: ClassVar[bool] = False
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         self.c = cpu
         self.w = cpu.w
         self.atomics = cpu.atomics
@@ -111,7 +111,7 @@ class Arch:
             self.oracle.report(CPUMASK_MISSING, mm, MASK_AT_CLEAR, other=cpu)
 
     def count_flush_ipi(self, mm: int) -> None:
-        """Classify a flush IPI as useful or wasted for a lazy CPU (``Cpu.count_lazy_ipi``) only when
+        """Classify a flush IPI as useful or wasted for a lazy CPU (``KernelCpu.count_lazy_ipi``) only when
         it is part of the mm's teardown (no users left): a flush of a live mm after munmap is
         neither."""
         if self.irq.in_irq and self.w[self.mm_record(mm) + M_STATE] == MM_EXITED:

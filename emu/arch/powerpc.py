@@ -77,7 +77,7 @@ from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM, M_ARCH, M_GEN, M_STATE, M_USERS, MM_LIVE, MM_SLOT_BITS, MM_WORDS
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 DO_EXIT_FLUSH_LAZY_TLB = ipi_function("do_exit_flush_lazy_tlb", purpose="ipis_flush")
 
@@ -92,7 +92,7 @@ class Powerpc(Arch):
     name = "powerpc"
     summary = "mask set on first use; trimmed by exit_lazy_flush_tlb IPIs and CPU offline; tlbie broadcast flushes"
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_EXIT_FLUSH_LAZY_TLB] = self.do_exit_flush_lazy_tlb
         self.trim_timer = cpu.cfg.trim_timer

@@ -61,7 +61,7 @@ from emu.machine.irq import ipi_function
 from emu.machine.layout import C_IS_LAZY, CPU_WORDS, INIT_MM, MM_SLOT_MASK
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 FLUSH_TLB_FUNC = ipi_function("flush_tlb_func", purpose="ipis_flush")
 
@@ -73,7 +73,7 @@ class X86(Arch):
     clear_on_switch: ClassVar[bool] = True  # switching away clears the bit of the mm that was loaded
     set_only_if_clear: ClassVar[bool] = False  # the switch to an mm tests the bit before setting it
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[FLUSH_TLB_FUNC] = self.flush_tlb_func
         self.is_lazy = cpu.layout.cpu(cpu.cpu) + C_IS_LAZY  # cpu_tlbstate_shared.is_lazy

@@ -65,7 +65,7 @@ from emu.machine.layout import (
 )
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 TRIM_INTERVAL_NS = 1_000_000_000  # mm->context.next_trim_cpumask = jiffies + HZ
 
@@ -77,7 +77,7 @@ class X86LazyMask(X86):
     set_only_if_clear = True  # "if (next != &init_mm && !cpumask_test_cpu(cpu, mm_cpumask(next)))"
     tracks_tlb_gen: ClassVar[bool] = True
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         rec = cpu.layout.cpu(cpu.cpu)
         self.tlbstate, self.tlb_gen = rec + C_TLBSTATE_LOADED, rec + C_TLB_GEN

@@ -35,8 +35,10 @@ import numpy as np
 from emu.arch import ARCHES
 from emu.checks.watchdog import Watchdog, describe_cpu, lost_ipi
 from emu.harness.config import RunConfig
-from emu.harness.drivers import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
+from emu.harness.perturbation import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
 from emu.harness.memwatch import RssSampler
+from emu.harness.parts import parts_for
+from emu.harness.replay import load_replay
 from emu.harness.report import Report, collect, sum_counters
 from emu.kernel.cpu import EXIT_HARNESS, Cpu
 from emu.machine.atomics import make_locks
@@ -57,7 +59,6 @@ from emu.machine.detsched import (
     Schedule,
     describe_deadlock,
     init_region,
-    load_replay,
     read_schedule,
 )
 from emu.machine.irq import make_doorbells
@@ -154,7 +155,7 @@ def _cpu_entry(
         det = DetSched(
             seg.words, layout, cpu, cfg.sched, cfg.seed, cfg.steps, cfg.depth, cfg.fail_fast, turns, schedule, _perturb_means(cfg)
         )
-    machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, det)
+    machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, parts_for(cfg), det)
     boot = machine.boot
 
     def boot_into_holding_pen() -> None:

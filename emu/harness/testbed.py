@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emu.harness.config import RunConfig
+from emu.harness.parts import parts_for
 from emu.harness.runner import _die_with_parent, layout_for
 from emu.kernel.cpu import Cpu
 from emu.machine.atomics import make_locks
@@ -68,7 +69,7 @@ class Testbed:
 
     def local_cpu(self, cpu: int = 0) -> Cpu:
         """An in-process CPU, booted; IPIs to other CPUs are not available."""
-        c = Cpu(cpu, self.cfg, self.layout, self.seg, self.locks, self.doorbells)
+        c = Cpu(cpu, self.cfg, self.layout, self.seg, self.locks, self.doorbells, parts_for(self.cfg))
         c.boot()
         self._local.append(c)
         return c
@@ -121,7 +122,7 @@ class Testbed:
         _die_with_parent(parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            cpu = Cpu(c, self.cfg, self.layout, self.seg, self.locks, self.doorbells)
+            cpu = Cpu(c, self.cfg, self.layout, self.seg, self.locks, self.doorbells, parts_for(self.cfg))
             cpu.install_interrupts()
             cpu.boot()
             w = self.seg.words

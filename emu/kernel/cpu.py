@@ -1,12 +1,15 @@
 """One emulated CPU: an OS process running the scheduler loop over the shared machine.
 
-The loop runs the current task for one quantum, lets it decide what happens next (fork,
-exit, sleep, be preempted or migrated; a kernel thread may adopt an mm), and calls
-``schedule()``. Every quantum the MMU "walks" the page tables of the loaded and the active
-mm, which is where the oracle sees a lazy CPU touching a freed mm. An idle CPU blocks in
-on its doorbell semaphore, so it burns no core until an IPI or a wake-up arrives.
+The loop runs the current task for one quantum, asks the workload's driver
+(``emu.kernel.driver``) what happens next (fork, exit, sleep, be preempted or migrated; a kernel
+thread may adopt an mm), carries it out, and calls ``schedule()``. Every quantum the MMU "walks"
+the page tables of the loaded and the active mm, which is where the oracle sees a lazy CPU
+touching a freed mm. An idle CPU blocks on its doorbell semaphore, so it burns no core until an
+IPI or a wake-up arrives. The architecture model, the scheme and the driver are given to it
+(``Parts``): the kernel imports none of them.
 
-Everything random is drawn from this CPU's generator, derived from the run seed.
+Everything random is drawn from this CPU's generator, derived from the run seed, the driver's
+answers included.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import random
 import signal
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from emu.arch import resolve_arch
 from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
+from emu.kernel.driver import BLOCKS, EXECS, EXITS, TaskDriver
 from emu.kernel.hotplug import Hotplug
 from emu.kernel.mm import MmOps
 from emu.kernel.sched import Scheduler
@@ -88,13 +91,14 @@ from emu.machine.layout import (
 from emu.machine.memory_model import make_atomics
 from emu.machine.perturb import install_noise
 from emu.machine.trace import Tracer, event
-from emu.strategies import resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from emu.harness.config import RunConfig
+    from emu.arch.base import Arch
+    from emu.harness.config import RunConfig, Workload
     from emu.machine.shm import Segment
+    from emu.strategies.base import Strategy
 
 EV_FORK = event("fork", "fork: {mm:a}, {n:b} threads")
 EV_EXIT = event("exit", "{task:a} exits")
@@ -103,14 +107,22 @@ EV_MIGRATE = event("migrate", "{task:a} -> {cpu:b}")
 EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
 
 
+class Parts(NamedTuple):
+    """What the kernel runs, chosen above it (``emu.harness.parts``): the architecture model, the
+    lazy-mm scheme, each built on the CPU, and the workload's driver."""
+
+    arch: Callable[[Cpu], Arch]
+    strategy: Callable[[Cpu], Strategy]
+    driver: Callable[[Workload, int, random.Random], TaskDriver]
+
+
 class Cpu(Scheduler, Hotplug):
     def __init__(
         self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list,  # type: ignore[type-arg]
-        det: DetSched | None = None,
+        parts: Parts, det: DetSched | None = None,
     ) -> None:  # fmt: skip
         self.cpu = cpu
         self.cfg = cfg
-        self.wl = cfg.workload
         self.layout = layout
         self.ncpus = layout.ncpus
         self.w = seg.words
@@ -130,6 +142,7 @@ class Cpu(Scheduler, Hotplug):
         self.oracle = Oracle(self.w, self.arr, layout, self.atomics, cpu, self.trace)
         self.oracle.clock_ns = self.clock_ns
         self.rng = random.Random(cfg.seed * 1_000_003 + cpu)
+        self.driver: TaskDriver = parts.driver(cfg.workload, layout.ncpus, self.rng)  # what the tasks do: the same generator
 
         base = layout.cpu(cpu)
         self.CURR, self.ACTIVE, self.LOADED = base + C_CURR, base + C_ACTIVE_MM, base + C_LOADED_MM
@@ -168,10 +181,10 @@ class Cpu(Scheduler, Hotplug):
         self.mm_base, self.cpumask_stride = layout.mm_base, layout.cpumask_stride
         self.my_cpumask_word = layout.cpumask_base + self.mask_word  # in the first mm's mask
         self.mm = MmOps(self)
-        self.arch = resolve_arch(cfg.arch, cfg.mutant)(self)
+        self.arch = parts.arch(self)
         self.tracks_tlb_gen = self.arch.tracks_tlb_gen
         self.TLB_GEN = base + C_TLB_GEN
-        self.strategy = resolve(cfg.scheme)(self)
+        self.strategy = parts.strategy(self)
         self.flush_relies_on_mask = self.arch.flush_relies_on_mask
         self.idle_leave_mm = cfg.x86_idle_leave_mm
 
@@ -181,8 +194,6 @@ class Cpu(Scheduler, Hotplug):
         self.kthread_queued: set[int] = set()
         self.kthread_mm: dict[int, list[int]] = {}  # kthread -> [mm, quanta left]
         self.sleepers: list[tuple[float, int]] = []
-        # the load is counted in threads, not mms: a broken scheme that frees an mm early must not stall it
-        self.users_target = self.wl.live_procs(self.ncpus) * self.wl.threads
 
     # -- per-CPU fields and counters ----------------------------------------------------------
     def rq_field(self, cpu: int, k: int) -> int:
@@ -367,20 +378,19 @@ class Cpu(Scheduler, Hotplug):
     def run_user(self, task: int, phase: int) -> None:
         if self.tracks_tlb_gen:  # user code runs on the loaded mm: with every completed flush applied
             self.oracle.check_tlb_gen(self.w[self.LOADED], self.TLB_GEN)
-        rng, wl = self.rng, self.wl
-        if rng.random() < wl.p_fork:
+        d = self.driver
+        if d.forks():
             self.maybe_fork(phase)
-        if wl.p_munmap and rng.random() < wl.p_munmap:
-            self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], rng.random() < wl.p_free_tables)
-        r = rng.random()
-        if phase != PHASE_RUN or r < wl.p_exit:
+        if d.munmaps():
+            self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], d.frees_tables())
+        then = d.after_quantum(phase)
+        if then == EXITS:
             self.do_exit(task)
-        elif r < wl.p_exit + wl.p_block:
-            delay = rng.expovariate(1e6 / wl.sleep_us) if wl.sleep_us else 0.0
-            heapq.heappush(self.sleepers, (self.clock() + delay, task))
+        elif then == BLOCKS:
+            heapq.heappush(self.sleepers, (self.clock() + d.sleep_length(), task))
             self.schedule()
         else:
-            if r < wl.p_exit + wl.p_block + wl.p_exec:  # the same draw: no extra one on every quantum
+            if then == EXECS:
                 self.do_exec(task)
             self.preempt(task)
 
@@ -409,11 +419,11 @@ class Cpu(Scheduler, Hotplug):
                 self.kthread_unuse_mm(k, use[0])
                 self.mm.mmput(use[0])
                 self.atomics.atomic_dec(H_KTHREAD_MMS)
-        elif phase == PHASE_RUN and not self.going_down and (self.w[H_USE_MM_BURST] or self.rng.random() < self.wl.p_use_mm):
+        elif phase == PHASE_RUN and not self.going_down and self.driver.kthread_adopts_mm(bool(self.w[H_USE_MM_BURST])):
             mm = self.pick_live_mm()
             if mm and self.mm.mmget_not_zero(mm):
                 self.atomics.atomic_inc(H_KTHREAD_MMS)
-                self.kthread_mm[k] = [mm, self.rng.randint(1, 4)]
+                self.kthread_mm[k] = [mm, self.driver.adopt_quanta()]
                 self.count("kthread_use_mm")
                 self.kthread_use_mm(k, mm)  # preempted or not, it schedules below
         if k in self.kthread_mm:
@@ -424,7 +434,7 @@ class Cpu(Scheduler, Hotplug):
 
     def run_idle(self, phase: int) -> None:
         self.wake_sleepers(phase)
-        if self.rng.random() < self.wl.p_fork:
+        if self.driver.forks():
             self.maybe_fork(phase, from_kernel=True)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
         if self.has_work(phase):
             self.w[self.STATE] = CPU_RUNNING
@@ -452,7 +462,7 @@ class Cpu(Scheduler, Hotplug):
     def has_work(self, phase: int) -> bool:
         if self.runqueue or self.inbox_pending():
             return True
-        return phase == PHASE_RUN and self.kthreads != [] and self.rng.random() < self.wl.p_kthread
+        return phase == PHASE_RUN and self.kthreads != [] and self.driver.kthread_wakes()
 
     def idle_wait(self, timeout: float) -> None:
         """Block until a wake-up or the timeout; IPIs are handled meanwhile."""
@@ -469,8 +479,8 @@ class Cpu(Scheduler, Hotplug):
             self.drain_inbox()
         if self.sleepers and self.sleepers[0][0] <= self.clock():
             self.wake_sleepers(PHASE_RUN)
-        if self.kthreads and self.rng.random() < (0.5 if w[H_USE_MM_BURST] else self.wl.p_kthread) and w[H_PHASE] == PHASE_RUN:
-            k = self.rng.choice(self.kthreads)
+        if self.kthreads and self.driver.kthread_wakes(bool(w[H_USE_MM_BURST])) and w[H_PHASE] == PHASE_RUN:
+            k = self.driver.kthread_to_wake(self.kthreads)
             if k not in self.kthread_queued and k != self.w[self.CURR]:
                 self.kthread_queued.add(k)
                 return k
@@ -518,7 +528,7 @@ class Cpu(Scheduler, Hotplug):
     def select_task_rq(self) -> int:
         """Where a woken or preempted task runs next: here, or now and then another online CPU;
         always elsewhere while this CPU is going down."""
-        if self.going_down or (self.w[H_PHASE] == PHASE_RUN and self.rng.random() < self.wl.p_migrate):
+        if self.going_down or (self.w[H_PHASE] == PHASE_RUN and self.driver.migrates()):
             target = self.other_online_cpu()
             if target >= 0:
                 return target
@@ -553,8 +563,8 @@ class Cpu(Scheduler, Hotplug):
 
     # -- process lifecycle ----------------------------------------------------------------------
     def maybe_fork(self, phase: int, from_kernel: bool = False) -> None:
-        """The quantum drew a fork (``p_fork``): fork if the load is below its target."""
-        if phase == PHASE_RUN and self.w[H_LIVE_USERS] + self.wl.threads <= self.users_target:
+        """The quantum drew a fork: fork if the load is below its target."""
+        if phase == PHASE_RUN and self.driver.room_for_process(self.w[H_LIVE_USERS]):
             self.do_fork(from_kernel)
 
     def do_fork(self, from_kernel: bool = False) -> None:
@@ -563,7 +573,7 @@ class Cpu(Scheduler, Hotplug):
         thread that execs into the new mm (``exec_mmap`` with no old mm, ``p_kernel_exec``)."""
         w, lay = self.w, self.layout
         free = [t for t in lay.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
-        n = self.wl.threads
+        n = self.driver.threads
         if len(free) < n:
             return
         mm = self.mm.mm_alloc(users=n)
@@ -572,7 +582,7 @@ class Cpu(Scheduler, Hotplug):
         self.atomics.atomic_add(H_LIVE_USERS, n)
         self.trace(EV_FORK, mm, n)
         self.count("forks")
-        execve = from_kernel and self.wl.p_kernel_exec and self.rng.random() < self.wl.p_kernel_exec
+        execve = from_kernel and self.driver.fork_execs()
         for i, t in enumerate(free[:n]):
             tb = self.task_base + t * 8
             w[tb + T_RESUME] = RESUME_NONE
@@ -599,7 +609,7 @@ class Cpu(Scheduler, Hotplug):
     def pick_live_mm(self) -> int:
         """A random live mm, for a kernel thread to adopt (like io_uring or vhost workers)."""
         lay, w = self.layout, self.w
-        slot = self.rng.randrange(1, lay.nmm)
+        slot = self.driver.mm_slot_to_adopt(lay.nmm)
         b = lay.mm_base + slot * MM_WORDS
         if w[b + M_STATE] != MM_LIVE:
             return 0

@@ -127,7 +127,7 @@ class Scheduler:
     def might_resched(self: Cpu, task: int, resume: int, arg: int) -> bool:
         """A preemption point before the rest of a kernel path: True if the task is preempted
         here, with the rest (``resume``, ``arg``) left in its record for wherever it runs next."""
-        if not self.wl.p_preempt or self.rng.random() >= self.wl.p_preempt:
+        if not self.driver.preempted_in_kernel_path():
             return False
         t = self.task_base + task * 8
         self.w[t + T_RESUME_ARG] = arg

@@ -16,7 +16,7 @@ from emu.checks.oracle import SCHEME_WARNING, site
 from emu.machine.layout import C_SCHEME, INIT_MM
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 AT_UNLAZY = site("unlazy_mm_irqs_off: WARN_ON_ONCE(current->mm)")
@@ -35,7 +35,7 @@ class Strategy:
     exit_mm_grab_irqs_off: ClassVar[bool] = False  # exit_mm's mmgrab_lazy_tlb inside its irq-off section
     lazy_release_in_irqs_off: bool = False  # kthread_use_mm / exec_mmap drop the old lazy mm before irqs are on
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         self.c = cpu
         self.smp_processor_id = cpu.cpu
         a = cpu.atomics
@@ -48,7 +48,7 @@ class Strategy:
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
         self.num_possible_cpus = cpu.ncpus
         self.fixes = frozenset(f for f in cpu.cfg.fix.split(",") if f)
-        self._counters, self._cnt = cpu.w, cpu._cnt
+        self._counters, self._cnt = cpu.w, {name: cpu.layout.counter(cpu.cpu, name) for name in cpu.layout.counters}
         # its own generator, so that --race-delay leaves the workload's random stream alone
         self._delay_p = cpu.cfg.race_delay
         self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
@@ -137,7 +137,7 @@ class Strategy:
         self.mmgrab_lazy_tlb(INIT_MM)
 
     def count(self, name: str, n: int = 1) -> None:
-        self._counters[self._cnt[name]] += n  # Cpu.count, without the second call: on every lazy switch
+        self._counters[self._cnt[name]] += n  # KernelCpu.count, without the second call: on every lazy switch
 
     def race_window(self) -> None:
         """A marked race window in the scheme: with ``--race-delay``, stall here now and then so

@@ -42,7 +42,7 @@ precedes the publish; the publish reaches the scanner through the fully ordered 
 ``mmdrop`` that drops the pin on the mm, or through the release of ``prev->on_cpu`` that a
 migrating task's next CPU acquires; and the scanner's ``atomic_dec_and_test`` is fully ordered.
 That is message passing, not store buffering; the store-buffering pattern exists only in the
-general ``hazptr_load_try_protect`` (publish, ``smp_mb``, re-load), which ``tests/test_litmus.py``
+general ``hazptr_load_try_protect`` (publish, ``smp_mb``, re-load), which ``tests/harness/test_litmus.py``
 exercises. The mutant stays to check that claim.
 
 Mutant ``hazptr-no-drop-mb``: only the barrier of ``mmdrop_lazy_tlb`` (the one the reference calls
@@ -60,7 +60,7 @@ from emu.machine.layout import INIT_MM
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
 DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")
@@ -82,7 +82,7 @@ class Hazptr(Strategy):
         "drop-irqs-off": "H1: kthread_use_mm / exec_mmap clear the slot before preemption is possible",
     }
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_SHOOT_LAZY_TLB] = self.do_shoot_lazy_tlb
         cpu.irq.handlers[DO_CHECK_LAZY_TLB] = self.do_check_lazy_tlb

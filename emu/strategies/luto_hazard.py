@@ -51,7 +51,7 @@ from emu.machine.layout import INIT_MM, M_COUNT
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 AT_UNLAZY_ADD = site("mm_unlazy_mm_count: atomic_add(mm_count)")
 AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")
@@ -64,7 +64,7 @@ class LutoHazard(Strategy):
     pins = ("drop_mm",)
     counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         self.lazy_mm = self.rq("lazy_mm")
         self.drop_mm = self.rq("drop_mm")

@@ -62,7 +62,7 @@ from emu.machine.layout import INIT_MM
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 AT_PUBLISH = site("context_switch: WARN_ON_ONCE(rq->lazy_mm)")
 AT_FIXUP_OLD = site("mm_fixup_lazy_refs: WARN_ON_ONCE(old == mm)")
@@ -80,7 +80,7 @@ class LutoRfc(Strategy):
         "integrated": "D4: exit_mm, kthread_(un)use_mm, exec_mmap, init_mm through the lazy hooks",
     }
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         self.lazy_mm = self.rq("lazy_mm")
         self.mm_to_mmdrop = self.rq("mm_to_mmdrop")

@@ -34,7 +34,7 @@ from emu.machine.irq import ipi_function
 from emu.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.surface import KernelCpu
 
 DO_SHOOT_LAZY_TLB = ipi_function("do_shoot_lazy_tlb", purpose="ipis_shootdown")
 DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")
@@ -47,7 +47,7 @@ class ShootLazies(Strategy):
     summary = "no lazy reference; IPI the CPUs in mm_cpumask to leave the mm before it is freed"
     MMU_LAZY_TLB_SHOOTDOWN = True
 
-    def __init__(self, cpu: Cpu) -> None:
+    def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_SHOOT_LAZY_TLB] = self.do_shoot_lazy_tlb
         cpu.irq.handlers[DO_CHECK_LAZY_TLB] = self.do_check_lazy_tlb

@@ -1,0 +1,10 @@
+"""The workloads: what tasks do, drawn from the seed, behind ``emu.kernel.driver.TaskDriver``.
+A new load (exec-heavy, kthread-heavy, a fixed scenario) is a new driver here."""
+
+from __future__ import annotations
+
+from emu.workload.synthetic import Synthetic
+
+DRIVERS = {"synthetic": Synthetic}
+
+__all__ = ["DRIVERS", "Synthetic"]

@@ -1,0 +1,77 @@
+"""The synthetic load: processes of ``--threads`` threads forked, run, put to sleep, migrated,
+exec'd and exited at the rates of ``--p-*`` (``emu.harness.config.Workload``), kernel threads that
+wake and adopt live mms (``kthread_use_mm``), kept near ``--procs`` live processes.
+
+Every answer is one or two draws from the CPU's generator, in the order the CPU loop asks."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from emu.kernel.driver import BLOCKS, EXECS, EXITS, RUNS_ON
+from emu.machine.layout import PHASE_RUN
+
+if TYPE_CHECKING:
+    from emu.harness.config import Workload
+
+
+class Synthetic:
+    def __init__(self, wl: Workload, ncpus: int, rng: random.Random) -> None:
+        self.rng = rng
+        self.threads = wl.threads
+        # the load is counted in threads, not mms: a broken scheme that frees an mm early must not stall it
+        self.users_target = wl.live_procs(ncpus) * wl.threads
+        self.p_fork, self.p_exit, self.p_block, self.p_exec = wl.p_fork, wl.p_exit, wl.p_block, wl.p_exec
+        self.p_munmap, self.p_free_tables, self.sleep_us = wl.p_munmap, wl.p_free_tables, wl.sleep_us
+        self.p_kthread, self.p_use_mm, self.p_migrate = wl.p_kthread, wl.p_use_mm, wl.p_migrate
+        self.p_kernel_exec, self.p_preempt = wl.p_kernel_exec, wl.p_preempt
+
+    def forks(self) -> bool:
+        return self.rng.random() < self.p_fork
+
+    def room_for_process(self, live_users: int) -> bool:
+        return live_users + self.threads <= self.users_target
+
+    def fork_execs(self) -> bool:
+        return bool(self.p_kernel_exec) and self.rng.random() < self.p_kernel_exec
+
+    def munmaps(self) -> bool:
+        return bool(self.p_munmap) and self.rng.random() < self.p_munmap
+
+    def frees_tables(self) -> bool:
+        return self.rng.random() < self.p_free_tables
+
+    def after_quantum(self, phase: int) -> int:
+        r = self.rng.random()
+        if phase != PHASE_RUN or r < self.p_exit:
+            return EXITS
+        if r < self.p_exit + self.p_block:
+            return BLOCKS
+        if r < self.p_exit + self.p_block + self.p_exec:  # the same draw: no extra one on every quantum
+            return EXECS
+        return RUNS_ON
+
+    def sleep_length(self) -> float:
+        return self.rng.expovariate(1e6 / self.sleep_us) if self.sleep_us else 0.0
+
+    def kthread_adopts_mm(self, burst: bool) -> bool:
+        return burst or self.rng.random() < self.p_use_mm
+
+    def mm_slot_to_adopt(self, nmm: int) -> int:
+        return self.rng.randrange(1, nmm)
+
+    def adopt_quanta(self) -> int:
+        return self.rng.randint(1, 4)
+
+    def kthread_wakes(self, burst: bool = False) -> bool:
+        return self.rng.random() < (0.5 if burst else self.p_kthread)
+
+    def kthread_to_wake(self, kthreads: list[int]) -> int:
+        return self.rng.choice(kthreads)
+
+    def migrates(self) -> bool:
+        return self.rng.random() < self.p_migrate
+
+    def preempted_in_kernel_path(self) -> bool:
+        return bool(self.p_preempt) and self.rng.random() < self.p_preempt

@@ -419,7 +419,7 @@ class Cpu(Scheduler, Hotplug):
                 self.kthread_unuse_mm(k, use[0])
                 self.mm.mmput(use[0])
                 self.atomics.atomic_dec(H_KTHREAD_MMS)
-        elif phase == PHASE_RUN and not self.going_down and self.driver.kthread_adopts_mm(bool(self.w[H_USE_MM_BURST])):
+        elif phase == PHASE_RUN and not self.going_down and self.driver.kthread_adopts_mm(self.w[H_USE_MM_BURST]):
             mm = self.pick_live_mm()
             if mm and self.mm.mmget_not_zero(mm):
                 self.atomics.atomic_inc(H_KTHREAD_MMS)
@@ -479,7 +479,7 @@ class Cpu(Scheduler, Hotplug):
             self.drain_inbox()
         if self.sleepers and self.sleepers[0][0] <= self.clock():
             self.wake_sleepers(PHASE_RUN)
-        if self.kthreads and self.driver.kthread_wakes(bool(w[H_USE_MM_BURST])) and w[H_PHASE] == PHASE_RUN:
+        if self.kthreads and self.driver.kthread_wakes(w[H_USE_MM_BURST]) and w[H_PHASE] == PHASE_RUN:
             k = self.driver.kthread_to_wake(self.kthreads)
             if k not in self.kthread_queued and k != self.w[self.CURR]:
                 self.kthread_queued.add(k)

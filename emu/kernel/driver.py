@@ -46,8 +46,8 @@ class TaskDriver(Protocol):
         """Seconds a blocking task sleeps."""
         ...
 
-    def kthread_adopts_mm(self, burst: bool) -> bool:
-        """A kernel thread's quantum: it calls ``kthread_use_mm`` on a live mm."""
+    def kthread_adopts_mm(self, burst: int) -> bool:
+        """A kernel thread's quantum: it calls ``kthread_use_mm`` on a live mm (always in a burst)."""
         ...
 
     def mm_slot_to_adopt(self, nmm: int) -> int:
@@ -58,7 +58,7 @@ class TaskDriver(Protocol):
         """Quanta it keeps the adopted mm."""
         ...
 
-    def kthread_wakes(self, burst: bool = False) -> bool:
+    def kthread_wakes(self, burst: int = 0) -> bool:
         """A per-CPU kernel thread wakes at this schedule."""
         ...
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class Synthetic:
     def __init__(self, wl: Workload, ncpus: int, rng: random.Random) -> None:
         self.rng = rng
+        self.random = rng.random  # bound once: several draws a quantum
         self.threads = wl.threads
         # the load is counted in threads, not mms: a broken scheme that frees an mm early must not stall it
         self.users_target = wl.live_procs(ncpus) * wl.threads
@@ -28,22 +29,22 @@ class Synthetic:
         self.p_kernel_exec, self.p_preempt = wl.p_kernel_exec, wl.p_preempt
 
     def forks(self) -> bool:
-        return self.rng.random() < self.p_fork
+        return self.random() < self.p_fork
 
     def room_for_process(self, live_users: int) -> bool:
         return live_users + self.threads <= self.users_target
 
     def fork_execs(self) -> bool:
-        return bool(self.p_kernel_exec) and self.rng.random() < self.p_kernel_exec
+        return self.p_kernel_exec > 0 and self.random() < self.p_kernel_exec
 
     def munmaps(self) -> bool:
-        return bool(self.p_munmap) and self.rng.random() < self.p_munmap
+        return self.p_munmap > 0 and self.random() < self.p_munmap
 
     def frees_tables(self) -> bool:
-        return self.rng.random() < self.p_free_tables
+        return self.random() < self.p_free_tables
 
     def after_quantum(self, phase: int) -> int:
-        r = self.rng.random()
+        r = self.random()
         if phase != PHASE_RUN or r < self.p_exit:
             return EXITS
         if r < self.p_exit + self.p_block:
@@ -55,8 +56,8 @@ class Synthetic:
     def sleep_length(self) -> float:
         return self.rng.expovariate(1e6 / self.sleep_us) if self.sleep_us else 0.0
 
-    def kthread_adopts_mm(self, burst: bool) -> bool:
-        return burst or self.rng.random() < self.p_use_mm
+    def kthread_adopts_mm(self, burst: int) -> bool:
+        return burst or self.random() < self.p_use_mm
 
     def mm_slot_to_adopt(self, nmm: int) -> int:
         return self.rng.randrange(1, nmm)
@@ -64,14 +65,14 @@ class Synthetic:
     def adopt_quanta(self) -> int:
         return self.rng.randint(1, 4)
 
-    def kthread_wakes(self, burst: bool = False) -> bool:
-        return self.rng.random() < (0.5 if burst else self.p_kthread)
+    def kthread_wakes(self, burst: int = 0) -> bool:
+        return self.random() < (0.5 if burst else self.p_kthread)
 
     def kthread_to_wake(self, kthreads: list[int]) -> int:
         return self.rng.choice(kthreads)
 
     def migrates(self) -> bool:
-        return self.rng.random() < self.p_migrate
+        return self.random() < self.p_migrate
 
     def preempted_in_kernel_path(self) -> bool:
-        return bool(self.p_preempt) and self.rng.random() < self.p_preempt
+        return self.p_preempt > 0 and self.random() < self.p_preempt

@@ -35,9 +35,9 @@ import numpy as np
 from emu.arch import ARCHES
 from emu.checks.watchdog import Watchdog, describe_cpu, lost_ipi
 from emu.harness.config import RunConfig
-from emu.harness.perturbation import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
 from emu.harness.memwatch import RssSampler
 from emu.harness.parts import parts_for
+from emu.harness.perturbation import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
 from emu.harness.replay import load_replay
 from emu.harness.report import Report, collect, sum_counters
 from emu.kernel.cpu import EXIT_HARNESS, Cpu

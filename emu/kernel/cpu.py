@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
-from emu.kernel.driver import BLOCKS, EXECS, EXITS, TaskDriver
+from emu.kernel.driver import BLOCKS, EXECS, EXITS, UNMAP_FREES_TABLES, TaskDriver
 from emu.kernel.hotplug import Hotplug
 from emu.kernel.mm import MmOps
 from emu.kernel.sched import Scheduler
@@ -381,9 +381,9 @@ class Cpu(Scheduler, Hotplug):
         d = self.driver
         if d.forks():
             self.maybe_fork(phase)
-        if d.munmaps():
-            self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], d.frees_tables())
-        then = d.after_quantum(phase)
+        unmap, then = d.after_quantum(phase)
+        if unmap:
+            self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], unmap == UNMAP_FREES_TABLES)
         if then == EXITS:
             self.do_exit(task)
         elif then == BLOCKS:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# what a user task does after its quantum (``TaskDriver.after_quantum``)
+# what a user task does after its quantum (``TaskDriver.after_quantum``): an unmap or none ...
+NO_UNMAP, UNMAP, UNMAP_FREES_TABLES = range(3)
+# ... and then one of these
 RUNS_ON, EXITS, BLOCKS, EXECS = range(4)
 
 
@@ -30,16 +32,10 @@ class TaskDriver(Protocol):
         """A process forked from a kernel context starts its first thread in ``kernel_execve``."""
         ...
 
-    def munmaps(self) -> bool:
-        """The task unmaps something: a TLB flush of its mm."""
-        ...
-
-    def frees_tables(self) -> bool:
-        """That unmap frees page-table pages too (a freed-tables flush)."""
-        ...
-
-    def after_quantum(self, phase: int) -> int:
-        """``RUNS_ON``, ``EXITS``, ``BLOCKS`` or ``EXECS`` (every task exits once the load ends)."""
+    def after_quantum(self, phase: int) -> tuple[int, int]:
+        """Whether the task unmaps something (a TLB flush of its mm; ``UNMAP_FREES_TABLES``:
+        page-table pages freed too), then ``RUNS_ON``, ``EXITS``, ``BLOCKS`` or ``EXECS`` (every
+        task exits once the load ends). One call: it is asked every user quantum."""
         ...
 
     def sleep_length(self) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from emu.kernel.driver import BLOCKS, EXECS, EXITS, RUNS_ON
+from emu.kernel.driver import BLOCKS, EXECS, EXITS, NO_UNMAP, RUNS_ON, UNMAP, UNMAP_FREES_TABLES
 from emu.machine.layout import PHASE_RUN
 
 if TYPE_CHECKING:
@@ -37,21 +37,18 @@ class Synthetic:
     def fork_execs(self) -> bool:
         return self.p_kernel_exec > 0 and self.random() < self.p_kernel_exec
 
-    def munmaps(self) -> bool:
-        return self.p_munmap > 0 and self.random() < self.p_munmap
-
-    def frees_tables(self) -> bool:
-        return self.random() < self.p_free_tables
-
-    def after_quantum(self, phase: int) -> int:
+    def after_quantum(self, phase: int) -> tuple[int, int]:
+        unmap = NO_UNMAP
+        if self.p_munmap > 0 and self.random() < self.p_munmap:
+            unmap = UNMAP_FREES_TABLES if self.random() < self.p_free_tables else UNMAP
         r = self.random()
         if phase != PHASE_RUN or r < self.p_exit:
-            return EXITS
+            return unmap, EXITS
         if r < self.p_exit + self.p_block:
-            return BLOCKS
+            return unmap, BLOCKS
         if r < self.p_exit + self.p_block + self.p_exec:  # the same draw: no extra one on every quantum
-            return EXECS
-        return RUNS_ON
+            return unmap, EXECS
+        return unmap, RUNS_ON
 
     def sleep_length(self) -> float:
         return self.rng.expovariate(1e6 / self.sleep_us) if self.sleep_us else 0.0

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
-from emu.kernel.driver import BLOCKS, EXECS, EXITS, UNMAP_FREES_TABLES, TaskDriver
+from emu.kernel.driver import TaskDriver
 from emu.kernel.hotplug import Hotplug
 from emu.kernel.mm import MmOps
 from emu.kernel.sched import Scheduler
@@ -143,6 +143,7 @@ class Cpu(Scheduler, Hotplug):
         self.oracle.clock_ns = self.clock_ns
         self.rng = random.Random(cfg.seed * 1_000_003 + cpu)
         self.driver: TaskDriver = parts.driver(cfg.workload, layout.ncpus, self.rng)  # what the tasks do: the same generator
+        self.user_quantum = self.driver.user_quantum  # bound once: every user quantum
 
         base = layout.cpu(cpu)
         self.CURR, self.ACTIVE, self.LOADED = base + C_CURR, base + C_ACTIVE_MM, base + C_LOADED_MM
@@ -378,21 +379,18 @@ class Cpu(Scheduler, Hotplug):
     def run_user(self, task: int, phase: int) -> None:
         if self.tracks_tlb_gen:  # user code runs on the loaded mm: with every completed flush applied
             self.oracle.check_tlb_gen(self.w[self.LOADED], self.TLB_GEN)
-        d = self.driver
-        if d.forks():
-            self.maybe_fork(phase)
-        unmap, then = d.after_quantum(phase)
-        if unmap:
-            self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], unmap == UNMAP_FREES_TABLES)
-        if then == EXITS:
-            self.do_exit(task)
-        elif then == BLOCKS:
-            heapq.heappush(self.sleepers, (self.clock() + d.sleep_length(), task))
-            self.schedule()
-        else:
-            if then == EXECS:
-                self.do_exec(task)
-            self.preempt(task)
+        self.user_quantum(self, task, phase)  # the driver's: what the task does with it
+
+    # -- the services a task's quantum calls (emu.kernel.driver.TaskKernel) -------------------
+    def live_users(self) -> int:
+        return self.w[H_LIVE_USERS]
+
+    def munmap(self, task: int, freed_tables: bool) -> None:
+        self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], freed_tables)
+
+    def schedule_timeout(self, task: int, seconds: float) -> None:
+        heapq.heappush(self.sleepers, (self.clock() + seconds, task))
+        self.schedule()
 
     def do_exec(self, task: int) -> None:
         mm = self.mm.mm_alloc(users=1)

@@ -1,9 +1,10 @@
 """What the kernel asks of a workload: the only place where a task's next move is decided.
 
-The CPU loop runs the current task for a quantum and then asks its driver what the task does
-(fork, unmap, exit, sleep, exec, run on), whether a kernel thread wakes or adopts an mm, and
-whether a woken task moves. The driver answers from the CPU's generator (the run seed), so one
-seed gives one load; the kernel carries out every answer. rcutorture keeps its readers and
+The CPU loop hands a user task's quantum to its driver, which decides what the task does (fork,
+unmap, exit, sleep, exec, run on) and calls the kernel's services for it (``TaskKernel``, its
+system calls); it asks the driver too whether a kernel thread wakes or adopts an mm, and whether
+a woken task moves. The driver draws from the CPU's generator (the run seed), so one seed gives
+one load; the kernel carries out every decision. rcutorture keeps its readers and
 writers apart from the RCU flavour under test in the same way. ``emu.workload`` has the drivers.
 """
 
@@ -11,10 +12,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# what a user task does after its quantum (``TaskDriver.after_quantum``): an unmap or none ...
-NO_UNMAP, UNMAP, UNMAP_FREES_TABLES = range(3)
-# ... and then one of these
-RUNS_ON, EXITS, BLOCKS, EXECS = range(4)
+
+class TaskKernel(Protocol):
+    """The kernel's services a driver's tasks call: their system calls, in effect."""
+
+    def live_users(self) -> int:
+        """User threads alive on the machine."""
+        ...
+
+    def do_fork(self, from_kernel: bool = False) -> None: ...
+    def munmap(self, task: int, freed_tables: bool) -> None: ...  # a TLB flush of the task's mm
+    def do_exit(self, task: int) -> None: ...
+    def schedule_timeout(self, task: int, seconds: float) -> None: ...  # sleep, then be woken
+    def do_exec(self, task: int) -> None: ...  # exec_mmap onto a new mm
+    def preempt(self, task: int) -> None: ...  # back on a runqueue: here, or another CPU's
 
 
 class TaskDriver(Protocol):
@@ -32,14 +43,9 @@ class TaskDriver(Protocol):
         """A process forked from a kernel context starts its first thread in ``kernel_execve``."""
         ...
 
-    def after_quantum(self, phase: int) -> tuple[int, int]:
-        """Whether the task unmaps something (a TLB flush of its mm; ``UNMAP_FREES_TABLES``:
-        page-table pages freed too), then ``RUNS_ON``, ``EXITS``, ``BLOCKS`` or ``EXECS`` (every
-        task exits once the load ends). One call: it is asked every user quantum."""
-        ...
-
-    def sleep_length(self) -> float:
-        """Seconds a blocking task sleeps."""
+    def user_quantum(self, kernel: TaskKernel, task: int, phase: int) -> None:
+        """The user task's quantum on this CPU: what it does (fork, unmap, exit, sleep, exec, run
+        on), through ``kernel``'s services; every task exits once the load ends (``phase``)."""
         ...
 
     def kthread_adopts_mm(self, burst: int) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from emu.kernel.driver import BLOCKS, EXECS, EXITS, NO_UNMAP, RUNS_ON, UNMAP, UNMAP_FREES_TABLES
 from emu.machine.layout import PHASE_RUN
 
 if TYPE_CHECKING:
     from emu.harness.config import Workload
+    from emu.kernel.driver import TaskKernel
 
 
 class Synthetic:
@@ -37,21 +37,21 @@ class Synthetic:
     def fork_execs(self) -> bool:
         return self.p_kernel_exec > 0 and self.random() < self.p_kernel_exec
 
-    def after_quantum(self, phase: int) -> tuple[int, int]:
-        unmap = NO_UNMAP
-        if self.p_munmap > 0 and self.random() < self.p_munmap:
-            unmap = UNMAP_FREES_TABLES if self.random() < self.p_free_tables else UNMAP
-        r = self.random()
+    def user_quantum(self, kernel: TaskKernel, task: int, phase: int) -> None:
+        rand = self.random
+        if rand() < self.p_fork and phase == PHASE_RUN and self.room_for_process(kernel.live_users()):
+            kernel.do_fork()
+        if self.p_munmap > 0 and rand() < self.p_munmap:
+            kernel.munmap(task, rand() < self.p_free_tables)
+        r = rand()
         if phase != PHASE_RUN or r < self.p_exit:
-            return unmap, EXITS
-        if r < self.p_exit + self.p_block:
-            return unmap, BLOCKS
-        if r < self.p_exit + self.p_block + self.p_exec:  # the same draw: no extra one on every quantum
-            return unmap, EXECS
-        return unmap, RUNS_ON
-
-    def sleep_length(self) -> float:
-        return self.rng.expovariate(1e6 / self.sleep_us) if self.sleep_us else 0.0
+            kernel.do_exit(task)
+        elif r < self.p_exit + self.p_block:
+            kernel.schedule_timeout(task, self.rng.expovariate(1e6 / self.sleep_us) if self.sleep_us else 0.0)
+        else:
+            if r < self.p_exit + self.p_block + self.p_exec:  # the same draw: no extra one on every quantum
+                kernel.do_exec(task)
+            kernel.preempt(task)
 
     def kthread_adopts_mm(self, burst: int) -> bool:
         return burst or self.random() < self.p_use_mm

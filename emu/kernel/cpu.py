@@ -330,8 +330,10 @@ class Cpu(Scheduler, Hotplug):
             self.page_walk()
             curr = w[self.CURR]
             kind = w[self.task_base + curr * 8 + T_KIND]
-            if kind == KIND_USER:
-                self.run_user(curr, phase)
+            if kind == KIND_USER:  # run_user, inline: the commonest quantum
+                if self.tracks_tlb_gen:
+                    self.oracle.check_tlb_gen(w[self.LOADED], self.TLB_GEN)
+                self.user_quantum(self, curr, phase)
             elif kind == KIND_KTHREAD:
                 self.run_kthread(curr, phase)
             elif kind == KIND_IDLE:

@@ -14,7 +14,6 @@ answers included.
 
 from __future__ import annotations
 
-import heapq
 import os
 import random
 import signal
@@ -28,7 +27,9 @@ from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_
 from emu.kernel.driver import TaskDriver
 from emu.kernel.hotplug import Hotplug
 from emu.kernel.mm import MmOps
+from emu.kernel.runqueue import RunQueue
 from emu.kernel.sched import Scheduler
+from emu.kernel.tasks import Tasks
 from emu.machine.detsched import WAIT_SPIN, DetSched, install_points
 from emu.machine.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.machine.layout import (
@@ -52,10 +53,8 @@ from emu.machine.layout import (
     CPU_IDLE,
     CPU_QUIESCED,
     CPU_RUNNING,
-    CPU_WORDS,
     E2F_COUNTERS,
     H_KTHREAD_MMS,
-    H_LIVE_USERS,
     H_PHASE,
     H_READY,
     H_STUTTER,
@@ -68,29 +67,21 @@ from emu.machine.layout import (
     M_GEN,
     M_STATE,
     MM_FREED,
-    MM_LIVE,
     MM_SLOT_BITS,
     MM_SLOT_MASK,
     MM_WORDS,
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
-    RESUME_KERNEL_EXECVE,
-    RESUME_NONE,
     T_KIND,
-    T_MM,
-    T_RESUME,
-    T_RESUME_ARG,
     T_STATE,
-    TASK_DEAD,
-    TASK_FREE,
     TASK_RUNNABLE,
     Layout,
     e2f_bucket,
 )
 from emu.machine.memory_model import make_atomics
 from emu.machine.perturb import install_noise
-from emu.machine.trace import Tracer, event
+from emu.machine.trace import Tracer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,9 +91,6 @@ if TYPE_CHECKING:
     from emu.machine.shm import Segment
     from emu.strategies.base import Strategy
 
-EV_FORK = event("fork", "fork: {mm:a}, {n:b} threads")
-EV_EXIT = event("exit", "{task:a} exits")
-EV_MIGRATE = event("migrate", "{task:a} -> {cpu:b}")
 
 EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
 
@@ -116,7 +104,7 @@ class Parts(NamedTuple):
     driver: Callable[[Workload, int, random.Random], TaskDriver]
 
 
-class Cpu(Scheduler, Hotplug):
+class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
     def __init__(
         self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list,  # type: ignore[type-arg]
         parts: Parts, det: DetSched | None = None,
@@ -383,33 +371,6 @@ class Cpu(Scheduler, Hotplug):
             self.oracle.check_tlb_gen(self.w[self.LOADED], self.TLB_GEN)
         self.user_quantum(self, task, phase)  # the driver's: what the task does with it
 
-    # -- the services a task's quantum calls (emu.kernel.driver.TaskKernel) -------------------
-    def live_users(self) -> int:
-        return self.w[H_LIVE_USERS]
-
-    def munmap(self, task: int, freed_tables: bool) -> None:
-        self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], freed_tables)
-
-    def schedule_timeout(self, task: int, seconds: float) -> None:
-        heapq.heappush(self.sleepers, (self.clock() + seconds, task))
-        self.schedule()
-
-    def do_exec(self, task: int) -> None:
-        mm = self.mm.mm_alloc(users=1)
-        if mm:
-            self.exec_mmap(task, mm)
-
-    def preempt(self, task: int) -> None:
-        """Requeue and switch away. A task moving to another CPU is queued there only once it is
-        off this one (the kernel's ``p->on_cpu`` wait in ``try_to_wake_up``)."""
-        target = self.select_task_rq()
-        if target == self.cpu:
-            self.runqueue.append(task)
-            self.schedule()
-        else:
-            self.schedule()
-            self.ttwu_queue(target, task)
-
     def run_kthread(self, k: int, phase: int) -> None:
         use = self.kthread_mm.get(k)
         if use is not None:
@@ -471,146 +432,3 @@ class Cpu(Scheduler, Hotplug):
         # the wake-up (a timer's or an IPI's interrupt entry) serializes too: no later load is
         # answered from a view filled before the sleep (a reference parked in drop_mm meanwhile)
         self.atomics.store_buffer_drain()
-
-    # -- run queues ---------------------------------------------------------------------------
-    def pick_next_task(self) -> int:
-        w = self.w
-        if w[self.INBOX_TAIL] != w[self.INBOX_HEAD]:
-            self.drain_inbox()
-        if self.sleepers and self.sleepers[0][0] <= self.clock():
-            self.wake_sleepers(PHASE_RUN)
-        if self.kthreads and self.driver.kthread_wakes(w[H_USE_MM_BURST]) and w[H_PHASE] == PHASE_RUN:
-            k = self.driver.kthread_to_wake(self.kthreads)
-            if k not in self.kthread_queued and k != self.w[self.CURR]:
-                self.kthread_queued.add(k)
-                return k
-        if self.runqueue:
-            return self.runqueue.popleft()
-        return self.cpu  # the idle task
-
-    def inbox_pending(self) -> bool:
-        return self.w[self.INBOX_TAIL] != self.w[self.INBOX_HEAD]
-
-    def drain_inbox(self) -> None:
-        w, lay = self.w, self.layout
-        head_i = self.INBOX_HEAD
-        box, cap = lay.inbox(self.cpu), lay.inbox_cap
-        k = self.atomics.lock(head_i)
-        head, tail = w[head_i], w[head_i + 1]
-        for i in range(head, tail):
-            self.runqueue.append(w[box + i % cap])
-        w[head_i] = tail
-        self.atomics.unlock(k)
-
-    def ttwu_queue(self, target: int, task: int) -> None:
-        """Queue a woken task on ``target``'s runqueue; kick the target if it is idle."""
-        if target == self.cpu:
-            self.runqueue.append(task)
-            return
-        w, lay = self.w, self.layout
-        rq = lay.cpu_base + target * CPU_WORDS  # lay.cpu(target), inline: every migration
-        head_i = rq + C_INBOX_HEAD
-        cap = lay.inbox_cap
-        k = self.atomics.lock(head_i)
-        head, tail = w[head_i], w[head_i + 1]
-        if tail - head >= cap:
-            self.atomics.unlock(k)
-            self.runqueue.append(task)
-            return
-        w[lay.inbox_base + target * cap + tail % cap] = task
-        w[head_i + 1] = tail + 1
-        self.atomics.unlock(k)
-        self.trace(EV_MIGRATE, task, target)
-        w[self.c_migrations] += 1
-        if w[rq + C_STATE] == CPU_IDLE:
-            self.irq.smp_send_reschedule(target)
-
-    def select_task_rq(self) -> int:
-        """Where a woken or preempted task runs next: here, or now and then another online CPU;
-        always elsewhere while this CPU is going down."""
-        if self.going_down or (self.w[H_PHASE] == PHASE_RUN and self.driver.migrates()):
-            target = self.other_online_cpu()
-            if target >= 0:
-                return target
-        return self.cpu
-
-    def other_online_cpu(self) -> int:
-        """A random online CPU other than this one, or -1."""
-        if self.ncpus < 2:
-            return -1
-        rand, online = self.rng.random, self.layout.cpu_base + C_ONLINE  # lay.cpu(target) + C_ONLINE, inline
-        for _ in range(4):
-            target = int(rand() * (self.ncpus - 1))  # randrange, without its Python-level checks
-            target += target >= self.cpu
-            if self.w[online + target * CPU_WORDS]:
-                return target
-        others = [c for c in self.online_cpus() if c != self.cpu]
-        return self.rng.choice(others) if others else -1
-
-    def wake_up(self, task: int) -> None:
-        """Queue a task that is not running anywhere (new, or back from sleep). A task still
-        current here (woken inside its own schedule()) stays here: ``p->on_cpu``."""
-        if task == self.w[self.CURR]:
-            self.runqueue.append(task)
-        else:
-            self.ttwu_queue(self.select_task_rq(), task)
-
-    def wake_sleepers(self, phase: int) -> None:
-        now = self.clock()
-        while self.sleepers and (phase != PHASE_RUN or self.sleepers[0][0] <= now):
-            _, task = heapq.heappop(self.sleepers)
-            self.wake_up(task)
-
-    # -- process lifecycle ----------------------------------------------------------------------
-    def maybe_fork(self, phase: int, from_kernel: bool = False) -> None:
-        """The quantum drew a fork: fork if the load is below its target."""
-        if phase == PHASE_RUN and self.driver.room_for_process(self.w[H_LIVE_USERS]):
-            self.do_fork(from_kernel)
-
-    def do_fork(self, from_kernel: bool = False) -> None:
-        """A new process of ``threads`` threads on a new mm. Forked from a kernel context (a
-        usermode helper, kernel_init), its first thread may start in ``kernel_execve``: a kernel
-        thread that execs into the new mm (``exec_mmap`` with no old mm, ``p_kernel_exec``)."""
-        w, lay = self.w, self.layout
-        free = [t for t in lay.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
-        n = self.driver.threads
-        if len(free) < n:
-            return
-        mm = self.mm.mm_alloc(users=n)
-        if not mm:
-            return
-        self.atomics.atomic_add(H_LIVE_USERS, n)
-        self.trace(EV_FORK, mm, n)
-        self.count("forks")
-        execve = from_kernel and self.driver.fork_execs()
-        for i, t in enumerate(free[:n]):
-            tb = self.task_base + t * 8
-            w[tb + T_RESUME] = RESUME_NONE
-            if execve and i == 0:
-                w[tb + T_MM] = 0  # a kernel thread until its exec_mmap
-                w[tb + T_RESUME_ARG] = mm
-                w[tb + T_RESUME] = RESUME_KERNEL_EXECVE
-                w[tb + T_KIND] = KIND_USER | KIND_RESUMING
-            else:
-                w[tb + T_MM] = mm
-                w[tb + T_KIND] = KIND_USER
-            w[tb + T_STATE] = TASK_RUNNABLE
-            self.wake_up(t)
-
-    def do_exit(self, task: int) -> None:
-        self.trace(EV_EXIT, task)
-        self.count("exits")
-        self.exit_mm(task)
-        self.w[self.task_base + task * 8 + T_STATE] = TASK_DEAD
-        self.schedule()  # the final switch away from the dead task: kernel -> X
-        self.w[self.task_base + task * 8 + T_STATE] = TASK_FREE
-        self.atomics.atomic_dec(H_LIVE_USERS)
-
-    def pick_live_mm(self) -> int:
-        """A random live mm, for a kernel thread to adopt (like io_uring or vhost workers)."""
-        lay, w = self.layout, self.w
-        slot = self.driver.mm_slot_to_adopt(lay.nmm)
-        b = lay.mm_base + slot * MM_WORDS
-        if w[b + M_STATE] != MM_LIVE:
-            return 0
-        return (w[b + M_GEN] << MM_SLOT_BITS) | slot

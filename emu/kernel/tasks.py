@@ -1,0 +1,108 @@
+"""Tasks come and go: ``fork`` (``kernel_clone``, a new process on a new mm), ``exec``, ``exit``,
+and the other services a task's quantum calls (``emu.kernel.driver.TaskKernel``)."""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from emu.machine.layout import (
+    H_LIVE_USERS,
+    KIND_RESUMING,
+    KIND_USER,
+    M_GEN,
+    M_STATE,
+    MM_LIVE,
+    MM_SLOT_BITS,
+    MM_WORDS,
+    PHASE_RUN,
+    RESUME_KERNEL_EXECVE,
+    RESUME_NONE,
+    T_KIND,
+    T_MM,
+    T_RESUME,
+    T_RESUME_ARG,
+    T_STATE,
+    TASK_DEAD,
+    TASK_FREE,
+    TASK_RUNNABLE,
+)
+from emu.machine.trace import event
+
+if TYPE_CHECKING:
+    from emu.kernel.cpu import Cpu
+
+EV_FORK = event("fork", "fork: {mm:a}, {n:b} threads")
+EV_EXIT = event("exit", "{task:a} exits")
+
+
+class Tasks:
+    # -- the services a task's quantum calls (emu.kernel.driver.TaskKernel) -------------------
+    def live_users(self: Cpu) -> int:
+        return self.w[H_LIVE_USERS]
+
+    def munmap(self: Cpu, task: int, freed_tables: bool) -> None:
+        self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], freed_tables)
+
+    def schedule_timeout(self: Cpu, task: int, seconds: float) -> None:
+        heapq.heappush(self.sleepers, (self.clock() + seconds, task))
+        self.schedule()
+
+    def do_exec(self: Cpu, task: int) -> None:
+        mm = self.mm.mm_alloc(users=1)
+        if mm:
+            self.exec_mmap(task, mm)
+
+    # -- process lifecycle ----------------------------------------------------------------------
+    def maybe_fork(self: Cpu, phase: int, from_kernel: bool = False) -> None:
+        """The quantum drew a fork: fork if the load is below its target."""
+        if phase == PHASE_RUN and self.driver.room_for_process(self.w[H_LIVE_USERS]):
+            self.do_fork(from_kernel)
+
+    def do_fork(self: Cpu, from_kernel: bool = False) -> None:
+        """A new process of ``threads`` threads on a new mm. Forked from a kernel context (a
+        usermode helper, kernel_init), its first thread may start in ``kernel_execve``: a kernel
+        thread that execs into the new mm (``exec_mmap`` with no old mm, ``p_kernel_exec``)."""
+        w, lay = self.w, self.layout
+        free = [t for t in lay.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
+        n = self.driver.threads
+        if len(free) < n:
+            return
+        mm = self.mm.mm_alloc(users=n)
+        if not mm:
+            return
+        self.atomics.atomic_add(H_LIVE_USERS, n)
+        self.trace(EV_FORK, mm, n)
+        self.count("forks")
+        execve = from_kernel and self.driver.fork_execs()
+        for i, t in enumerate(free[:n]):
+            tb = self.task_base + t * 8
+            w[tb + T_RESUME] = RESUME_NONE
+            if execve and i == 0:
+                w[tb + T_MM] = 0  # a kernel thread until its exec_mmap
+                w[tb + T_RESUME_ARG] = mm
+                w[tb + T_RESUME] = RESUME_KERNEL_EXECVE
+                w[tb + T_KIND] = KIND_USER | KIND_RESUMING
+            else:
+                w[tb + T_MM] = mm
+                w[tb + T_KIND] = KIND_USER
+            w[tb + T_STATE] = TASK_RUNNABLE
+            self.wake_up(t)
+
+    def do_exit(self: Cpu, task: int) -> None:
+        self.trace(EV_EXIT, task)
+        self.count("exits")
+        self.exit_mm(task)
+        self.w[self.task_base + task * 8 + T_STATE] = TASK_DEAD
+        self.schedule()  # the final switch away from the dead task: kernel -> X
+        self.w[self.task_base + task * 8 + T_STATE] = TASK_FREE
+        self.atomics.atomic_dec(H_LIVE_USERS)
+
+    def pick_live_mm(self: Cpu) -> int:
+        """A random live mm, for a kernel thread to adopt (like io_uring or vhost workers)."""
+        lay, w = self.layout, self.w
+        slot = self.driver.mm_slot_to_adopt(lay.nmm)
+        b = lay.mm_base + slot * MM_WORDS
+        if w[b + M_STATE] != MM_LIVE:
+            return 0
+        return (w[b + M_GEN] << MM_SLOT_BITS) | slot

@@ -1,1 +1,3 @@
-"""The emulated kernel: the CPU loop, the scheduler core, the mm lifecycle, hotplug."""
+"""The emulated kernel: the CPU and its loop (``cpu``), the scheduler core (``sched``), the
+runqueue (``runqueue``), fork, exec and exit (``tasks``), the mm lifecycle (``mm``), hotplug; the
+surface schemes and arch models see (``surface``) and what it asks of a workload (``driver``)."""

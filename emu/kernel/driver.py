@@ -32,7 +32,8 @@ class TaskDriver(Protocol):
     threads: int  # threads of each new process
 
     def forks(self) -> bool:
-        """This quantum (a user task's, or an idle CPU's kernel context) draws a fork."""
+        """An idle CPU's kernel context (init, kthreadd) draws a fork (a user task's quantum forks
+        through ``user_quantum``)."""
         ...
 
     def room_for_process(self, live_users: int) -> bool:

@@ -55,7 +55,7 @@ class Tasks:
 
     # -- process lifecycle ----------------------------------------------------------------------
     def maybe_fork(self: Cpu, phase: int, from_kernel: bool = False) -> None:
-        """The quantum drew a fork: fork if the load is below its target."""
+        """An idle CPU's kernel context drew a fork: fork if the load is below its target."""
         if phase == PHASE_RUN and self.driver.room_for_process(self.w[H_LIVE_USERS]):
             self.do_fork(from_kernel)
 

@@ -138,11 +138,11 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
         self.PREV_MM, self.STATE, self.DRAIN_PASS = base + C_PREV_MM, base + C_STATE, base + C_DRAIN_PASS
         self.INBOX_HEAD, self.INBOX_TAIL = base + C_INBOX_HEAD, base + C_INBOX_TAIL
         self.task_base = layout.task_base
-        self._cnt = {name: layout.counter(cpu, name) for name in layout.counters}
-        self.c_switches = self._cnt["context_switches"]
-        self.c_lazy_switches = self._cnt["lazy_switches"]
-        self.c_walks = self._cnt["page_walks"]
-        self.c_migrations = self._cnt["migrations"]
+        self.counter_words = {name: layout.counter(cpu, name) for name in layout.counters}
+        self.c_switches = self.counter_words["context_switches"]
+        self.c_lazy_switches = self.counter_words["lazy_switches"]
+        self.c_walks = self.counter_words["page_walks"]
+        self.c_migrations = self.counter_words["migrations"]
         self.irq.on_send = self._count_ipi
         self.irq.on_receive = self._received_ipi
         self.irq.on_entry = self.irq_entry
@@ -153,7 +153,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
         self.perturbed = cfg.hotplug or cfg.stutter  # the runner may ask this CPU to pause or go down
         self.HP_WANT = base + C_HP_WANT
         noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
-        self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self._cnt["noise_delays"])
+        self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self.counter_words["noise_delays"])
         if det is not None:
             det.atomics, det.irq = self.atomics, self.irq
             install_points(self.atomics, det)  # before the scheme and the arch bind the primitives
@@ -189,7 +189,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
         return self.layout.cpu(cpu) + C_SCHEME + k
 
     def count(self, name: str, n: int = 1) -> None:
-        self.w[self._cnt[name]] += n
+        self.w[self.counter_words[name]] += n
 
     def _received_ipi(self, fid: int) -> None:
         self.count("ipis_received")
@@ -395,8 +395,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
 
     def run_idle(self, phase: int) -> None:
         self.wake_sleepers(phase)
-        if self.driver.forks():
-            self.maybe_fork(phase, from_kernel=True)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
+        if self.driver.forks(self, phase):
+            self.do_fork(from_kernel=True)  # kernel_clone from a kernel context (init, kthreadd) keeps the load up
         if self.has_work(phase):
             self.w[self.STATE] = CPU_RUNNING
             self.schedule()

@@ -31,13 +31,9 @@ class TaskKernel(Protocol):
 class TaskDriver(Protocol):
     threads: int  # threads of each new process
 
-    def forks(self) -> bool:
-        """An idle CPU's kernel context (init, kthreadd) draws a fork (a user task's quantum forks
-        through ``user_quantum``)."""
-        ...
-
-    def room_for_process(self, live_users: int) -> bool:
-        """A new process of ``threads`` threads keeps the load within its target."""
+    def forks(self, kernel: TaskKernel, phase: int) -> bool:
+        """An idle CPU's kernel context (init, kthreadd) forks a process now (a user task's
+        quantum forks through ``user_quantum``); never once the load has ended."""
         ...
 
     def fork_execs(self) -> bool:

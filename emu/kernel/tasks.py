@@ -15,7 +15,6 @@ from emu.machine.layout import (
     MM_LIVE,
     MM_SLOT_BITS,
     MM_WORDS,
-    PHASE_RUN,
     RESUME_KERNEL_EXECVE,
     RESUME_NONE,
     T_KIND,
@@ -54,11 +53,6 @@ class Tasks:
             self.exec_mmap(task, mm)
 
     # -- process lifecycle ----------------------------------------------------------------------
-    def maybe_fork(self: Cpu, phase: int, from_kernel: bool = False) -> None:
-        """An idle CPU's kernel context drew a fork: fork if the load is below its target."""
-        if phase == PHASE_RUN and self.driver.room_for_process(self.w[H_LIVE_USERS]):
-            self.do_fork(from_kernel)
-
     def do_fork(self: Cpu, from_kernel: bool = False) -> None:
         """A new process of ``threads`` threads on a new mm. Forked from a kernel context (a
         usermode helper, kernel_init), its first thread may start in ``kernel_execve``: a kernel

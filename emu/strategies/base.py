@@ -48,7 +48,7 @@ class Strategy:
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
         self.num_possible_cpus = cpu.ncpus
         self.fixes = frozenset(f for f in cpu.cfg.fix.split(",") if f)
-        self._counters, self._cnt = cpu.w, {name: cpu.layout.counter(cpu.cpu, name) for name in cpu.layout.counters}
+        self._counters, self._cnt = cpu.w, cpu.counter_words
         # its own generator, so that --race-delay leaves the workload's random stream alone
         self._delay_p = cpu.cfg.race_delay
         self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random

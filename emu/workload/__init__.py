@@ -5,6 +5,4 @@ from __future__ import annotations
 
 from emu.workload.synthetic import Synthetic
 
-DRIVERS = {"synthetic": Synthetic}
-
-__all__ = ["DRIVERS", "Synthetic"]
+__all__ = ["Synthetic"]

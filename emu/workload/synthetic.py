@@ -28,18 +28,19 @@ class Synthetic:
         self.p_kthread, self.p_use_mm, self.p_migrate = wl.p_kthread, wl.p_use_mm, wl.p_migrate
         self.p_kernel_exec, self.p_preempt = wl.p_kernel_exec, wl.p_preempt
 
-    def forks(self) -> bool:
-        return self.random() < self.p_fork
+    def forks(self, kernel: TaskKernel, phase: int) -> bool:
+        return self.random() < self.p_fork and self._room(kernel, phase)
 
-    def room_for_process(self, live_users: int) -> bool:
-        return live_users + self.threads <= self.users_target
+    def _room(self, kernel: TaskKernel, phase: int) -> bool:
+        """The load runs and a new process of ``threads`` threads keeps it within its target."""
+        return phase == PHASE_RUN and kernel.live_users() + self.threads <= self.users_target
 
     def fork_execs(self) -> bool:
         return self.p_kernel_exec > 0 and self.random() < self.p_kernel_exec
 
     def user_quantum(self, kernel: TaskKernel, task: int, phase: int) -> None:
         rand = self.random
-        if rand() < self.p_fork and phase == PHASE_RUN and self.room_for_process(kernel.live_users()):
+        if rand() < self.p_fork and self._room(kernel, phase):  # forks(), inline: every quantum
             kernel.do_fork()
         if self.p_munmap > 0 and rand() < self.p_munmap:
             kernel.munmap(task, rand() < self.p_free_tables)

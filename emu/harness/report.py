@@ -12,6 +12,7 @@ import numpy as np
 from emu.arch.base import EV_SWITCH_MM
 from emu.checks.oracle import EV_VIOLATION, KINDS, LEAK, site_name
 from emu.harness.config import RunConfig, Workload
+from emu.harness.replay import setup_digest
 from emu.kernel.mm import EV_MMDROP
 from emu.machine.detsched import STEP_NS
 from emu.machine.irq import ipi_name
@@ -71,7 +72,8 @@ class Report:
     schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.machine.detsched)
 
     def to_json(self) -> dict[str, Any]:
-        extra = {"schedule": self.schedule} if self.schedule is not None else {}
+        # a deterministic run's setup and schedule repeat it: the digest tells a replay if the setup was edited
+        extra = {"schedule": self.schedule, "setup_digest": setup_digest(self.config)} if self.schedule is not None else {}
         return {
             "config": self.config,
             "metrics": self.metrics,

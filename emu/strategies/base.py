@@ -29,6 +29,7 @@ class Strategy:
     pins: ClassVar[tuple[str, ...]] = ()  # those that pin an mm (a hazard slot, a parked reference): never a freed one
     counters: ClassVar[tuple[str, ...]] = ()  # extra per-CPU counters
     mutant_of: ClassVar[str | None] = None  # set on a deliberately broken variant
+    has_race_window: ClassVar[bool] = False  # it calls race_window(): --race-delay has somewhere to stall
     # --fix NAME: later patches' fixes this scheme can apply, name -> what the fix is
     FIXES: ClassVar[dict[str, str]] = {}
     # where the generic kernel paths differ by series:

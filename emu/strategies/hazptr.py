@@ -72,6 +72,7 @@ AT_HP_SCAN = site("hp_scan: busy-wait on a slot that keeps the mm")
 
 class Hazptr(Strategy):
     name = "hazptr"
+    has_race_window = True
     summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1, H3)"
     percpu = ("hazptr_slot",)
     pins = ("hazptr_slot",)

@@ -59,6 +59,7 @@ AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")
 
 class LutoHazard(Strategy):
     name = "luto-hazard"
+    has_race_window = True
     summary = "rq->lazy_mm hazard pointer; __mmput scans lazy CPUs and parks mm_count refs in rq->drop_mm"
     percpu = ("lazy_mm", "drop_mm")
     pins = ("drop_mm",)

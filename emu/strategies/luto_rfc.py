@@ -70,6 +70,7 @@ AT_FIXUP_OLD = site("mm_fixup_lazy_refs: WARN_ON_ONCE(old == mm)")
 
 class LutoRfc(Strategy):
     name = "luto-rfc"
+    has_race_window = True
     summary = "RFC v2 mockup as posted (D1, D2, D4, B3); --fix drop-check,scan-online,integrated"
     percpu = ("lazy_mm", "mm_to_mmdrop")
     pins = ("mm_to_mmdrop",)

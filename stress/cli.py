@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import difflib
 import inspect
-import json
 import math
 import os
 import re
@@ -467,7 +466,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     length = f"{cfg.steps:,} steps under --sched {cfg.sched}" if cfg.deterministic else f"{cfg.duration:g}s"
     if not ns.quiet:
         notes = "".join(f"; {n}" for n in getattr(ns, "notes", []))  # on the first line: what an option does here
-        print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {length}{notes}", file=sys.stderr)
+        head = f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {length}"
+        print(head + notes, file=sys.stderr)
     progress = ProgressLine() if not ns.quiet else None
     try:
         report = run(cfg, progress)

@@ -12,6 +12,7 @@ status says whether every expectation held (0), one did not (1), or the harness 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
@@ -211,6 +212,7 @@ class Hunt:
         self.rr = 0
         self.t0 = 0.0
         self.interrupted = False
+        self.running: dict[subprocess.Popen[bytes], tuple[Target, Path, float, str, int]] = {}
 
     def _pick(self, now: float) -> Target | None:
         # first the runs each expectation needs, then more of whatever is not done, round-robin
@@ -228,6 +230,7 @@ class Hunt:
         """Run the campaign; return its elapsed seconds."""
         self.t0 = time.monotonic()
         running: dict[subprocess.Popen[bytes], tuple[Target, Path, float, str, int]] = {}
+        self.running = running
         old = signal.signal(signal.SIGTERM, self._on_term)
         with tempfile.TemporaryDirectory(prefix="lazytlb-hunt-") as tmp:
             try:
@@ -242,7 +245,12 @@ class Hunt:
             except KeyboardInterrupt:
                 self.interrupted = True
             finally:
-                # Ctrl-C reached the runs too (one process group): let them drain and report
+                # each run is in a session of its own, so a Ctrl-C reaches the hunt alone: it passes one
+                # SIGINT to each run, which drains and reports (a second one would stop it without a report)
+                if self.interrupted:
+                    for p in running:
+                        with contextlib.suppress(ProcessLookupError):
+                            p.send_signal(signal.SIGINT)
                 deadline = time.monotonic() + 30
                 while running and time.monotonic() < deadline:
                     self._reap_finished(running, block=True)
@@ -256,6 +264,9 @@ class Hunt:
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.interrupted = True
+        for p in list(self.running):  # the runs are in sessions of their own: pass it on
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
 
     def _launch(self, t: Target, tmp: Path) -> dict[subprocess.Popen[bytes], tuple[Target, Path, float, str, int]]:
         seed = (self.seed + self.next_seed) % 2**63
@@ -268,7 +279,7 @@ class Hunt:
         argv = [sys.executable, "-m", "stress", *shlex.split(command)[3:], "--quiet", "--json", str(out)]
         # stderr to a file, not a pipe: a run that writes more than a pipe holds would block until read
         with open(out.with_suffix(".err"), "wb") as err:
-            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         return {p: (t, out, time.monotonic() - self.t0, command, seed)}
 
     def _reap_finished(self, running: dict[subprocess.Popen[bytes], tuple[Target, Path, float, str, int]], block: bool) -> None:

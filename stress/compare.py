@@ -255,12 +255,12 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("remote_slot_reads_per_exit", "rem rd", "per mm exit"),
     ("exit_to_free_us_p50", "e2f p50us", "per mm exit"),
     ("exit_to_free_us_p99", "e2f p99us", "per mm exit"),
-    ("switches_per_second", "switch/s", "emulator"),
+    ("switches_per_second", "sw/s", "emulator"),
     ("lock_wait_ns_per_switch", "wait ns", "emulator"),
 )
 # the columns shown without --verbose: with a block per scheme they fit 80 columns
 MAIN_COLUMNS = frozenset({"mm_atomics_per_switch", "lazy_refcount_atomics_per_switch", "ipis_per_exit", "cpus_scanned_per_exit",
-                          "exit_to_free_us_p99", "switches_per_second"})  # fmt: skip
+                          "switches_per_second"})  # fmt: skip
 PROJ_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("proj_switches_per_second", "Mswitch/s", "MODEL"),
     ("proj_exit_us", "exit us", "MODEL"),
@@ -282,7 +282,7 @@ def _cell(key: str, v: Any) -> str:
     return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-GROUP_LABELS = {"per context switch": "per switch", "per mm exit": "per exit", "emulator": "emulator", "MODEL": "MODEL"}
+GROUP_LABELS = {"per context switch": "/switch", "per mm exit": "/mm exit", "emulator": "emu", "MODEL": "MODEL"}
 
 
 def _table(rows: list[dict[str, Any]], cols: tuple[tuple[str, str, str], ...], project_cpus: int | None, last: str) -> Any:
@@ -318,7 +318,7 @@ def render(
         lines += [scheme + setting_of(rows, scheme), table_text(table), ""]
     lines.append(
         "measured by the emulator: counts per switch and per exit (architecture-neutral); "
-        "'switch/s' and 'wait ns' are the emulator's own speed and lock contention, not a real machine's."
+        "'sw/s' (emulated switches per second) and 'wait ns' are the emulator's own speed and lock contention, not a real machine's."
     )
     if not verbose:
         lines.append("--verbose adds: " + ", ".join(h for k, h, _ in COLUMNS if k not in MAIN_COLUMNS))

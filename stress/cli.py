@@ -300,7 +300,9 @@ def build_parser() -> Parser:
     compare.add_parser(sub)
     bench.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
-    ls.add_argument("--json", metavar="PATH", default=None, help="write the lists as JSON instead of the text ('-': standard output)")
+    ls.add_argument(
+        "--json", metavar="PATH", default=None, help="write the lists as JSON instead of the text ('-': standard output, the JSON alone)"
+    )
     ls.add_argument("--quiet", action="store_true", help="names only, one a line")
     for command in subcommands(p).values():  # each command answers --version too, not only the top level
         command.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -335,10 +337,10 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     given = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
         cfg = replayed_config(ns.replay, cfg, given)
-    else:
+    validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+    if not cfg.replay:  # after the ranges: a value out of range is said as such first
         check_mode(cfg, given)
         ns.notes = mode_notes(cfg, given)
-    validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
     check_shm_room(cfg)
     check_writable(ns.json)
@@ -450,11 +452,11 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],
         "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
     }
-    if ns.json:  # the JSON alone: a caller parsing it wants nothing else on the terminal or in the pipe
+    if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
         write_json(ns.json, lists)
-    elif ns.quiet:
+    if ns.quiet and not to_stdout(ns.json):
         print("\n".join(x["name"] for items in lists.values() for x in items))
-    else:
+    elif not ns.json:
         cmd_list()
     return 0
 

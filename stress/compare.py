@@ -128,7 +128,8 @@ def plan(ns: argparse.Namespace) -> list[RunConfig]:
     from emu.strategies import MUTANTS, STRATEGIES
     from stress.cli import check_shm_room, config_from
 
-    strategies = ns.strategies or sorted(STRATEGIES)
+    # a scheme's mutant runs on its scheme alone unless --strategies says otherwise (then each must be its scheme)
+    strategies = ns.strategies or ([MUTANTS[ns.mutant].mutant_of or ""] if ns.mutant in MUTANTS else sorted(STRATEGIES))
     arches = ns.arches or DEFAULT_ARCHES.split(",")
     cpus = ns.cpus or [int(c) for c in DEFAULT_CPUS.split(",")]
     # the machine options compare does not offer keep run's defaults; config_from checks the rest

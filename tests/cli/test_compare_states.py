@@ -65,5 +65,9 @@ def test_fix_memory_model_and_mutant_are_accepted() -> None:
     (row,) = json.loads(r.stdout)["rows"]
     assert row["fix"] == "skip-init-mm,drop-irqs-off" and row["memory_model"] == "tso"
     assert "--fix skip-init-mm,drop-irqs-off" in row["command"]
+    mutant = stress(
+        "compare", "--mutant", "refcount-no-grab", "--arches", "x86", "--cpus", "2", "--duration", "0.3", "--quiet", timeout=120
+    )
+    assert mutant.returncode == 0 and mutant.stdout.startswith("refcount (--mutant refcount-no-grab)\n"), mutant.stderr
     bad = stress("compare", "--strategies", "refcount", "--fix", "drop-check")
     assert bad.returncode == 2 and "none of refcount offers it" in bad.stderr

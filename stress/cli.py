@@ -46,10 +46,10 @@ class Parser(argparse.ArgumentParser):
             hint = _option_hint(extras, command)
             where = f"{command.prog}: " if command is not self and "goes after" not in hint else ""
             raise UsageError(f"{where}unrecognized arguments: {' '.join(extras)}{hint}")
-        command = subcommands(self).get(getattr(ns, "command", None) or "")
-        if command is not None:
+        sub = subcommands(self).get(getattr(ns, "command", None) or "")
+        if sub is not None:
             argv = list(sys.argv[1:] if args is None else args)
-            ns.given = given_options(command, argv[argv.index(ns.command) + 1 :])
+            ns.given = given_options(sub, argv[argv.index(ns.command) + 1 :])
         return ns
 
     def _hint(self, message: str) -> str:
@@ -334,7 +334,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
         sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
     )  # fmt: skip
-    given = getattr(ns, "given", frozenset())
+    given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
         cfg = replayed_config(ns.replay, cfg, given)
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))

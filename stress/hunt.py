@@ -336,7 +336,7 @@ HEADS = (("configuration", "left"), ("expect", "left"), ("runs", "right"), ("vio
 
 
 def rows_of(targets: list[Target]) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for t in targets:
         j = t.to_json()
         first = "-" if j["first_detection_s"] is None else f"{j['first_detection_s']:.2f}"

@@ -83,7 +83,7 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--det-cpus", type=IntList(), default=[3, 8], help="CPU counts of the deterministic mode's rows (default: 3,8)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
-    b.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    b.add_argument("--quiet", action="store_true", help="no header line and no progress lines on stderr")
     b.add_argument(
         "--profile", metavar="PATH", default=None,
         help="after each measurement, one more run with every CPU under cProfile: PATH/cpus<N>/cpu<i>.prof, and the top functions",
@@ -341,7 +341,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if not 0 <= ns.procs_per_cpu <= 64:
         raise ConfigError(f"--procs-per-cpu must be between 0 (the default workload) and 64, got {ns.procs_per_cpu}")
     load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
-    print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
+    if not ns.quiet:
+        print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
     rows = []
     models = ns.memory_models.split(",") if ns.memory_models else ["sc"]
     for c in ns.cpus:

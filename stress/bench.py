@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import multiprocessing
 import os
 import pstats
@@ -55,6 +54,7 @@ from emu.machine.atomics import LINE_SHIFT, make_locks
 from emu.machine.irq import ipi_function
 from emu.machine.layout import H_PHASE, PHASE_EXIT
 from emu.machine.shm import Segment
+from stress.output import write_json
 from stress.progress import plain_table, table_text
 
 BENCH_NOOP = ipi_function("bench_noop")
@@ -83,7 +83,7 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--repeat", type=INT, default=1, help="emulator and ceiling runs per --cpus; medians are reported (default: 1)")
     b.add_argument("--det-cpus", type=IntList(), default=[3, 8], help="CPU counts of the deterministic mode's rows (default: 3,8)")
     b.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
-    b.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    b.add_argument("--quiet", action="store_true", help="no header line and no progress lines on stderr")
     b.add_argument(
         "--profile", metavar="PATH", default=None,
         help="after each measurement, one more run with every CPU under cProfile: PATH/cpus<N>/cpu<i>.prof, and the top functions",
@@ -264,7 +264,7 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
     runs, verdicts = [], []
     for i in range(repeat):
         say(f"  --cpus {c}: emulator and ceiling{f' ({i + 1}/{repeat})' if repeat > 1 else ''} ...")
-        report = run(cfg)
+        report = stopped_if_interrupted(run(cfg))
         sps = report.metrics["switches_per_second"]
         ceil = round(ceiling(c, cal["locked_atomics_per_switch"], cal["shared_accesses_per_switch"], cfg.duration), 1)
         runs.append({"switches_per_second": sps, "ceiling_per_second": ceil, "ratio": round(sps / ceil, 3) if ceil else None})
@@ -284,6 +284,13 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
     }
 
 
+def stopped_if_interrupted(report: Any) -> Any:
+    """The runner drains the machine at Ctrl-C and reports: a benchmark stops there, at the first one."""
+    if report.harness.get("interrupted") == "SIGINT":
+        raise KeyboardInterrupt
+    return report
+
+
 DET_STEPS_PER_S = 100_000  # a deterministic row: steps per second of --duration
 
 
@@ -291,11 +298,11 @@ def measure_det(cfg: RunConfig, say: Callable[[str], None] = _progress) -> dict[
     """The deterministic mode against the free mode on one machine: rates over each run's wall time."""
     say(f"  --det-cpus {cfg.cpus}: free and deterministic runs ...")
     t0 = time.monotonic()
-    free = run(cfg)
+    free = stopped_if_interrupted(run(cfg))
     free_s = time.monotonic() - t0
     det_cfg = replace(cfg, sched="pct", steps=int(cfg.duration * DET_STEPS_PER_S))
     t0 = time.monotonic()
-    det = run(det_cfg)
+    det = stopped_if_interrupted(run(det_cfg))
     det_s = time.monotonic() - t0
     det_sw = det.metrics["context_switches"] / det_s
     free_sw = free.metrics["context_switches"] / free_s
@@ -334,7 +341,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if not 0 <= ns.procs_per_cpu <= 64:
         raise ConfigError(f"--procs-per-cpu must be between 0 (the default workload) and 64, got {ns.procs_per_cpu}")
     load = f"{ns.procs_per_cpu} processes per CPU" if ns.procs_per_cpu else "the default workload"
-    print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
+    if not ns.quiet:
+        print(f"load: {load}, seed {ns.seed}", file=sys.stderr)
     rows = []
     models = ns.memory_models.split(",") if ns.memory_models else ["sc"]
     for c in ns.cpus:
@@ -391,6 +399,5 @@ def cmd_bench(ns: argparse.Namespace) -> int:
                         f"{d['free_switches_per_second']:,.0f}", ratio)  # fmt: skip
         print(table_text(det))
     if ns.json:
-        with open(ns.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(ns.json, result)
     return 0

@@ -1,6 +1,7 @@
 """``python -m stress``: run one emulated machine, or list what can be run.
 
-Exit status: 0 clean, 1 violation found, 2 bad usage, 3 the harness itself failed.
+Exit status: 0 clean, 1 violation found, 2 bad usage, 3 the harness itself failed, 4 the output could
+not be written, 130 interrupted (docs/command-line.md).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import contextlib
 import dataclasses
 import difflib
 import inspect
-import json
 import math
 import os
 import re
@@ -26,6 +26,7 @@ from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Wo
 from emu.harness.report import STATUS_USAGE, Report, headline
 from emu.machine.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
+from stress.output import STATUS_INTERRUPTED, STATUS_OUTPUT, OutputError, to_stdout, write_json, write_text
 from stress.progress import ProgressLine, render_report
 
 
@@ -45,6 +46,10 @@ class Parser(argparse.ArgumentParser):
             hint = _option_hint(extras, command)
             where = f"{command.prog}: " if command is not self and "goes after" not in hint else ""
             raise UsageError(f"{where}unrecognized arguments: {' '.join(extras)}{hint}")
+        sub = subcommands(self).get(getattr(ns, "command", None) or "")
+        if sub is not None:
+            argv = list(sys.argv[1:] if args is None else args)
+            ns.given = given_options(sub, argv[argv.index(ns.command) + 1 :])
         return ns
 
     def _hint(self, message: str) -> str:
@@ -81,6 +86,22 @@ def _option_hint(extras: list[str], command: argparse.ArgumentParser) -> str:
         return f"; '{words[0]}' goes after the command: {command.prog} {words[0]}"
     close = difflib.get_close_matches(words[0], own, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def given_options(p: argparse.ArgumentParser, args: list[str]) -> frozenset[str]:
+    """The destinations of the options on the command line, whatever their values (a default
+    restated is given too): ``args`` parsed again with every default left out."""
+    saved = [(a, a.default) for a in p._actions], dict(p._defaults)
+    try:
+        for a in p._actions:
+            a.default = argparse.SUPPRESS
+        p._defaults.clear()
+        ns, _ = argparse.ArgumentParser.parse_known_args(p, args)
+    finally:
+        for a, d in saved[0]:
+            a.default = d
+        p._defaults.update(saved[1])
+    return frozenset(vars(ns))
 
 
 def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -265,9 +286,11 @@ def build_parser() -> Parser:
     sub.required = True
     run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
     add_machine_options(run, cpus=4, duration=3.0)
-    run.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+    run.add_argument(
+        "--json", metavar="PATH", default=None, help="also write the report as JSON ('-': to standard output, the text report to stderr)"
+    )
     run.add_argument("--svg", metavar="PATH", default=None, help="write the first violation's timeline as an SVG picture, a column per CPU")
-    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--quiet", action="store_true", help="no header line and no progress line on stderr")
     run.add_argument("--verbose", action="store_true", help="the report shows every counter, not only those that apply to this run")
     run.add_argument(
         "--expect", choices=("clean", "violation"), default=None, help="exit 0 only if the verdict is this (1 otherwise; 3 harness failure)"
@@ -277,8 +300,12 @@ def build_parser() -> Parser:
     compare.add_parser(sub)
     bench.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
-    ls.add_argument("--json", metavar="PATH", default=None, help="also write the lists as JSON")
+    ls.add_argument(
+        "--json", metavar="PATH", default=None, help="write the lists as JSON instead of the text ('-': standard output, the JSON alone)"
+    )
     ls.add_argument("--quiet", action="store_true", help="names only, one a line")
+    for command in subcommands(p).values():  # each command answers --version too, not only the top level
+        command.add_argument("--version", action="version", version=f"lazytlb {__version__}")
     return p
 
 
@@ -307,9 +334,13 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
         sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
     )  # fmt: skip
+    given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
-        cfg = replayed_config(ns.replay, cfg, explicit_seed=ns.seed is not None)
+        cfg = replayed_config(ns.replay, cfg, given)
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+    if not cfg.replay:  # after the ranges: a value out of range is said as such first
+        check_mode(cfg, given)
+        ns.notes = mode_notes(cfg, given)
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
     check_shm_room(cfg)
     check_writable(ns.json)
@@ -317,37 +348,63 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def replayed_config(path: str, given: RunConfig, explicit_seed: bool) -> RunConfig:
+# the options of ``run`` that say where the report goes or how it looks, not what the machine does
+OUTPUT_OPTIONS = frozenset({"json", "svg", "quiet", "verbose", "expect", "replay", "command", "version"})
+
+
+def replayed_config(path: str, here: RunConfig, given: frozenset[str]) -> RunConfig:
     """``--replay FILE``: the configuration recorded in FILE, which the command line may restate
-    but not change (a setting given that differs from the recording is an error)."""
-    from emu.harness.replay import load_replay, read_report
+    but not change: an option given (even at its default value) that differs from the recording is
+    an error. A recording whose setup was edited since replays, with a warning."""
+    from emu.harness.replay import load_replay, read_report, setup_digest
 
     data = read_report(path, "--replay")
     try:
         recorded = RunConfig.from_dict(data["config"])
     except ConfigError as e:
         raise ConfigError(f"--replay {path}: {e}") from None
-    default = RunConfig()
     other = f"--replay {path}: recorded for another configuration:"
-    for f in dataclasses.fields(RunConfig):
-        mine, theirs = getattr(given, f.name), getattr(recorded, f.name)
-        if f.name in ("replay", "duration") or (f.name == "seed" and not explicit_seed):
+    workload = {f.name for f in dataclasses.fields(Workload)}
+    for dest in sorted(given - OUTPUT_OPTIONS):
+        if dest in workload:
+            mine, theirs = getattr(here.workload, dest), getattr(recorded.workload, dest)
+        elif hasattr(recorded, dest):
+            mine, theirs = getattr(here, dest), getattr(recorded, dest)
+        else:
             continue
-        if f.name == "workload":
-            for wf in dataclasses.fields(Workload):
-                a, b = getattr(mine, wf.name), getattr(theirs, wf.name)
-                if a != getattr(default.workload, wf.name) and a != b:
-                    raise ConfigError(f"{other} --{wf.name.replace('_', '-')} {b} there, {a} here")
-        elif mine != getattr(default, f.name) and mine != theirs:
-            raise ConfigError(f"{other} --{f.name.replace('_', '-')} {theirs} there, {mine} here")
+        if mine != theirs:
+            raise ConfigError(f"{other} --{dest.replace('_', '-')} {theirs} there, {mine} here")
+    digest = data.get("setup_digest")
+    if digest is not None and digest != setup_digest(data["config"]):
+        print(f"stress: warning: --replay {path}: its recorded setup was edited: this replay no longer repeats the recorded run",
+              file=sys.stderr)  # fmt: skip
     cfg = dataclasses.replace(recorded, replay=path)
     load_replay(cfg)  # the schedule itself: there, whole, and for this machine
     return cfg
 
 
+def check_mode(cfg: RunConfig, given: frozenset[str]) -> None:
+    """Refuse an option that does nothing in this run's mode, rather than accept it silently."""
+    if not cfg.deterministic:
+        for dest in ("steps", "depth"):
+            if dest in given:
+                raise ConfigError(f"--{dest} sets a deterministic run's load: add --sched pct or random (a free run lasts --duration)")
+    elif "depth" in given and cfg.sched != "pct":
+        raise ConfigError(f"--depth is PCT's bug depth: it does nothing under --sched {cfg.sched}")
+    if cfg.race_delay and not resolve(cfg.scheme).has_race_window:
+        raise ConfigError(f"--race-delay: {cfg.scheme} marks no race window, so the delay would never be taken")
+
+
+def mode_notes(cfg: RunConfig, given: frozenset[str]) -> list[str]:
+    """What an option does in this run, where that differs from what its name suggests."""
+    if "procs" in given and cfg.workload.procs == 1:
+        return ["--procs 1: one user process lives at a time; the next forks only once the last has exited"]
+    return []
+
+
 def check_writable(path: str | None, option: str = "--json") -> None:
-    """Refuse, before the run, a path that its file cannot be written to."""
-    if path:
+    """Refuse, before the run, a path that its file cannot be written to (``-``: standard output)."""
+    if path and not to_stdout(path):
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             raise ConfigError(f"{option}: cannot write to '{path}' (no such writable directory)")
@@ -395,13 +452,12 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],
         "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
     }
-    if ns.quiet:
+    if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
+        write_json(ns.json, lists)
+    if ns.quiet and not to_stdout(ns.json):
         print("\n".join(x["name"] for items in lists.values() for x in items))
-    else:
+    elif not ns.json:
         cmd_list()
-    if ns.json:
-        with open(ns.json, "w") as f:
-            json.dump(lists, f, indent=1)
     return 0
 
 
@@ -410,20 +466,26 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
     cfg = config_from(ns)
     length = f"{cfg.steps:,} steps under --sched {cfg.sched}" if cfg.deterministic else f"{cfg.duration:g}s"
-    print(f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {length}", file=sys.stderr)
+    if not ns.quiet:
+        notes = "".join(f"; {n}" for n in getattr(ns, "notes", []))  # on the first line: what an option does here
+        head = f"lazytlb: seed {cfg.seed}, {cfg.cpus} CPUs, {cfg.scheme} on {cfg.arch} ({cfg.memory_model}), {length}"
+        print(head + notes, file=sys.stderr)
     progress = ProgressLine() if not ns.quiet else None
     try:
         report = run(cfg, progress)
     finally:
         if progress:
             progress.done()
-    tty = sys.stdout.isatty()  # colour and the terminal's width; plain text, as wide as it needs, in a pipe
-    print(render_report(report, ns.verbose, color=tty, width=shutil.get_terminal_size().columns if tty else None))
+    text = sys.stderr if to_stdout(ns.json) else sys.stdout  # --json -: standard output carries the JSON alone
+    tty = text.isatty()  # colour and the terminal's width; plain text, as wide as it needs, in a pipe
+    print(render_report(report, ns.verbose, color=tty, width=shutil.get_terminal_size().columns if tty else None), file=text)
     if ns.json:
-        with open(ns.json, "w") as f:
-            json.dump(report.to_json(), f, indent=1)
+        write_json(ns.json, report.to_json())
     if ns.svg:
         write_svg(report, ns.svg)
+    if report.harness.get("interrupted") == "SIGINT":  # Ctrl-C: the drained run is reported (and written) above
+        print("stress: interrupted", file=sys.stderr)
+        return STATUS_INTERRUPTED
     return expectation_status(report.status, report.verdict, ns.expect)
 
 
@@ -435,11 +497,7 @@ def write_svg(report: Report, path: str) -> None:
         return
     events = [Ev(*e) for e in report.timeline_events[0]]
     picture = columns_svg(events, "step" if "sched" in report.harness else "ns", title=f"{headline(report)}\nrerun: {report.command}")
-    try:
-        with open(path, "w") as f:
-            f.write(picture)
-    except OSError as e:  # checked before the run; gone since
-        raise ConfigError(f"--svg: cannot write to '{path}' ({e.strerror})") from None
+    write_text(path, picture, "--svg")
 
 
 def expectation_status(status: int, verdict: str, expect: str | None) -> int:
@@ -488,9 +546,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegmentError as e:
         print(f"stress: error: {one_line(str(e))}", file=sys.stderr)
         return 3
+    except OutputError as e:  # the command finished; only its file is missing
+        print(f"stress: error: {one_line(str(e))}", file=sys.stderr)
+        return STATUS_OUTPUT
     except KeyboardInterrupt:
         print("stress: interrupted", file=sys.stderr)
-        return 130
+        return STATUS_INTERRUPTED
     except BrokenPipeError:  # the reader went away (| head): nothing more to say, and no traceback at exit
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -61,13 +61,22 @@ def repeats(job: tuple[str, str, int]) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m stress.detection", description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=("free", "det"))
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--only", default="", help="cell ids, ';' between them (default: every broken cell)")
-    p.add_argument("--json", default=None)
+    doc = (__doc__ or "").strip()
+    p = argparse.ArgumentParser(prog="python -m stress.detection", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("free", "det"), help="free: the host interleaves the CPUs; det: --sched pct, one CPU at a time")
+    p.add_argument("--seeds", type=int, default=10, help="first seeds per cell, each followed by consecutive ones (default: 10)")
+    p.add_argument("--only", default="", help="broken cells' ids as hunt --matrix prints them, ';' between (default: every broken cell)")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     ns = p.parse_args(argv)
     only = set(ns.only.split(";")) if ns.only else None
+    broken = {c.id for c in CELLS if c.expect != CLEAN}
+    unknown = sorted((only or set()) - broken)
+    if unknown:  # one line, status 2, as every bad input
+        print(f"python -m stress.detection: error: --only: no broken cell '{unknown[0]}' (hunt --matrix lists the cells)", file=sys.stderr)
+        return 2
+    if ns.seeds < 1:
+        print(f"python -m stress.detection: error: --seeds must be at least 1, got {ns.seeds}", file=sys.stderr)
+        return 2
     cells = [c for c in CELLS if c.expect != CLEAN and (only is None or c.id in only)]
     found: dict[str, list[tuple[float | None, int, int | None]]] = {}
     with ProcessPoolExecutor(2) as ex:

@@ -165,7 +165,6 @@ def report_parts(r: Report, verbose: bool = False, timeline_lines: int = 40, wid
         parts.append(Text(f"  harness failure: {h['error']}", style="yellow"))
     parts.append(Text(""))
     parts.append(Text(f"the rerun {rerun_note(r)}", style="dim"))
-    parts.append(Text(f"rerun: {r.command}"))
     return parts
 
 
@@ -207,7 +206,8 @@ def render_report(r: Report, verbose: bool = False, color: bool = False, width: 
     con = Console(file=out, force_terminal=color, no_color=not color, width=width or PLAIN_WIDTH, highlight=False, markup=False)
     for part in report_parts(r, verbose, width=width or PLAIN_WIDTH):
         con.print(part)
-    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+    # the rerun command outside rich: it is copied whole, so it is never wrapped, in a pipe or on a terminal
+    return "\n".join([*(line.rstrip() for line in out.getvalue().splitlines()), f"rerun: {r.command}"])
 
 
 def plain_table(*columns: tuple[str, str]) -> Table:

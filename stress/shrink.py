@@ -30,13 +30,17 @@ from typing import Any
 
 from emu.harness.columns import Ev, columns_svg, columns_text
 from emu.harness.config import ConfigError, RunConfig
-from emu.harness.replay import read_report
+from emu.harness.replay import read_report, setup_digest
 from emu.harness.report import Report, headline
 from emu.machine.detsched import Schedule
+from stress.output import STATUS_INTERRUPTED, write_json, write_text
 from stress.progress import LiveStatus
 
 MIN_CPUS = 2
 STORY_EVENTS = 40  # the interleaving shown: the violating mm's last events, up to the violation
+# a remote dropper's steps that explain its drop: the other mm's exit, and the scheme's own steps in
+# its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, a stall, an xchg)
+SCAN_STEPS = re.compile(r"__mmput\(|reads cpu\d+'s |stalls in the race window|xchg: ")
 
 
 def add_parser(sub: Any) -> None:
@@ -47,7 +51,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--budget", type=Duration(), default=60.0, help="wall-clock budget for the replays, e.g. 90s, 5m (default: 60s)")
     s.add_argument("--json", metavar="PATH", default=None, help="where the shrunk run's report goes (default: REPORT with .shrunk.json)")
     s.add_argument("--svg", metavar="PATH", default=None, help="also draw the interleaving as SVG")
-    s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.add_argument("--quiet", action="store_true", help="no header line and no progress line")
 
 
 @dataclasses.dataclass
@@ -103,7 +107,7 @@ class Shrinker:
             )
         r = run(dataclasses.replace(cfg, replay=path, fail_fast=True))
         if r.harness.get("interrupted"):
-            raise KeyboardInterrupt  # Ctrl-C stopped this replay: the shrink stops too (what it found so far is lost)
+            raise KeyboardInterrupt  # Ctrl-C stopped this replay: the shrink stops, and keeps the smallest failing run so far
         if self.status:
             self.status.update(time.monotonic() - self.t0, self.budget, f"{self.replays} replays, {self.best.handovers:,} hand-overs left")
         if r.harness["error"] is not None or self.kind not in r.violation_counts:
@@ -175,7 +179,7 @@ class Shrinker:
 
 def story(report: dict[str, Any]) -> list[Ev]:
     """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation
-    (marked), and the ``__mmput`` of any CPU that dropped a count of it without ever running it."""
+    (marked), and the ``__mmput`` and scan steps of any CPU that dropped a count of it without ever running it."""
     if not report.get("timeline_events"):
         return []
     events = [Ev(*e) for e in report["timeline_events"][0]]
@@ -188,10 +192,10 @@ def story(report: dict[str, Any]) -> list[Ev]:
         return []
     # a CPU that dropped a count of the mm without running it did so from another mm's exit: show that exit
     counts = {i for i in mine if events[i].text.startswith("mm_count(")}
-    users = {events[i].cpu for i in mine if i not in counts}
+    users = {events[i].cpu for i in mine if i not in counts and not SCAN_STEPS.match(events[i].text)}
     remote = {events[i].cpu for i in counts if "-1 ->" in events[i].text} - users
-    why = [i for i in range(mine[0], mine[-1]) if events[i].cpu in remote and events[i].text.startswith("__mmput(")]
-    return [events[i] for i in sorted(mine + why)]
+    why = [i for i in range(mine[0], mine[-1]) if events[i].cpu in remote and SCAN_STEPS.match(events[i].text)]
+    return [events[i] for i in sorted({*mine, *why})]
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:
@@ -206,18 +210,22 @@ def cmd_shrink(ns: argparse.Namespace) -> int:
     check_writable(out)
     kind = target_kind(report)
     before = (cfg.steps, cfg.cpus, report["schedule"]["count"])
-    print(f"shrink: {kind} in {ns.report}: {before[1]} CPUs, {before[0]:,} steps, {before[2]:,} hand-overs", file=sys.stderr)
+    if not ns.quiet:
+        print(f"shrink: {kind} in {ns.report}: {before[1]} CPUs, {before[0]:,} steps, {before[2]:,} hand-overs", file=sys.stderr)
     status = None if ns.quiet else LiveStatus(what="shrink")
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="lazytlb-shrink-") as tmp:
+        shrinker = Shrinker(cfg, report, kind, ns.budget, tmp, status)
         try:
-            best = Shrinker(cfg, report, kind, ns.budget, tmp, status).shrink()
+            best = shrinker.shrink()
+        except KeyboardInterrupt:  # Ctrl-C: the smallest failing run found so far is the result
+            best, interrupted = shrinker.best, True
         finally:
             if status:
                 status.done()
     final = dataclasses.replace(best.cfg, replay=out)
-    rep = dict(best.report, config=final.to_dict())
-    with open(out, "w") as f:
-        json.dump(rep, f, indent=1)
+    rep = dict(best.report, config=final.to_dict(), setup_digest=setup_digest(final.to_dict()))
+    write_json(out, rep)
     r = Report(**{k: v for k, v in rep.items() if k in {f.name for f in dataclasses.fields(Report)}})
     events = story(rep)
     print(headline(r))
@@ -230,6 +238,8 @@ def cmd_shrink(ns: argparse.Namespace) -> int:
     print()
     print(f"replay: python -m stress run --replay {out}")
     if ns.svg and events:
-        with open(ns.svg, "w") as f:
-            f.write(columns_svg(events, "step", title=f"{headline(r)}\nreplay: python -m stress run --replay {out}"))
+        write_text(ns.svg, columns_svg(events, "step", title=f"{headline(r)}\nreplay: python -m stress run --replay {out}"), "--svg")
+    if interrupted:
+        print(f"shrink: interrupted after {shrinker.replays} replays: {out} holds the smallest failing run found so far", file=sys.stderr)
+        return STATUS_INTERRUPTED
     return 0

@@ -71,10 +71,16 @@ def fit(natural: list[int], room: int, floor: int = MIN_COLUMN) -> list[int]:
     return [min(n, cap) for n in natural]
 
 
+ABBREV = "~"  # the mark of a word cut short to fit its column
+WORD_FLOOR = 24  # a column keeps room for a word this long (kthread_use_mm, finish_task_switch) before it abbreviates
+
+
 def wrap(text: str, width: int) -> list[str]:
     """``text`` in lines of at most ``width`` characters, broken at spaces where it can be."""
     # "mm13#1 -> mm14#1": never break at the arrow's hyphen, only at spaces (or inside a long word)
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    # a word longer than the column is abbreviated (its end cut, ABBREV marks it), never split over two lines
+    words = [w if len(w) <= width else w[: max(1, width - len(ABBREV))] + ABBREV for w in text.split()]
+    return textwrap.wrap(" ".join(words), width, break_on_hyphens=False, break_long_words=False) or [""]
 
 
 def columns_text(events: Sequence[Ev], unit: str = "ns", width: int = 0) -> list[str]:
@@ -94,7 +100,11 @@ def columns_text(events: Sequence[Ev], unit: str = "ns", width: int = 0) -> list
     for e in events:
         natural[col[e.cpu]] = max(natural[col[e.cpu]], len(e.text))
     floors = [max(MIN_COLUMN, len(f"cpu{c}")) for c in cpus]
-    widths = fit(natural, width - gutter - len(SEP) * len(cpus), max(floors))
+    # a column is never narrower than its longest word (up to WORD_FLOOR): a name (kthread_use_mm) is not split
+    words = [0] * len(cpus)
+    for e in events:
+        words[col[e.cpu]] = min(WORD_FLOOR, max(words[col[e.cpu]], *map(len, e.text.split() or [""])))
+    widths = [max(w, n) for w, n in zip(fit(natural, width - gutter - len(SEP) * len(cpus), max(floors)), words, strict=True)]
 
     def row(left: str, cells: dict[int, str]) -> str:
         return (left.ljust(gutter) + "".join(SEP + cells.get(i, "").ljust(w) for i, w in enumerate(widths))).rstrip()

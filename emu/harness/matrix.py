@@ -28,6 +28,9 @@ class Cell:
     options: dict[str, Any] = field(default_factory=dict)
     why: str = ""
     min_seconds: float = 0.0  # a rare race: runs of this cell last at least this long
+    # the runs of at least min_seconds a broken cell is given before it may be called not caught: its
+    # catch is not certain in one (a free run's interleaving is the host's); hunt budgets for them
+    catch_runs: int = 3
     arch_mutant: str | None = None  # a mutant of the arch model (emu.arch.ARCH_MUTANTS), under the scheme ``strategy``
     workload: dict[str, Any] = field(default_factory=dict)  # Workload fields that differ from the run's
     also: tuple[str, ...] = ()  # other kinds that catch it: the cell runs code with more than one defect

@@ -3,6 +3,7 @@ the configuration it will steer (``run --replay``, ``stress shrink``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -11,6 +12,13 @@ from emu.machine.detsched import Schedule
 
 # settings a replay need not share with the recording: they do not steer the machine
 REPLAY_FREE = ("replay", "duration", "fail_fast", "watchdog", "ipi_timeout")
+
+
+def setup_digest(config: dict[str, Any]) -> str:
+    """A digest of the settings that steer a deterministic run: a report carries it, so that a
+    replay can tell a recorded setup edited since (it no longer repeats the recorded run)."""
+    steering = {k: v for k, v in sorted(config.items()) if k not in REPLAY_FREE}
+    return hashlib.sha256(json.dumps(steering, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_report(path: str, who: str) -> dict[str, Any]:

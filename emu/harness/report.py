@@ -12,6 +12,7 @@ import numpy as np
 from emu.arch.base import EV_SWITCH_MM
 from emu.checks.oracle import EV_VIOLATION, KINDS, LEAK, site_name
 from emu.harness.config import RunConfig, Workload
+from emu.harness.replay import setup_digest
 from emu.kernel.mm import EV_MMDROP
 from emu.machine.detsched import STEP_NS
 from emu.machine.irq import ipi_name
@@ -71,7 +72,8 @@ class Report:
     schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.machine.detsched)
 
     def to_json(self) -> dict[str, Any]:
-        extra = {"schedule": self.schedule} if self.schedule is not None else {}
+        # a deterministic run's setup and schedule repeat it: the digest tells a replay if the setup was edited
+        extra = {"schedule": self.schedule, "setup_digest": setup_digest(self.config)} if self.schedule is not None else {}
         return {
             "config": self.config,
             "metrics": self.metrics,
@@ -376,6 +378,7 @@ METRICS: dict[str, Metric] = {
     "switches_per_second": Metric(WORKLOAD, ALWAYS, "over the load"),
     "lazy_switches": Metric(WORKLOAD, ALWAYS, "user -> kernel: a lazy use begins"),
     "forks": Metric(WORKLOAD, NONZERO, "processes forked, each a new mm"),
+    "forks_no_mm": Metric(WORKLOAD, NONZERO, "forks refused: every mm slot taken (the machine starves)"),
     "exits": Metric(WORKLOAD, NONZERO, "user threads exited"),
     "mm_created": Metric(WORKLOAD, ALWAYS, "mms allocated"),
     "mm_freed": Metric(WORKLOAD, ALWAYS, "mms freed (__mmdrop)"),
@@ -386,7 +389,7 @@ METRICS: dict[str, Metric] = {
     "tlb_flushes": Metric(WORKLOAD, NONZERO, "flushes of a live mm (munmap)"),
     "lazy_refcount_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "mm_count atomics for lazy use"),
     "mm_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "atomics on mm lines (count, mask)"),
-    "lock_wait_ns_per_switch": Metric(PER_SWITCH, ALWAYS, "emulator lock wait (contention)"),
+    "lock_wait_ns_per_switch": Metric(HARNESS, ALWAYS, "emulator lock wait per switch (the emulator's, not the scheme's)"),
     "lazy_refcount_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
     "mm_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
     "mm_exits": Metric(PER_EXIT, ALWAYS, "mms torn down (last mmput)"),

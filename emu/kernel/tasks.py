@@ -63,7 +63,8 @@ class Tasks:
         if len(free) < n:
             return
         mm = self.mm.mm_alloc(users=n)
-        if not mm:
+        if not mm:  # every mm slot is taken (leaked mms fill them): the load cannot keep its processes
+            self.count("forks_no_mm")
             return
         self.atomics.atomic_add(H_LIVE_USERS, n)
         self.trace(EV_FORK, mm, n)

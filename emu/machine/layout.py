@@ -122,6 +122,7 @@ BASE_COUNTERS = (
     "mm_created",
     "mm_freed",
     "forks",
+    "forks_no_mm",
     "exits",
     "kthread_use_mm",
     "execs",

@@ -14,12 +14,25 @@ from typing import TYPE_CHECKING, ClassVar
 
 from emu.checks.oracle import SCHEME_WARNING, site
 from emu.machine.layout import C_SCHEME, INIT_MM
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
 
 AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 AT_UNLAZY = site("unlazy_mm_irqs_off: WARN_ON_ONCE(current->mm)")
+
+EV_RACE_STALL = event("race_stall", "stalls in the race window (--race-delay), {n:a} yields")
+# what a scheme does to a per-CPU field of its own, as the timeline says it: a is the mm, b the CPU whose field it is
+SHOWN_OPS = {
+    "read": "reads {cpu:b}'s %s: {mm:a}",
+    "set": "sets {cpu:b}'s %s to {mm:a}",
+    "clear": "clears {cpu:b}'s %s: the lazy use of {mm:a} ends",
+    "park": "xchg: parks {mm:a} in {cpu:b}'s %s",
+    "displace": "xchg: takes {mm:a} out of {cpu:b}'s %s",
+    "take": "takes {mm:a} out of {cpu:b}'s %s",
+}
+SHOWN: dict[tuple[str, str], int] = {}  # (op, field) -> event code, registered at import: before the CPUs fork
 
 
 class Strategy:
@@ -29,6 +42,17 @@ class Strategy:
     pins: ClassVar[tuple[str, ...]] = ()  # those that pin an mm (a hazard slot, a parked reference): never a freed one
     counters: ClassVar[tuple[str, ...]] = ()  # extra per-CPU counters
     mutant_of: ClassVar[str | None] = None  # set on a deliberately broken variant
+    has_race_window: ClassVar[bool] = False  # it calls race_window(): --race-delay has somewhere to stall
+    # per-CPU fields whose reads, writes and exchanges the timeline shows (``show``): those a story of
+    # the scheme turns on, where they are not on every switch's path
+    shown: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kw: object) -> None:
+        super().__init_subclass__(**kw)
+        for f in cls.shown:
+            for op, fmt in SHOWN_OPS.items():
+                SHOWN[(op, f)] = event(f"{op} {f}", fmt % f)
+
     # --fix NAME: later patches' fixes this scheme can apply, name -> what the fix is
     FIXES: ClassVar[dict[str, str]] = {}
     # where the generic kernel paths differ by series:
@@ -54,6 +78,7 @@ class Strategy:
         self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
         # the scheduler skips the call on every switch for a scheme that does nothing there
         self.has_finish_task_switch = type(self).finish_task_switch is not Strategy.finish_task_switch
+        self._trace = cpu.trace
         cpu.oracle.watch_pins([C_SCHEME + self.percpu.index(f) for f in self.pins])
 
     def rq(self, field: str, cpu: int | None = None) -> int:
@@ -139,10 +164,16 @@ class Strategy:
     def count(self, name: str, n: int = 1) -> None:
         self._counters[self._cnt[name]] += n  # KernelCpu.count, without the second call: on every lazy switch
 
+    def show(self, op: str, field: str, mm: int, cpu: int = -1) -> None:
+        """Trace an access of the scheme to ``cpu``'s ``field`` (this CPU's by default): one of ``SHOWN_OPS``."""
+        self._trace(SHOWN[(op, field)], mm, self.smp_processor_id if cpu < 0 else cpu)
+
     def race_window(self) -> None:
         """A marked race window in the scheme: with ``--race-delay``, stall here now and then so
         that another CPU can run through the window (targeted delay injection; no effect at 0)."""
         if self._delay_p and self._delay_rand() < self._delay_p:
             self.count("race_delays")
-            for _ in range(1 + int(self._delay_rand() * 4)):
+            n = 1 + int(self._delay_rand() * 4)
+            self._trace(EV_RACE_STALL, n)
+            for _ in range(n):
                 self.c.yield_point()

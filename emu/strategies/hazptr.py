@@ -72,9 +72,11 @@ AT_HP_SCAN = site("hp_scan: busy-wait on a slot that keeps the mm")
 
 class Hazptr(Strategy):
     name = "hazptr"
+    has_race_window = True
     summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1, H3)"
     percpu = ("hazptr_slot",)
     pins = ("hazptr_slot",)
+    shown = ("hazptr_slot",)  # the publish and clear of the slot, the scan's finds
     counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
     exit_mm_grab_irqs_off = True
     FIXES: ClassVar[dict[str, str]] = {
@@ -107,11 +109,13 @@ class Hazptr(Strategy):
         if self.READ_ONCE(self.slot):
             return False  # busy: not overwritten, the new lazy mm stays unprotected
         self.WRITE_ONCE(self.slot, mm)
+        self.show("set", "hazptr_slot", mm)
         return True
 
     def mmdrop_lazy_tlb(self, mm: int) -> None:
         self.smp_mb()  # the lazy use's accesses before the slot is seen empty
         self.WRITE_ONCE(self.slot, 0)  # this_cpu: the CPU it runs on now
+        self.show("clear", "hazptr_slot", mm)
 
     def hazptr_load_try_protect(self, addr_p: int) -> int:
         """Publish ``*addr_p`` in this CPU's slot and re-check it; 0 (slot empty) if it went."""
@@ -139,6 +143,7 @@ class Hazptr(Strategy):
             if cpu != me:
                 self.count("remote_slot_reads")
             if self.smp_load_acquire(slot) == mm:
+                self.show("read", "hazptr_slot", mm, cpu)
                 self.retire(cpu, mm)
                 self.busy_wait(slot, mm)
 
@@ -194,3 +199,4 @@ class HazptrNoDropMb(Hazptr):
 
     def mmdrop_lazy_tlb(self, mm: int) -> None:
         self.WRITE_ONCE(self.slot, 0)  # no smp_mb before the clear
+        self.show("clear", "hazptr_slot", mm)

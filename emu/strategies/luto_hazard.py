@@ -59,9 +59,11 @@ AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")
 
 class LutoHazard(Strategy):
     name = "luto-hazard"
+    has_race_window = True
     summary = "rq->lazy_mm hazard pointer; __mmput scans lazy CPUs and parks mm_count refs in rq->drop_mm"
     percpu = ("lazy_mm", "drop_mm")
     pins = ("drop_mm",)
+    shown = ("lazy_mm", "drop_mm")  # the scan's reads, the parked references and their take-out
     counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
 
     def __init__(self, cpu: KernelCpu) -> None:
@@ -99,6 +101,7 @@ class LutoHazard(Strategy):
             ok, old = self.try_cmpxchg_relaxed(self.drop_mm, old, 0)
             if ok:
                 break
+        self.show("take", "drop_mm", old)
         self.count("mm_line_atomics")
         self.mmdrop(old)
 
@@ -114,6 +117,7 @@ class LutoHazard(Strategy):
             if cpu != me:
                 self.count("remote_slot_reads")
             if self.smp_load_acquire(self.rq("lazy_mm", cpu)) == mm:
+                self.show("read", "lazy_mm", mm, cpu)
                 self.race_window()
                 yield cpu
 
@@ -139,6 +143,7 @@ class LutoHazard(Strategy):
         if not old:
             if not self.try_cmpxchg(drop_mm, 0, mm)[0]:
                 return False
+            self.show("park", "drop_mm", mm, cpu)
             self.race_window()  # parked: the CPU may take it at its next switch
             return True
         # (1) lazy_mm read, (2) it switched to old and went lazy, (3) old parked: re-read
@@ -148,6 +153,8 @@ class LutoHazard(Strategy):
             return True
         if self.cmpxchg(drop_mm, old, mm) != old:
             return False
+        self.show("park", "drop_mm", mm, cpu)
+        self.show("displace", "drop_mm", old, cpu)
         self.race_window()
         self.count("mm_line_atomics")
         self.mmdrop(old)
@@ -182,6 +189,7 @@ class LutoHazardRelaxedXchg(LutoHazard):
         if not old:
             if not self.try_cmpxchg_relaxed(drop_mm, 0, mm)[0]:  # may be seen before the mm_count raise
                 return False
+            self.show("park", "drop_mm", mm, cpu)
             self.race_window()
             return True
         if self.smp_load_acquire(self.rq("lazy_mm", cpu)) != mm:
@@ -190,6 +198,8 @@ class LutoHazardRelaxedXchg(LutoHazard):
             return True
         if self.cmpxchg_relaxed(drop_mm, old, mm) != old:
             return False
+        self.show("park", "drop_mm", mm, cpu)
+        self.show("displace", "drop_mm", old, cpu)
         self.race_window()
         self.count("mm_line_atomics")
         self.mmdrop(old)

@@ -70,9 +70,11 @@ AT_FIXUP_OLD = site("mm_fixup_lazy_refs: WARN_ON_ONCE(old == mm)")
 
 class LutoRfc(Strategy):
     name = "luto-rfc"
+    has_race_window = True
     summary = "RFC v2 mockup as posted (D1, D2, D4, B3); --fix drop-check,scan-online,integrated"
     percpu = ("lazy_mm", "mm_to_mmdrop")
     pins = ("mm_to_mmdrop",)
+    shown = ("lazy_mm", "mm_to_mmdrop")  # the scan's read and the parked references: B3's story
     counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
     FIXES: ClassVar[dict[str, str]] = {
         "drop-check": "D1: 2022 mmdrop_lazy, never drop the parked mm this CPU is still lazy on",
@@ -135,6 +137,7 @@ class LutoRfc(Strategy):
                 if ok:
                     break
         if old:
+            self.show("take", "mm_to_mmdrop", old)
             self.count("mm_line_atomics")
             self.mmdrop(old)
 
@@ -153,12 +156,15 @@ class LutoRfc(Strategy):
                 self.count("remote_slot_reads")
             if self.READ_ONCE(self.rq("lazy_mm", cpu)) != mm:
                 continue
+            self.show("read", "lazy_mm", mm, cpu)
             self.race_window()
             self.count("mm_line_atomics")
             self.mmgrab(mm)
             old = self.atomic_long_xchg(self.rq("mm_to_mmdrop", cpu), mm)
+            self.show("park", "mm_to_mmdrop", mm, cpu)
             if not old:
                 continue  # "All done!"
+            self.show("displace", "mm_to_mmdrop", old, cpu)
             if old == mm:
                 self.c.oracle.report(SCHEME_WARNING, mm, AT_FIXUP_OLD)
             self.count("mm_line_atomics")

@@ -139,6 +139,10 @@ def _first(clock_ns: int, t_run_ns: int) -> float | None:
     return round(max(0, clock_ns - t_run_ns) / 1e9, 4) if clock_ns and t_run_ns else None
 
 
+# written apart, or not 'run' options at all: a benchmark's run is rerun by its 'compare --benchmark' command
+NOT_RUN_FLAGS = ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload", "benchmark", "bench_tasks")
+
+
 def command_for(cfg: RunConfig) -> str:
     """The exact command that reruns this configuration and seed: every setting that differs
     from its default, as the flag of the same name (``--no-NAME`` for a default-on switch)."""
@@ -149,7 +153,7 @@ def command_for(cfg: RunConfig) -> str:
     default = RunConfig()
     for f in dataclasses.fields(RunConfig):
         value = getattr(cfg, f.name)
-        if f.name in ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload") or value == getattr(default, f.name):
+        if f.name in NOT_RUN_FLAGS or value == getattr(default, f.name):
             continue
         flag = f.name.replace("_", "-")
         if isinstance(value, bool):

@@ -101,6 +101,9 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--quiet", action="store_true", help="no line per run on stderr")
     c.add_argument("--plot", metavar="PATH", default=None, help="draw the scaling curves to PATH.png (needs matplotlib: the 'plot' extra)")
     _add_workload(c)
+    from stress.compare_benchmark import add_arguments  # --benchmark: a published benchmark on a real machine
+
+    add_arguments(c)
 
 
 # -- what runs --------------------------------------------------------------------------------
@@ -360,7 +363,11 @@ def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> N
 
 def cmd_compare(ns: argparse.Namespace) -> int:
     from emu.harness.runner import run
+    from stress.compare_benchmark import check, cmd_compare_benchmark
 
+    if ns.benchmark:
+        return cmd_compare_benchmark(ns)
+    check(ns)
     costs = check_options(ns)
     configs = plan(ns)
     seed = configs[0].seed

@@ -21,7 +21,7 @@ from typing import Any
 
 from emu.harness.config import ConfigError
 
-BENCH_ONLY = ("machine", "tasks", "arch")  # compare's options that only --benchmark takes
+BENCH_ONLY = {"machine": "--machine", "tasks": "--tasks", "bench_arch": "--arch"}  # compare's options that only --benchmark takes
 SYNTHETIC_ONLY = ("arches", "cpus", "project", "cost")  # and those it does not
 
 
@@ -39,13 +39,15 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
         "--tasks", type=IntList(), default=None,
         help="comma list of the benchmark's task counts (will-it-scale -t, hackbench groups; default: the published run's)",
     )  # fmt: skip
-    c.add_argument("--arch", type=ARCH, default=None, help="the arch model whose costs are counted (default: the machine's)")
+    c.add_argument(
+        "--arch", dest="bench_arch", type=ARCH, default=None, help="the arch model whose costs are counted (default: the machine's)"
+    )
 
 
 def check(ns: argparse.Namespace) -> None:
     """One line for a mix of the two modes' options or a missing --machine."""
     if not ns.benchmark:
-        given = [f"--{o}" for o in BENCH_ONLY if getattr(ns, o, None) is not None]
+        given = [flag for dest, flag in BENCH_ONLY.items() if getattr(ns, dest, None) is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} needs --benchmark NAME")
         return
@@ -138,7 +140,7 @@ def cmd_compare_benchmark(ns: argparse.Namespace) -> int:
     check(ns)
     say = None if ns.quiet else (lambda text: print(f"compare: {text}", file=sys.stderr))
     try:
-        cmp = compare_benchmark(ns.benchmark, ns.machine, ns.tasks, ns.strategies, ns.arch, progress=say)
+        cmp = compare_benchmark(ns.benchmark, ns.machine, ns.tasks, ns.strategies, ns.bench_arch, progress=say)
     except MeasureError as e:
         print(f"stress: harness failed: {e}", file=sys.stderr)
         return 3

@@ -100,7 +100,11 @@ def load_machine(name: str) -> Machine:
     names = machine_names()
     if name not in names:
         raise ConfigError(f"unknown machine '{name}' {suggest(name, names)}")
-    text = resources.files("emu.harness").joinpath("machines", f"{name}.json").read_text()
+    return parse_machine(name, resources.files("emu.harness").joinpath("machines", f"{name}.json").read_text())
+
+
+def parse_machine(name: str, text: str) -> Machine:
+    """A machine file's text, checked: every constant present, with a value >= 0 and a source."""
     try:
         d = json.loads(text)
         consts = d["constants"]
@@ -124,7 +128,7 @@ def load_machine(name: str) -> Machine:
             name=d["name"], description=d["description"], arch=d["arch"], published_tasks=int(pub["value"]),
             published_tasks_source=str(pub["source"]), values=values, sources=sources, fitted=tuple(d.get("fitted", [])),
         )  # fmt: skip
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise ConfigError(f"machine '{name}': bad file ({e})") from None
 
 

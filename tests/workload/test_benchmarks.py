@@ -1,0 +1,113 @@
+"""The benchmark-shaped loads have their benchmarks' shapes: what the emulator counts per operation
+against what the benchmark's structure implies. Deterministic runs (``--sched random``), so the
+counts are the same on every host; the bounds come from the structure, not from a run."""
+
+from __future__ import annotations
+
+import pytest
+
+from emu.harness.benchmark import BENCHMARKS, MEASURE_CPUS, OpCounts, bench_config, measure, tasks_for
+from emu.harness.runner import run
+from emu.workload.benchmarks import HACKBENCH_FDS, MEMORYSIZE_PAGES, ContextSwitch1Threads, Hackbench
+
+STEPS = 8_000  # enough for a few hundred operations a run, a second or two on the development box
+
+
+def counts(name: str, strategy: str, arch: str, units: int) -> OpCounts:
+    return measure(name, strategy, arch, units, cpus=MEASURE_CPUS, steps=STEPS)
+
+
+def test_context_switch1_with_a_cpu_per_task_is_one_lazy_transition_per_iteration() -> None:
+    """Two pairs on four CPUs: every write wakes a partner that sleeps alone on its CPU, and the
+    writer then blocks on its read, its CPU going idle: one user -> idle -> user transition per
+    iteration, two switches, and under refcount two mm_count atomics (mmgrab_lazy_tlb, then
+    mmdrop_lazy_tlb). A read whose byte arrives before its reader switched out costs none, so a
+    little less than one; never more."""
+    c = counts("context_switch1_threads", "refcount", "x86", 2)
+    lazy, per = c.per_op["lazy_switches"], c.per_op
+    assert 0.9 <= lazy <= 1.0 + 1e-9, c.to_json()
+    assert per["context_switches"] == pytest.approx(2 * lazy, abs=0.01)
+    assert per["lazy_refcount_atomics"] == pytest.approx(2 * lazy, abs=0.01)
+    assert per["remote_wakeups"] == pytest.approx(lazy, abs=0.01)  # each lazy cycle ends with a wake-up from the partner's CPU
+    assert c.count_line_atomics == pytest.approx(per["lazy_refcount_atomics"], abs=0.01)  # they land on the mm's record line
+
+
+def test_context_switch1_with_more_tasks_than_cpus_loses_its_lazy_transitions() -> None:
+    """Eight pairs on four CPUs (four tasks a CPU): a blocking reader's CPU usually has another
+    runnable task, so it switches user -> user; the lazy transitions fall well below the one per
+    iteration of a CPU per task, and with them refcount's atomics."""
+    alone = counts("context_switch1_threads", "refcount", "x86", 2)
+    crowded = counts("context_switch1_threads", "refcount", "x86", 8)
+    assert crowded.per_op["lazy_switches"] < 0.5 * alone.per_op["lazy_switches"], (alone.to_json(), crowded.to_json())
+    assert crowded.count_line_atomics < 0.5 * alone.count_line_atomics
+    assert crowded.per_op["context_switches"] >= 1.0  # still a switch per read: the reader blocks
+
+
+def test_the_schemes_differ_only_in_what_a_lazy_transition_costs() -> None:
+    """The same load under shoot-lazies and hazptr: the same lazy transitions, no mm_count atomic."""
+    ref = counts("context_switch1_threads", "refcount", "x86", 2)
+    for scheme in ("shoot-lazies", "hazptr"):
+        c = counts("context_switch1_threads", scheme, "x86", 2)
+        assert c.per_op["lazy_switches"] == pytest.approx(ref.per_op["lazy_switches"], abs=0.05)
+        assert c.per_op["lazy_refcount_atomics"] == 0
+        assert c.count_line_atomics < 0.05 * ref.count_line_atomics
+
+
+def test_context_switch1_processes_switches_mm_where_threads_do_not() -> None:
+    """Two tasks a CPU: threads of one mm switch user -> user without switch_mm's mask update;
+    processes each have an mm, so x86 (up to v6.13) sets and clears mm_cpumask bits on those switches."""
+    threads = counts("context_switch1_threads", "refcount", "x86", 4)
+    procs = counts("context_switch1_processes", "refcount", "x86", 4)
+    assert threads.mask_line_atomics < 0.05
+    assert procs.mask_line_atomics > 0.3, procs.to_json()
+
+
+@pytest.mark.parametrize("units", [2, 4])
+def test_tlb_flush2_flushes_every_other_cpu_running_the_mm_once_per_iteration(units: int) -> None:
+    """Each iteration is a madvise(MADV_DONTNEED) of one page: a flush of the live mm, which on x86
+    IPIs the other CPUs running it (one thread per CPU here), plus a munmap every 256 pages."""
+    c = counts("tlb_flush2_threads", "refcount", "x86", units)
+    assert c.per_op["tlb_flushes"] == pytest.approx(1 + 1 / MEMORYSIZE_PAGES, abs=0.01)
+    assert c.ipis == pytest.approx(units - 1, abs=0.05), c.to_json()
+    assert c.per_op["lazy_switches"] < 0.01  # the threads never block: no CPU goes idle
+
+
+def test_hackbench_wakes_a_receiver_at_most_once_a_message() -> None:
+    c = counts("hackbench", "refcount", "x86", 1)
+    assert 0 < c.per_op["remote_wakeups"] <= 1.0
+    assert c.per_op["context_switches"] <= 2.0  # at most a switch to and from a receiver per message
+
+
+def test_the_counts_are_deterministic() -> None:
+    a = counts("context_switch1_threads", "refcount", "powerpc", 2)
+    b = counts("context_switch1_threads", "refcount", "powerpc", 2)
+    assert a.per_op == b.per_op and a.ops == b.ops
+
+
+def test_a_benchmark_run_drains_clean_and_creates_its_tasks_in_order() -> None:
+    """Every task exits once the load ends (partners wake each other), the machine drains, no leak."""
+    for name in BENCHMARKS:
+        r = run(bench_config(name, "refcount", "x86", 1, cpus=3, steps=3_000))
+        assert r.verdict == "clean", (name, r.violations[:2], r.harness)
+        assert r.metrics["bench_ops"] > 0
+
+
+def test_roles_follow_creation_order() -> None:
+    """The child of each will-it-scale pair is created first (it reads first), hackbench's receivers
+    before its senders: no write goes to a task not yet there."""
+    from emu.harness.config import Workload
+
+    d = ContextSwitch1Threads(Workload(kthreads=0), 4, None, tasks=2)  # type: ignore[arg-type]
+    assert [d.partner(d.task_id(j)) for j in range(4)] == [d.task_id(1), d.task_id(0), d.task_id(3), d.task_id(2)]
+    h = Hackbench(Workload(kthreads=0), 4, None, tasks=2)  # type: ignore[arg-type]
+    roles = [h.role(h.task_id(j)) for j in range(h.ntasks)]
+    assert roles[:HACKBENCH_FDS] == [(0, False)] * HACKBENCH_FDS and roles[HACKBENCH_FDS] == (0, True)
+    assert h.receivers(1)[0] == h.task_id(2 * HACKBENCH_FDS)
+
+
+def test_tasks_per_cpu_are_kept_when_the_machine_shrinks() -> None:
+    cs1 = BENCHMARKS["context_switch1_threads"]
+    assert tasks_for(cs1, 192, 384, 4) == 2  # a task a CPU: two pairs on four CPUs
+    assert tasks_for(cs1, 384, 384, 4) == 4  # two tasks a CPU
+    assert tasks_for(cs1, 768, 384, 4) == 8
+    assert tasks_for(cs1, 1, 384, 4) == 1  # fewer tasks than CPUs: still a CPU each

@@ -128,6 +128,7 @@ def figure(cmp: Any) -> Any:
         a.grid(True, alpha=0.3)
         a.legend()
     ax.set_yscale("log")
+    rx.set_yscale("log")
     m = cmp.machine
     fig.suptitle(f"{cmp.benchmark} on {m.name} ({m.cpus} CPUs, {cmp.arch} model): emu.harness.bench_projection, a MODEL")
     return fig

@@ -426,6 +426,10 @@ METRICS: dict[str, Metric] = {
     "lock_contended": Metric(HARNESS, VERBOSE, "atomics finding their lock taken"),
     "lock_wait_ns": Metric(HARNESS, VERBOSE, "total, all switches"),
     "run_seconds": Metric(HARNESS, VERBOSE, "seconds of load"),
+    # a benchmark's run only (compare --benchmark): its iterations, and what they cost
+    "bench_ops": Metric(WORKLOAD, NONZERO, "the benchmark's iterations (messages for hackbench)"),
+    "remote_wakeups": Metric(WORKLOAD, NONZERO, "try_to_wake_up of a task on another CPU"),
+    "mask_atomics": Metric(PER_SWITCH, NONZERO, "of mm_atomics, those on mm_cpumask lines"),
 }
 
 

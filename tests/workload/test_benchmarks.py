@@ -111,3 +111,14 @@ def test_tasks_per_cpu_are_kept_when_the_machine_shrinks() -> None:
     assert tasks_for(cs1, 384, 384, 4) == 4  # two tasks a CPU
     assert tasks_for(cs1, 768, 384, 4) == 8
     assert tasks_for(cs1, 1, 384, 4) == 1  # fewer tasks than CPUs: still a CPU each
+
+
+@pytest.mark.parametrize("per_cpu_pairs", [0.5, 1.0])
+def test_the_counts_per_iteration_depend_on_tasks_per_cpu_not_on_the_emulated_cpus(per_cpu_pairs: float) -> None:
+    """What lets four emulated CPUs stand for 384: at the same tasks per CPU, two and eight CPUs
+    count the same per iteration (the lazy transitions and mm_count atomics a pair causes are the
+    pair's, whatever the machine's size)."""
+    small = measure("context_switch1_threads", "refcount", "x86", int(2 * per_cpu_pairs), cpus=2, steps=STEPS)
+    large = measure("context_switch1_threads", "refcount", "x86", int(8 * per_cpu_pairs), cpus=8, steps=STEPS)
+    for key in ("lazy_switches", "lazy_refcount_atomics", "context_switches"):
+        assert small.per_op[key] == pytest.approx(large.per_op[key], abs=0.05), key

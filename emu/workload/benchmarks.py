@@ -31,13 +31,20 @@ Once the load ends every task wakes its partners (so none sleeps through the dra
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from emu.machine.layout import PHASE_RUN
 
 if TYPE_CHECKING:
-    from emu.harness.config import Workload
     from emu.kernel.driver import TaskKernel
+
+
+class Knobs(Protocol):
+    """What a benchmark reads of the run's workload settings (the harness's ``Workload`` has it):
+    the per-CPU kernel threads, which come before the user tasks in the task table."""
+
+    kthreads: int
+
 
 MEMORYSIZE_PAGES = 256  # tlb_flush2.c: MEMORYSIZE 1 MB of 4 KB pages, one madvise each, then munmap
 HACKBENCH_FDS = 20  # hackbench's default: 20 senders and 20 receivers per group
@@ -56,7 +63,7 @@ class Benchmark:
     tasks_per_unit = 1  # tasks created per unit of the benchmark's parameter
     clone_vm = True  # threads of one process, or processes
 
-    def __init__(self, wl: Workload, ncpus: int, rng: random.Random, tasks: int) -> None:
+    def __init__(self, wl: Knobs, ncpus: int, rng: random.Random, tasks: int) -> None:
         self.rng = rng
         self.ncpus = ncpus
         self.units = tasks
@@ -169,7 +176,7 @@ class ContextSwitch1Processes(ContextSwitch1):
 class TlbFlush2Threads(Benchmark):
     """will-it-scale tlb_flush2: ``-t`` threads of one mm, madvise(DONTNEED) page by page, munmap."""
 
-    def __init__(self, wl: Workload, ncpus: int, rng: random.Random, tasks: int) -> None:
+    def __init__(self, wl: Knobs, ncpus: int, rng: random.Random, tasks: int) -> None:
         super().__init__(wl, ncpus, rng, tasks)
         self.pages: dict[int, int] = {}
 

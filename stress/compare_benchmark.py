@@ -2,7 +2,8 @@
 predicted for a real machine (``emu.harness.bench_projection``) from the emulator's counts.
 
 Each scheme runs the benchmark-shaped load (``emu.workload.benchmarks``) in the emulator with the
-tasks per CPU of each ``--tasks``; the counts per operation are priced with the machine's
+tasks per CPU of each ``--tasks`` (deterministic runs: ``--seed`` picks their schedule, 1 by
+default); the counts per operation are priced with the machine's
 constants (``emu/harness/machines/NAME.json``, each with its source). The table gives, per scheme
 and task count, the predicted operations per second, the ratio to the first scheme, what bounds
 it, and the counts behind it; the published figures of the machine are printed beside.
@@ -141,7 +142,7 @@ def cmd_compare_benchmark(ns: argparse.Namespace) -> int:
     check(ns)
     say = None if ns.quiet else (lambda text: print(f"compare: {text}", file=sys.stderr))
     try:
-        cmp = compare_benchmark(ns.benchmark, ns.machine, ns.tasks, ns.strategies, ns.bench_arch, progress=say)
+        cmp = compare_benchmark(ns.benchmark, ns.machine, ns.tasks, ns.strategies, ns.bench_arch, progress=say, seed=ns.seed)
     except MeasureError as e:
         print(f"stress: harness failed: {e}", file=sys.stderr)
         return 3

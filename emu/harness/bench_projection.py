@@ -326,12 +326,13 @@ class BenchComparison:
 
 def compare_benchmark(
     benchmark: str, machine: str, tasks: list[int] | None = None, strategies: list[str] | None = None, arch: str | None = None,
-    progress: Any = None,
+    progress: Any = None, seed: int | None = None,
 ) -> BenchComparison:  # fmt: skip
     """Measure each scheme on the benchmark with the tasks per CPU of each task count, and price
-    the counts on the machine. ``tasks`` defaults to the published run's; ``arch`` to the machine's."""
+    the counts on the machine. ``tasks`` defaults to the published run's; ``arch`` to the machine's;
+    ``seed`` (the emulated runs' schedule) to ``MEASURE_SEED``."""
     from emu.arch import ARCHES
-    from emu.harness.benchmark import MEASURE_CPUS, measure, spec_of, tasks_for
+    from emu.harness.benchmark import MEASURE_CPUS, MEASURE_SEED, measure, spec_of, tasks_for
     from emu.strategies import STRATEGIES
 
     spec = spec_of(benchmark)
@@ -356,6 +357,6 @@ def compare_benchmark(
             if key not in counts:
                 if progress:
                     progress(f"measuring {benchmark} under {s} on {arch}: {emulated[t]} on {MEASURE_CPUS} emulated CPUs")
-                counts[key] = measure(benchmark, s, arch, emulated[t])
+                counts[key] = measure(benchmark, s, arch, emulated[t], seed=MEASURE_SEED if seed is None else seed)
             rows.append(predict(spec, m, t, counts[key]))
     return BenchComparison(benchmark, m, arch, rows, counts, emulated)

@@ -64,3 +64,31 @@ def test_bad_input_is_one_line_and_status_2(args: list[str], expect: str) -> Non
     r = stress("compare", *args, timeout=60)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
+
+
+def test_the_plot_marks_each_published_figure_of_the_schemes_shown() -> None:
+    from emu.harness.bench_projection import compare_benchmark
+    from stress.compare_benchmark import figure
+
+    cmp = compare_benchmark("context_switch1_threads", "power8-192", [768], ["refcount", "shoot-lazies"])
+    fig = figure(cmp)
+    ax, rx = fig.axes
+    stars = [c for c in ax.collections if len(c.get_offsets()) and c.get_offsets()[0][0] == 768]
+    assert sorted(c.get_offsets()[0][1] for c in stars) == [1.0e6, 118e6]  # Piggin's two figures
+    assert [line.get_label() for line in ax.get_lines()] == ["refcount (model)", "shoot-lazies (model)"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_another_seed_schedules_the_emulated_runs_otherwise_but_keeps_their_shape(tmp_path: Path) -> None:
+    out = {}
+    for seed in ("1", "7"):
+        path = tmp_path / f"s{seed}.json"
+        r = stress("compare", "--benchmark", "context_switch1_threads", "--machine", "power8-192", "--strategies", "refcount",
+                   "--seed", seed, "--json", str(path), "--quiet", timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        out[seed] = json.loads(path.read_text())["rows"][0]
+    a, b = (out[s]["counts"]["per_op"] for s in ("1", "7"))
+    assert a != b  # a different schedule
+    assert a["lazy_switches"] == pytest.approx(b["lazy_switches"], abs=0.05)  # the same benchmark

@@ -6,8 +6,10 @@ Each driver plays one benchmark as its source has it, with the benchmark's own p
 * ``context_switch1_threads`` / ``context_switch1_processes`` (will-it-scale
   ``tests/context_switch1.c``): each of the ``-t`` testcases creates a child with ``new_task`` and
   the two ping-pong one byte through two pipes (the testcase writes then reads, the child reads
-  then writes); an iteration is one byte passed. ``main.c`` pins testcase ``i`` to core
-  ``i % cores`` and the child inherits it; in threads mode every task is a thread of one process
+  then writes); an iteration is one byte passed. ``main.c`` binds testcase ``i`` to core
+  ``i % cores`` (every thread of it) and the child inherits it; the scheduler splits a pair over
+  two of the core's CPUs while it has them idle and otherwise keeps it on its waker's CPU
+  (``ContextSwitch1.cpu_of``); in threads mode every task is a thread of one process
   (``pthread_create``), in processes mode each is a process of its own (``fork``).
 * ``tlb_flush2_threads`` (will-it-scale ``tests/tlb_flush2.c``): ``-t`` threads of one process,
   each mapping 1 MB, and per 4 KB page touching it and ``madvise(MADV_DONTNEED)`` (a TLB flush of
@@ -18,9 +20,9 @@ Each driver plays one benchmark as its source has it, with the benchmark's own p
   Processes by default, threads with ``-t`` (hackbench_threads).
 
 The main task (will-it-scale's ``main``, hackbench's parent) is forked by cpu0's idle context at
-the start; it creates the tasks in order with ``kernel_clone``, pinning task ``j`` to CPU
-``j % cpus``, then sleeps in ``sleep(1)`` until the load ends. A pipe write is
-``try_to_wake_up`` of the reader, a read that finds the pipe empty is ``wait_event``. Task ids
+the start; it creates the tasks in order with ``kernel_clone``, pinning task ``j`` to the CPU
+``cpu_of(j)`` (``j % cpus`` unless the benchmark says otherwise), then sleeps in ``sleep(1)``
+until the load ends. A pipe write is ``try_to_wake_up`` of the reader, a read that finds the pipe empty is ``wait_event``. Task ids
 follow from the creation order (the first user task of cpu0 is the main task, then task ``j`` is
 the next id), so each CPU's driver knows every task's role and partner without shared state.
 
@@ -93,7 +95,7 @@ class Benchmark:
         if not self.spawned:
             self.spawned = True
             for j in range(self.ntasks):
-                t = kernel.kernel_clone(task, j % self.ncpus, self.clone_vm)
+                t = kernel.kernel_clone(task, self.cpu_of(j), self.clone_vm)
                 if t != self.task_id(j):
                     raise BenchmarkError(f"task {j} of {self.ntasks} got id {t}, not {self.task_id(j)}: no room on cpu0")
         kernel.schedule_timeout(task, 1.0)  # main.c: sleep(1), then read the iteration counters
@@ -107,6 +109,10 @@ class Benchmark:
             kernel.do_exit(task)
         else:
             self.task_quantum(kernel, task)
+
+    def cpu_of(self, j: int) -> int:
+        """The CPU task ``j`` runs on (hackbench's and tlb_flush2's tasks: one a CPU in turn)."""
+        return j % self.ncpus
 
     def task_quantum(self, kernel: TaskKernel, task: int) -> None:
         raise NotImplementedError
@@ -147,6 +153,26 @@ class ContextSwitch1(Benchmark):
     the child exists before the testcase's first write, as ``new_task`` runs before the loop."""
 
     tasks_per_unit = 2
+
+    def cpu_of(self, j: int) -> int:
+        """Where the scheduler settles task ``j``. main.c binds testcase ``i`` and its child to
+        core ``i % cores``, every SMT thread of it (HWLOC_OBJ_CORE's cpuset; the child inherits
+        it); the emulated CPUs stand for such a core's threads, at the run's tasks per CPU. The
+        pipe's wake-up is WF_SYNC (``wake_up_interruptible_sync_poll``) and ``select_task_rq_fair``
+        takes, in v6.11, an idle CPU of the core first (``wake_affine_idle``, then
+        ``select_idle_sibling``: the target, the wakee's previous CPU, any idle sibling) and
+        otherwise the waker's own CPU (``sync && nr_running == 1``). So a pair finds CPUs of its
+        own while the core has two free per pair: it splits, and each of its CPUs goes idle at
+        every read. Once the pairs outnumber half the CPUs, a wakee finds no idle sibling and
+        lands on its waker's CPU, where the waker then blocks: that pair ping-pongs on one CPU,
+        user -> user, and the CPU never idles. In that steady state ``C - P`` of ``P`` pairs on
+        ``C`` CPUs are split (none once ``P >= C``) and the others share a CPU each in turn."""
+        pairs, cpus = self.units, self.ncpus
+        split = max(0, min(pairs, cpus - pairs))
+        p = j // 2
+        if p < split:
+            return (2 * p + (j & 1)) % cpus  # a CPU per task, the pair on two threads of the core
+        return (2 * split + (p - split) % max(1, cpus - 2 * split)) % cpus  # both on one CPU
 
     def partner(self, task: int) -> int:
         return self.task_id(self.index(task) ^ 1)

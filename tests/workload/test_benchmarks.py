@@ -32,15 +32,40 @@ def test_context_switch1_with_a_cpu_per_task_is_one_lazy_transition_per_iteratio
     assert c.count_line_atomics == pytest.approx(per["lazy_refcount_atomics"], abs=0.01)  # they land on the mm's record line
 
 
-def test_context_switch1_with_more_tasks_than_cpus_loses_its_lazy_transitions() -> None:
-    """Eight pairs on four CPUs (four tasks a CPU): a blocking reader's CPU usually has another
-    runnable task, so it switches user -> user; the lazy transitions fall well below the one per
-    iteration of a CPU per task, and with them refcount's atomics."""
+@pytest.mark.parametrize("units", [4, 8])
+def test_context_switch1_with_a_pair_a_cpu_or_more_never_goes_idle(units: int) -> None:
+    """Four and eight pairs on four CPUs (two and four tasks a CPU, will-it-scale's -t 384 and
+    -t 768 on 384 CPUs): no CPU of the core is idle when a pair's write wakes its partner, so the
+    wake-up lands on the writer's CPU (WF_SYNC) and each pair ping-pongs there. Every wake-up is
+    local, every switch is user -> user (one a byte: the reader blocks and its partner runs), no
+    CPU goes idle once the load runs: no lazy transition, no mm_count atomic."""
     alone = counts("context_switch1_threads", "refcount", "x86", 2)
-    crowded = counts("context_switch1_threads", "refcount", "x86", 8)
-    assert crowded.per_op["lazy_switches"] < 0.5 * alone.per_op["lazy_switches"], (alone.to_json(), crowded.to_json())
-    assert crowded.count_line_atomics < 0.5 * alone.count_line_atomics
-    assert crowded.per_op["context_switches"] >= 1.0  # still a switch per read: the reader blocks
+    crowded = counts("context_switch1_threads", "refcount", "x86", units)
+    per = crowded.per_op
+    assert per["remote_wakeups"] == 0, crowded.to_json()
+    assert per["lazy_switches"] < 0.01 * alone.per_op["lazy_switches"], (alone.to_json(), crowded.to_json())
+    assert crowded.count_line_atomics < 0.01 * alone.count_line_atomics
+    assert per["context_switches"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_context_switch1_pairs_split_while_the_core_has_idle_cpus_for_them() -> None:
+    """Where the scheduler settles each task (``cpu_of``): a CPU per task while there are two CPUs
+    per pair; ``C - P`` pairs split and the rest on a CPU each between; every pair on one CPU, in
+    turn, from a pair a CPU on. Every CPU gets a task, and a pair never spans more than two CPUs."""
+    from emu.harness.config import Workload
+
+    def cpus_of(pairs: int, ncpus: int) -> list[tuple[int, int]]:
+        d = ContextSwitch1Threads(Workload(kthreads=0), ncpus, None, tasks=pairs)  # type: ignore[arg-type]
+        return [(d.cpu_of(2 * p), d.cpu_of(2 * p + 1)) for p in range(pairs)]
+
+    assert cpus_of(2, 4) == [(0, 1), (2, 3)]
+    assert cpus_of(1, 4) == [(0, 1)]
+    assert cpus_of(3, 4) == [(0, 1), (2, 2), (3, 3)]
+    assert cpus_of(4, 4) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert cpus_of(8, 4) == [(c, c) for c in (0, 1, 2, 3, 0, 1, 2, 3)]
+    for pairs in range(1, 10):
+        placed = cpus_of(pairs, 4)
+        assert len({c for pair in placed for c in pair}) == min(4, 2 * pairs)
 
 
 def test_the_schemes_differ_only_in_what_a_lazy_transition_costs() -> None:

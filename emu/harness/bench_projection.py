@@ -9,8 +9,10 @@ PROXY in its source, one that is assumed ASSUMED; none is fitted to a figure it 
 
 The model, for ``units`` of the benchmark's parameter (will-it-scale's ``-t``, hackbench's groups):
 
-* Placement. will-it-scale pins testcase ``i`` (and its child) to core ``i % cores``, so a pair's
-  two tasks run on two threads of one core; hackbench's tasks spread over cores. The busy cores
+* Placement. will-it-scale binds testcase ``i`` (and its child) to core ``i % cores``, so a pair's
+  two tasks run on two threads of one core while the core has two idle per pair, and on one CPU
+  once it has not (the counts carry that: no wake-up crosses CPUs then, no CPU idles;
+  ``emu.workload.benchmarks.ContextSwitch1.cpu_of``); hackbench's tasks spread over cores. The busy cores
   fill socket after socket. A line that every busy CPU updates goes next to a thread of the same
   core, another core of the socket, or another socket in proportion to the busy CPUs there:
   ``line_smt_ns``, ``line_local_ns``, ``line_remote_ns``; a line only one CPU uses costs nothing.

@@ -110,6 +110,9 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), tso, weak or arch, every run")
     c.add_argument("--mutant", type=MUTANT, default=None, help="a broken scheme (its scheme in --strategies) or arch model")
     _add_workload(c)
+    from stress.compare_benchmark import add_arguments  # --benchmark: a published benchmark on a real machine
+
+    add_arguments(c)
 
 
 # -- what runs --------------------------------------------------------------------------------
@@ -453,7 +456,11 @@ def plot(rows: list[dict[str, Any]], path: str, seed: int, duration: float) -> N
 
 def cmd_compare(ns: argparse.Namespace) -> int:
     from emu.harness.runner import run
+    from stress.compare_benchmark import check, cmd_compare_benchmark
 
+    if ns.benchmark:
+        return cmd_compare_benchmark(ns)
+    check(ns)
     costs = check_options(ns)
     configs = plan(ns)
     seed = configs[0].seed

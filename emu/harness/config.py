@@ -77,13 +77,19 @@ class RunConfig:
     steps: int = 100_000  # a deterministic mode's run phase, in scheduling points (its --duration)
     depth: int = 3  # pct: the bug depth it targets (depth - 1 priority change points)
     replay: str = ""  # a deterministic run's report or schedule file: follow its schedule
+    # a benchmark-shaped load instead of the synthetic one (emu.workload.benchmarks), and its parameter
+    benchmark: str = ""
+    bench_tasks: int = 0  # will-it-scale's -t, hackbench's groups
 
     @property
     def deterministic(self) -> bool:
         return self.sched != "free"
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.benchmark:  # the synthetic load's reports stay as they were
+            del d["benchmark"], d["bench_tasks"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> RunConfig:

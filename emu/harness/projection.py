@@ -38,8 +38,10 @@ class CostError(ValueError):
 @dataclass(frozen=True)
 class Costs:
     """Per-event costs in nanoseconds on the projected machine (defaults: a large multi-socket
-    server, round figures). ``switch_ns`` is the one taken from a published result: the POWER8's
-    118M switches/s over 192 CPUs is 1.6 us per switch; the others are not fitted."""
+    server, round figures). ``switch_ns`` is FITTED to a published result: the POWER8's 118M
+    switches/s over 192 CPUs is 1.6 us per switch, so that figure is no check of this model; the
+    others are not fitted. The benchmark projection (``emu.harness.bench_projection``) uses none of
+    these: its machines' constants are sourced, none fitted."""
 
     switch_ns: float = 1600.0  # uncontended context switch, user -> idle -> user, one CPU's work
     line_transfer_ns: float = 400.0  # a contended cache line moving between sockets (an atomic on a hot line)

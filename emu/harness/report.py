@@ -141,6 +141,10 @@ def _first(clock_ns: int, t_run_ns: int) -> float | None:
     return round(max(0, clock_ns - t_run_ns) / 1e9, 4) if clock_ns and t_run_ns else None
 
 
+# written apart, or not 'run' options at all: a benchmark's run is rerun by its 'compare --benchmark' command
+NOT_RUN_FLAGS = ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload", "benchmark", "bench_tasks")
+
+
 def command_for(cfg: RunConfig) -> str:
     """The exact command that reruns this configuration and seed: every setting that differs
     from its default, as the flag of the same name (``--no-NAME`` for a default-on switch)."""
@@ -151,7 +155,7 @@ def command_for(cfg: RunConfig) -> str:
     default = RunConfig()
     for f in dataclasses.fields(RunConfig):
         value = getattr(cfg, f.name)
-        if f.name in ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload") or value == getattr(default, f.name):
+        if f.name in NOT_RUN_FLAGS or value == getattr(default, f.name):
             continue
         flag = f.name.replace("_", "-")
         if isinstance(value, bool):
@@ -425,6 +429,10 @@ METRICS: dict[str, Metric] = {
     "lock_contended": Metric(HARNESS, VERBOSE, "atomics finding their lock taken"),
     "lock_wait_ns": Metric(HARNESS, VERBOSE, "total, all switches"),
     "run_seconds": Metric(HARNESS, VERBOSE, "seconds of load"),
+    # a benchmark's run only (compare --benchmark): its iterations, and what they cost
+    "bench_ops": Metric(WORKLOAD, NONZERO, "the benchmark's iterations (messages for hackbench)"),
+    "remote_wakeups": Metric(WORKLOAD, NONZERO, "try_to_wake_up of a task on another CPU"),
+    "mask_atomics": Metric(PER_SWITCH, NONZERO, "of mm_atomics, those on mm_cpumask lines"),
 }
 
 

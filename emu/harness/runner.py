@@ -36,7 +36,7 @@ from emu.arch import ARCHES
 from emu.checks.watchdog import Watchdog, describe_cpu, lost_ipi
 from emu.harness.config import RunConfig
 from emu.harness.memwatch import RssSampler
-from emu.harness.parts import parts_for
+from emu.harness.parts import extra_counters, parts_for
 from emu.harness.perturbation import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
 from emu.harness.replay import load_replay
 from emu.harness.report import Report, collect, sum_counters
@@ -218,7 +218,8 @@ def layout_for(cfg: RunConfig) -> Layout:
     arch = ARCHES[cfg.arch]
     w = cfg.workload
     log = min(SCHED_LOG_MAX, cfg.steps + 16) if cfg.deterministic else 0
-    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, tuple(strat.counters) + tuple(arch.counters), log)
+    counters = tuple(strat.counters) + tuple(arch.counters) + extra_counters(cfg)
+    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, counters, log)
 
 
 class Runner:

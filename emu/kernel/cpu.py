@@ -121,6 +121,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
         )  # fmt: skip
+        if "mask_atomics" in layout.counters:  # a benchmark's run: the mm_cpumask lines apart from the mm records
+            self.atomics.count_mask_atomics(layout.cpumask_base, layout.counter(cpu, "mask_atomics"))
         # the machine's clock: the host's, or a deterministic mode's step count (emu.machine.detsched)
         self.det = det
         self.clock: Callable[[], float] = time.monotonic if det is None else det.clock
@@ -190,6 +192,12 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
 
     def count(self, name: str, n: int = 1) -> None:
         self.w[self.counter_words[name]] += n
+
+    def count_if(self, name: str, n: int = 1) -> None:
+        """A counter that only some runs carry (a benchmark's): counted where the layout has it."""
+        word = self.counter_words.get(name)
+        if word is not None:
+            self.w[word] += n
 
     def _received_ipi(self, fid: int) -> None:
         self.count("ipis_received")

@@ -16,6 +16,8 @@ from typing import Protocol
 class TaskKernel(Protocol):
     """The kernel's services a driver's tasks call: their system calls, in effect."""
 
+    cpu: int  # smp_processor_id(): the CPU this quantum runs on
+
     def live_users(self) -> int:
         """User threads alive on the machine."""
         ...
@@ -26,6 +28,10 @@ class TaskKernel(Protocol):
     def schedule_timeout(self, task: int, seconds: float) -> None: ...  # sleep, then be woken
     def do_exec(self, task: int) -> None: ...  # exec_mmap onto a new mm
     def preempt(self, task: int) -> None: ...  # back on a runqueue: here, or another CPU's
+    def wait_event(self, task: int) -> None: ...  # sleep until try_to_wake_up (a pipe read that blocks)
+    def try_to_wake_up(self, task: int) -> None: ...  # wake a sleeper where it slept (a pipe write)
+    def kernel_clone(self, task: int, cpu: int, clone_vm: bool) -> int: ...  # a thread or process pinned to cpu; -1 if full
+    def count_if(self, name: str, n: int = 1) -> None: ...  # a load's own counter (benchmark operations), where the run has it
 
 
 class TaskDriver(Protocol):

@@ -7,7 +7,22 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-from emu.machine.layout import C_INBOX_HEAD, C_ONLINE, C_STATE, CPU_IDLE, CPU_WORDS, H_PHASE, H_USE_MM_BURST, PHASE_RUN
+from emu.machine.layout import (
+    C_INBOX_HEAD,
+    C_ONLINE,
+    C_STATE,
+    CPU_IDLE,
+    CPU_WORDS,
+    H_PHASE,
+    H_USE_MM_BURST,
+    PHASE_RUN,
+    T_CPU,
+    T_STATE,
+    T_WAKEUPS,
+    TASK_INTERRUPTIBLE,
+    TASK_RUNNABLE,
+    TASK_WORDS,
+)
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
@@ -110,6 +125,43 @@ class RunQueue:
             self.runqueue.append(task)
         else:
             self.ttwu_queue(self.select_task_rq(), task)
+
+    # -- sleeping until woken: a pipe's reader and writer (kernel/sched/core.c try_to_wake_up) --------
+    def wait_event(self: Cpu, task: int) -> None:
+        """The task sleeps (TASK_INTERRUPTIBLE) until another task's ``try_to_wake_up``; a wake-up
+        posted while it was still running (a byte already in the pipe) is consumed instead, and it
+        runs on. ``p->pi_lock`` is the task record's line."""
+        tb = self.task_base + task * TASK_WORDS
+        w, atomics = self.w, self.atomics
+        k = atomics.lock(tb)
+        if w[tb + T_WAKEUPS] > 0:
+            w[tb + T_WAKEUPS] -= 1
+            atomics.unlock(k)
+            return
+        w[tb + T_CPU] = self.cpu
+        w[tb + T_STATE] = TASK_INTERRUPTIBLE
+        atomics.unlock(k)
+        self.schedule()  # off every runqueue until woken; a wake-up racing with this finds it here (p->on_cpu)
+
+    def try_to_wake_up(self: Cpu, task: int) -> None:
+        """Wake a task asleep in ``wait_event`` on the CPU it slept on (``task_cpu``: the benchmarks
+        pin their tasks), kicking that CPU if idle; a task not asleep keeps the wake-up for its next
+        ``wait_event``; a dead one ignores it."""
+        tb = self.task_base + task * TASK_WORDS
+        w, atomics = self.w, self.atomics
+        k = atomics.lock(tb)
+        state = w[tb + T_STATE]
+        if state != TASK_INTERRUPTIBLE:
+            if state == TASK_RUNNABLE:
+                w[tb + T_WAKEUPS] += 1
+            atomics.unlock(k)
+            return
+        w[tb + T_STATE] = TASK_RUNNABLE
+        target = w[tb + T_CPU]
+        atomics.unlock(k)
+        if target != self.cpu:
+            self.count_if("remote_wakeups")
+        self.ttwu_queue(target, task)
 
     def wake_sleepers(self: Cpu, phase: int) -> None:
         now = self.clock()

@@ -17,11 +17,13 @@ from emu.machine.layout import (
     MM_WORDS,
     RESUME_KERNEL_EXECVE,
     RESUME_NONE,
+    T_CPU,
     T_KIND,
     T_MM,
     T_RESUME,
     T_RESUME_ARG,
     T_STATE,
+    T_WAKEUPS,
     TASK_DEAD,
     TASK_FREE,
     TASK_RUNNABLE,
@@ -51,6 +53,35 @@ class Tasks:
         mm = self.mm.mm_alloc(users=1)
         if mm:
             self.exec_mmap(task, mm)
+
+    def kernel_clone(self: Cpu, task: int, cpu: int, clone_vm: bool) -> int:
+        """A new user task started on ``cpu`` (its affinity: the benchmarks pin their tasks): a
+        thread of ``task``'s mm (``CLONE_VM``: an ``mm_users`` reference) or a process on a new mm
+        (fork). Its id, or -1 when this CPU has no free task or mm slot."""
+        w = self.w
+        free = [t for t in self.layout.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
+        if not free:
+            return -1
+        if clone_vm:
+            mm = w[self.task_base + task * 8 + T_MM]
+            self.mm.mmget(mm)
+        else:
+            mm = self.mm.mm_alloc(users=1)
+            if not mm:
+                return -1
+            self.trace(EV_FORK, mm, 1)
+            self.count("forks")
+        self.atomics.atomic_inc(H_LIVE_USERS)
+        t = free[0]
+        tb = self.task_base + t * 8
+        w[tb + T_RESUME] = RESUME_NONE
+        w[tb + T_MM] = mm
+        w[tb + T_KIND] = KIND_USER
+        w[tb + T_CPU] = cpu
+        w[tb + T_WAKEUPS] = 0
+        w[tb + T_STATE] = TASK_RUNNABLE
+        self.ttwu_queue(cpu, t)
+        return t
 
     # -- process lifecycle ----------------------------------------------------------------------
     def do_fork(self: Cpu, from_kernel: bool = False) -> None:

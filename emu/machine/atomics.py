@@ -47,13 +47,18 @@ class Atomics:
         self._rel = [lk._semlock.release for lk in locks]  # type: ignore[attr-defined]
         self._mask = len(locks) - 1
         # what the locks cost, in the machine's own counters (set by the CPU; -1: not counted)
-        self._mm_lo = self._mm_hi = 0
-        self._c_mm_atomics = self._c_contended = self._c_wait_ns = -1
+        self._mm_lo = self._mm_hi = self._mask_lo = 0
+        self._c_mm_atomics = self._c_mask_atomics = self._c_contended = self._c_wait_ns = -1
 
     def count_costs(self, mm_lo: int, mm_hi: int, mm_atomics: int, contended: int, wait_ns: int) -> None:
         """Count atomics on mm lines ([mm_lo, mm_hi): mm records and masks) and lock contention."""
         self._mm_lo, self._mm_hi = mm_lo, mm_hi
+        self._mask_lo = mm_hi  # no split until count_mask_atomics: the compare below never holds
         self._c_mm_atomics, self._c_contended, self._c_wait_ns = mm_atomics, contended, wait_ns
+
+    def count_mask_atomics(self, mask_lo: int, counter: int) -> None:
+        """Of the mm-line atomics, count those from ``mask_lo`` on (the ``mm_cpumask`` lines) apart too."""
+        self._mask_lo, self._c_mask_atomics = mask_lo, counter
 
     # -- the lock: raise the soft mask first, so no IPI handler runs while it is held --------
     def lock(self, i: int) -> int:
@@ -62,6 +67,8 @@ class Atomics:
         w = self.w
         if self._mm_lo <= i < self._mm_hi:
             w[self._c_mm_atomics] += 1
+            if i >= self._mask_lo:
+                w[self._c_mask_atomics] += 1
         acq = self._acq[k]
         if not acq(False):  # contended: another CPU holds the line; time the wait
             t0 = perf_counter_ns()

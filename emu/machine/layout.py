@@ -75,8 +75,11 @@ T_STATE, T_MM, T_KIND = range(3)
 # thread starts with. It runs on whichever CPU the task runs on next.
 T_RESUME, T_RESUME_ARG = 3, 4
 RESUME_NONE, RESUME_MMDROP_LAZY_TLB, RESUME_KERNEL_EXECVE = 0, 1, 2
+# A task asleep until try_to_wake_up (TASK_INTERRUPTIBLE): the CPU it sleeps on (task_cpu, where the
+# wake-up queues it) and the wake-ups posted while it was not asleep (a pipe's unread bytes).
+T_CPU, T_WAKEUPS = 5, 6
 TASK_WORDS = 8
-TASK_FREE, TASK_RUNNABLE, TASK_DEAD = range(3)
+TASK_FREE, TASK_RUNNABLE, TASK_DEAD, TASK_INTERRUPTIBLE = range(4)
 KIND_IDLE, KIND_KTHREAD, KIND_USER = range(3)
 KIND_RESUMING = 8  # a flag on T_KIND while T_RESUME holds a kernel path: the run loop's dispatch sees it for free
 

@@ -1,0 +1,193 @@
+"""Running a benchmark-shaped load (``emu.workload.benchmarks``) and counting its costs per operation.
+
+A benchmark's run is an ordinary run of the emulator with the benchmark's driver in place of the
+synthetic load, under a deterministic schedule (``--sched random``: one CPU at a time, each
+scheduling point handed to a CPU drawn from the seed), so the same configuration always gives the
+same counts. ``random`` rather than ``pct``: pct lets one CPU run alone until it blocks, so almost
+every pipe reader is woken between setting TASK_INTERRUPTIBLE and switching out, a race a real
+machine, whose wake-ups take microseconds, loses far less often; the structure of the benchmark
+(a switch to idle per read when every task has its own CPU) shows under ``random``.
+
+The counts are per benchmark operation (an iteration of will-it-scale, a hackbench message) in the
+steady state: two runs of ``steps`` and ``2 * steps`` scheduling points from the same seed share
+their start and their drain, so the difference of their counts is what ``steps`` more points of
+the load cost. The emulated machine keeps the benchmark's tasks per CPU: ``tasks_for`` maps a task
+count on the real machine to the emulated one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from emu.harness.config import ConfigError, RunConfig, Workload
+from emu.workload.benchmarks import DRIVERS, Benchmark
+
+MEASURE_CPUS = 4  # emulated CPUs: enough for two pairs on CPUs of their own, small enough for a 2-core host
+MEASURE_STEPS = 20_000
+MEASURE_SEED = 1
+MEASURE_SCHED = "random"
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    name: str
+    what: str  # what one operation is
+    param: str  # what --tasks counts, in the benchmark's words
+    source: str
+
+    @property
+    def driver(self) -> type[Benchmark]:
+        return DRIVERS[self.name]
+
+    @property
+    def tasks_per_unit(self) -> int:
+        return self.driver.tasks_per_unit
+
+    def chains(self, units: int) -> int:
+        """Operations that can be in flight at once: a ping-pong pair has one, a tlb_flush2 thread
+        one, a hackbench group one per sender."""
+        if self.name.startswith("context_switch1"):
+            return units
+        if self.name.startswith("hackbench"):
+            return units * self.tasks_per_unit // 2
+        return units
+
+
+WIS = "antonblanchard/will-it-scale"
+BENCHMARKS: dict[str, BenchSpec] = {
+    "context_switch1_threads": BenchSpec(
+        "context_switch1_threads", "one byte through a pipe (an iteration)", "-t: ping-pong pairs, threads of one process",
+        f"{WIS} tests/context_switch1.c, main.c (THREADS)",
+    ),
+    "context_switch1_processes": BenchSpec(
+        "context_switch1_processes", "one byte through a pipe (an iteration)", "-t: ping-pong pairs, each task a process",
+        f"{WIS} tests/context_switch1.c, main.c",
+    ),
+    "tlb_flush2_threads": BenchSpec(
+        "tlb_flush2_threads", "one madvise(MADV_DONTNEED) of a touched page (an iteration)", "-t: threads of one process",
+        f"{WIS} tests/tlb_flush2.c, main.c (THREADS)",
+    ),
+    "hackbench": BenchSpec(
+        "hackbench", "one message", "groups of 20 senders and 20 receivers, processes", "perf bench sched messaging (hackbench.c)"
+    ),
+    "hackbench_threads": BenchSpec(
+        "hackbench_threads", "one message", "groups of 20 senders and 20 receivers, threads (-t)",
+        "perf bench sched messaging -t (hackbench.c)",
+    ),
+}  # fmt: skip
+
+
+def spec_of(name: str) -> BenchSpec:
+    from emu.harness.config import suggest
+
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark '{name}' {suggest(name, sorted(BENCHMARKS))}")
+    return BENCHMARKS[name]
+
+
+def tasks_for(spec: BenchSpec, units: int, machine_cpus: int, emu_cpus: int = MEASURE_CPUS) -> int:
+    """The emulated benchmark's parameter for ``units`` on a machine of ``machine_cpus``: the same
+    tasks per CPU, rounded; at least one unit (with fewer tasks than CPUs every task has a CPU of
+    its own either way, which is what the counts depend on)."""
+    per_cpu = units * spec.tasks_per_unit / machine_cpus
+    return max(1, round(per_cpu * emu_cpus / spec.tasks_per_unit))
+
+
+def bench_config(
+    name: str, strategy: str, arch: str, units: int, cpus: int = MEASURE_CPUS, steps: int = MEASURE_STEPS,
+    seed: int = MEASURE_SEED, fix: str = "",
+) -> RunConfig:  # fmt: skip
+    """A run of benchmark ``name`` with ``units`` (-t, groups) on ``cpus`` emulated CPUs. Its pools
+    hold every task and mm on cpu0, where the main task creates them (``Layout.for_run``)."""
+    spec = spec_of(name)
+    total = units * spec.tasks_per_unit + 1
+    procs = math.ceil(cpus * total / 3) + 1  # Layout: 3 * procs * threads / cpus + 8 user tasks per CPU
+    wl = Workload(procs=procs, threads=1, kthreads=0)
+    shoot_all = strategy == "shoot-lazies" and arch == "arm64"  # the matrix's correct configuration there
+    return RunConfig(
+        cpus=cpus, strategy=strategy, arch=arch, duration=1.0, seed=seed, workload=wl, sched=MEASURE_SCHED, steps=steps,
+        benchmark=name, bench_tasks=units, shoot_all=shoot_all, fix=fix,
+    )  # fmt: skip
+
+
+# what is counted per operation, from a run's counters
+PER_OP = (
+    "context_switches",
+    "lazy_switches",
+    "lazy_refcount_atomics",
+    "mm_atomics",
+    "mask_atomics",
+    "ipis_sent",
+    "ipis_flush",
+    "ipis_shootdown",
+    "ipis_check",
+    "ipis_exit",
+    "remote_wakeups",
+    "tlb_flushes",
+    "cpus_scanned",
+    "remote_slot_reads",
+    "mm_line_atomics",
+)
+
+
+@dataclass
+class OpCounts:
+    """Per benchmark operation, in the steady state: what the projection prices."""
+
+    benchmark: str
+    strategy: str
+    arch: str
+    cpus: int
+    units: int
+    per_op: dict[str, float]
+    ops: int  # operations in the difference of the two runs
+    verdicts: list[str] = field(default_factory=list)
+
+    @property
+    def count_line_atomics(self) -> float:
+        """Atomics on the mm record's line (mm_count, mm_users): the mm-line atomics not on the mask."""
+        return max(0.0, self.per_op["mm_atomics"] - self.per_op["mask_atomics"])
+
+    @property
+    def mask_line_atomics(self) -> float:
+        return self.per_op["mask_atomics"]
+
+    @property
+    def ipis(self) -> float:
+        """IPIs of the running load (those of the final teardown are per exit, not per operation)."""
+        return max(0.0, self.per_op["ipis_sent"] - self.per_op["ipis_exit"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark, "strategy": self.strategy, "arch": self.arch, "emulated_cpus": self.cpus,
+            "emulated_tasks": self.units, "ops": self.ops, "per_op": {k: round(v, 4) for k, v in self.per_op.items()},
+            "count_line_atomics": round(self.count_line_atomics, 4), "mask_line_atomics": round(self.mask_line_atomics, 4),
+            "ipis": round(self.ipis, 4), "verdicts": self.verdicts,
+        }  # fmt: skip
+
+
+class MeasureError(RuntimeError):
+    """A benchmark's run failed (its harness), so there are no counts to price."""
+
+
+def measure(
+    name: str, strategy: str, arch: str, units: int, cpus: int = MEASURE_CPUS, steps: int = MEASURE_STEPS,
+    seed: int = MEASURE_SEED, fix: str = "",
+) -> OpCounts:  # fmt: skip
+    """Per-operation counts of ``strategy`` on ``arch`` running benchmark ``name`` with ``units``."""
+    from emu.harness.runner import run
+
+    reports = []
+    for n in (steps, 2 * steps):
+        r = run(bench_config(name, strategy, arch, units, cpus, n, seed, fix))
+        if r.status == 3:
+            raise MeasureError(f"{name} under {strategy} on {arch}: {r.harness.get('error')}")
+        reports.append(r)
+    a, b = (r.metrics for r in reports)
+    ops = int((b.get("bench_ops") or 0) - (a.get("bench_ops") or 0))
+    if ops <= 0:
+        raise MeasureError(f"{name} under {strategy} on {arch}: no operations in {steps} more steps")
+    per_op = {k: max(0.0, (float(b.get(k) or 0) - float(a.get(k) or 0)) / ops) for k in PER_OP}
+    return OpCounts(name, strategy, arch, cpus, units, per_op, ops, [r.verdict for r in reports])

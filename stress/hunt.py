@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.harness.config import ConfigError, RunConfig, Workload
-from emu.harness.matrix import CELLS, DET_MACHINE, find
+from emu.harness.matrix import CELLS, DET_MACHINE, Cell, find
 from emu.harness.report import command_for
 from stress.cli import Number
 from stress.progress import LiveStatus, plain_table, table_text
@@ -141,7 +141,8 @@ def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> N
 
 
 def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
-    perturb = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
+    cell: Cell | None
+    perturb: dict[str, Any] = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
     if ns.matrix:
         out = []
         for cell in CELLS:

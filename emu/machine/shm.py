@@ -56,7 +56,7 @@ def _untracked(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 def sweep_stale() -> list[str]:
     """Unlink segments whose creating runner is gone; return their names."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(SHM_DIR)
     except OSError:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -39,6 +40,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--race-seconds", type=float, default=2.0, help="length of each race-hunting run (default 2)")
     g.addoption("--race-cpus", type=int, default=8, help="emulated CPUs per race-hunting run (default 8)")
     g.addoption("--race-report", default=None, metavar="PATH", help="write the race stage's cells, outcomes and seconds as JSON")
+    g.addoption(
+        "--race-budget", type=float, default=None, metavar="SECONDS",
+        help="the race stage's budget: a race test not started within it is skipped as inconclusive",
+    )  # fmt: skip
+
+
+RACE_DEADLINE = "LAZYTLB_RACE_DEADLINE"  # the budget's end, in time.time(): set by the controller, inherited by xdist's workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    budget = config.getoption("--race-budget")
+    if budget is not None and not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        os.environ[RACE_DEADLINE] = str(time.time() + budget)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    deadline = os.environ.get(RACE_DEADLINE)
+    if deadline and item.get_closest_marker("race") and time.time() > float(deadline):
+        budget = item.config.getoption("--race-budget")
+        pytest.skip(f"{INCONCLUSIVE}the race stage's budget ({budget:g}s) was spent before this test started")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

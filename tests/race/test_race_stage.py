@@ -87,3 +87,17 @@ def test_missed():
         "test_refused": "inconclusive",
         "test_missed": "failed",
     }
+
+
+def test_a_race_test_not_started_within_the_budget_is_inconclusive(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest((Path(__file__).parent.parent / "conftest.py").read_text())
+    pytester.makepyfile(
+        test_cells="import pytest\npytestmark = pytest.mark.race\n\ndef test_one():\n    pass\n\ndef test_two():\n    pass\n"
+    )
+    pytester.makeini("[pytest]\nmarkers =\n    race: race\n")
+    result = pytester.runpytest_subprocess("-m", "race", "--race-budget", "0", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*inconclusive*test_one*(inconclusive: the race stage's budget (0s) was spent before this test started)"])
+    result.stdout.fnmatch_lines(["race stage: 2 cells, 0 passed, 0 failed, 2 inconclusive *"])
+    result = pytester.runpytest_subprocess("-m", "race", "--race-budget", "600", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

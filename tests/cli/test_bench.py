@@ -49,7 +49,10 @@ def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
     stats = pstats.Stats(*(str(where / "cpus2" / f) for f in files))
     called = {fn for (_, _, fn) in stats.stats}  # type: ignore[attr-defined]
     assert {"context_switch", "switch_mm_irqs_off", "finish_task_switch"} <= called
-    assert "context_switch" in r.stderr  # the summary names the hot functions
+    # the summary names the hot functions: the one with the most own time in these files (which one
+    # that is depends on the host, so it is read from the files, not named here)
+    hottest = max(stats.stats.items(), key=lambda kv: kv[1][2])[0]  # type: ignore[attr-defined]
+    assert pstats.func_std_string(hottest) in r.stderr, (hottest, r.stderr)  # as print_stats writes it
 
 
 def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None:

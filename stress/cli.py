@@ -18,7 +18,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.columns import Ev, columns_svg
@@ -446,7 +446,7 @@ def cmd_list() -> int:
 def cmd_list_options(ns: argparse.Namespace) -> int:
     """``list --quiet`` prints the names alone; ``--json PATH`` also writes the lists."""
     check_writable(ns.json)
-    lists = {
+    lists: dict[str, list[dict[str, Any]]] = {
         "strategies": [{"name": n, "summary": s.summary, "fixes": dict(s.FIXES)} for n, s in sorted(STRATEGIES.items())],
         "mutants": [{"name": n, "mutant_of": s.mutant_of, "summary": s.summary} for n, s in sorted(MUTANTS.items())],
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],

@@ -156,7 +156,8 @@ def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> N
 
 
 def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
-    perturb = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
+    cell: Cell | None
+    perturb: dict[str, Any] = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
     if ns.matrix:
         out = []
         for cell in CELLS:

@@ -144,7 +144,7 @@ class X86LazyMask(X86):
             cpus = [c for c in cpus if self.should_flush_tlb(c, mm, trim)]
         self.c.irq.on_each_cpu_mask(cpus, FLUSH_TLB_FUNC, mm, wait=True)
 
-    def should_flush_tlb(self, cpu: int, mm: int, trim: bool) -> bool:
+    def should_flush_tlb(self, cpu: int, mm: int, trim: bool = False) -> bool:
         """As of fea4e317f9e7 (v6.15): ``loaded_mm`` read first, ``smp_rmb()``, then ``is_lazy``; a CPU
         in the middle of a switch (``LOADED_MM_SWITCHING``) is flushed."""
         a = self.atomics

@@ -102,7 +102,7 @@ def load_machine(name: str) -> Machine:
     names = machine_names()
     if name not in names:
         raise ConfigError(f"unknown machine '{name}' {suggest(name, names)}")
-    return parse_machine(name, resources.files("emu.harness").joinpath("machines", f"{name}.json").read_text())
+    return parse_machine(name, resources.files("emu.harness").joinpath("machines").joinpath(f"{name}.json").read_text())
 
 
 def parse_machine(name: str, text: str) -> Machine:

@@ -58,7 +58,7 @@ TIMELINE_LINES = 300
 @dataclass
 class Report:
     config: dict[str, Any]
-    metrics: dict[str, float]
+    metrics: dict[str, Any]  # numbers, None where a measure has no sample (a record read back from JSON too)
     violations: list[dict[str, Any]]
     violation_counts: dict[str, int]
     verdict: str
@@ -108,9 +108,9 @@ def percentile_from_hist(hist: list[int], q: float) -> float | None:
     return e2f_value_ns(E2F_BUCKETS - 1) / 1000.0
 
 
-def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float]:
+def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float | None]:
     hist = [counters[name] for name in E2F_COUNTERS]
-    m: dict[str, float] = {k: v for k, v in counters.items() if k not in E2F_COUNTERS and k != "exit_to_free_ns_sum"}
+    m: dict[str, float | None] = {k: v for k, v in counters.items() if k not in E2F_COUNTERS and k != "exit_to_free_ns_sum"}
     switches = counters["context_switches"]
     freed = counters["mm_freed"]
     m["switches_per_second"] = round(switches / run_s, 1) if run_s > 0 else 0.0
@@ -441,7 +441,7 @@ def applies(key: str, value: Any, config: dict[str, Any]) -> bool:
     m = METRICS.get(key)
     if m is None or m.show == NONZERO:
         return bool(value)
-    if m.show in (ALWAYS, VERBOSE):
+    if isinstance(m.show, str):  # ALWAYS or VERBOSE
         return m.show == ALWAYS
     name, when = m.show
     return bool(value) or (bool(config.get(name)) if when == "nonzero" else config.get(name) == when)

@@ -229,7 +229,7 @@ class Runner:
         self.layout = layout_for(cfg)
         self.progress = progress
         self.state = RunState()
-        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.procs: list[multiprocessing.context.ForkProcess] = []
         self._signals = 0
         self.watchdog: Watchdog | None = None
         self.rss: RssSampler | None = None
@@ -295,7 +295,7 @@ class Runner:
         init = lay.mm_base  # slot 0: init_mm, generation 1, never freed
         w[init + M_GEN], w[init + M_STATE], w[init + M_USERS], w[init + M_COUNT] = 1, MM_LIVE, 1, 1
 
-    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list, t0: float) -> None:  # type: ignore[type-arg]
+    def _boot_and_run(self, seg: Segment, ctx: multiprocessing.context.ForkContext, locks: list, doorbells: list, t0: float) -> None:  # type: ignore[type-arg]
         w, cfg = seg.words, self.cfg
         self._init_machine(w)
         gate = os.pipe()  # the holding pen: the CPUs wait on its read end until the runner closes it
@@ -321,7 +321,7 @@ class Runner:
         self._drain(seg)
 
     def _run_deterministic(
-        self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list, turns: list,  # type: ignore[type-arg]
+        self, seg: Segment, ctx: multiprocessing.context.ForkContext, locks: list, doorbells: list, turns: list,  # type: ignore[type-arg]
         t0: float,
     ) -> None:  # fmt: skip
         """A deterministic mode: the CPUs boot in turn and run one at a time, deciding among
@@ -393,7 +393,7 @@ class Runner:
         st.drained = w[H_PHASE] == PHASE_EXIT
 
     def _boot(
-        self, seg: Segment, ctx: multiprocessing.context.BaseContext, locks: list, doorbells: list,  # type: ignore[type-arg]
+        self, seg: Segment, ctx: multiprocessing.context.ForkContext, locks: list, doorbells: list,  # type: ignore[type-arg]
         t0: float, gate: tuple[int, int],
     ) -> float | None:  # fmt: skip
         """Fork every CPU, wait until each has booted into the holding pen, and start the run phase:

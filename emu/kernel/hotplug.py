@@ -21,7 +21,7 @@ from emu.machine.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.core import CpuCore
 
 EV_CPU_DOWN = event("cpu_down", "cpu going down (takedown_cpu)")
 EV_CPU_DEAD = event("cpu_dead", "cpu offline")
@@ -33,7 +33,7 @@ TEARDOWN_US = (1000, 5000)  # the teardown state machine: milliseconds on real m
 class Hotplug:
     """Mixed into ``Cpu``."""
 
-    def hotplug_step(self: Cpu) -> bool:
+    def hotplug_step(self: CpuCore) -> bool:
         """Make progress on a requested transition; True while this CPU is offline."""
         want_online = bool(self.w[self.HP_WANT])
         if want_online:
@@ -52,7 +52,7 @@ class Hotplug:
             return True
         return False
 
-    def ready_to_die(self: Cpu) -> bool:
+    def ready_to_die(self: CpuCore) -> bool:
         """Idle, nothing queued here, no kernel thread holding an mm: push what is left away."""
         if self.w[self.CURR] != self.cpu or self.kthread_mm:
             return False
@@ -68,12 +68,12 @@ class Hotplug:
             self.ttwu_queue(target, task)
         return True
 
-    def set_cpu_online(self: Cpu, online: bool) -> None:
+    def set_cpu_online(self: CpuCore, online: bool) -> None:
         self.online = online
         self.w[self.layout.cpu(self.cpu) + C_ONLINE] = int(online)
         self.w[self.layout.cpu(self.cpu) + C_STATE] = CPU_RUNNING if online else CPU_OFFLINE
 
-    def cpuhp_teardown(self: Cpu) -> None:
+    def cpuhp_teardown(self: CpuCore) -> None:
         """The remaining teardown states: interrupts off, the CPU busy and unreachable."""
         flags = self.irq.local_irq_save()
         end = self.clock() + self.rng.uniform(*TEARDOWN_US) / 1e6
@@ -84,7 +84,7 @@ class Hotplug:
                 pass
         self.irq.local_irq_restore(flags)
 
-    def bringup_cpu(self: Cpu) -> None:
+    def bringup_cpu(self: CpuCore) -> None:
         self.set_cpu_online(True)
         self.trace(EV_CPU_UP)
         self.count("hotplug_online")

@@ -26,13 +26,13 @@ from emu.machine.layout import (
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.core import CpuCore
 
 EV_MIGRATE = event("migrate", "{task:a} -> {cpu:b}")
 
 
 class RunQueue:
-    def preempt(self: Cpu, task: int) -> None:
+    def preempt(self: CpuCore, task: int) -> None:
         """Requeue and switch away. A task moving to another CPU is queued there only once it is
         off this one (the kernel's ``p->on_cpu`` wait in ``try_to_wake_up``)."""
         target = self.select_task_rq()
@@ -44,7 +44,7 @@ class RunQueue:
             self.ttwu_queue(target, task)
 
     # -- run queues ---------------------------------------------------------------------------
-    def pick_next_task(self: Cpu) -> int:
+    def pick_next_task(self: CpuCore) -> int:
         w = self.w
         if w[self.INBOX_TAIL] != w[self.INBOX_HEAD]:
             self.drain_inbox()
@@ -59,10 +59,10 @@ class RunQueue:
             return self.runqueue.popleft()
         return self.cpu  # the idle task
 
-    def inbox_pending(self: Cpu) -> bool:
+    def inbox_pending(self: CpuCore) -> bool:
         return self.w[self.INBOX_TAIL] != self.w[self.INBOX_HEAD]
 
-    def drain_inbox(self: Cpu) -> None:
+    def drain_inbox(self: CpuCore) -> None:
         w, lay = self.w, self.layout
         head_i = self.INBOX_HEAD
         box, cap = lay.inbox(self.cpu), lay.inbox_cap
@@ -73,7 +73,7 @@ class RunQueue:
         w[head_i] = tail
         self.atomics.unlock(k)
 
-    def ttwu_queue(self: Cpu, target: int, task: int) -> None:
+    def ttwu_queue(self: CpuCore, target: int, task: int) -> None:
         """Queue a woken task on ``target``'s runqueue; kick the target if it is idle."""
         if target == self.cpu:
             self.runqueue.append(task)
@@ -96,7 +96,7 @@ class RunQueue:
         if w[rq + C_STATE] == CPU_IDLE:
             self.irq.smp_send_reschedule(target)
 
-    def select_task_rq(self: Cpu) -> int:
+    def select_task_rq(self: CpuCore) -> int:
         """Where a woken or preempted task runs next: here, or now and then another online CPU;
         always elsewhere while this CPU is going down."""
         if self.going_down or (self.w[H_PHASE] == PHASE_RUN and self.driver.migrates()):
@@ -105,7 +105,7 @@ class RunQueue:
                 return target
         return self.cpu
 
-    def other_online_cpu(self: Cpu) -> int:
+    def other_online_cpu(self: CpuCore) -> int:
         """A random online CPU other than this one, or -1."""
         if self.ncpus < 2:
             return -1
@@ -118,7 +118,7 @@ class RunQueue:
         others = [c for c in self.online_cpus() if c != self.cpu]
         return self.rng.choice(others) if others else -1
 
-    def wake_up(self: Cpu, task: int) -> None:
+    def wake_up(self: CpuCore, task: int) -> None:
         """Queue a task that is not running anywhere (new, or back from sleep). A task still
         current here (woken inside its own schedule()) stays here: ``p->on_cpu``."""
         if task == self.w[self.CURR]:
@@ -127,7 +127,7 @@ class RunQueue:
             self.ttwu_queue(self.select_task_rq(), task)
 
     # -- sleeping until woken: a pipe's reader and writer (kernel/sched/core.c try_to_wake_up) --------
-    def wait_event(self: Cpu, task: int) -> None:
+    def wait_event(self: CpuCore, task: int) -> None:
         """The task sleeps (TASK_INTERRUPTIBLE) until another task's ``try_to_wake_up``; a wake-up
         posted while it was still running (a byte already in the pipe) is consumed instead, and it
         runs on. ``p->pi_lock`` is the task record's line."""
@@ -143,7 +143,7 @@ class RunQueue:
         atomics.unlock(k)
         self.schedule()  # off every runqueue until woken; a wake-up racing with this finds it here (p->on_cpu)
 
-    def try_to_wake_up(self: Cpu, task: int) -> None:
+    def try_to_wake_up(self: CpuCore, task: int) -> None:
         """Wake a task asleep in ``wait_event`` on the CPU it slept on (``task_cpu``: the benchmarks
         pin their tasks), kicking that CPU if idle; a task not asleep keeps the wake-up for its next
         ``wait_event``; a dead one ignores it."""
@@ -163,7 +163,7 @@ class RunQueue:
             self.count_if("remote_wakeups")
         self.ttwu_queue(target, task)
 
-    def wake_sleepers(self: Cpu, phase: int) -> None:
+    def wake_sleepers(self: CpuCore, phase: int) -> None:
         now = self.clock()
         while self.sleepers and (phase != PHASE_RUN or self.sleepers[0][0] <= now):
             _, task = heapq.heappop(self.sleepers)

@@ -36,7 +36,7 @@ from emu.machine.layout import (
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.core import CpuCore
 
 EV_SWITCH = event("switch", "switch {task:a} -> {task:b}")
 EV_LAZY_ENTER = event("lazy_enter", "lazy on {mm:a} (user -> kernel)")
@@ -53,7 +53,7 @@ EV_RESUME = event("resume", "{task:a} resumes: mmdrop_lazy_tlb({mm:b})")
 class Scheduler:
     """Mixed into ``Cpu``: the scheduler core, on the CPU's own fields."""
 
-    def context_switch(self: Cpu, prev: int, next: int) -> None:
+    def context_switch(self: CpuCore, prev: int, next: int) -> None:
         w = self.w
         prev_mm = w[self.task_base + prev * 8 + T_MM]
         next_mm = w[self.task_base + next * 8 + T_MM]
@@ -80,7 +80,7 @@ class Scheduler:
         w[self.CURR] = next
         self.finish_task_switch()
 
-    def finish_task_switch(self: Cpu) -> None:
+    def finish_task_switch(self: CpuCore) -> None:
         w, irq = self.w, self.irq
         mm = w[self.PREV_MM]
         w[self.PREV_MM] = 0
@@ -92,7 +92,7 @@ class Scheduler:
         if self.strategy.has_finish_task_switch:
             self.strategy.finish_task_switch()
 
-    def schedule(self: Cpu) -> None:
+    def schedule(self: CpuCore) -> None:
         w, irq = self.w, self.irq
         irq.disabled = True  # local_irq_disable
         prev = w[self.CURR]
@@ -107,7 +107,7 @@ class Scheduler:
         self.context_switch(prev, next)
 
     # -- kernel/exit.c ---------------------------------------------------------------------
-    def exit_mm(self: Cpu, task: int) -> None:
+    def exit_mm(self: CpuCore, task: int) -> None:
         """The task stops being a user of its mm but runs on, lazily, until its last schedule."""
         t = self.task_base + task * 8
         mm = self.w[t + T_MM]
@@ -124,7 +124,7 @@ class Scheduler:
         self.mm.mmput(mm)
 
     # -- preemption points --------------------------------------------------------------------
-    def might_resched(self: Cpu, task: int, resume: int, arg: int) -> bool:
+    def might_resched(self: CpuCore, task: int, resume: int, arg: int) -> bool:
         """A preemption point before the rest of a kernel path: True if the task is preempted
         here, with the rest (``resume``, ``arg``) left in its record for wherever it runs next."""
         if not self.driver.preempted_in_kernel_path():
@@ -137,7 +137,7 @@ class Scheduler:
         self.count("preemptions")
         return True
 
-    def resume_kernel_path(self: Cpu, task: int) -> bool:
+    def resume_kernel_path(self: CpuCore, task: int) -> bool:
         """The task runs again (here, wherever it was preempted or created): finish its kernel path
         first. True if it is preempted again on the way (the caller schedules away)."""
         t = self.task_base + task * 8
@@ -152,7 +152,7 @@ class Scheduler:
             return self.exec_mmap(task, arg)
         return False
 
-    def drop_old_lazy_mm(self: Cpu, task: int, active: int) -> bool:
+    def drop_old_lazy_mm(self: CpuCore, task: int, active: int) -> bool:
         """The preemptible tail of ``kthread_use_mm`` and ``exec_mmap``: ``mmdrop_lazy_tlb(active)``,
         or a preemption before it (True: the caller schedules away)."""
         if self.might_resched(task, RESUME_MMDROP_LAZY_TLB, active):
@@ -161,7 +161,7 @@ class Scheduler:
         return False
 
     # -- kernel/kthread.c -------------------------------------------------------------------
-    def kthread_use_mm(self: Cpu, task: int, mm: int) -> bool:
+    def kthread_use_mm(self: CpuCore, task: int, mm: int) -> bool:
         """Adopt ``mm`` (the caller holds an mm_users reference). True if the kthread was preempted
         before dropping its old lazy mm (the drop then runs when it next runs)."""
         w = self.w
@@ -181,7 +181,7 @@ class Scheduler:
         self.trace(EV_USE_MM, mm, active)
         return self.drop_old_lazy_mm(task, active)
 
-    def kthread_unuse_mm(self: Cpu, task: int, mm: int) -> None:
+    def kthread_unuse_mm(self: CpuCore, task: int, mm: int) -> None:
         self.irq.local_irq_disable()
         self.w[self.task_base + task * 8 + T_MM] = 0
         self.strategy.mmgrab_lazy_tlb(mm)  # active_mm is still mm
@@ -191,7 +191,7 @@ class Scheduler:
         self.mm.mmdrop(mm)
 
     # -- fs/exec.c -------------------------------------------------------------------------
-    def exec_mmap(self: Cpu, task: int, mm: int) -> bool:
+    def exec_mmap(self: CpuCore, task: int, mm: int) -> bool:
         """The task's address space becomes ``mm`` (a new one, its single user). A user task puts
         its old mm; a kernel thread (``kernel_execve``: init, usermode helpers) had none and ends
         its lazy use of the borrowed active_mm, preemptibly. True if preempted before that drop."""
@@ -215,7 +215,7 @@ class Scheduler:
             return False
         return False if release else self.drop_old_lazy_mm(task, active)
 
-    def sched_force_init_mm(self: Cpu) -> None:
+    def sched_force_init_mm(self: CpuCore) -> None:
         """The idle task leaves its lazy mm for init_mm, as a CPU going offline does
         (kernel/sched/core.c ``sched_force_init_mm``): a lazy use of init_mm replaces it."""
         active = self.w[self.ACTIVE]

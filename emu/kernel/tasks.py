@@ -31,7 +31,7 @@ from emu.machine.layout import (
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
-    from emu.kernel.cpu import Cpu
+    from emu.kernel.core import CpuCore
 
 EV_FORK = event("fork", "fork: {mm:a}, {n:b} threads")
 EV_EXIT = event("exit", "{task:a} exits")
@@ -39,22 +39,22 @@ EV_EXIT = event("exit", "{task:a} exits")
 
 class Tasks:
     # -- the services a task's quantum calls (emu.kernel.driver.TaskKernel) -------------------
-    def live_users(self: Cpu) -> int:
+    def live_users(self: CpuCore) -> int:
         return self.w[H_LIVE_USERS]
 
-    def munmap(self: Cpu, task: int, freed_tables: bool) -> None:
+    def munmap(self: CpuCore, task: int, freed_tables: bool) -> None:
         self.arch.flush_tlb_munmap(self.w[self.task_base + task * 8 + T_MM], freed_tables)
 
-    def schedule_timeout(self: Cpu, task: int, seconds: float) -> None:
+    def schedule_timeout(self: CpuCore, task: int, seconds: float) -> None:
         heapq.heappush(self.sleepers, (self.clock() + seconds, task))
         self.schedule()
 
-    def do_exec(self: Cpu, task: int) -> None:
+    def do_exec(self: CpuCore, task: int) -> None:
         mm = self.mm.mm_alloc(users=1)
         if mm:
             self.exec_mmap(task, mm)
 
-    def kernel_clone(self: Cpu, task: int, cpu: int, clone_vm: bool) -> int:
+    def kernel_clone(self: CpuCore, task: int, cpu: int, clone_vm: bool) -> int:
         """A new user task started on ``cpu`` (its affinity: the benchmarks pin their tasks): a
         thread of ``task``'s mm (``CLONE_VM``: an ``mm_users`` reference) or a process on a new mm
         (fork). Its id, or -1 when this CPU has no free task or mm slot."""
@@ -84,7 +84,7 @@ class Tasks:
         return t
 
     # -- process lifecycle ----------------------------------------------------------------------
-    def do_fork(self: Cpu, from_kernel: bool = False) -> None:
+    def do_fork(self: CpuCore, from_kernel: bool = False) -> None:
         """A new process of ``threads`` threads on a new mm. Forked from a kernel context (a
         usermode helper, kernel_init), its first thread may start in ``kernel_execve``: a kernel
         thread that execs into the new mm (``exec_mmap`` with no old mm, ``p_kernel_exec``)."""
@@ -115,7 +115,7 @@ class Tasks:
             w[tb + T_STATE] = TASK_RUNNABLE
             self.wake_up(t)
 
-    def do_exit(self: Cpu, task: int) -> None:
+    def do_exit(self: CpuCore, task: int) -> None:
         self.trace(EV_EXIT, task)
         self.count("exits")
         self.exit_mm(task)
@@ -124,7 +124,7 @@ class Tasks:
         self.w[self.task_base + task * 8 + T_STATE] = TASK_FREE
         self.atomics.atomic_dec(H_LIVE_USERS)
 
-    def pick_live_mm(self: Cpu) -> int:
+    def pick_live_mm(self: CpuCore) -> int:
         """A random live mm, for a kernel thread to adopt (like io_uring or vhost workers)."""
         lay, w = self.layout, self.w
         slot = self.driver.mm_slot_to_adopt(lay.nmm)

@@ -233,7 +233,7 @@ class WeakAtomics(Atomics):
         self._apply(i, v)
 
     def _apply(self, i: int, v: int | Callable[[], object]) -> None:
-        if type(v) is int:
+        if isinstance(v, int):
             self.w[i] = v
         else:
             v()  # a deferred RMW without return value: it takes the word's lock now
@@ -468,7 +468,7 @@ def _install_weak_rmws() -> None:
         setattr(WeakAtomics, name, _ordered(raw, "full", ok))
         for suffix in ("relaxed", "acquire", "release"):
             setattr(WeakAtomics, f"{name}_{suffix}", _ordered(raw, suffix, ok))
-    full = {
+    full: dict[str, tuple[Callable[..., object], Callable[[tuple[int, ...], object], bool] | None]] = {
         "atomic_dec_and_test": (_dec_and_test, None),
         "atomic_sub_and_test": (_sub_and_test, None),
         "atomic_inc_not_zero": (Atomics.atomic_inc_not_zero, _truthy),  # ordered only when it increments
@@ -478,7 +478,7 @@ def _install_weak_rmws() -> None:
     }
     for name, (raw, ok) in full.items():
         setattr(WeakAtomics, name, _ordered(raw, "full", ok))
-    relaxed = {
+    relaxed: dict[str, Callable[..., object]] = {
         "atomic_add": _add_return,  # the RMWs without a return value: unordered
         "atomic_sub": _sub_return,
         "atomic_inc": _inc_return,

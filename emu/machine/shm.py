@@ -44,6 +44,9 @@ def shm_needed(segment_bytes: int, nlocks: int) -> int:
 
 
 def _untracked(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """``fn`` with the resource tracker kept out. Why a patch: before 3.13, ``SharedMemory`` registers
+    every segment it creates or attaches, and the tracker unlinks it when that process exits, while
+    the run still uses it (CPython gh-82300, bpo-38119); 3.13's ``track=False`` says so without one."""
     if sys.version_info >= (3, 13):
         return fn(*args, **kwargs, track=False) if fn is shared_memory.SharedMemory else fn(*args, **kwargs)
     saved = resource_tracker.register, resource_tracker.unregister
@@ -56,7 +59,7 @@ def _untracked(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 def sweep_stale() -> list[str]:
     """Unlink segments whose creating runner is gone; return their names."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(SHM_DIR)
     except OSError:

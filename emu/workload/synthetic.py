@@ -55,7 +55,7 @@ class Synthetic:
             kernel.preempt(task)
 
     def kthread_adopts_mm(self, burst: int) -> bool:
-        return burst or self.random() < self.p_use_mm
+        return burst != 0 or self.random() < self.p_use_mm
 
     def mm_slot_to_adopt(self, nmm: int) -> int:
         return self.rng.randrange(1, nmm)

@@ -1,4 +1,7 @@
-"""What the schemes cost, from whole runs: IPIs per exit against the footprint, lazy atomics, scans."""
+"""What the schemes cost, from whole runs: IPIs per exit against the footprint, lazy atomics, scans.
+
+The runs are deterministic (``--sched random``): each seed gives the same counters on any host, so
+a ratio asserted here does not depend on how fast the host ran the processes."""
 
 from __future__ import annotations
 
@@ -8,14 +11,15 @@ from emu.harness.config import RunConfig, Workload
 from emu.harness.runner import run
 
 # few migrations: an mm's footprint stays well below the machine, so the two costs differ
-LOCAL = RunConfig(cpus=8, duration=2.0, seed=41, workload=Workload(p_migrate=0.02))
+LOCAL = RunConfig(cpus=8, sched="random", steps=100_000, seed=41, workload=Workload(p_migrate=0.02))
+HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 
 
 def test_shoot_all_costs_every_cpu_per_exit_where_powerpc_costs_the_footprint() -> None:
     arm = run(replace(LOCAL, strategy="shoot-lazies", arch="arm64", shoot_all=True)).metrics
     ppc = run(replace(LOCAL, strategy="shoot-lazies", arch="powerpc")).metrics
     assert arm["ipis_flush"] == 0 and arm["tlb_broadcasts"] == arm["mm_exits"] + arm["tlb_flushes"]  # broadcast TLBI, no IPI
-    assert arm["ipis_per_exit"] > 0.9 * 7  # every other online CPU, on every exit
+    assert arm["ipis_per_exit"] == 7.0  # every other online CPU, on every exit (no hotplug: all 8 online)
     assert ppc["ipis_per_exit"] <= ppc["footprint_per_exit"]  # the mask minus the sender, plus rare shootdowns
     assert ppc["ipis_per_exit"] < arm["ipis_per_exit"]
     assert ppc["ipis_shootdown"] < ppc["ipis_flush"]  # the exit flush did most of the shooting
@@ -26,24 +30,26 @@ def test_shoot_lazies_takes_no_lazy_reference_where_refcount_takes_two_per_round
     shoot = run(replace(LOCAL, strategy="shoot-lazies", arch="powerpc")).metrics
     ref = run(replace(LOCAL, strategy="refcount", arch="powerpc")).metrics
     assert shoot["lazy_switches"] > 0 and shoot["lazy_refcount_atomics"] == 0
-    assert ref["lazy_refcount_atomics"] >= 2 * ref["lazy_switches"] * 0.9
+    assert ref["lazy_refcount_atomics"] >= 2 * ref["lazy_switches"]  # mmgrab_lazy_tlb and its mmdrop_lazy_tlb, each lazy use
 
 
 def test_hazptr_without_its_mb_pair_stays_correct_under_tso() -> None:
     """B6, as a check of the reference's claim (3.5): in the lazy-mm use the publish reaches the
     scanner through fully ordered operations (message passing), so the smp_mb pair is redundant."""
-    cfg = replace(LOCAL, strategy="hazptr", mutant="hazptr-no-mb", fix="skip-init-mm,drop-irqs-off", arch="x86", memory_model="tso")
-    report = run(replace(cfg, race_delay=0.5, seed=66))
+    free = RunConfig(cpus=8, duration=2.0, seed=66, workload=Workload(p_migrate=0.02), race_delay=0.5)
+    report = run(replace(free, strategy="hazptr", mutant="hazptr-no-mb", fix=HAZPTR_FIXED, arch="x86", memory_model="tso"))
     assert report.verdict == "clean", report.violations[:3]
     assert report.metrics["mm_freed"] == report.metrics["mm_created"] > 0
 
 
 def test_scanning_schemes_count_their_costs() -> None:
     luto = run(replace(LOCAL, strategy="luto-hazard", arch="arm64", seed=43)).metrics
-    haz = run(replace(LOCAL, strategy="hazptr", arch="arm64", seed=43)).metrics
+    haz = run(replace(LOCAL, strategy="hazptr", fix=HAZPTR_FIXED, arch="arm64", seed=43)).metrics
     assert luto["cpus_scanned_per_exit"] == 8.0  # every online CPU, once per exit
     assert luto["remote_slot_reads"] == 7 * luto["mm_exits"]
     assert luto["lazy_refcount_atomics"] == 0 and haz["lazy_refcount_atomics"] == 0
     assert haz["cpus_scanned"] == 8 * haz["mm_freed"]  # hazptr scans at __mmdrop
-    assert haz["ipis_shootdown"] <= haz["ipis_useful"] + haz["ipis_wasted"]
+    # every shootdown IPI is classified by its target, lazy on the mm or not (arm64: no flush IPIs beside them)
+    assert haz["ipis_flush"] == 0 and haz["ipis_shootdown"] > 0
+    assert haz["ipis_shootdown"] == haz["ipis_useful"] + haz["ipis_wasted"]
     assert haz["mm_line_atomics"] == 0

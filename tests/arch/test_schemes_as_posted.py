@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from emu.harness.config import Workload
 from emu.harness.testbed import Testbed
 from emu.kernel.cpu import Cpu
-from emu.machine.layout import C_SCHEME, INIT_MM, POISON, T_MM, T_RESUME
+from emu.machine.layout import INIT_MM, POISON, T_MM, T_RESUME
 from tests.helpers import kthread, mm_count, switch, user_task, violations
 
 NO_PREEMPT = Workload(p_preempt=0.0)
@@ -29,8 +29,13 @@ def freed(cpu: Cpu) -> int:
     return sum(cpu.w[cpu.layout.counter(c, "mm_freed")] for c in range(cpu.ncpus))
 
 
+def rq_word(cpu: Cpu, field: str, on: int) -> int:
+    """The word of the scheme's per-runqueue ``field`` on CPU ``on``, by its declared name."""
+    return cpu.rq_field(on, cpu.strategy.percpu.index(field))
+
+
 def rq(cpu: Cpu, field: str, on: int) -> int:
-    return cpu.w[cpu.layout.cpu(on) + C_SCHEME + cpu.strategy.percpu.index(field)]
+    return cpu.w[rq_word(cpu, field, on)]
 
 
 def lazy_on_exiting_mm(c0: Cpu, c1: Cpu) -> int:
@@ -167,7 +172,7 @@ def test_h1_after_a_migration_the_drop_clears_the_wrong_cpus_slot() -> None:
 def test_hp_scan_on_a_stale_own_slot_is_a_soft_lockup() -> None:
     with machine("hazptr", "skip-init-mm", watchdog=0.2) as (c0, _):
         a = c0.mm.mm_alloc(users=1)
-        c0.w[c0.layout.cpu(0) + C_SCHEME] = a  # a stale slot: this CPU is not lazy on a
+        c0.w[rq_word(c0, "hazptr_slot", 0)] = a  # a stale slot: this CPU is not lazy on a
         c0.strategy.hp_scan(a)  # retire runs locally, finds active_mm != a, and the wait never ends
         assert "soft_lockup" in violations(c0)
 
@@ -188,7 +193,7 @@ def test_luto_hazard_settles_on_init_mm_switching_first_then_clearing() -> None:
 def test_a_freed_mm_still_parked_is_a_dangling_reference() -> None:
     with machine("luto-hazard") as (c0, c1):
         a = c0.mm.mm_alloc(users=1)
-        c1.w[c1.layout.cpu(1) + C_SCHEME + 1] = a  # rq[1].drop_mm names a, without its count
+        c1.w[rq_word(c1, "drop_mm", 1)] = a  # rq[1].drop_mm names a, without its count
         c0.mm.mmput(a)  # the last user: freed
         assert freed(c0) == 1 and "dangling_reference" in violations(c0)
 

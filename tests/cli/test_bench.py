@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import pstats
-import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from stress import bench
 from stress.bench import bench_config, calibrate, ceiling
 from tests.procs import stress
 
@@ -33,7 +36,6 @@ def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
     assert det["verdicts"] == ["clean", "clean"] and "deterministic mode (--sched pct, 50,000 steps)" in r.stdout
     for key in ("switches_per_second", "ceiling_per_second", "ratio", "ipi_rtt_us_p50", "ipi_rtt_us_p99"):
         assert b[key] is not None and b[key] > 0
-    assert b["ratio"] == round(b["switches_per_second"] / b["ceiling_per_second"], 3)
     assert [row["cpus"] for row in b["per_cpus"]] == [2]
     assert b["ipi_rtt_us_p99"] >= b["ipi_rtt_us_p50"]
 
@@ -47,7 +49,10 @@ def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
     stats = pstats.Stats(*(str(where / "cpus2" / f) for f in files))
     called = {fn for (_, _, fn) in stats.stats}  # type: ignore[attr-defined]
     assert {"context_switch", "switch_mm_irqs_off", "finish_task_switch"} <= called
-    assert "context_switch" in r.stderr  # the summary names the hot functions
+    # the summary names the hot functions: the one with the most own time in these files (which one
+    # that is depends on the host, so it is read from the files, not named here)
+    hottest = max(stats.stats.items(), key=lambda kv: kv[1][2])[0]  # type: ignore[attr-defined]
+    assert pstats.func_std_string(hottest) in r.stderr, (hottest, r.stderr)  # as print_stats writes it
 
 
 def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None:
@@ -55,14 +60,25 @@ def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None
     r = stress("bench", "--cpus", "1", "--duration", "0.3", "--repeat", "3", "--json", str(out), timeout=180)
     assert r.returncode == 0, r.stderr
     row = json.loads(out.read_text())["per_cpus"][0]
-    runs = row["runs"]
-    assert len(runs) == 3
-    assert row["switches_per_second"] == statistics.median(x["switches_per_second"] for x in runs)
-    assert row["ceiling_per_second"] == statistics.median(x["ceiling_per_second"] for x in runs)
-    assert row["ratio"] == round(statistics.median(x["ratio"] for x in runs), 3)
-    for x in runs:
-        assert x["ratio"] == round(x["switches_per_second"] / x["ceiling_per_second"], 3)
-    assert "median of 3 runs" in r.stdout
+    assert len(row["runs"]) == 3 and "median of 3 runs" in r.stdout
+
+
+def test_the_ratio_is_the_median_of_paired_ratios_not_a_ratio_of_medians(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each emulator run is paired with the ceiling run beside it (a slow phase of the host hits
+    both); the three runs are chosen so that every other way of combining them gives another figure."""
+    rates = iter([300.0, 100.0, 200.0])  # emulator runs: median 200
+    ceilings = iter([1000.0, 500.0, 400.0])  # the ceiling run after each: median 500; paired ratios 0.3, 0.2, 0.5
+    monkeypatch.setattr(
+        bench, "calibrate", lambda cfg, seconds: {"locked_atomics_per_switch": 2.0, "shared_accesses_per_switch": 10.0, "switches": 1}
+    )
+    monkeypatch.setattr(bench, "run", lambda cfg: SimpleNamespace(metrics={"switches_per_second": next(rates)}, verdict="clean"))
+    monkeypatch.setattr(bench, "ceiling", lambda nproc, locked, accesses, seconds: next(ceilings))
+    row = bench.measure(bench_config(2, seed=1, procs_per_cpu=8, duration=0.1), repeat=3, say=lambda text: None)
+    assert [(r["switches_per_second"], r["ceiling_per_second"], r["ratio"]) for r in row["runs"]] == [
+        (300.0, 1000.0, 0.3), (100.0, 500.0, 0.2), (200.0, 400.0, 0.5)
+    ]  # fmt: skip
+    assert (row["switches_per_second"], row["ceiling_per_second"], row["ratio"]) == (200.0, 500.0, 0.3)  # not 200/500 = 0.4
+    assert row["switches_per_second_per_cpu"] == 100.0 and row["verdict"] == "clean"
 
 
 def test_bench_measures_each_memory_model_in_one_run(tmp_path: Path) -> None:

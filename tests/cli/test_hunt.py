@@ -28,40 +28,39 @@ def test_bad_hunt_input_is_one_line(args: list[str]) -> None:
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
+# deterministic runs (one CPU at a time, by the seed): the same runs and verdicts on any host; the
+# budget is far beyond what the runs take, so only --runs ends the hunt
+DET = ["--sched", "pct", "--steps", "50000", "--cpus", "3", "--seed", "1", "--budget", "300s"]
+
+
 def test_a_mutant_is_caught_and_a_correct_scheme_held_clean(tmp_path: Path) -> None:
     out = tmp_path / "hunt.json"
-    r = subprocess.run(
-        [*CMD, "--mutant", "refcount-no-grab", "--budget", "20s", "--json", str(out)], capture_output=True, text=True, timeout=120
-    )
+    r = hunt("--mutant", "refcount-no-grab", *DET, "--runs", "3", "--json", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     (cfg,) = json.loads(out.read_text())["configs"]
-    assert cfg["expect"] == "violation" and cfg["violations"] >= 1 and cfg["held"] and cfg["first_detection_s"] is not None
+    assert cfg["expect"] == "violation" and cfg["runs"] == 3 and cfg["violations"] == 3 and cfg["held"]
+    assert cfg["first_detection_s"] is not None and cfg["kinds"] and cfg["example"].startswith("python -m stress run ")
     assert {"strategy", "arch", "mutant", "expect", "runs", "violations", "first_detection_s", "held"} <= set(cfg)
 
-    r = subprocess.run(
-        [*CMD, "--strategy", "refcount", "--budget", "20s", "--runs", "2", "--json", str(out)], capture_output=True, text=True, timeout=120
-    )
+    r = hunt("--strategy", "refcount", *DET, "--runs", "2", "--json", str(out))
     summary = json.loads(out.read_text())
-    assert r.returncode == 0 and summary["all_held"] and summary["configs"][0]["runs"] == 2
+    assert r.returncode == 0 and summary["all_held"], r.stdout + r.stderr
+    (cfg,) = summary["configs"]
+    assert cfg["expect"] == "clean" and cfg["runs"] == 2 and cfg["violations"] == 0 and cfg["example"] is None
 
 
 def test_a_wrong_expectation_fails_the_hunt() -> None:
-    r = subprocess.run(
-        [*CMD, "--mutant", "refcount-no-grab", "--expect", "clean", "--budget", "10s", "--runs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = hunt("--mutant", "refcount-no-grab", "--expect", "clean", *DET, "--runs", "1")
     assert r.returncode == 1 and "all expectations held: NO" in r.stdout and "rerun refcount-no-grab" in r.stdout
 
 
 def test_race_suite_runs_on_execnet_workers() -> None:
-    """The local form of a campaign spread over machines: xdist's --tx with popen gateways."""
+    """The local form of a campaign spread over machines: xdist's --tx with popen gateways (two
+    deterministic cells of the race suite: their verdicts do not depend on the host)."""
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "xdist", "--tx", "2*popen", "--dist", "load", "-m", "race",
-         "--race-count", "1", "--race-seconds", "1", "-p", "no:benchmark",
-         "tests/race/test_matrix_races.py::test_cell[r0-refcount@arm64]",
-         "tests/race/test_matrix_races.py::test_cell[r0-refcount-no-grab@x86]"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "xdist", "--tx", "2*popen", "--dist", "load", "-m", "race", "-p", "no:benchmark",
+         "tests/race/test_det_races.py::test_det_cell[refcount@arm64]",
+         "tests/race/test_det_races.py::test_det_cell[refcount-no-grab@x86]"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:]

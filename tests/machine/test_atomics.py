@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emu.harness.testbed import Testbed
 from emu.kernel.cpu import Cpu
 
@@ -22,6 +24,7 @@ def test_atomic_inc_loses_no_update_under_contention() -> None:
         assert tb.words[x] == N_CPUS * N_INC
 
 
+@pytest.mark.race  # whether the processes interleave inside an increment is the host's scheduling: a race
 def test_unlocked_read_modify_write_loses_updates() -> None:
     """The same increment without the lock races for real between the processes."""
     n = 100_000

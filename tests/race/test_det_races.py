@@ -18,7 +18,7 @@ import pytest
 from emu.harness.matrix import CELLS, CLEAN, Cell
 from emu.harness.runner import run
 
-pytestmark = pytest.mark.race
+pytestmark = [pytest.mark.race, pytest.mark.timeout(600)]
 
 CATCH_WITHIN = 300  # deterministic runs of one broken cell (B3 on x86, the rarest, needs 35 for the median seed, 9 for its seed here)
 

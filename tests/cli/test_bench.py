@@ -71,7 +71,9 @@ def test_the_ratio_is_the_median_of_paired_ratios_not_a_ratio_of_medians(monkeyp
     monkeypatch.setattr(
         bench, "calibrate", lambda cfg, seconds: {"locked_atomics_per_switch": 2.0, "shared_accesses_per_switch": 10.0, "switches": 1}
     )
-    monkeypatch.setattr(bench, "run", lambda cfg: SimpleNamespace(metrics={"switches_per_second": next(rates)}, verdict="clean", harness={}))
+    monkeypatch.setattr(
+        bench, "run", lambda cfg: SimpleNamespace(metrics={"switches_per_second": next(rates)}, verdict="clean", harness={})
+    )
     monkeypatch.setattr(bench, "ceiling", lambda nproc, locked, accesses, seconds: next(ceilings))
     row = bench.measure(bench_config(2, seed=1, procs_per_cpu=8, duration=0.1), repeat=3, say=lambda text: None)
     assert [(r["switches_per_second"], r["ceiling_per_second"], r["ratio"]) for r in row["runs"]] == [

@@ -143,7 +143,7 @@ CELLS: list[Cell] = [
         "hazptr",
         "x86",
         "scheme_warning",
-        why="H1, H3 (real, robot-found in the RFC): the idle task grabs init_mm over a busy slot, a preempted drop leaves one stale",
+        why="H1 (real, robot-found in RFC v2): a preempted mmdrop_lazy_tlb leaves a stale slot; the next publish fails",
     ),
     Cell(
         "hazptr",
@@ -157,14 +157,20 @@ CELLS: list[Cell] = [
         "powerpc",
         "scheme_warning",
         options={"fix": "drop-irqs-off"},
-        why="H3 (real, robot-found): exit_lazy_flush_tlb grabs init_mm before dropping the old lazy mm",
+        why="H3 (from the patch on its base, not robot-found): powerpc's exit_lazy_flush_tlb grabs init_mm before dropping the old lazy mm",
     ),
     Cell(
         "hazptr",
         "x86",
         "scheme_warning",
         options={"fix": "drop-irqs-off", "hotplug": True},
-        why="H3 (real, robot-found): sched_force_init_mm (hotplug) grabs init_mm before dropping the old lazy mm",
+        why="H3 (kernels from Nov 2024 on, not the RFC's base): sched_force_init_mm (hotplug) grabs init_mm before dropping the old mm",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        options={"fix": "drop-irqs-off"},
+        why="H3's control: without --hotplug no x86 path grabs init_mm over a busy slot (the drain runs none)",
     ),
     *(
         Cell("hazptr", a, options={"fix": HAZPTR_FIXED}, why="H1 and H3 fixed: publish, smp_mb, scan, retire")

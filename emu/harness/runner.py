@@ -63,7 +63,6 @@ from emu.machine.detsched import (
 )
 from emu.machine.irq import make_doorbells
 from emu.machine.layout import (
-    C_ACTIVE_MM,
     C_DRAIN_PASS,
     C_STATE,
     CPU_QUIESCED,
@@ -76,7 +75,6 @@ from emu.machine.layout import (
     H_NVIOL,
     H_PHASE,
     H_READY,
-    INIT_MM,
     M_COUNT,
     M_GEN,
     M_STATE,
@@ -499,7 +497,6 @@ class Runner:
         t0 = time.monotonic()
         arr = np.frombuffer(seg.buf, dtype=np.int64)
         states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
-        actives = arr[lay.cpu_base + C_ACTIVE_MM : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
         if self.watchdog:
             self.watchdog.touch(t0)
         passes = arr[lay.cpu_base + C_DRAIN_PASS : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
@@ -508,9 +505,9 @@ class Runner:
             while True:
                 self._check_stalls(time.monotonic())
                 quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
-                if quiet and (states == CPU_QUIESCED).all() and (actives == INIT_MM).all():
-                    # A reference parked on a CPU after it quiesced (by an __mmput that was still
-                    # running) is dropped at its next settling pass: wait for one more on every CPU.
+                if quiet and (states == CPU_QUIESCED).all():
+                    # every CPU ran its drain task (emu.kernel.drain) and idles: one more pass on
+                    # every CPU confirms that none was woken meanwhile
                     if settled_at is None:
                         settled_at = passes.copy()
                     elif (passes > settled_at).all():
@@ -525,7 +522,7 @@ class Runner:
                     )
                 self._wait_children(seg, 0.005)
         finally:
-            del states, actives, passes, arr
+            del states, passes, arr
         self.state.drain_s = time.monotonic() - t0
         self.state.drained = True
         w[H_PHASE] = PHASE_EXIT

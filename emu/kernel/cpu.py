@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
+from emu.kernel.drain import Drain
 from emu.kernel.driver import TaskDriver
 from emu.kernel.hotplug import Hotplug
 from emu.kernel.mm import MmOps
@@ -104,7 +105,7 @@ class Parts(NamedTuple):
     driver: Callable[[Workload, int, random.Random], TaskDriver]
 
 
-class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
+class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
     def __init__(
         self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list,  # type: ignore[type-arg]
         parts: Parts, det: DetSched | None = None,
@@ -327,6 +328,9 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
             curr = w[self.CURR]
             kind = w[self.task_base + curr * 8 + T_KIND]
             if kind == KIND_USER:  # run_user, inline: the commonest quantum
+                if curr == self.drain_task:
+                    self.run_drain_task(curr)
+                    continue
                 if self.tracks_tlb_gen:
                     self.oracle.check_tlb_gen(w[self.LOADED], self.TLB_GEN)
                 self.user_quantum(self, curr, phase)
@@ -410,7 +414,16 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug):
             self.schedule()
             return
         if phase == PHASE_DRAIN:
-            self.sched_force_init_mm()
+            if not self.drain_forked:
+                if self.load_ended():  # every CPU switches into one user mm of its own and out (emu.kernel.drain)
+                    self.fork_drain_task()
+                    if self.runqueue:
+                        self.w[self.STATE] = CPU_RUNNING
+                        self.schedule()
+                        return
+                else:
+                    self.idle_wait(0.002)
+                    return
             self.w[self.DRAIN_PASS] += 1  # only this CPU writes it
             self.w[self.STATE] = CPU_QUIESCED
             if self.det is not None:

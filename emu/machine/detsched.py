@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from emu.machine.layout import (
-    C_ACTIVE_MM,
     C_DRAIN_PASS,
     C_HP_WANT,
     C_STATE,
@@ -65,7 +64,6 @@ from emu.machine.layout import (
     H_PHASE,
     H_STUTTER,
     H_USE_MM_BURST,
-    INIT_MM,
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
@@ -506,7 +504,7 @@ class DetSched:
         if quiet:
             for c in range(self.n):
                 r = lay.cpu_base + c * CPU_WORDS
-                if w[r + C_STATE] != CPU_QUIESCED or w[r + C_ACTIVE_MM] != INIT_MM:
+                if w[r + C_STATE] != CPU_QUIESCED:
                     quiet = False
                     break
         if not quiet:

@@ -28,6 +28,7 @@ INIT_MM = 1 << MM_SLOT_BITS  # slot 0, generation 1: never freed
 H_MAGIC, H_RUN_ID, H_NCPUS, H_NMM, H_NTASK, H_PHASE = range(6)
 H_STUTTER, H_USE_MM_BURST = 6, 7  # set by the runner's perturbation
 H_LIVE_USERS, H_KTHREAD_MMS, H_NVIOL, H_READY = range(8, 12)
+H_DRAIN_TASKS = 12  # drain: the drain tasks alive (emu.kernel.drain), counted in H_LIVE_USERS too
 H_VIOL_KINDS = 16  # 16 words: a histogram of violation kinds
 HEADER_WORDS = 32
 
@@ -48,6 +49,7 @@ C_DRAIN_PASS = 23  # drain: passes of the idle task through its settling step (t
 # the memory model (C_LOADED_MM is CR3, the truth the oracle reads), read by a flush's sender (should_flush_tlb)
 C_TLBSTATE_LOADED = 24
 C_TLB_GEN = 25  # the flush generation this CPU's TLB holds for its loaded mm (cpu_tlbstate.ctxs[asid].tlb_gen)
+C_DRAIN_MM = 26  # drain: the mm of this CPU's drain task (emu.kernel.drain), 0 before it forks
 CPU_WORDS = 32
 LOADED_MM_SWITCHING = -1  # x86's LOADED_MM_SWITCHING: no mm handle has this value
 

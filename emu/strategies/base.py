@@ -126,8 +126,9 @@ class Strategy:
         c.cpuhp_teardown()
 
     def sched_force_init_mm(self) -> None:
-        """The idle task settles on init_mm (also when it already was there): a scheme drops what
-        it deferred to this CPU's next switch, which a quiet machine never makes."""
+        """A CPU going offline leaves its lazy mm for init_mm (also when it already was there): a
+        scheme drops what it deferred to this CPU's next switch, which an offline CPU never makes.
+        Only the hotplug path runs it (mainline: ``sched_cpu_wait_empty``); the drain does not."""
 
     def do_shoot_lazy_tlb(self, mm: int) -> None:
         """kernel/fork.c's IPI handler: a CPU lazy on ``mm`` switches to init_mm."""

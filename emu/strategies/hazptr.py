@@ -25,9 +25,12 @@ The RFC's defects as the kernel test robot found them, and what the emulator sho
   another CPU. The old CPU's slot stays stale: its next ``hp_allocate`` fails (the WARN, and a lazy
   mm unprotected), and a scan of the stale mm busy-waits on it (forever if the scanner is that
   CPU: a soft lockup, which the emulator reports after ``--watchdog``/2 seconds).
-- H3: grab-before-drop sequences (``sched_force_init_mm`` on hotplug and at the drain, powerpc's
-  ``exit_lazy_flush_tlb``) call ``mmgrab_lazy_tlb(&init_mm)`` while the slot still holds the old
-  mm: the WARN fires and the publish fails.
+- H3 (from reading the patch, not robot-found): grab-before-drop sequences call
+  ``mmgrab_lazy_tlb(&init_mm)`` while the slot still holds the old mm: the WARN fires and the
+  publish fails. On the RFC's base that is powerpc's ``exit_lazy_flush_tlb``; through
+  ``sched_force_init_mm`` (``--hotplug``) it is what the RFC would meet on kernels from Nov 2024
+  on. The drain runs neither (``emu.kernel.drain``), so x86, arm64 and s390 show H3 only under
+  ``--hotplug``.
 - H2 (v3, ``hazptr_scan`` in atomic context) needs a ``__mmdrop`` under a spinlock
   (khugepaged), a path the emulator does not have.
 
@@ -73,7 +76,7 @@ AT_HP_SCAN = site("hp_scan: busy-wait on a slot that keeps the mm")
 class Hazptr(Strategy):
     name = "hazptr"
     has_race_window = True
-    summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1, H3)"
+    summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1; H3 on powerpc or --hotplug)"
     percpu = ("hazptr_slot",)
     pins = ("hazptr_slot",)
     shown = ("hazptr_slot",)  # the publish and clear of the slot, the scan's finds

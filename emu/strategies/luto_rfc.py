@@ -121,7 +121,7 @@ class LutoRfc(Strategy):
         self.drop_extra_mm_refs()
 
     def sched_force_init_mm(self) -> None:
-        self.drop_extra_mm_refs()  # the settling step stands for the next context switch
+        self.drop_extra_mm_refs()  # hotplug only: the offline CPU makes no next context switch
 
     def drop_extra_mm_refs(self) -> None:
         if not self.drop_check:

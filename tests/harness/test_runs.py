@@ -14,7 +14,7 @@ def test_refcount_is_clean(cpus: int, seed: int) -> None:
     report = run(RunConfig(cpus=cpus, strategy="refcount", duration=1.5, seed=seed))
     assert report.verdict == "clean", report.violations[:3]
     m = report.metrics
-    assert m["mm_freed"] == m["mm_created"] > 0
+    assert m["mm_freed"] + m["mm_held_lazily"] == m["mm_created"] > 0  # the rest: the idle CPUs are still lazy on them
     assert m["lazy_switches"] > 0 and m["lazy_refcount_atomics"] > 0
     assert report.harness["drained"]
 

@@ -38,7 +38,8 @@ from emu.machine.memory_model import WeakAtomics
 from tests.procs import start, stress, wait_for_cpus
 
 SMALL = Workload(procs=2, threads=2, kthreads=1)
-BROKEN = RunConfig(cpus=3, strategy="luto-rfc", arch="arm64", sched="pct", steps=60_000, seed=3, workload=SMALL, fail_fast=True)
+# seed 5: D4 and D1 during the load (seed 3 caught them only at the old drain, which ran sched_force_init_mm on every CPU)
+BROKEN = RunConfig(cpus=3, strategy="luto-rfc", arch="arm64", sched="pct", steps=60_000, seed=5, workload=SMALL, fail_fast=True)
 
 
 @pytest.mark.parametrize("sched", ["pct", "random"])
@@ -235,3 +236,20 @@ def test_a_cpu_woken_from_idle_reads_memory_not_its_view_from_before_the_sleep(m
         monkeypatch.setattr(a, "_rand", lambda: 0.0)  # every load the view can answer, it answers
         cpu.idle_wait(0.0)
         assert a.READ_ONCE(word) == 5, "the wake-up left a view from before the sleep"
+
+
+def test_a_violation_followed_by_a_failed_drain_is_reported_as_the_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine cannot drain (its drain is cut to a few steps; the CPU processes are forked, so they
+    inherit the limit): a run whose oracle recorded a violation during the load reports it, status 1,
+    with the drain failure beside it; a clean scheme's run with the same failure is a harness failure."""
+    import emu.harness.runner
+    import emu.machine.detsched
+
+    for mod in (emu.machine.detsched, emu.harness.runner):
+        monkeypatch.setattr(mod, "DRAIN_STEPS", 5)
+    caught = run(replace(BROKEN, fail_fast=False))
+    assert caught.verdict == "violation" and caught.status == 1, caught.harness
+    assert "use_after_free" in caught.violation_counts and "leak" not in caught.violation_counts  # not drained: no leak check
+    assert "did not drain within 5 steps" in caught.harness["error"]
+    clean = run(replace(BROKEN, strategy="refcount", fail_fast=False))
+    assert clean.verdict == "harness_failure" and clean.status == 3 and "did not drain" in clean.harness["error"]

@@ -54,14 +54,14 @@ def test_cell(cell: Cell, race_round: int, request: pytest.FixtureRequest) -> No
         report = run_given_its_time(cfg)
         assert report.harness["error"] is None, report.harness
         assert report.verdict == "clean", f"{report.violations[:3]} ({cell.why}; rerun: {report.command})"
-        assert report.metrics["mm_freed"] == report.metrics["mm_created"] > 0
+        assert report.metrics["mm_freed"] + report.metrics["mm_held_lazily"] == report.metrics["mm_created"] > 0  # the rest: held lazily
         return
     cfg = replace(cfg, duration=max(cfg.duration, CATCH_WITHIN_S), fail_fast=True)
     seen: list[dict[str, int]] = []
     for attempt in range(CATCH_TRIES):
         report = run_given_its_time(replace(cfg, seed=seed + attempt))
-        assert report.harness["error"] is None, report.harness
         if any(k in report.violation_counts for k in cell.kinds):
-            return
+            return  # a drain that then failed (a CPU stuck by the bug) stays beside the catch
+        assert report.harness["error"] is None, report.harness
         seen.append(report.violation_counts)
     pytest.fail(f"expected {' or '.join(cell.kinds)} within {CATCH_TRIES} runs, got {seen} ({cell.why}; the last: {report.command})")

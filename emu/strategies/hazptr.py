@@ -24,7 +24,8 @@ The RFC's defects as the kernel test robot found them, and what the emulator sho
   enabled; preempted there (``--p-preempt``), the clear runs later, and after a migration on
   another CPU. The old CPU's slot stays stale: its next ``hp_allocate`` fails (the WARN, and a lazy
   mm unprotected), and a scan of the stale mm busy-waits on it (forever if the scanner is that
-  CPU: a soft lockup, which the emulator reports after ``--watchdog``/2 seconds).
+  CPU: a soft lockup, which the emulator reports after ``--watchdog``/2 seconds). The thread's
+  fix (``--fix this-cpu-write``, below) leaves this as it is.
 - H3 (from reading the patch, not robot-found): grab-before-drop sequences call
   ``mmgrab_lazy_tlb(&init_mm)`` while the slot still holds the old mm: the WARN fires and the
   publish fails. On the RFC's base that is powerpc's ``exit_lazy_flush_tlb``; through
@@ -34,10 +35,21 @@ The RFC's defects as the kernel test robot found them, and what the emulator sho
 - H2 (v3, ``hazptr_scan`` in atomic context) needs a ``__mmdrop`` under a spinlock
   (khugepaged), a path the emulator does not have.
 
-Fixes (``--fix``), to separate the symptoms: ``skip-init-mm`` (H3: a lazy use of init_mm, which
-is never freed, publishes nothing; the emulator's earlier interpretation) and ``drop-irqs-off``
-(H1: the drop runs on the CPU that published, before preemption is possible, the per-CPU write
-the robot thread asked for). With both the scheme is expected clean.
+Fixes (``--fix``), to separate the symptoms:
+
+- ``this-cpu-write`` (H1, the fix the thread proposed: Desnoyers' reply to the robot,
+  f5c749d3-e3ec-4463-9dc2-690b9b719315@efficios.com): ``WRITE_ONCE(this_cpu_ptr(...)->addr, NULL)``
+  becomes ``this_cpu_write(...->addr, NULL)``. That silences the ``CONFIG_DEBUG_PREEMPT`` BUG (which
+  the emulator does not model), but the write still runs after the preemption point and clears the
+  slot of whichever CPU the task resumed on: the emulator's clear is that same write, so under this
+  fix the old CPU's slot stays stale and H1 still shows (the matrix cell beside the as-posted one).
+- ``drop-irqs-off`` (H1, an interpretation: nobody posted it): ``kthread_use_mm`` / ``exec_mmap``
+  drop the old lazy mm inside their interrupts-off section, on the CPU that published, before
+  preemption is possible; that closes H1.
+- ``skip-init-mm`` (H3: a lazy use of init_mm, which is never freed, publishes nothing; the
+  emulator's earlier interpretation, also not posted).
+
+With ``drop-irqs-off`` and ``skip-init-mm`` the scheme is expected clean.
 
 Mutant ``hazptr-no-mb`` (B6): both ``smp_mb`` removed, the publisher's and the scanner's. The
 reference (section 3.5) explains why that does not break the lazy-mm use: the grab-side barrier
@@ -84,7 +96,8 @@ class Hazptr(Strategy):
     exit_mm_grab_irqs_off = True
     FIXES: ClassVar[dict[str, str]] = {
         "skip-init-mm": "H3: a lazy use of init_mm publishes nothing, so grab-before-drop finds the slot free",
-        "drop-irqs-off": "H1: kthread_use_mm / exec_mmap clear the slot before preemption is possible",
+        "this-cpu-write": "H1, the thread's fix (f5c749d3-...@efficios.com), this_cpu_write, still after preemption: H1 stays",
+        "drop-irqs-off": "H1, an interpretation (not posted): kthread_use_mm / exec_mmap clear the slot with interrupts off",
     }
 
     def __init__(self, cpu: KernelCpu) -> None:
@@ -117,7 +130,9 @@ class Hazptr(Strategy):
 
     def mmdrop_lazy_tlb(self, mm: int) -> None:
         self.smp_mb()  # the lazy use's accesses before the slot is seen empty
-        self.WRITE_ONCE(self.slot, 0)  # this_cpu: the CPU it runs on now
+        # as posted and under --fix this-cpu-write alike: the slot of the CPU it runs on now (the two
+        # differ only in CONFIG_DEBUG_PREEMPT's check, which the emulator does not model)
+        self.WRITE_ONCE(self.slot, 0)
         self.show("clear", "hazptr_slot", mm)
 
     def hazptr_load_try_protect(self, addr_p: int) -> int:

@@ -170,8 +170,21 @@ CELLS: list[Cell] = [
         "hazptr",
         "x86",
         "scheme_warning",
-        options={"fix": "drop-irqs-off", "hotplug": True},
+        options={"fix": "drop-irqs-off,sched-force-init-mm", "hotplug": True},
         why="H3 (kernels from Nov 2024 on, not the RFC's base): sched_force_init_mm (hotplug) grabs init_mm before dropping the old mm",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        "liveness",
+        options={"fix": HAZPTR_FIXED, "hotplug": True},
+        why="H4 (hotplug on the RFC's 6.12-rc1 base): idle_task_exit keeps the dying CPU's slot, a scan then waits on the offline CPU",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        options={"fix": HAZPTR_FIXED + ",sched-force-init-mm", "hotplug": True},
+        why="H4's control: with the Nov 2024 path the dying CPU leaves its lazy mm and clears its own slot",
     ),
     Cell(
         "hazptr",

@@ -17,6 +17,8 @@
   that runs user code of its loaded mm holds a TLB generation no older than the newest flush of
   that mm that has completed (``missed_flush``): a completed flush reached every CPU running it.
 - When the machine is quiet, every mm created has been freed (checked by the runner).
+- A kernel wait loop does not wait on a CPU that cannot end the wait (``liveness``: reported by
+  the waiting CPU, with the awaited CPU as ``other``; a scheme's busy-wait checks it).
 
 A violation is appended to a shared table with the CPU, the mm, where it was seen, and (for
 the first few) a snapshot of every CPU's event ring.
@@ -76,6 +78,7 @@ KINDS = (
     "dangling_reference",  # at __mmdrop a scheme's per-CPU reference (hazard slot, parked reference) names the mm
     "soft_lockup",  # a CPU spun in a kernel wait loop for --watchdog/2 seconds (the soft-lockup detector)
     "missed_flush",  # a CPU runs an mm with TLB entries older than a flush of it that has completed
+    "liveness",  # a kernel wait loop waits on a CPU that cannot end it (a scan busy-waiting on an offline CPU's slot)
 )
 (
     USE_AFTER_FREE,
@@ -90,6 +93,7 @@ KINDS = (
     DANGLING_REFERENCE,
     SOFT_LOCKUP,
     MISSED_FLUSH,
+    LIVENESS,
 ) = range(len(KINDS))
 
 _SITES: list[str] = []

@@ -154,6 +154,13 @@ CELLS: list[Cell] = [
     ),
     Cell(
         "hazptr",
+        "x86",
+        "scheme_warning",
+        options={"fix": "skip-init-mm,this-cpu-write"},
+        why="H1 under the thread's fix (f5c749d3-...@efficios.com): this_cpu_write still clears the CPU resumed on; the old slot stays",
+    ),
+    Cell(
+        "hazptr",
         "powerpc",
         "scheme_warning",
         options={"fix": "drop-irqs-off"},
@@ -163,8 +170,21 @@ CELLS: list[Cell] = [
         "hazptr",
         "x86",
         "scheme_warning",
-        options={"fix": "drop-irqs-off", "hotplug": True},
+        options={"fix": "drop-irqs-off,sched-force-init-mm", "hotplug": True},
         why="H3 (kernels from Nov 2024 on, not the RFC's base): sched_force_init_mm (hotplug) grabs init_mm before dropping the old mm",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        "liveness",
+        options={"fix": HAZPTR_FIXED, "hotplug": True},
+        why="H4 (hotplug on the RFC's 6.12-rc1 base): idle_task_exit keeps the dying CPU's slot, a scan then waits on the offline CPU",
+    ),
+    Cell(
+        "hazptr",
+        "x86",
+        options={"fix": HAZPTR_FIXED + ",sched-force-init-mm", "hotplug": True},
+        why="H4's control: with the Nov 2024 path the dying CPU leaves its lazy mm and clears its own slot",
     ),
     Cell(
         "hazptr",
@@ -173,7 +193,12 @@ CELLS: list[Cell] = [
         why="H3's control: without --hotplug no x86 path grabs init_mm over a busy slot (the drain runs none)",
     ),
     *(
-        Cell("hazptr", a, options={"fix": HAZPTR_FIXED}, why="H1 and H3 fixed: publish, smp_mb, scan, retire")
+        Cell(
+            "hazptr",
+            a,
+            options={"fix": HAZPTR_FIXED},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        )
         for a in ("x86", "powerpc", "arm64", "s390")
     ),
     Cell("hazptr", "arm64", options={"fix": HAZPTR_FIXED, "memory_model": "tso"}, why="correct under TSO"),
@@ -268,7 +293,7 @@ CELLS: list[Cell] = [
         "use_after_free",
         options={"race_delay": 1.0},
         also=("double_free",),
-        why="B4: mm_count raised after drop_mm: the mm is freed a count early, then touched or dropped again",
+        why="B4 (synthetic: inverts 16/23's rule, raise mm_count before any drop_mm is set): freed a count early, then touched again",
     ),
     # Peter Zijlstra's rule for the 2022 scheme (reference 3.4), checkable only where RMWs can be reordered
     Cell(

@@ -183,6 +183,7 @@ DETAILS = {
     "dangling_reference": "cpu{cpu} freed {mm} in {at} while cpu{other}'s scheme field still named it (hazard slot or parked reference)",
     "soft_lockup": "cpu{cpu} spun on {mm} in {at} without progress (soft lockup)",
     "missed_flush": "cpu{cpu} ran {mm} with TLB entries older than a flush of it that had completed (in {at})",
+    "liveness": "cpu{cpu} waits in {at} for cpu{other}, which cannot end the wait, on {mm} (liveness)",
 }
 
 
@@ -489,6 +490,7 @@ HEADLINES = {
     "dangling_reference": "cpu{cpu} freed {mm} while {other}'s scheme field (a hazard slot or parked reference) still named it",
     "soft_lockup": "cpu{cpu} spun on {mm} without progress, in {at} (soft lockup)",
     "missed_flush": "cpu{cpu} ran {mm} with TLB entries older than a completed flush of it: a missed flush",
+    "liveness": "cpu{cpu} waits on offline {other} for {mm}, in {at}: a wait that cannot end (liveness)",
 }
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
 from emu.kernel.drain import Drain
 from emu.kernel.driver import TaskDriver
-from emu.kernel.hotplug import Hotplug
+from emu.kernel.hotplug import FINISH_CPU, Hotplug
 from emu.kernel.mm import MmOps
 from emu.kernel.runqueue import RunQueue
 from emu.kernel.sched import Scheduler
@@ -147,6 +147,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.c_walks = self.counter_words["page_walks"]
         self.c_migrations = self.counter_words["migrations"]
         self.irq.on_send = self._count_ipi
+        self.irq.handlers[FINISH_CPU] = self.do_finish_cpu
         self.irq.on_receive = self._received_ipi
         self.irq.on_entry = self.irq_entry
         self.irq.fence = self.atomics.store_buffer_drain

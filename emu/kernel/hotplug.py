@@ -10,6 +10,14 @@ The runner asks (``C_HP_WANT``); the CPU itself carries it out, as the dying CPU
   from every ``mm_cpumask``) and the rest of the hotplug state machine, during which the CPU is
   unreachable. Offline, it receives no IPIs and its MMU walks nothing.
 - coming up: the CPU is online again, idle and lazy on init_mm, and takes work.
+
+Two eras of the lazy-mm steps (``Strategy.takedown_cpu``). From Nov 2024 on ("lazy tlb: fix
+hotplug exit race with MMU_LAZY_TLB_SHOOTDOWN", Piggin and Krzesinski,
+lkml 20241104142318.3295663-1-herton@redhat.com) the dying CPU leaves its lazy mm itself in
+``sched_cpu_wait_empty`` through ``sched_force_init_mm``. Before it (the 6.12-rc1 base of the
+hazptr RFC) the dying CPU ran ``idle_task_exit()``, which only switches the MMU to init_mm and
+leaves ``active_mm`` set, and ``finish_cpu()`` on the control CPU (kernel/cpu.c) then set the idle
+task's ``active_mm`` to init_mm and called ``mmdrop_lazy_tlb(mm)`` there: on the control CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from emu.machine.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING
+from emu.machine.irq import ipi_function
+from emu.machine.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING, INIT_MM
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
@@ -27,6 +36,8 @@ EV_CPU_DOWN = event("cpu_down", "cpu going down (takedown_cpu)")
 EV_CPU_DEAD = event("cpu_dead", "cpu offline")
 EV_CPU_UP = event("cpu_up", "cpu online again, lazy on init_mm")
 
+FINISH_CPU = ipi_function("finish_cpu")  # the control CPU's step of the teardown, before the Nov 2024 fix
+CONTROL_CPU = 0  # the CPU that runs the hotplug state machine's control side: the boot CPU, which never goes down here
 TEARDOWN_US = (1000, 5000)  # the teardown state machine: milliseconds on real machines, CPU unreachable
 
 
@@ -88,3 +99,25 @@ class Hotplug:
         self.set_cpu_online(True)
         self.trace(EV_CPU_UP)
         self.count("hotplug_online")
+
+    def idle_task_exit(self: CpuCore) -> int:
+        """kernel/sched/core.c ``idle_task_exit()`` before the Nov 2024 fix (6.12-rc1): the dead
+        CPU's idle task switches the MMU to init_mm and leaves ``active_mm`` for ``finish_cpu``; no
+        scheme hook runs. Returns the mm it was lazy on."""
+        mm = self.w[self.ACTIVE]
+        if mm != INIT_MM:
+            flags = self.irq.local_irq_save()
+            self.arch.switch_mm_irqs_off(mm, INIT_MM)
+            self.irq.local_irq_restore(flags)
+        return mm
+
+    def finish_cpu(self: CpuCore, mm: int) -> None:
+        """kernel/cpu.c ``finish_cpu()`` before the Nov 2024 fix, run by the control CPU once this
+        one is dead: ``idle->active_mm = &init_mm`` (written here: nothing runs on a dead CPU in
+        between), then ``mmdrop_lazy_tlb(mm)`` on the control CPU, unconditionally (init_mm too)."""
+        self.w[self.ACTIVE] = INIT_MM
+        self.irq.smp_call_function_single(CONTROL_CPU, FINISH_CPU, mm, wait=True)
+
+    def do_finish_cpu(self: CpuCore, mm: int) -> None:
+        """``finish_cpu``'s drop, on the control CPU (an IPI here; a cpuhp thread in the kernel)."""
+        self.strategy.mmdrop_lazy_tlb(mm)

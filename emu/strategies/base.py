@@ -58,6 +58,7 @@ class Strategy:
     # where the generic kernel paths differ by series:
     exit_mm_grab_irqs_off: ClassVar[bool] = False  # exit_mm's mmgrab_lazy_tlb inside its irq-off section
     lazy_release_in_irqs_off: bool = False  # kthread_use_mm / exec_mmap drop the old lazy mm before irqs are on
+    hotplug_idle_task_exit: bool = False  # hotplug as before the Nov 2024 fix: idle_task_exit + finish_cpu (takedown_cpu)
 
     def __init__(self, cpu: KernelCpu) -> None:
         self.c = cpu
@@ -117,13 +118,28 @@ class Strategy:
     # -- CPU hotplug ---------------------------------------------------------------------------
     def takedown_cpu(self) -> None:
         """The lazy-mm steps of taking this CPU down, in the order that "lazy tlb: fix hotplug exit
-        race with MMU_LAZY_TLB_SHOOTDOWN" established: leave the lazy mm for init_mm first, then
-        go offline and let the arch drop the CPU from the masks, then the rest of the teardown."""
+        race with MMU_LAZY_TLB_SHOOTDOWN" (Nov 2024, lkml 20241104142318.3295663-1-herton@redhat.com)
+        established: leave the lazy mm for init_mm first, then go offline and let the arch drop the
+        CPU from the masks, then the rest of the teardown. A scheme that predates that fix and sets
+        ``hotplug_idle_task_exit`` gets the path of its base instead (``takedown_cpu_idle_task_exit``)."""
         c = self.c
+        if self.hotplug_idle_task_exit:
+            self.takedown_cpu_idle_task_exit()
+            return
         c.sched_force_init_mm()
         c.set_cpu_online(False)
         c.arch.cpu_offline()
         c.cpuhp_teardown()
+
+    def takedown_cpu_idle_task_exit(self) -> None:
+        """Before the Nov 2024 fix (6.12-rc1): offline and out of the masks first, the teardown, then
+        the dead CPU's ``idle_task_exit()`` (the MMU to init_mm, no scheme hook) and the control CPU's
+        ``finish_cpu()``, whose ``mmdrop_lazy_tlb(mm)`` runs on the control CPU."""
+        c = self.c
+        c.set_cpu_online(False)
+        c.arch.cpu_offline()
+        c.cpuhp_teardown()
+        c.finish_cpu(c.idle_task_exit())
 
     def sched_force_init_mm(self) -> None:
         """A CPU going offline leaves its lazy mm for init_mm (also when it already was there): a

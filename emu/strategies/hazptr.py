@@ -24,20 +24,46 @@ The RFC's defects as the kernel test robot found them, and what the emulator sho
   enabled; preempted there (``--p-preempt``), the clear runs later, and after a migration on
   another CPU. The old CPU's slot stays stale: its next ``hp_allocate`` fails (the WARN, and a lazy
   mm unprotected), and a scan of the stale mm busy-waits on it (forever if the scanner is that
-  CPU: a soft lockup, which the emulator reports after ``--watchdog``/2 seconds).
+  CPU: a soft lockup, which the emulator reports after ``--watchdog``/2 seconds). The thread's
+  fix (``--fix this-cpu-write``, below) leaves this as it is.
 - H3 (from reading the patch, not robot-found): grab-before-drop sequences call
   ``mmgrab_lazy_tlb(&init_mm)`` while the slot still holds the old mm: the WARN fires and the
   publish fails. On the RFC's base that is powerpc's ``exit_lazy_flush_tlb``; through
-  ``sched_force_init_mm`` (``--hotplug``) it is what the RFC would meet on kernels from Nov 2024
-  on. The drain runs neither (``emu.kernel.drain``), so x86, arm64 and s390 show H3 only under
-  ``--hotplug``.
+  ``sched_force_init_mm`` (``--hotplug --fix sched-force-init-mm``) it is what the RFC would meet
+  on kernels from Nov 2024 on. The drain runs neither (``emu.kernel.drain``), so x86, arm64 and
+  s390 show H3 only with that later hotplug path.
+- H4 (from reading the patch on its 6.12-rc1 base, reference 3.5): hotplug as the base had it,
+  before "lazy tlb: fix hotplug exit race with MMU_LAZY_TLB_SHOOTDOWN" (Nov 2024, lkml
+  20241104142318.3295663-1-herton@redhat.com), is this scheme's default under ``--hotplug``
+  (``hotplug_idle_task_exit``, ``emu.kernel.hotplug``): the dying CPU's ``idle_task_exit()`` only
+  switches the MMU to init_mm, so its slot keeps the mm, and ``finish_cpu()`` on the control CPU
+  runs ``mmdrop_lazy_tlb(mm)``, which clears the control CPU's slot. A later ``hp_scan`` of that mm
+  finds the offline CPU's stale slot, its retire IPI is not delivered, and the busy-wait cannot
+  end while the CPU is offline: reported as ``liveness`` (the waiting CPU, the offline CPU as
+  ``other``, the mm). ``--fix sched-force-init-mm`` selects the later path, where the dying CPU
+  clears its own slot (and H3 comes through it).
 - H2 (v3, ``hazptr_scan`` in atomic context) needs a ``__mmdrop`` under a spinlock
   (khugepaged), a path the emulator does not have.
 
-Fixes (``--fix``), to separate the symptoms: ``skip-init-mm`` (H3: a lazy use of init_mm, which
-is never freed, publishes nothing; the emulator's earlier interpretation) and ``drop-irqs-off``
-(H1: the drop runs on the CPU that published, before preemption is possible, the per-CPU write
-the robot thread asked for). With both the scheme is expected clean.
+Fixes (``--fix``), to separate the symptoms:
+
+- ``this-cpu-write`` (H1, the fix the thread proposed: Desnoyers' reply to the robot,
+  f5c749d3-e3ec-4463-9dc2-690b9b719315@efficios.com): ``WRITE_ONCE(this_cpu_ptr(...)->addr, NULL)``
+  becomes ``this_cpu_write(...->addr, NULL)``. That silences the ``CONFIG_DEBUG_PREEMPT`` BUG (which
+  the emulator does not model), but the write still runs after the preemption point and clears the
+  slot of whichever CPU the task resumed on: the emulator's clear is that same write, so under this
+  fix the old CPU's slot stays stale and H1 still shows (the matrix cell beside the as-posted one).
+- ``drop-irqs-off`` (H1, an interpretation: nobody posted it): ``kthread_use_mm`` / ``exec_mmap``
+  drop the old lazy mm inside their interrupts-off section, on the CPU that published, before
+  preemption is possible; that closes H1.
+- ``skip-init-mm`` (H3: a lazy use of init_mm, which is never freed, publishes nothing; the
+  emulator's earlier interpretation, also not posted).
+
+- ``sched-force-init-mm`` (H4): the hotplug path of kernels from Nov 2024 on (above), in place of
+  the RFC base's ``idle_task_exit`` + ``finish_cpu``.
+
+With ``drop-irqs-off`` and ``skip-init-mm`` the scheme is expected clean without ``--hotplug``;
+under ``--hotplug`` it also needs ``sched-force-init-mm``.
 
 Mutant ``hazptr-no-mb`` (B6): both ``smp_mb`` removed, the publisher's and the scanner's. The
 reference (section 3.5) explains why that does not break the lazy-mm use: the grab-side barrier
@@ -57,7 +83,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.checks.oracle import SCHEME_WARNING, SOFT_LOCKUP, site
+from emu.checks.oracle import LIVENESS, SCHEME_WARNING, SOFT_LOCKUP, site
 from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM
 from emu.strategies.base import Strategy
@@ -71,12 +97,13 @@ DO_CHECK_LAZY_TLB = ipi_function("do_check_lazy_tlb", purpose="ipis_check")
 AT_HP_ALLOCATE = site("mmgrab_lazy_tlb: WARN_ON(!hp_allocate()) (slot busy)")
 AT_HP_CHECK = site("do_check_lazy_tlb: WARN_ON_ONCE(current->active_mm == mm)")
 AT_HP_SCAN = site("hp_scan: busy-wait on a slot that keeps the mm")
+AT_HP_SCAN_OFFLINE = site("hp_scan: busy-wait on an offline CPU's slot (its retire IPI not delivered)")
 
 
 class Hazptr(Strategy):
     name = "hazptr"
     has_race_window = True
-    summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1; H3 on powerpc or --hotplug)"
+    summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1; H3 on powerpc; H4 --hotplug)"
     percpu = ("hazptr_slot",)
     pins = ("hazptr_slot",)
     shown = ("hazptr_slot",)  # the publish and clear of the slot, the scan's finds
@@ -84,7 +111,9 @@ class Hazptr(Strategy):
     exit_mm_grab_irqs_off = True
     FIXES: ClassVar[dict[str, str]] = {
         "skip-init-mm": "H3: a lazy use of init_mm publishes nothing, so grab-before-drop finds the slot free",
-        "drop-irqs-off": "H1: kthread_use_mm / exec_mmap clear the slot before preemption is possible",
+        "this-cpu-write": "H1, the thread's fix (f5c749d3-...@efficios.com), this_cpu_write, still after preemption: H1 stays",
+        "drop-irqs-off": "H1, an interpretation (not posted): kthread_use_mm / exec_mmap clear the slot with interrupts off",
+        "sched-force-init-mm": "H4: hotplug as from Nov 2024 (sched_force_init_mm on the dying CPU), not the RFC base's finish_cpu",
     }
 
     def __init__(self, cpu: KernelCpu) -> None:
@@ -95,6 +124,8 @@ class Hazptr(Strategy):
         self.slots = [self.rq("hazptr_slot", c) for c in range(cpu.ncpus)]
         self.skip_init_mm = "skip-init-mm" in self.fixes
         self.lazy_release_in_irqs_off = "drop-irqs-off" in self.fixes
+        # the RFC's base (6.12-rc1) predates the Nov 2024 hotplug fix: idle_task_exit + finish_cpu
+        self.hotplug_idle_task_exit = "sched-force-init-mm" not in self.fixes
         # the soft-lockup detector, before the harness's watchdog; a deterministic mode's clock (a
         # microsecond a step) runs about 20 times slower than the host's: a tenth of it, well inside its drain
         self.spin_limit_s = cpu.cfg.watchdog / 2 if cpu.det is None else cpu.cfg.watchdog / 20
@@ -117,7 +148,9 @@ class Hazptr(Strategy):
 
     def mmdrop_lazy_tlb(self, mm: int) -> None:
         self.smp_mb()  # the lazy use's accesses before the slot is seen empty
-        self.WRITE_ONCE(self.slot, 0)  # this_cpu: the CPU it runs on now
+        # as posted and under --fix this-cpu-write alike: the slot of the CPU it runs on now (the two
+        # differ only in CONFIG_DEBUG_PREEMPT's check, which the emulator does not model)
+        self.WRITE_ONCE(self.slot, 0)
         self.show("clear", "hazptr_slot", mm)
 
     def hazptr_load_try_protect(self, addr_p: int) -> int:
@@ -148,17 +181,23 @@ class Hazptr(Strategy):
             if self.smp_load_acquire(slot) == mm:
                 self.show("read", "hazptr_slot", mm, cpu)
                 self.retire(cpu, mm)
-                self.busy_wait(slot, mm)
+                self.busy_wait(slot, mm, cpu)
 
     def retire(self, cpu: int, mm: int) -> None:
         irq = self.c.irq
         irq.smp_call_function_single(cpu, DO_SHOOT_LAZY_TLB, mm, wait=True)
         irq.smp_call_function_single(cpu, DO_CHECK_LAZY_TLB, mm, wait=True)
 
-    def busy_wait(self, slot: int, mm: int) -> None:
-        """``while (smp_load_acquire(slot) == mm) cpu_relax()``, IPIs handled meanwhile."""
+    def busy_wait(self, slot: int, mm: int, cpu: int) -> None:
+        """``while (smp_load_acquire(slot) == mm) cpu_relax()``, IPIs handled meanwhile. A slot of an
+        offline CPU (its retire IPI was not delivered) is cleared only once that CPU is back and
+        switches again: reported at once as a wait that cannot end (H4), then spun on as the kernel
+        would, up to the soft-lockup detector."""
         deadline = 0.0
+        online = self.c.irq.cpu_online
         while self.smp_load_acquire(slot) == mm:
+            if not online(cpu):
+                self.c.oracle.report(LIVENESS, mm, AT_HP_SCAN_OFFLINE, other=cpu)  # once per (mm, cpu): the oracle dedups
             now = self.c.clock()
             if not deadline:
                 deadline = now + self.spin_limit_s

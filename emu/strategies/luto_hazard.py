@@ -36,9 +36,12 @@ raise, an RMW without return value, can still sit in the scanner's store buffer 
 CPU takes the parked reference and drops it. The race windows after each park let the target
 run meanwhile (``--race-delay``).
 
-Mutant ``luto-hazard-late-count`` (bug B4): ``mm_count`` is raised only after the scan has
-parked the references in the CPUs' ``drop_mm``, so a CPU that leaves the mm meanwhile drops a
-reference that was never taken, and the mm is freed while parked.
+Mutant ``luto-hazard-late-count`` (B4, synthetic: reference section 6): ``mm_count`` is raised only
+after the scan has parked the references in the CPUs' ``drop_mm``, so a CPU that leaves the mm
+meanwhile drops a reference that was never taken, and the mm is freed while parked. No posted code
+had this order: it inverts a rule the 2022 code already kept (16/23 raises ``mm_count`` before any
+``try_mm_drop_rq_ref``; Peter Zijlstra asked in June 2021 for a comment saying the count must be
+raised before any ``rq->drop_mm`` is set). The mutant checks that the oracle sees the inversion.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ class LutoHazard(Strategy):
 
 class LutoHazardLateCount(LutoHazard):
     name = "luto-hazard-late-count"
-    summary = "B4: mm_count raised after the references are parked in rq->drop_mm"
+    summary = "B4 (synthetic): mm_count raised after the references are parked in rq->drop_mm, inverting 16/23's order"
     mutant_of = "luto-hazard"
 
     def mm_unlazy_mm_count(self, mm: int) -> None:

@@ -41,10 +41,18 @@ def test_hazptr_with_the_drop_fixed_shows_no_warning_at_the_drain(seed: int) -> 
 
 
 def test_hazptr_under_hotplug_still_shows_h3() -> None:
-    """The control: the same fix under --hotplug runs sched_force_init_mm, and H3's WARN fires."""
+    """The control: the same fix under --hotplug with the later path (sched_force_init_mm), and H3's WARN fires."""
     for seed in range(1, 30):
         cfg = RunConfig(
-            cpus=3, strategy="hazptr", fix="drop-irqs-off", arch="x86", sched="pct", steps=50_000, seed=seed, workload=SMALL, hotplug=True
+            cpus=3,
+            strategy="hazptr",
+            fix="drop-irqs-off,sched-force-init-mm",
+            arch="x86",
+            sched="pct",
+            steps=50_000,
+            seed=seed,
+            workload=SMALL,
+            hotplug=True,
         )
         if "scheme_warning" in run(cfg).violation_counts:
             return

@@ -106,6 +106,7 @@ def test_a_replay_of_another_configuration_or_a_broken_file_is_one_line(tmp_path
     truncated = tmp_path / "t.json"
     truncated.write_text(good.read_text()[:400])
     free = tmp_path / "free.json"
+    # any free run's report, refused for want of time or not: it has no schedule on any host
     free.write_text(json.dumps(run(RunConfig(cpus=1, duration=0.2, seed=1)).to_json()))
     for args, expect in (
         (["--replay", str(good), "--cpus", "8"], "recorded for another configuration: --cpus 3 there, 8 here"),

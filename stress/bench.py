@@ -285,9 +285,12 @@ def measure(cfg: RunConfig, repeat: int, say: Callable[[str], None] = _progress)
 
 
 def stopped_if_interrupted(report: Any) -> Any:
-    """The runner drains the machine at Ctrl-C and reports: a benchmark stops there, at the first one."""
+    """The runner drains the machine at Ctrl-C and reports: a benchmark stops there, at the first one.
+    A run that failed (the host could not keep up, say) is named on stderr, --quiet or not: its rate is no rate."""
     if report.harness.get("interrupted") == "SIGINT":
         raise KeyboardInterrupt
+    if report.harness.get("error"):
+        print(f"stress bench: --cpus {report.config.get('cpus')}: harness failure: {report.harness['error']}", file=sys.stderr)
     return report
 
 

@@ -10,16 +10,36 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+import pytest
 
 from emu.machine.layout import H_PHASE, PHASE_RUN
 from emu.machine.shm import SHM_DIR
-from tests.conftest import segments_of
+from tests.conftest import INCONCLUSIVE, segments_of
 
 CMD = [sys.executable, "-m", "stress"]
 
 
 def stress(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+CANNOT_KEEP_UP = "the machine cannot keep up"  # the runner's refusal (CannotKeepUp), in a command's output
+KEEP_UP_RETRIES = 2  # as tests/race/test_matrix_races.py's run_given_its_time
+
+
+def stress_given_its_time(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """``stress(*args)`` for the race stage: a command whose run the host could not give its time
+    (the runner refused or cut it short) runs again with twice the ``--duration``, twice at most;
+    refused still, the test is skipped as inconclusive, never failed."""
+    argv = list(args)
+    for _ in range(KEEP_UP_RETRIES + 1):
+        r = stress(*argv, timeout=timeout, **kw)
+        refused = [line for line in (r.stdout + r.stderr).splitlines() if CANNOT_KEEP_UP in line]
+        if not refused:
+            return r
+        i = argv.index("--duration") + 1
+        argv[i] = f"{float(argv[i]) * 2:g}"
+    pytest.skip(f"{INCONCLUSIVE}{refused[0].strip()}")
 
 
 def start(*args: str, **kw: Any) -> tuple[subprocess.Popen[str], psutil.Process]:

@@ -209,6 +209,8 @@ def test_no_command_line_gives_a_traceback_or_leaves_anything(argv: list[str]) -
             status, out, err = call(argv)
         finally:
             os.chdir(cwd)
+        # the tiny free runs' verdicts are the host's, so any exit status is let through: no traceback,
+        # the one-line error and nothing left behind hold on any host, refused for want of time or not
         assert status in (0, 1, 2, 3) and "Traceback" not in err
         if status == 2:
             lines = err.strip().splitlines()

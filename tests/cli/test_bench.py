@@ -11,9 +11,10 @@ import pytest
 
 from stress import bench
 from stress.bench import bench_config, calibrate, ceiling
-from tests.procs import stress
+from tests.procs import stress_given_its_time
 
 
+@pytest.mark.race  # a benchmark of the free mode: what its runs count in their seconds is the host's to decide
 def test_calibration_counts_the_primitives_of_one_switch() -> None:
     cal = calibrate(bench_config(2, seed=1, procs_per_cpu=8), seconds=0.5)
     assert cal["switches"] > 100
@@ -22,13 +23,15 @@ def test_calibration_counts_the_primitives_of_one_switch() -> None:
     assert 10 < cal["shared_accesses_per_switch"] < 200
 
 
+@pytest.mark.race  # a benchmark of the free mode: what its runs count in their seconds is the host's to decide
 def test_the_ceiling_loop_runs_in_every_process() -> None:
     assert ceiling(2, locked=2, accesses=10, seconds=0.3) > 0
 
 
+@pytest.mark.race  # a benchmark of the free mode: what its runs count in their seconds is the host's to decide
 def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    r = stress("bench", "--cpus", "2", "--duration", "0.5", "--det-cpus", "3", "--json", str(out), timeout=180)
+    r = stress_given_its_time("bench", "--cpus", "2", "--duration", "0.5", "--det-cpus", "3", "--json", str(out), timeout=180)
     assert r.returncode == 0, r.stderr
     b = json.loads(out.read_text())
     (det,) = b["deterministic"]  # the deterministic mode, measured next to the free mode in the same run
@@ -40,9 +43,10 @@ def test_bench_reports_rates_ratio_and_ipi_round_trips(tmp_path: Path) -> None:
     assert b["ipi_rtt_us_p99"] >= b["ipi_rtt_us_p50"]
 
 
+@pytest.mark.race  # a benchmark of the free mode: what its runs count in their seconds is the host's to decide
 def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
     where = tmp_path / "prof"
-    r = stress("bench", "--cpus", "2", "--duration", "0.3", "--profile", str(where), timeout=180)
+    r = stress_given_its_time("bench", "--cpus", "2", "--duration", "0.3", "--profile", str(where), timeout=180)
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (where / "cpus2").iterdir())
     assert files == ["cpu0.prof", "cpu1.prof"]
@@ -55,9 +59,10 @@ def test_bench_profile_writes_each_cpus_statistics(tmp_path: Path) -> None:
     assert pstats.func_std_string(hottest) in r.stderr, (hottest, r.stderr)  # as print_stats writes it
 
 
+@pytest.mark.race  # a benchmark of the free mode: what its runs count in their seconds is the host's to decide
 def test_bench_repeat_reports_the_medians_of_paired_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    r = stress("bench", "--cpus", "1", "--duration", "0.3", "--repeat", "3", "--json", str(out), timeout=180)
+    r = stress_given_its_time("bench", "--cpus", "1", "--duration", "0.3", "--repeat", "3", "--json", str(out), timeout=180)
     assert r.returncode == 0, r.stderr
     row = json.loads(out.read_text())["per_cpus"][0]
     assert len(row["runs"]) == 3 and "median of 3 runs" in r.stdout
@@ -83,9 +88,12 @@ def test_the_ratio_is_the_median_of_paired_ratios_not_a_ratio_of_medians(monkeyp
     assert row["switches_per_second_per_cpu"] == 100.0 and row["verdict"] == "clean"
 
 
+@pytest.mark.race  # a benchmark of the free mode: what its runs count in their seconds is the host's to decide
 def test_bench_measures_each_memory_model_in_one_run(tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    r = stress("bench", "--cpus", "2", "--duration", "0.3", "--memory-models", "sc,weak", "--quiet", "--json", str(out), timeout=180)
+    r = stress_given_its_time(
+        "bench", "--cpus", "2", "--duration", "0.3", "--memory-models", "sc,weak", "--quiet", "--json", str(out), timeout=180
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())["per_cpus"]
     assert [(row["cpus"], row["memory_model"]) for row in rows] == [(2, "sc"), (2, "weak")]

@@ -13,16 +13,17 @@ import pytest
 
 from emu.harness.projection import DEFAULT_COSTS, CostError, Costs, costs_with, grow, line_throughput, parse_cost, project, slope_of
 from stress.compare import PANELS, VIOLATION_MARKER, figure, plot
-from tests.procs import CMD, stress
+from tests.procs import CMD, stress, stress_given_its_time
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.race  # compare runs the free mode only: a row's counts (an mm exit within the run) and its harness verdict are the host's
 def test_compare_prints_one_row_per_combination_and_writes_them_as_json(tmp_path: Path) -> None:
     out = tmp_path / "c.json"
     args = ["compare", "--strategies", "refcount,luto-hazard", "--arches", "powerpc", "--cpus", "2,4", "--duration", "0.5"]
     args += ["--seed", "11", "--project", "64", "--json", str(out), "--plot", str(tmp_path / "c.png")]
-    r = stress(*args, timeout=120)
+    r = stress_given_its_time(*args, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "run 4/4" in r.stderr and "Traceback" not in r.stderr
     blocks = {b.splitlines()[0]: b.splitlines()[1:] for b in r.stdout.split("\n\n")}  # a block per scheme: its name, then its rows
@@ -61,9 +62,12 @@ def test_compare_prints_one_row_per_combination_and_writes_them_as_json(tmp_path
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.race  # compare runs the free mode only: whether the run it draws is refused is the host's
 def test_plot_alone_is_a_png(tmp_path: Path) -> None:
     png = tmp_path / "p.png"
-    r = stress("compare", "--strategies", "hazptr", "--arches", "arm64", "--cpus", "2", "--duration", "0.3", "--plot", str(png))
+    r = stress_given_its_time(
+        "compare", "--strategies", "hazptr", "--arches", "arm64", "--cpus", "2", "--duration", "0.3", "--plot", str(png)
+    )
     assert r.returncode == 0, r.stderr
     assert png.read_bytes()[:8] == PNG_MAGIC
 
@@ -123,6 +127,7 @@ def test_bad_compare_input_is_one_line_with_status_2(args: list[str], expect: st
     assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
 
 
+@pytest.mark.race  # the signal lands in the second 0.5 s run only if the host runs this test in time: the host's
 def test_ctrl_c_stops_and_prints_the_rows_done(tmp_path: Path) -> None:
     out = tmp_path / "c.json"
     args = [*CMD, "compare", "--strategies", "refcount", "--arches", "x86", "--cpus", "2,2,2,2", "--duration", "0.5", "--json", str(out)]

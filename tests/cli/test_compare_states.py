@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from emu.harness.projection import DEFAULT_COSTS
 from stress.compare import COLUMNS, PANELS, add_projection, clean, figure, render, starved, state, wrapped
-from tests.procs import stress
+from tests.procs import stress, stress_given_its_time
 
 
 def _row(
@@ -56,8 +58,9 @@ def test_the_plot_leaves_a_harness_failure_out_and_says_so() -> None:
     assert all(len(ax.lines) == 1 for ax in fig.axes)  # refcount's line alone
 
 
+@pytest.mark.race  # compare runs the free mode only: whether its runs are refused (status 3) is the host's
 def test_fix_memory_model_and_mutant_are_accepted() -> None:
-    r = stress("compare", "--strategies", "hazptr", "--arches", "x86", "--cpus", "2", "--duration", "0.3", "--seed", "1",
+    r = stress_given_its_time("compare", "--strategies", "hazptr", "--arches", "x86", "--cpus", "2", "--duration", "0.3", "--seed", "1",
                "--fix", "skip-init-mm,drop-irqs-off", "--memory-model", "tso", "--quiet", "--json", "-", timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     import json
@@ -65,7 +68,7 @@ def test_fix_memory_model_and_mutant_are_accepted() -> None:
     (row,) = json.loads(r.stdout)["rows"]
     assert row["fix"] == "skip-init-mm,drop-irqs-off" and row["memory_model"] == "tso"
     assert "--fix skip-init-mm,drop-irqs-off" in row["command"]
-    mutant = stress(
+    mutant = stress_given_its_time(
         "compare", "--mutant", "refcount-no-grab", "--arches", "x86", "--cpus", "2", "--duration", "0.3", "--quiet", timeout=120
     )
     assert mutant.returncode == 0 and mutant.stdout.startswith("refcount (--mutant refcount-no-grab)\n"), mutant.stderr

@@ -65,6 +65,7 @@ def test_a_single_configuration_is_named_with_its_options() -> None:
 
 
 def test_ctrl_c_stops_the_hunt_says_so_and_exits_130() -> None:
+    # a 30 s run, stopped once at work: no host is refused it, and the hunt answers the signal the same way wherever it lands
     p = subprocess.Popen([*CMD, "--strategy", "refcount", "--budget", "120", "--jobs", "1", "--duration", "30", "--cpus", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     me = psutil.Process(p.pid)

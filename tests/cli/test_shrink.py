@@ -45,6 +45,7 @@ def test_a_failing_run_shrinks_to_a_smaller_one_that_replays_exactly(tmp_path: P
 
 def test_what_has_nothing_to_shrink_is_one_line(tmp_path: Path) -> None:
     free = tmp_path / "free.json"
+    # any free run's report, refused for want of time or not: shrink turns away the mode before the verdict
     free.write_text(json.dumps(run(RunConfig(cpus=1, duration=0.2, seed=1)).to_json()))
     clean = tmp_path / "clean.json"
     clean.write_text(json.dumps(run(replace(FAILING, strategy="refcount", fix="", steps=5_000)).to_json()))

@@ -201,7 +201,22 @@ def test_the_mark_is_the_reporting_cpus_last_violation_event_of_that_kind_and_mm
 # recorded with timelines. (The luto-rfc mockup on arm64, seed 1, leaks every time but
 # only some of its runs reach the use-after-free whose timeline this needs: about one in three
 # reported leaks alone.)
-BROKEN = ["run", "--cpus", "4", "--mutant", "refcount-no-grab", "--duration", "1", "--seed", "4", "--fail-fast", "--quiet"]
+# deterministic: the seed's run catches the mutant, with the same timeline, on any host
+BROKEN = [
+    "run",
+    "--cpus",
+    "4",
+    "--mutant",
+    "refcount-no-grab",
+    "--sched",
+    "pct",
+    "--steps",
+    "50000",
+    "--seed",
+    "4",
+    "--fail-fast",
+    "--quiet",
+]
 
 
 def call(argv: list[str]) -> tuple[int, str, str]:
@@ -219,14 +234,20 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], st
     return json.loads((tmp / "r.json").read_text()), (tmp / "t.svg").read_text(), out
 
 
+def fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """A report's JSON as Report's fields: a deterministic run's setup_digest is derived from its config."""
+    return {k: v for k, v in doc.items() if k != "setup_digest"}
+
+
 def test_the_json_carries_each_timeline_as_events_with_the_violation_marked(broken: tuple[dict[str, Any], str, str]) -> None:
     doc, _, _ = broken
     assert doc["verdict"] == "violation" and doc["timeline_events"] and len(doc["timeline_events"]) == len(doc["timelines"])
     for v, lines, events in zip(doc["violations"], doc["timelines"], doc["timeline_events"], strict=False):
         assert len(events) == len(lines) > 0
         for (t, cpu, text, _), line in zip(events, lines, strict=True):
-            # the same events as the flat lines: t in ns since the load began, the flat line's ms
-            assert line.split() == [f"{t / 1e6:+.3f}ms", f"cpu{cpu}", *text.split()]
+            # the same events as the flat lines: t is the step of this deterministic run, the flat line's
+            # (a free run's t is ns since the load began, its gutter ms: test_the_gutter_shows_milliseconds_or_steps)
+            assert line.split() == ["step", f"{t:,}", f"cpu{cpu}", *text.split()]
         (i,) = [i for i, e in enumerate(events) if e[3]]
         own = f"VIOLATION {v['kind']} on {v['mm']}"
         assert events[i][1:3] == [v["cpu"], own]
@@ -243,18 +264,18 @@ def test_the_report_shows_the_first_violation_in_columns(broken: tuple[dict[str,
     assert all(len(line) <= 200 for line in section)  # a pipe's width
     (mark,) = [e for e in doc["timeline_events"][0][-40:] if e[3]]
     assert any(r.startswith(MARK) and mark[2].split()[0] in r for r in rows)
-    verbose = render_report(Report(**doc), verbose=True)
+    verbose = render_report(Report(**fields(doc)), verbose=True)
     assert "the same events, as one list" in verbose and doc["timelines"][0][-1] in verbose
 
 
 def test_a_report_from_json_without_timeline_events_shows_the_list(broken: tuple[dict[str, Any], str, str]) -> None:
     doc, _, _ = broken
-    old = {k: v for k, v in doc.items() if k != "timeline_events"}  # as written before the columns
+    old = {k: v for k, v in fields(doc).items() if k != "timeline_events"}  # as written before the columns
     r = Report(**old)
     assert r.timeline_events == [] and "timeline_events" in r.to_json()
     text = render_report(r)
     assert "one column per CPU" not in text and doc["timelines"][0][-1] in text
-    assert Report(**doc).to_json() == doc  # and a new report round-trips
+    assert Report(**fields(doc)).to_json() == doc  # and a new report round-trips
 
 
 def test_svg_writes_the_first_violations_timeline(broken: tuple[dict[str, Any], str, str]) -> None:
@@ -266,12 +287,12 @@ def test_svg_writes_the_first_violations_timeline(broken: tuple[dict[str, Any], 
     shown = [t.text for t in texts(root)]
     assert {f"cpu{c}" for c in {e[1] for e in events}} <= set(shown)
     (mark,) = [e for e in events if e[3]]
-    assert [t.text for t in texts(root) if t.get("fill") == "#d0021b" and t.text and not t.text.startswith(("+", "-"))] == [mark[2]]
+    assert [t.text for t in texts(root) if t.get("fill") == "#d0021b" and t.text and not t.text.startswith(("+", "-", "#"))] == [mark[2]]
 
 
 def test_svg_of_a_clean_run_writes_nothing_and_says_so(tmp_path: Path) -> None:
     out = tmp_path / "t.svg"
-    status, _, err = call(["run", "--cpus", "2", "--duration", "0.2", "--seed", "1", "--quiet", "--svg", str(out)])
+    status, _, err = call(["run", "--cpus", "2", "--sched", "random", "--steps", "5000", "--seed", "1", "--quiet", "--svg", str(out)])
     assert status == 0 and not out.exists()
     assert err.splitlines()[-1] == f"stress: --svg: the run was clean, nothing written to {out}"
 

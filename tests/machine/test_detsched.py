@@ -72,6 +72,7 @@ def test_a_broken_scheme_fails_identically_and_its_replay_repeats_it(tmp_path: P
 def test_the_report_says_what_a_rerun_repeats(tmp_path: Path) -> None:
     out = stress("run", "--cpus", "3", "--sched", "pct", "--steps", "20000", "--seed", "5", "--procs", "2", "--threads", "2", "--quiet")
     assert "repeats this run exactly" in out.stdout and "steps of load" in out.stdout
+    # a free run says so on any host, refused for want of time or not (the note is the mode's, not the run's)
     free = stress("run", "--cpus", "2", "--duration", "0.3", "--seed", "5", "--quiet")
     assert "not the interleaving" in free.stdout
 
@@ -106,6 +107,7 @@ def test_a_replay_of_another_configuration_or_a_broken_file_is_one_line(tmp_path
     truncated = tmp_path / "t.json"
     truncated.write_text(good.read_text()[:400])
     free = tmp_path / "free.json"
+    # any free run's report, refused for want of time or not: it has no schedule on any host
     free.write_text(json.dumps(run(RunConfig(cpus=1, duration=0.2, seed=1)).to_json()))
     for args, expect in (
         (["--replay", str(good), "--cpus", "8"], "recorded for another configuration: --cpus 3 there, 8 here"),

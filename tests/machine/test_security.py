@@ -66,8 +66,8 @@ def test_nothing_is_unpickled() -> None:
 def test_the_json_report_is_the_only_file_written(tmp_path: Path, json_name: str | None) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    # one second, not less: a loaded host boots slowly, and a run that cannot keep up is refused
-    args = ["run", "--cpus", "2", "--duration", "1", "--quiet"] + (["--json", json_name] if json_name else [])
+    # deterministic: the run is never refused for want of time, on any host
+    args = ["run", "--cpus", "2", "--sched", "random", "--steps", "5000", "--quiet"] + (["--json", json_name] if json_name else [])
     env = {**os.environ, "HOME": str(home), "TMPDIR": str(home)}
     r = stress(*args, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr

@@ -101,3 +101,23 @@ def test_a_race_test_not_started_within_the_budget_is_inconclusive(pytester: pyt
     result.stdout.fnmatch_lines(["race stage: 2 cells, 0 passed, 0 failed, 2 inconclusive *"])
     result = pytester.runpytest_subprocess("-m", "race", "--race-budget", "600", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_a_refused_command_runs_again_with_twice_the_duration_then_is_inconclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from tests import procs
+
+    durations: list[str] = []
+
+    def refuse(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        durations.append(args[args.index("--duration") + 1])
+        return subprocess.CompletedProcess(list(args), 3, "", f"stress: error: {REFUSED}\n")
+
+    monkeypatch.setattr(procs, "stress", refuse)
+    with pytest.raises(pytest.skip.Exception, match=r"^inconclusive: stress: error: the machine cannot keep up"):
+        procs.stress_given_its_time("compare", "--duration", "0.5")
+    assert durations == ["0.5", "1", "2"]
+    ok = subprocess.CompletedProcess(["x"], 0, "CLEAN: ...", "")
+    monkeypatch.setattr(procs, "stress", lambda *a, **kw: ok)
+    assert procs.stress_given_its_time("compare", "--duration", "0.5") is ok  # a run given its time counts at once

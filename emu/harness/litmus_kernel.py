@@ -9,6 +9,11 @@ spinlock is a variable taken with ``spin_lock``/``spin_unlock``; a control depen
 ``if``; in MP+onceassign+derefonce the pointer ``y`` holds 1 for ``&x`` and 0 for its initial
 ``&z`` (``z`` stays 0), the dereference picks the address from it.
 
+Patterns that are not kernel files follow them, named in its style, each "Never" by LKMM: the
+coherence tests with RMWs without return value (``stadd``: ``atomic_add`` through
+``rmw_no_return``, which the weak model buffers; ``atomic_add``: the vocabulary's), and SB and MP
+with each value-returning RMW of ``FULL_RMWS`` for the barriers (Documentation/atomic_t.txt).
+
     python -m emu.harness.litmus_kernel --iterations 2000 --models sc,tso,weak
 """
 

@@ -158,7 +158,9 @@ class WeakAtomics(Atomics):
       ``smp_wmb`` starts a new epoch, so no later store passes an earlier one; a
       ``smp_store_release`` starts one and joins it (every earlier store is visible first;
       later stores may pass it, but not the stores before it: stronger than release, sound).
-      A CPU's own loads see its newest buffered store to the word (forwarding: CoWR).
+      A CPU's own loads see its newest buffered write to the word (forwarding: CoWR); when that
+      write is a deferred RMW (below), whose value only memory can give, the buffer is committed
+      in program order up to it and the load reads memory.
     - A **view**: the value of each of the last ``VIEW_ENTRIES`` words the CPU read or wrote, as
       it read or wrote it. A load not forwarded is satisfied from the view with ``STALE_P``
       (the load performed when the view was filled: earlier than program order says, which is
@@ -183,8 +185,9 @@ class WeakAtomics(Atomics):
     line from the view (coherence: the RMW reads the newest value and later loads see it). An RMW
     without a return value on a scheme's counter (``rmw_no_return``: the 2022 scheme's
     ``atomic_add``/``atomic_sub`` of ``mm_count``) enters the buffer like a store and is applied,
-    atomically, when it commits (arm64's ``STADD``), so a later store or RMW can become visible
-    before it. The machine's own locks (``lock()``) are full barriers.
+    atomically, when it commits (arm64's ``STADD``), so a later store or RMW to another word can
+    become visible before it; to its own word, it keeps its place among this CPU's writes (its
+    lock commits none of this CPU's later stores ahead of it: CoWW). The machine's own locks (``lock()``) are full barriers.
 
     Memory itself is one array that every store reaches at once when it commits, so the model
     is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
@@ -211,6 +214,7 @@ class WeakAtomics(Atomics):
         self._epoch = 0
         self._view: dict[int, int] = {}  # addr -> the value this CPU last saw there, oldest first
         self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
+        self._deferred = False  # applying a buffered RMW without return value (rmw_no_return)
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -235,8 +239,12 @@ class WeakAtomics(Atomics):
     def _apply(self, i: int, v: int | Callable[[], object]) -> None:
         if isinstance(v, int):
             self.w[i] = v
-        else:
-            v()  # a deferred RMW without return value: it takes the word's lock now
+        else:  # a deferred RMW without return value: it takes the word's lock now
+            self._deferred = True  # its lock_rmw must not commit this CPU's later stores before it (CoWW)
+            try:
+                v()
+            finally:
+                self._deferred = False
 
     def _maybe_commit(self) -> None:
         if self._buf and self._rand() < WEAK_COMMIT_P:
@@ -273,10 +281,23 @@ class WeakAtomics(Atomics):
             self._unmask()
 
     def _forward(self, i: int) -> int | None:
-        for j in range(len(self._buf) - 1, -1, -1):
-            e = self._buf[j]
-            if e[0] == i and type(e[1]) is int:
-                return e[1]
+        """This CPU's newest buffered write to ``i`` (in atomic context): a store's value; for a
+        deferred RMW without return value, whose value only memory can give, the buffer is
+        committed in program order up to it and ``i`` dropped from the view, so that the load
+        reads memory (None), as for a word with nothing buffered. A CPU always reads its own latest
+        write to a location (CoWR), a buffered ``atomic_add`` included."""
+        buf = self._buf
+        for j in range(len(buf) - 1, -1, -1):
+            e = buf[j]
+            if e[0] == i:
+                if type(e[1]) is int:
+                    return e[1]
+                head = buf[: j + 1]
+                del buf[: j + 1]  # first: a deferred RMW applied here takes locks of its own
+                for a, v, _ in head:  # a prefix in program order: every epoch and address rule holds
+                    self._apply(a, v)
+                self._view.pop(i, None)
+                return None
         return None
 
     def store_buffer_drain(self) -> None:
@@ -357,7 +378,7 @@ class WeakAtomics(Atomics):
             line = i >> LINE_SHIFT
             buf = self._buf
             last = -1
-            for j in range(len(buf)):
+            for j in range(0 if self._deferred else len(buf)):  # a deferred RMW: every older store to its word is out
                 if buf[j][0] >> LINE_SHIFT == line:
                     last = j
             if last >= 0:  # commit up to the last store to the line, in program order (always allowed)

@@ -13,7 +13,6 @@ comparison), 3 a run's harness failed, 130 interrupted (the rows done so far are
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from dataclasses import replace
@@ -25,7 +24,7 @@ from emu.harness.config import ConfigError, RunConfig
 from emu.harness.matrix import find
 from emu.harness.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
 from stress.cli import IntList, Names
-from stress.output import to_stdout, write_json
+from stress.output import check_output_paths, to_stdout, write_json
 
 DEFAULT_ARCHES = "x86,powerpc,arm64"
 DEFAULT_CPUS = "2,8,32"
@@ -169,18 +168,7 @@ def check_options(ns: argparse.Namespace) -> Costs:
         raise ConfigError(f"--project must be between 1 and {MAX_PROJECT_CPUS} CPUs, got {ns.project}")
     if ns.cost and ns.project is None:
         raise ConfigError("--cost prices the projection: add --project CPUS")
-    for flag, path in (("--json", ns.json), ("--plot", ns.plot)):
-        if path and not to_stdout(path):
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-                raise ConfigError(f"{flag}: cannot write to '{path}' (no such writable directory)")
-    if ns.plot:
-        if not ns.plot.lower().endswith(".png"):
-            raise ConfigError(f"--plot: the plot is a PNG, name it PATH.png (got '{ns.plot}')")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ConfigError("--plot needs matplotlib: pip install 'lazytlb[plot]' (or matplotlib>=3.7)") from None
+    check_output_paths(ns.json, ns.plot)
     return costs_with(dict(ns.cost or []))
 
 

@@ -15,12 +15,11 @@ Exit status: 0 done (a scheme the oracle caught in its run is still priced, and 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from typing import Any
 
 from emu.harness.config import ConfigError
+from stress.output import check_output_paths, to_stdout, write_json
 
 BENCH_ONLY = {"machine": "--machine", "tasks": "--tasks", "bench_arch": "--arch"}  # compare's options that only --benchmark takes
 SYNTHETIC_ONLY = ("arches", "cpus", "project", "cost")  # and those it does not
@@ -57,18 +56,7 @@ def check(ns: argparse.Namespace) -> None:
     given = [f"--{o}" for o in SYNTHETIC_ONLY if getattr(ns, o, None)]
     if given:
         raise ConfigError(f"{', '.join(given)} belongs to the synthetic load's comparison, not to --benchmark")
-    for flag, path in (("--json", ns.json), ("--plot", ns.plot)):
-        if path:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-                raise ConfigError(f"{flag}: cannot write to '{path}' (no such writable directory)")
-    if ns.plot:
-        if not ns.plot.lower().endswith(".png"):
-            raise ConfigError(f"--plot: the plot is a PNG, name it PATH.png (got '{ns.plot}')")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ConfigError("--plot needs matplotlib: pip install 'lazytlb[plot]' (or matplotlib>=3.7)") from None
+    check_output_paths(ns.json, ns.plot)
 
 
 def render(cmp: Any) -> str:
@@ -146,10 +134,9 @@ def cmd_compare_benchmark(ns: argparse.Namespace) -> int:
     except MeasureError as e:
         print(f"stress: harness failed: {e}", file=sys.stderr)
         return 3
-    print(render(cmp))
+    print(render(cmp), file=sys.stderr if to_stdout(ns.json) else sys.stdout)  # --json -: the JSON alone on stdout
     if ns.json:
-        with open(ns.json, "w") as f:
-            json.dump(cmp.to_json(), f, indent=1)
+        write_json(ns.json, cmp.to_json())
     if ns.plot:
         import matplotlib.pyplot as plt
 

@@ -49,7 +49,6 @@ class Drain:
         t = self.kernel_clone(-1, self.cpu, False)
         if t < 0:  # it stays lazy on the mm it has: the one a quiet kernel's idle task holds
             self.atomics.atomic_dec(H_DRAIN_TASKS)
-            self.count("forks_no_mm")
             self.w[self.layout.cpu(self.cpu) + C_DRAIN_MM] = self.w[self.ACTIVE]
             return
         self.drain_task = t

@@ -59,7 +59,7 @@ class Tasks:
         thread of ``task``'s mm (``CLONE_VM``: an ``mm_users`` reference) or a process on a new mm
         (fork). Its id, or -1 when this CPU has no free task or mm slot."""
         w = self.w
-        free = [t for t in self.layout.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
+        free = self.free_user_tasks()
         if not free:
             return -1
         if clone_vm:
@@ -67,7 +67,8 @@ class Tasks:
             self.mm.mmget(mm)
         else:
             mm = self.mm.mm_alloc(users=1)
-            if not mm:
+            if not mm:  # every mm slot is taken (leaked mms fill them)
+                self.count("forks_no_mm")
                 return -1
             self.trace(EV_FORK, mm, 1)
             self.count("forks")
@@ -84,12 +85,17 @@ class Tasks:
         return t
 
     # -- process lifecycle ----------------------------------------------------------------------
+    def free_user_tasks(self: CpuCore) -> list[int]:
+        """This CPU's task slots for user tasks that no task holds."""
+        w, tb = self.w, self.task_base
+        return [t for t in self.layout.user_tasks_of(self.cpu) if w[tb + t * 8 + T_STATE] == TASK_FREE]
+
     def do_fork(self: CpuCore, from_kernel: bool = False) -> None:
         """A new process of ``threads`` threads on a new mm. Forked from a kernel context (a
         usermode helper, kernel_init), its first thread may start in ``kernel_execve``: a kernel
         thread that execs into the new mm (``exec_mmap`` with no old mm, ``p_kernel_exec``)."""
-        w, lay = self.w, self.layout
-        free = [t for t in lay.user_tasks_of(self.cpu) if w[self.task_base + t * 8 + T_STATE] == TASK_FREE]
+        w = self.w
+        free = self.free_user_tasks()
         n = self.driver.threads
         if len(free) < n:
             return

@@ -14,19 +14,9 @@ from __future__ import annotations
 
 import pytest
 
+from emu.harness.litmus_kernel import stadd  # atomic_add as the model buffers it
 from emu.harness.testbed import Testbed
 from emu.machine.memory_model import WeakAtomics
-
-
-def stadd(a: WeakAtomics, i: int, d: int) -> None:
-    """``atomic_add(d, i)`` as the model buffers it (as ``mm_count_add_unordered`` does)."""
-
-    def apply() -> None:
-        k = a.lock_rmw(i)
-        a.w[i] = a.w[i] + d
-        a.unlock(k)
-
-    a.rmw_no_return(i, apply)
 
 
 @pytest.mark.parametrize("draw", [0.99, 0.0], ids=["memory", "view"])

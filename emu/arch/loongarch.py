@@ -59,12 +59,15 @@ from typing import TYPE_CHECKING
 from emu.arch.base import Arch
 from emu.machine.irq import ipi_function
 from emu.machine.layout import C_ARCH, INIT_MM, M_ARCH, M_USERS
+from emu.machine.trace import event
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
 
 FLUSH_TLB_RANGE_IPI = ipi_function("flush_tlb_range_ipi", purpose="ipis_flush")
 FLUSH_TLB_RANGE_IPI_LARGE = ipi_function("flush_tlb_range_ipi(large)", purpose="ipis_flush")
+EV_CTX_ZEROED = event("la_ctx_zeroed", "flush_tlb_range {mm:a}: its only thread flushes; other CPUs' contexts zeroed, no IPI")
+EV_MASK_CLEAR_LOADED = event("la_mask_clear_loaded", "{mm:a}'s bit cleared with it still loaded here (context invalid or dropped)")
 
 
 class Loongarch(Arch):
@@ -108,6 +111,7 @@ class Loongarch(Arch):
             if self.loaded_mm() == mm:
                 self.w[self.ctx] = -1  # cpu_context(cpu, mm) = 0: "Will get a new context next time"
                 self.c.count("mask_clears_loaded")
+                self.c.trace(EV_MASK_CLEAR_LOADED, mm)
             self.atomics.cpumask_clear_cpu(self.mm_cpumask(mm), self.cpu)
         self.irq.local_irq_restore(flags)
 
@@ -123,6 +127,7 @@ class Loongarch(Arch):
         if not valid:
             if self.loaded_mm() == mm:
                 self.c.count("mask_clears_loaded")
+                self.c.trace(EV_MASK_CLEAR_LOADED, mm)
             self.atomics.cpumask_clear_cpu(self.mm_cpumask(mm), self.cpu)
         elif large:
             self.drop_mmu_context(mm)  # "size > tlbsize / 8": bump the ASID instead of flushing by address
@@ -151,6 +156,7 @@ class Loongarch(Arch):
             return
         # "cpu_context(cpu, mm) = 0" for every other online CPU: the zeroing count goes up, and this
         # CPU, whose context is not zeroed, keeps its own
+        self.c.trace(EV_CTX_ZEROED, mm)
         flags = self.irq.local_irq_save()
         a.atomic_inc(self.mm_record(mm) + M_ARCH)
         if self.loaded_mm() == mm:

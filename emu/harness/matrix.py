@@ -98,8 +98,11 @@ RV_FORGETS, LA_FORGETS = "riscv-trim-forgets-lazy", "loongarch-drop-forgets-lazy
 # on it and see it exit; with two processes (one of them the exiting one) that is rarely there to run
 B3_DET_LOAD = {"procs": 4}
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
-# LoongArch: a large flush (drop_mmu_context) IPIs a lazy CPU only from a second thread; two threads, flushing often
-FREQUENT_LARGE_FLUSHES = {"p_munmap": 0.3, "p_free_tables": 1.0, "threads": 2}
+# LoongArch: a large flush (drop_mmu_context) reaches a lazy CPU by IPI from a second thread: two threads, flushing often,
+# and no kthread_use_mm, the only way back from one user to two after a single-threaded flush zeroed the lazy CPU's context
+NO_SECOND_USER = {"p_munmap": 0.3, "p_free_tables": 1.0, "threads": 2, "procs": 2, "p_use_mm": 0.0}
+# and that way: single-threaded processes flushing often (zeroing), kernel threads adopting their mms (a second user)
+ZEROED_THEN_SHARED = {"p_munmap": 0.3, "threads": 1, "procs": 2, "p_use_mm": 1.0, "kthreads": 2}
 
 CELLS: list[Cell] = [
     *(Cell("refcount", a, why="a lazy use holds a count: correct on every arch") for a in ARCHES),
@@ -136,21 +139,35 @@ CELLS: list[Cell] = [
         Cell(s, "riscv-trim", "cpumask_missing", arch_mutant=RV_FORGETS, why="the trim tested on current->mm: a lazy CPU leaves the mask")
         for s in ("refcount", "shoot-lazies")
     ),
-    Cell("shoot-lazies", "loongarch", why="set at every switch; drop_mmu_context keeps the bit of a CPU lazy on the mm (!current->mm)"),
+    Cell(
+        "shoot-lazies",
+        "loongarch",
+        workload=NO_SECOND_USER,
+        why="without a second user after a zeroing no lazy CPU loses its bit: drop_mmu_context keeps it (!current->mm)",
+    ),
+    Cell(
+        "shoot-lazies",
+        "loongarch",
+        "freed_while_lazy",
+        workload=ZEROED_THEN_SHARED,
+        also=("use_after_free",),
+        why="finding: an mm's only thread zeroes a lazy CPU's context (no IPI); once kthread_use_mm adds a user, an IPI clears its bit",
+    ),
     Cell(
         "shoot-lazies",
         "loongarch",
         "freed_while_lazy",
         arch_mutant=LA_FORGETS,
-        workload=FREQUENT_LARGE_FLUSHES,
+        workload=NO_SECOND_USER,
+        also=("use_after_free",),
         why="drop_mmu_context without !current->mm: a large flush clears a lazy CPU's bit, cleanup_lazy_tlbs misses it",
     ),
     Cell(
         "refcount",
         "loongarch",
         arch_mutant=LA_FORGETS,
-        workload=FREQUENT_LARGE_FLUSHES,
-        why="the lazy reference holds: TLB-wise the drop is sound",
+        workload=NO_SECOND_USER,
+        why="the lazy reference holds; TLB-wise the dropped context is sound (a new ASID at the next switch)",
     ),
     # powerpc's arch code under any scheme: B7 and B8 as arch mutants
     *(

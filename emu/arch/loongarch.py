@@ -27,6 +27,17 @@ new ASID when it next switches to the mm), but the mask is then not a superset o
 LoongArch does not select ``MMU_LAZY_TLB_SHOOTDOWN``: a shoot-lazies violation here is a finding
 of the emulator, not a kernel bug.
 
+The same zeroing races with ``kthread_use_mm`` as powerpc's single-threaded trim did (B8, fixed there
+by a665eec0a22e): ``flush_tlb_range`` reads ``mm_users == 1``, a kernel thread takes
+``mmget_not_zero`` and switches to the mm with the context this CPU still had, and the zeroing then
+invalidates that context while the kernel thread uses the mm: the flush, local only, missed it,
+and it runs with whatever its TLB held. The model reports it when the next flush by IPI finds the
+context of the mm it runs (``current->mm``) zeroed, and clears its bit (``cpumask_missing``). Seen
+in 2 of 6 free runs of refcount (8 CPUs, 10-15 s, ``--use-mm-bursts --p-munmap 0.5 --procs 4
+--threads 1 --kthreads 2 --p-use-mm 1``), in none of 6 ``--sched pct`` runs: a real window, too
+rare for a matrix cell. (arch/mips/kernel/smp.c, whence this code comes, zeroes the other CPUs'
+``cpu_context`` in its ``flush_tlb_mm`` the same way.)
+
 The arch mutant ``loongarch-drop-forgets-lazy`` is ``drop_mmu_context`` tested on ``current->mm ==
 mm`` alone (a real-shaped slip: it forgets the kernel thread, whose ``current->mm`` is NULL): a
 CPU lazy on the mm loses its context and its bit at the first large flush that reaches it.
@@ -57,6 +68,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
+from emu.checks.oracle import CPUMASK_MISSING, site
 from emu.machine.irq import ipi_function
 from emu.machine.layout import C_ARCH, INIT_MM, M_ARCH, M_USERS
 from emu.machine.trace import event
@@ -67,6 +79,7 @@ if TYPE_CHECKING:
 FLUSH_TLB_RANGE_IPI = ipi_function("flush_tlb_range_ipi", purpose="ipis_flush")
 FLUSH_TLB_RANGE_IPI_LARGE = ipi_function("flush_tlb_range_ipi(large)", purpose="ipis_flush")
 EV_CTX_ZEROED = event("la_ctx_zeroed", "flush_tlb_range {mm:a}: its only thread flushes; other CPUs' contexts zeroed, no IPI")
+AT_ZEROED_IN_USE = site("loongarch: a flush finds the context of the mm this CPU runs zeroed: it missed that flush")
 EV_MASK_CLEAR_LOADED = event("la_mask_clear_loaded", "{mm:a}'s bit cleared with it still loaded here (context invalid or dropped)")
 
 
@@ -128,6 +141,10 @@ class Loongarch(Arch):
             if self.loaded_mm() == mm:
                 self.c.count("mask_clears_loaded")
                 self.c.trace(EV_MASK_CLEAR_LOADED, mm)
+                if self.current_mm() == mm:
+                    # it runs the mm for real: its context was zeroed while in use (the zeroing flush took
+                    # it for a single-threaded mm's), so that flush missed it, and it now leaves the mask
+                    self.oracle.report(CPUMASK_MISSING, mm, AT_ZEROED_IN_USE, other=self.cpu)
             self.atomics.cpumask_clear_cpu(self.mm_cpumask(mm), self.cpu)
         elif large:
             self.drop_mmu_context(mm)  # "size > tlbsize / 8": bump the ASID instead of flushing by address
@@ -155,7 +172,8 @@ class Loongarch(Arch):
             self.c.irq.on_each_cpu_mask(self.mm_cpumask_cpus(mm), fid, mm, wait=True)
             return
         # "cpu_context(cpu, mm) = 0" for every other online CPU: the zeroing count goes up, and this
-        # CPU, whose context is not zeroed, keeps its own
+        # CPU, whose context is not zeroed, keeps its own. Between the read of mm_users and the zeroing a
+        # kthread_use_mm may make the mm shared and load it with the context about to be zeroed (see the docstring)
         self.c.trace(EV_CTX_ZEROED, mm)
         flags = self.irq.local_irq_save()
         a.atomic_inc(self.mm_record(mm) + M_ARCH)

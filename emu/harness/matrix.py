@@ -150,7 +150,7 @@ CELLS: list[Cell] = [
         "loongarch",
         "freed_while_lazy",
         workload=ZEROED_THEN_SHARED,
-        also=("use_after_free",),
+        also=("use_after_free", "cpumask_missing"),  # cpumask_missing: the zeroing's race with kthread_use_mm (emu.arch.loongarch)
         why="finding: an mm's only thread zeroes a lazy CPU's context (no IPI); once kthread_use_mm adds a user, an IPI clears its bit",
     ),
     Cell(

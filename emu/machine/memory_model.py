@@ -30,8 +30,8 @@ later load, which the kernel's own view of it agrees with (arch/s390/include/asm
 ``__smp_rmb``/``__smp_wmb`` are compiler barriers, ``__smp_mb`` a serialising ``bcr``);
 arm64 and powerpc on ``weak``; riscv (both models) and loongarch on ``weak`` too: RVWMO lets
 stores pass stores and loads pass loads, and is other-multi-copy-atomic like ARMv8, which LKMM's
-ordering covers; LoongArch's kernel makes ``__smp_rmb``/``__smp_wmb`` real ``dbar`` instructions
-(arch/loongarch/include/asm/barrier.h), not compiler barriers as on TSO, so it reorders too.
+ordering covers; LoongArch's kernel makes ``__smp_rmb``/``__smp_wmb`` (and ``__smp_mb``) a ``dbar``
+instruction (arch/loongarch/include/asm/barrier.h), not compiler barriers as on TSO, so it reorders too.
 
 Only what schemes access through this API is buffered. The machine's own bookkeeping (the
 scheduler's ``active_mm``/loaded mm, task table, inboxes, mailboxes, counters), which writes

@@ -128,3 +128,13 @@ def test_loongarch_drop_that_forgets_the_kernel_thread_clears_a_lazy_cpu() -> No
 def test_riscv_and_loongarch_run_on_the_weak_model() -> None:
     for arch in ("riscv", "riscv-trim", "loongarch"):
         assert model_for("arch", arch) == "weak"
+
+
+def test_loongarch_a_context_zeroed_while_its_mm_runs_is_a_missed_flush() -> None:
+    """The zeroing's race with kthread_use_mm: the CPU runs the mm (``current->mm``) with a context
+    another CPU's single-threaded flush zeroed, so that flush missed it; the next IPI clears its bit."""
+    for cpu, a, _ in booted("loongarch"):
+        switch(cpu, user_task(cpu, a))  # runs a
+        cpu.atomics.atomic_inc(cpu.arch.mm_record(a) + M_ARCH)  # zeroed meanwhile, by a flush that took a for single-threaded
+        in_irq(cpu, cpu.arch.flush_tlb_range_ipi, a)
+        assert bits(cpu, a) == [] and violations(cpu) == {"cpumask_missing": 1}

@@ -33,7 +33,7 @@ by a665eec0a22e): ``flush_tlb_range`` reads ``mm_users == 1``, a kernel thread t
 invalidates that context while the kernel thread uses the mm: the flush, local only, missed it,
 and it runs with whatever its TLB held. The model reports it when the next flush by IPI finds the
 context of the mm it runs (``current->mm``) zeroed, and clears its bit (``cpumask_missing``). Seen
-in 2 of 6 free runs of refcount (8 CPUs, 10-15 s, ``--use-mm-bursts --p-munmap 0.5 --procs 4
+in 3 of 12 free runs of refcount (8 CPUs, 10-15 s, ``--use-mm-bursts --p-munmap 0.5 --procs 4
 --threads 1 --kthreads 2 --p-use-mm 1``), in none of 6 ``--sched pct`` runs: a real window, too
 rare for a matrix cell. (arch/mips/kernel/smp.c, whence this code comes, zeroes the other CPUs'
 ``cpu_context`` in its ``flush_tlb_mm`` the same way.)

@@ -44,7 +44,7 @@ SCAN_STEPS = re.compile(r"__mmput\(|reads cpu\d+'s |stalls in the race window|xc
 
 
 def add_parser(sub: Any) -> None:
-    from stress.hunt import Duration
+    from stress.options import Duration
 
     s = sub.add_parser("shrink", help="reduce a failing deterministic run to a short interleaving that still fails")
     s.add_argument("report", metavar="REPORT", nargs="?", default=None, help="the JSON report of a failing run under --sched pct or random")
@@ -199,7 +199,7 @@ def story(report: dict[str, Any]) -> list[Ev]:
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:
-    from stress.cli import check_writable
+    from stress.options import check_writable
 
     check_writable(ns.json)
     check_writable(ns.svg, "--svg")

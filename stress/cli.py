@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
-from emu.harness.columns import Ev, columns_svg
+from emu.harness.columns import columns_svg
 from emu.harness.config import ConfigError
-from emu.harness.report import STATUS_USAGE, Report, headline
+from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
 from emu.strategies import MUTANTS, STRATEGIES
 from stress.options import add_machine_options, check_writable, config_from
@@ -208,12 +208,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def write_svg(report: Report, path: str) -> None:
     """``--svg``: the first violation's timeline, a column per CPU; a run without one writes nothing."""
-    if not report.timeline_events:
+    timelines = event_timelines(report)
+    if not timelines:
         why = "the run was clean" if report.verdict == "clean" else "no violation with a timeline"
         print(f"stress: --svg: {why}, nothing written to {path}", file=sys.stderr)
         return
-    events = [Ev(*e) for e in report.timeline_events[0]]
-    picture = columns_svg(events, "step" if "sched" in report.harness else "ns", title=f"{headline(report)}\nrerun: {report.command}")
+    events = timelines[0]
+    picture = columns_svg(events, events[0].unit if events else "ns", title=f"{headline(report)}\nrerun: {report.command}")
     write_text(path, picture, "--svg")
 
 

@@ -65,7 +65,7 @@ def drain_settled(w: memoryview, layout: Layout, seen: Seen) -> bool:
     return all(w[layout.cpu(c) + C_DRAIN_PASS] > seen[1 + c] for c in range(n))
 
 
-EV_DRAIN_TASK = event("drain_task", "drain: {task:a} on {mm:a}, forked to exit at once")
+EV_DRAIN_TASK = event("drain_task", "drain: {task:a} on {mm:b}, forked to exit at once")
 
 
 class Drain:

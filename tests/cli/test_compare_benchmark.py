@@ -66,6 +66,21 @@ def test_bad_input_is_one_line_and_status_2(args: list[str], expect: str) -> Non
     assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
 
 
+def test_a_fitted_variant_says_its_published_figures_are_no_check() -> None:
+    from emu.harness.bench_projection import compare_benchmark
+    from stress.compare_benchmark import render
+
+    variant = compare_benchmark("context_switch1_threads", "epyc-9654-2s-mglru", [384], ["refcount"])
+    text = render(variant)
+    assert "published (epyc-9654-2s) beside the prediction" in text and "FITTED here: lru_gen_store" in text
+    assert variant.to_json()["fitted"] == ["lru_gen_store"] and variant.to_json()["published_as"] == "epyc-9654-2s"
+    assert len(variant.to_json()["published"]) == 11  # the RFC's curve, though this is not its machine file
+    plain = compare_benchmark("context_switch1_threads", "epyc-9654-2s", [384], ["refcount"])
+    assert "FITTED" not in render(plain) and plain.to_json()["fitted"] == []
+    # the one difference is the lru_gen line: at two tasks a CPU (no lazy transition) it bounds the variant
+    assert variant.rows[0].bound == "line" and plain.rows[0].bound == "cpu"
+
+
 def test_the_plot_marks_each_published_figure_of_the_schemes_shown() -> None:
     from emu.harness.bench_projection import compare_benchmark
     from stress.compare_benchmark import figure

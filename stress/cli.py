@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.columns import Ev, columns_svg
 from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
+from emu.harness.plugins import load_config
 from emu.harness.report import STATUS_USAGE, Report, headline
 from emu.machine.shm import SegmentError, shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
@@ -121,6 +122,8 @@ class Names:
 
     def __call__(self, text: str) -> str:
         valid = self.valid()
+        if ":" in text and self.what in ("strategy", "architecture"):
+            return text  # FILE.py:Class or module:Class, loaded before the run (emu.harness.plugins)
         if text not in valid:
             raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")
         return text
@@ -337,6 +340,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
         cfg = replayed_config(ns.replay, cfg, given)
+    cfg = load_config(cfg)  # a part named by spec: loaded, its path made absolute for the rerun command
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     if not cfg.replay:  # after the ranges: a value out of range is said as such first
         check_mode(cfg, given)
@@ -515,9 +519,23 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
+def preload(argv: Sequence[str]) -> None:
+    """Load the installed parts and any named by spec before parsing, so that their mutants and
+    fixes are valid names (a spec's errors: one line, status 2)."""
+    from emu.harness.plugins import load_arch, load_installed, load_scheme
+
+    load_installed()
+    for i, arg in enumerate(argv):
+        for flag, load in (("--strategy", load_scheme), ("--arch", load_arch)):
+            value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
+            if ":" in value:
+                load(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
+        preload(list(sys.argv[1:] if argv is None else argv))
         ns = parser.parse_args(argv)
         if ns.command == "list":
             return cmd_list_options(ns)

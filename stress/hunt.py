@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.harness.config import ConfigError, RunConfig, Workload
-from emu.harness.matrix import CELLS, DET_MACHINE, Cell, find
+from emu.harness.matrix import ARCHES, CLEAN, DET_MACHINE, DET_STEPS, Cell, all_cells, find
 from emu.harness.report import command_for
 from stress.cli import Number
 from stress.output import STATUS_INTERRUPTED, to_stdout, write_json
@@ -155,12 +155,41 @@ def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> N
             setattr(ns, name, value)
 
 
+# the perturbations a scheme is checked under, as RunConfig fields: none, then each of the runner's
+PERTURBATIONS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "hotplug": {"hotplug": True},
+    "stutter": {"stutter": True},
+    "bursts": {"use_mm_bursts": True},
+}
+
+
+def scheme_targets(base: RunConfig) -> list[Target]:
+    """``hunt --matrix --strategy S``: S on every architecture model x perturbation, in the free mode
+    and under ``--sched pct`` (on the deterministic matrix's small machine), each expected clean;
+    the rows S's declarations add (``Strategy.cells``: a fix, a mutant expected caught) after them."""
+    out = []
+    for arch in ARCHES:
+        for pname, options in PERTURBATIONS.items():
+            free = replace(base, arch=arch, sched="free", **options)
+            det = Cell(base.strategy, arch, options=options).det_config(0, steps=base.steps if base.deterministic else DET_STEPS)
+            det = replace(det, duration=base.duration)
+            out += [Target(f"{arch} {pname} free", free, "clean"), Target(f"{arch} {pname} pct", det, "clean")]
+    for cell in all_cells():
+        if cell.base == base.strategy and (cell.options or cell.mutant or cell.expect != CLEAN):
+            cfg = cell.config(0, cpus=base.cpus, duration=base.duration, workload=base.workload)
+            out.append(Target(cell.id, cfg, cell.expect_verdict, needed=cell.catch_runs if cell.expect != CLEAN else 1))
+    return out
+
+
 def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
     cell: Cell | None
     perturb: dict[str, Any] = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
+    if ns.matrix and ns.strategy:
+        return scheme_targets(base)
     if ns.matrix:
         out = []
-        for cell in CELLS:
+        for cell in all_cells():
             cfg = cell.config(
                 0, cpus=base.cpus, duration=base.duration, workload=base.workload, sched=base.sched, steps=base.steps, depth=base.depth
             )
@@ -401,8 +430,8 @@ def cmd_hunt(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be between 1 and 256, got {ns.jobs}")
     if not 0 <= ns.runs <= 100_000:
         raise ConfigError(f"--runs must be between 0 (until the budget) and 100000, got {ns.runs}")
-    if ns.matrix and (ns.strategy or ns.mutant or ns.expect):
-        raise ConfigError("--matrix hunts every configuration: drop --strategy, --mutant and --expect")
+    if ns.matrix and (ns.mutant or ns.expect):
+        raise ConfigError("--matrix hunts every configuration: drop --mutant and --expect (--strategy: one scheme's rows)")
     small_machine_for_det(ns, {"cpus": 8, "procs": Workload().procs, "threads": Workload().threads, "kthreads": Workload().kthreads})
     base = config_from(ns)
     check_writable(ns.json)

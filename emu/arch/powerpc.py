@@ -90,12 +90,16 @@ AT_RESET = site("mm_reset_thread_local: WARN_ON(current->mm != mm)")
 
 class Powerpc(Arch):
     name = "powerpc"
+    source = "arch/powerpc/mm/book3s64/radix_tlb.c and mmu_context.c as of v6.13"
+    memory_model = "weak"
+    options = ("trim_timer",)
+    mm_words = 1  # M_ARCH: mm->context.active_cpus
     summary = "mask set on first use; trimmed by exit_lazy_flush_tlb IPIs and CPU offline; tlbie broadcast flushes"
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_EXIT_FLUSH_LAZY_TLB] = self.do_exit_flush_lazy_tlb
-        self.trim_timer = cpu.cfg.trim_timer
+        self.trim_timer = cpu.arch_options.number("trim_timer", 1)
         self.trim_clock = 0  # DEFINE_PER_CPU(unsigned int, mm_cpumask_trim_clock)
 
     # -- arch/powerpc/mm/mmu_context.c ---------------------------------------------------------
@@ -124,7 +128,7 @@ class Powerpc(Arch):
     # -- arch/powerpc/mm/book3s64/radix_tlb.c --------------------------------------------------
     def flush_tlb_mm_exit(self, mm: int) -> None:
         """``radix__tlb_flush`` with ``tlb->fullmm``."""
-        if getattr(self.c.strategy, "MMU_LAZY_TLB_SHOOTDOWN", False):  # IS_ENABLED(CONFIG_MMU_LAZY_TLB_SHOOTDOWN)
+        if self.c.strategy.MMU_LAZY_TLB_SHOOTDOWN:  # IS_ENABLED(CONFIG_MMU_LAZY_TLB_SHOOTDOWN): the scheme declares it
             self.atomics.smp_mb()  # "see radix__flush_tlb_mm"
             self.exit_flush_lazy_tlbs(mm)
         self.flush_all_mm(mm, fullmm=True)

@@ -72,6 +72,7 @@ TRIM_INTERVAL_NS = 1_000_000_000  # mm->context.next_trim_cpumask = jiffies + HZ
 
 class X86LazyMask(X86):
     name = "x86-lazy-mask"
+    source = "arch/x86/mm/tlb.c with 209954cbc7d0 (v6.14), fea4e317f9e7, 83b0177a6c48"
     summary = "v6.14 lazy mask: bits set on switch, cleared by a flush that finds the mm not loaded"
     clear_on_switch = False  # the bit stays until a flush finds the mm no longer loaded here
     set_only_if_clear = True  # "if (next != &init_mm && !cpumask_test_cpu(cpu, mm_cpumask(next)))"

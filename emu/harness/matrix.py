@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emu.harness.config import X86_MODELS, RunConfig, Workload
+from emu import arch as _arch
+from emu import strategies as _strategies
+from emu.harness.config import RunConfig, Workload, arches_declaring
+from emu.kernel.protocols import CellDecl
 from emu.strategies import MUTANTS
 
 CLEAN = "clean"
@@ -87,7 +90,9 @@ class Cell:
         return replace(cfg, fail_fast=self.expect != CLEAN)
 
 
-ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
+# every architecture model, from their declarations (emu.arch scans its package): a new one is in every "any arch" row
+ARCHES = tuple(sorted(_arch.ARCHES, key=lambda a: (not a.startswith("x86"), a != "powerpc", a)))
+X86_MODELS = arches_declaring("x86_unlazy_on_flush")
 HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
@@ -363,3 +368,25 @@ def find(
         if _non_default(cell.options) == wanted and _non_default(cell.workload, Workload()) == wanted_wl:
             return cell
     return None
+
+
+def declared_cells() -> list[Cell]:
+    """The cells the parts declare (``Strategy.cells``, ``Arch.cells``), an ``arch`` of ``"*"`` on
+    every architecture model known now, an out-of-tree part's included once it is loaded."""
+    decls: list[CellDecl] = [
+        d
+        for parts in (_strategies.STRATEGIES, _strategies.MUTANTS, _arch.ARCHES, _arch.ARCH_MUTANTS)
+        for p in parts.values()
+        for d in p.cells
+    ]
+    out = []
+    for d in dict.fromkeys(decls):
+        for a in sorted(_arch.ARCHES) if d.arch == "*" else (d.arch,):
+            out.append(Cell(d.strategy, a, d.expect, dict(d.options), d.why, d.min_seconds, d.catch_runs, d.arch_mutant,
+                            dict(d.workload), d.also, dict(d.det_workload)))  # fmt: skip
+    return out
+
+
+def all_cells() -> list[Cell]:
+    """The matrix: the table above and the cells the parts declare."""
+    return CELLS + declared_cells()

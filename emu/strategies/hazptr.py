@@ -86,7 +86,7 @@ from typing import TYPE_CHECKING, ClassVar
 from emu.checks.oracle import LIVENESS, SCHEME_WARNING, SOFT_LOCKUP, site
 from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM
-from emu.strategies.base import Strategy
+from emu.strategies.base import SCAN_COUNTERS, SCAN_LABELS, Strategy
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -102,12 +102,14 @@ AT_HP_SCAN_OFFLINE = site("hp_scan: busy-wait on an offline CPU's slot (its reti
 
 class Hazptr(Strategy):
     name = "hazptr"
+    source = "20241004182734.1761555-5-mathieu.desnoyers@efficios.com (RFC v2 4/4)"
     has_race_window = True
     summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1; H3 on powerpc; H4 --hotplug)"
     percpu = ("hazptr_slot",)
     pins = ("hazptr_slot",)
     shown = ("hazptr_slot",)  # the publish and clear of the slot, the scan's finds
-    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    counters = per_exit = SCAN_COUNTERS
+    labels = SCAN_LABELS
     exit_mm_grab_irqs_off = True
     FIXES: ClassVar[dict[str, str]] = {
         "skip-init-mm": "H3: a lazy use of init_mm publishes nothing, so grab-before-drop finds the slot free",
@@ -128,7 +130,8 @@ class Hazptr(Strategy):
         self.hotplug_idle_task_exit = "sched-force-init-mm" not in self.fixes
         # the soft-lockup detector, before the harness's watchdog; a deterministic mode's clock (a
         # microsecond a step) runs about 20 times slower than the host's: a tenth of it, well inside its drain
-        self.spin_limit_s = cpu.cfg.watchdog / 2 if cpu.det is None else cpu.cfg.watchdog / 20
+        watchdog = cpu.scheme_options.watchdog
+        self.spin_limit_s = watchdog / 2 if cpu.det is None else watchdog / 20
 
     # -- the publisher side -------------------------------------------------------------------
     def mmgrab_lazy_tlb(self, mm: int) -> None:

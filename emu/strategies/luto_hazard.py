@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from emu.checks.oracle import site
 from emu.machine.layout import INIT_MM, M_COUNT
-from emu.strategies.base import Strategy
+from emu.strategies.base import SCAN_COUNTERS, SCAN_LABELS, Strategy
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -62,12 +62,14 @@ AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")
 
 class LutoHazard(Strategy):
     name = "luto-hazard"
+    source = "7c9c388c388df8e88bb5d14828053ac0cb11cf69.1641659630.git.luto@kernel.org (16/23)"
     has_race_window = True
     summary = "rq->lazy_mm hazard pointer; __mmput scans lazy CPUs and parks mm_count refs in rq->drop_mm"
     percpu = ("lazy_mm", "drop_mm")
     pins = ("drop_mm",)
     shown = ("lazy_mm", "drop_mm")  # the scan's reads, the parked references and their take-out
-    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    counters = per_exit = SCAN_COUNTERS
+    labels = SCAN_LABELS
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)

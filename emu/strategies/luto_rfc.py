@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from emu.checks.oracle import SCHEME_WARNING, site
 from emu.machine.layout import INIT_MM
-from emu.strategies.base import Strategy
+from emu.strategies.base import SCAN_COUNTERS, SCAN_LABELS, Strategy
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -70,12 +70,14 @@ AT_FIXUP_OLD = site("mm_fixup_lazy_refs: WARN_ON_ONCE(old == mm)")
 
 class LutoRfc(Strategy):
     name = "luto-rfc"
+    source = "e69827244c2f1e534aa83a40334ffa00bafe54c2.1607059162.git.luto@kernel.org"
     has_race_window = True
     summary = "RFC v2 mockup as posted (D1, D2, D4, B3); --fix drop-check,scan-online,integrated"
     percpu = ("lazy_mm", "mm_to_mmdrop")
     pins = ("mm_to_mmdrop",)
     shown = ("lazy_mm", "mm_to_mmdrop")  # the scan's read and the parked references: B3's story
-    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    counters = per_exit = SCAN_COUNTERS
+    labels = SCAN_LABELS
     FIXES: ClassVar[dict[str, str]] = {
         "drop-check": "D1: 2022 mmdrop_lazy, never drop the parked mm this CPU is still lazy on",
         "scan-online": "D2/B9: scan for_each_possible_lazymm_cpu, not mm_cpumask",

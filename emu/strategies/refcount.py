@@ -22,6 +22,7 @@ from emu.strategies.base import Strategy
 class Refcount(Strategy):
     name = "refcount"
     summary = "every lazy use holds an mm_count reference (Linux default)"
+    source = "kernel/sched/core.c, include/linux/sched/mm.h (mainline since v6.3)"
 
     def mmgrab_lazy_tlb(self, mm: int) -> None:
         self.count("lazy_refcount_atomics")

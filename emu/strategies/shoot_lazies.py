@@ -45,14 +45,16 @@ AT_CHECK = site("do_check_lazy_tlb: WARN_ON_ONCE(current->active_mm == mm)")
 class ShootLazies(Strategy):
     name = "shoot-lazies"
     summary = "no lazy reference; IPI the CPUs in mm_cpumask to leave the mm before it is freed"
+    source = "2655421ae69f (v6.3)"
     MMU_LAZY_TLB_SHOOTDOWN = True
+    options = ("shoot_all", "debug_check")
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_SHOOT_LAZY_TLB] = self.do_shoot_lazy_tlb
         cpu.irq.handlers[DO_CHECK_LAZY_TLB] = self.do_check_lazy_tlb
-        self.shoot_all = cpu.cfg.shoot_all
-        self.debug_check = cpu.cfg.debug_check
+        self.shoot_all = cpu.scheme_options.flag("shoot_all")
+        self.debug_check = cpu.scheme_options.flag("debug_check")
 
     def mmgrab_lazy_tlb(self, mm: int) -> None:
         pass  # "if (IS_ENABLED(CONFIG_MMU_LAZY_TLB_REFCOUNT)) mmgrab(mm)": nothing, not even a barrier

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_NEXT, MASK_AT_SWITCH_PREV, SCHEME_WARNING, site
+from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM, M_ARCH, M_GEN, M_STATE, M_USERS, MM_LIVE, MM_SLOT_BITS, MM_WORDS
 
@@ -91,6 +92,41 @@ AT_RESET = site("mm_reset_thread_local: WARN_ON(current->mm != mm)")
 class Powerpc(Arch):
     name = "powerpc"
     source = "arch/powerpc/mm/book3s64/radix_tlb.c and mmu_context.c as of v6.13"
+    # the matrix rows of this model and its arch mutants (emu.harness.matrix), under the schemes named
+    cells = (
+        CellDecl(
+            "refcount",
+            "powerpc",
+            "lockdep",
+            options={"trim_timer": 3},
+            arch_mutant="powerpc-exit-irqs-enabled",
+            why="B7: a local trim, interrupts on",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "powerpc",
+            "lockdep",
+            options={"trim_timer": 3},
+            arch_mutant="powerpc-exit-irqs-enabled",
+            why="B7: a local trim, interrupts on",
+        ),
+        CellDecl(
+            "refcount",
+            "powerpc",
+            "cpumask_missing",
+            options={"use_mm_bursts": True},
+            arch_mutant="powerpc-trim-vs-kthread",
+            why="B8: trim vs kthread_use_mm",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "powerpc",
+            "cpumask_missing",
+            options={"use_mm_bursts": True},
+            arch_mutant="powerpc-trim-vs-kthread",
+            why="B8: trim vs kthread_use_mm",
+        ),
+    )
     memory_model = "weak"
     options = ("trim_timer",)
     mm_words = 1  # M_ARCH: mm->context.active_cpus

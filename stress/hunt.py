@@ -405,6 +405,27 @@ def render(targets: list[Target], elapsed: float, interrupted: bool, width: int 
     return "\n".join(lines)
 
 
+def verdict_table(targets: list[Target]) -> str:
+    """``hunt --matrix --strategy S``: arch x perturbation, each cell the free and the pct mode's
+    verdict (``clean``, the violation kind its runs met most, or ``-`` where none ran); the rerun
+    command of each violation is in the lines above (``rerun NAME: ...``)."""
+    by_name = {t.name: t for t in targets}
+
+    def word(t: Target | None) -> str:
+        if t is None or not t.runs:
+            return "-"
+        if t.harness_failures:
+            return "harness"
+        return t.kinds.most_common(1)[0][0] if t.violating else "clean"
+
+    arches = list(dict.fromkeys(n.split(" ")[0] for n in by_name if n.endswith((" free", " pct"))))
+    rows = [["arch", *(f"{p} (free/pct)" for p in PERTURBATIONS)]]
+    for a in arches:
+        rows.append([a, *(f"{word(by_name.get(f'{a} {p} free'))}/{word(by_name.get(f'{a} {p} pct'))}" for p in PERTURBATIONS)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
 def verdict(targets: list[Target], interrupted: bool) -> str:
     """yes, NO, or not known: a campaign cut short, or a configuration never run, proves nothing either way."""
     if any(t.runs and not t.held for t in targets):
@@ -454,6 +475,8 @@ def cmd_hunt(ns: argparse.Namespace) -> int:
     elapsed = h.run()
     text = sys.stderr if to_stdout(ns.json) else sys.stdout
     print(render(targets, elapsed, h.interrupted, console_for(text).width), file=text)
+    if ns.matrix and ns.strategy:
+        print("\n" + verdict_table(targets), file=text)
     answer = verdict(targets, h.interrupted)
     if ns.json:
         doc = {"configs": [t.to_json() for t in targets], "all_held": answer == "yes", "held": answer, "interrupted": h.interrupted,

@@ -55,12 +55,8 @@ class RemoteActiveMm(Strategy):
         CellDecl("remote-active-mm", "powerpc", why="the mask covers every lazy CPU; the filter only drops CPUs not lazy on the mm"),
         CellDecl("remote-active-mm", "s390", why="the mask is reset to the attached CPUs, lazy ones included"),
         CellDecl("remote-active-mm", "arm64", "use_after_free", why="shoot-lazies' B1: the mask is empty, nothing to filter"),
-        CellDecl(
-            "remote-active-mm", "x86", "freed_while_lazy", why="shoot-lazies' too: a freed-tables flush clears lazy CPUs' bits (v6.13)"
-        ),
-        CellDecl(
-            "remote-active-mm-no-publish", "s390", "freed_while_lazy", also=("use_after_free",), why="the filter drops every lazy CPU"
-        ),
+        CellDecl("remote-active-mm", "x86", "freed_while_lazy", why="as shoot-lazies: a freed-tables flush clears lazy CPUs' bits"),
+        CellDecl("remote-active-mm-no-publish", "s390", "freed_while_lazy", also=("use_after_free",), why="every lazy CPU filtered out"),
     )
 
     def __init__(self, cpu: KernelCpu) -> None:

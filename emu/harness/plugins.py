@@ -116,8 +116,9 @@ def check_arch(cls: type[Arch], key: str) -> None:
 
 def _add_scheme(cls: type[Strategy], key: str) -> None:
     check_scheme(cls, key)
-    if cls.mutant_of is None:
-        cls.name = key  # the report, the list and the rerun command call it what the user named it
+    if cls.mutant_of is None and cls.name != key:  # the report, the list and the rerun command call it what the user named it
+        cls.cells = tuple(dataclasses.replace(d, strategy=key) if d.strategy == cls.name else d for d in vars(cls).get("cells", ()))
+        cls.name = key
     for other in strategies.declared_in(sys.modules[cls.__module__]):
         if other is not cls and other.mutant_of is not None and issubclass(other, cls):
             check_scheme(other, other.name)
@@ -128,7 +129,8 @@ def _add_scheme(cls: type[Strategy], key: str) -> None:
 
 def _add_arch(cls: type[Arch], key: str) -> None:
     check_arch(cls, key)
-    if cls.mutant_of is None:
+    if cls.mutant_of is None and cls.name != key:
+        cls.cells = tuple(dataclasses.replace(d, arch=key) if d.arch == cls.name else d for d in vars(cls).get("cells", ()))
         cls.name = key
     for other in arches.declared_in(sys.modules[cls.__module__]):
         if other is not cls and other.mutant_of is not None and issubclass(other, cls):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.harness.config import ConfigError, RunConfig, Workload
-from emu.harness.matrix import ARCHES, CLEAN, DET_MACHINE, DET_STEPS, Cell, all_cells, find
+from emu.harness.matrix import CLEAN, DET_MACHINE, DET_STEPS, Cell, all_arches, all_cells, find
 from emu.harness.report import command_for
 from stress.cli import Number
 from stress.output import STATUS_INTERRUPTED, to_stdout, write_json
@@ -166,17 +166,22 @@ PERTURBATIONS: dict[str, dict[str, Any]] = {
 
 def scheme_targets(base: RunConfig) -> list[Target]:
     """``hunt --matrix --strategy S``: S on every architecture model x perturbation, in the free mode
-    and under ``--sched pct`` (on the deterministic matrix's small machine), each expected clean;
-    the rows S's declarations add (``Strategy.cells``: a fix, a mutant expected caught) after them."""
+    and under ``--sched pct`` (on the deterministic matrix's small machine). Each is expected as S
+    declares its cell on that arch without options (``Strategy.cells``), clean where it declares
+    none; the rows S's declarations add with options, a workload or a mutant come after them."""
     out = []
-    for arch in ARCHES:
+    cells = [c for c in all_cells() if c.base == base.strategy]
+    for arch in all_arches():
+        plain = next((c for c in cells if c.arch == arch and not (c.options or c.workload or c.mutant)), None)
+        expect = plain.expect_verdict if plain else "clean"
+        needed = plain.catch_runs if plain and plain.expect != CLEAN else 1
         for pname, options in PERTURBATIONS.items():
             free = replace(base, arch=arch, sched="free", **options)
             det = Cell(base.strategy, arch, options=options).det_config(0, steps=base.steps if base.deterministic else DET_STEPS)
-            det = replace(det, duration=base.duration)
-            out += [Target(f"{arch} {pname} free", free, "clean"), Target(f"{arch} {pname} pct", det, "clean")]
-    for cell in all_cells():
-        if cell.base == base.strategy and (cell.options or cell.mutant or cell.expect != CLEAN):
+            det = replace(det, duration=base.duration, fail_fast=expect != "clean")
+            out += [Target(f"{arch} {pname} free", free, expect, needed=needed), Target(f"{arch} {pname} pct", det, expect, needed=needed)]
+    for cell in cells:
+        if cell.options or cell.workload or cell.mutant:
             cfg = cell.config(0, cpus=base.cpus, duration=base.duration, workload=base.workload)
             out.append(Target(cell.id, cfg, cell.expect_verdict, needed=cell.catch_runs if cell.expect != CLEAN else 1))
     return out

@@ -170,3 +170,23 @@ def test_a_declared_capacity_overflow_is_refused_when_the_machine_is_built(tmp_p
     strategies.STRATEGIES[scheme].percpu = tuple(f"f{i}" for i in range(9))
     with pytest.raises(ConfigError, match="per-CPU fields: 9 words declared, the region holds 8"):
         run(RunConfig(cpus=2, strategy=scheme, sched="pct", steps=1000))
+
+
+def test_check_scheme_targets_every_arch_and_perturbation_in_both_modes(registries: None) -> None:
+    """``hunt --matrix --strategy S``: the grid the verdict table is drawn from, expectations from S's cells."""
+    from stress.hunt import PERTURBATIONS, scheme_targets, verdict_table
+
+    scheme = plugins.load_scheme(str(REPO / "examples" / "remote_active_mm.py") + ":RemoteActiveMm")
+    targets = scheme_targets(RunConfig(strategy=scheme, duration=1.0))
+    grid = [t for t in targets if t.name.endswith((" free", " pct"))]
+    assert len(grid) == len(arches.ARCHES) * len(PERTURBATIONS) * 2
+    by_name = {t.name: t for t in targets}
+    assert by_name["arm64 none free"].expect == "violation" and by_name["powerpc hotplug pct"].expect == "clean"
+    assert by_name["powerpc hotplug pct"].cfg.sched == "pct" and by_name["powerpc hotplug pct"].cfg.hotplug
+    assert by_name["remote-active-mm-no-publish@s390"].cfg.mutant == "remote-active-mm-no-publish"
+    by_name["arm64 none free"].runs, by_name["arm64 none free"].violating = 1, 1
+    by_name["arm64 none free"].kinds["use_after_free"] += 1
+    by_name["s390 none pct"].runs = 1
+    table = verdict_table(targets).splitlines()
+    assert table[0].split()[0] == "arch" and any(r.startswith("arm64") and "use_after_free/-" in r for r in table)
+    assert any(r.startswith("s390") and "-/clean" in r for r in table)

@@ -28,7 +28,7 @@ SYNTHETIC_ONLY = ("arches", "cpus", "project", "cost")  # and those it does not
 def add_arguments(c: argparse.ArgumentParser) -> None:
     from emu.harness.bench_projection import machine_names
     from emu.harness.benchmark import BENCHMARKS
-    from stress.cli import ARCH, IntList, Names
+    from stress.options import ARCH, IntList, Names
 
     c.add_argument(
         "--benchmark", type=Names("benchmark", lambda: sorted(BENCHMARKS)), default=None,

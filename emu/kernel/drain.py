@@ -27,7 +27,7 @@ from emu.machine.trace import event
 if TYPE_CHECKING:
     from emu.kernel.core import CpuCore
 
-EV_DRAIN_TASK = event("drain_task", "drain: {task:a} on {mm:a}, forked to exit at once")
+EV_DRAIN_TASK = event("drain_task", "drain: {task:a} on {mm:b}, forked to exit at once")
 
 
 class Drain:

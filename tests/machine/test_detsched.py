@@ -15,6 +15,7 @@ import pytest
 
 from emu.harness.config import RunConfig, Workload
 from emu.harness.matrix import CELLS
+from emu.harness.report import event_timelines
 from emu.harness.runner import run
 from emu.harness.testbed import Testbed
 from emu.machine.detsched import (
@@ -79,10 +80,10 @@ def test_the_report_says_what_a_rerun_repeats(tmp_path: Path) -> None:
 
 def test_the_trace_is_stamped_with_steps_in_one_order() -> None:
     report = run(BROKEN)
-    events = report.timeline_events[0]
-    steps = [e[0] for e in events]
-    assert steps == sorted(steps) and steps[-1] <= report.harness["steps"]
-    assert sum(e[3] for e in events) == 1 and events[[e[3] for e in events].index(True)][2].startswith("VIOLATION")
+    events = event_timelines(report)[0]
+    steps = [e.t for e in events]
+    assert {e.unit for e in events} == {"step"} and steps == sorted(steps) and steps[-1] <= report.harness["steps"]
+    assert sum(e.mark for e in events) == 1 and events[[e.mark for e in events].index(True)].text.startswith("VIOLATION")
     assert report.timelines[0][-1].lstrip().startswith("step")
 
 

@@ -164,10 +164,15 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
     """``list --quiet`` prints the names alone; ``--json PATH`` also writes the lists."""
     check_writable(ns.json)
     lists: dict[str, list[dict[str, Any]]] = {
-        "strategies": [{"name": n, "summary": s.summary, "fixes": dict(s.FIXES)} for n, s in sorted(STRATEGIES.items())],
+        "strategies": [
+            {"name": n, "summary": s.summary, "fixes": dict(s.FIXES), "source": s.source, "hooks": list(s.hooks())}
+            for n, s in sorted(STRATEGIES.items())
+        ],
         "mutants": [{"name": n, "mutant_of": s.mutant_of, "summary": s.summary} for n, s in sorted(MUTANTS.items())],
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],
-        "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
+        "architectures": [
+            {"name": n, "summary": a.summary, "source": a.source, "memory_model": a.memory_model} for n, a in sorted(ARCHES.items())
+        ],
     }
     if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
         write_json(ns.json, lists)

@@ -30,7 +30,7 @@ class Names:
 
     def __call__(self, text: str) -> str:
         valid = self.valid()
-        if ":" in text and self.what in ("strategy", "architecture"):
+        if ":" in text and self.what in ("strategy", "architecture") and type(self) is Names:
             return text  # FILE.py:Class or module:Class, loaded before the run (emu.harness.plugins)
         if text not in valid:
             raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")

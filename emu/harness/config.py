@@ -151,12 +151,6 @@ def schemes_declaring(option: str) -> tuple[str, ...]:
     return tuple(sorted(n for n, s in STRATEGIES.items() if option in s.options))
 
 
-def __getattr__(name: str) -> tuple[str, ...]:
-    if name == "X86_MODELS":  # the x86 models: those that declare the 2022 series' x86 switch
-        return arches_declaring("x86_unlazy_on_flush")
-    raise AttributeError(name)
-
-
 SCHEDS = ("free", "pct", "random")
 MAX_STEPS = 1_000_000_000
 MAX_TRIM_TIMER = 1_000_000

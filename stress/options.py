@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable
 
 from emu.arch import ARCH_MUTANTS, ARCHES
-from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
+from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
 from emu.harness.plugins import load_config
+from emu.machine.policies import policy_class, registry
 from emu.machine.shm import shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
 from stress.output import to_stdout
@@ -84,7 +85,7 @@ STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
 MUTANT = Names("mutant", lambda: sorted({**MUTANTS, **ARCH_MUTANTS}))
 ARCH = Names("architecture", lambda: sorted(ARCHES))
 MEMORY_MODEL = Names("memory model", lambda: sorted(MEMORY_MODELS))
-SCHED = Names("scheduling mode", lambda: list(SCHEDS))
+SCHED = Names("scheduling mode", lambda: list(scheds()))
 FIX = NameList("fix", lambda: sorted({f for s in STRATEGIES.values() for f in s.FIXES}))
 
 
@@ -170,7 +171,7 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     g = p.add_argument_group("scheduling (emu/machine/detsched.py; see docs/deterministic-mode.md)")
     g.add_argument(
         "--sched", type=SCHED, default="free",
-        help="free (default: the host interleaves the CPU processes), or one CPU at a time: pct (seeded priorities) or random",
+        help=f"free (default: the host interleaves the CPU processes), or one CPU at a time by a seeded policy: {', '.join(SCHEDS[1:])}",
     )  # fmt: skip
     g.add_argument("--steps", type=INT, default=d.steps, help=f"a deterministic run's load, in scheduling points (default: {d.steps:,})")
     g.add_argument("--depth", type=INT, default=d.depth, help=f"pct: the bug depth targeted, depth-1 priority changes (default: {d.depth})")
@@ -269,8 +270,11 @@ def check_mode(cfg: RunConfig, given: frozenset[str]) -> None:
         for dest in ("steps", "depth"):
             if dest in given:
                 raise ConfigError(f"--{dest} sets a deterministic run's load: add --sched pct or random (a free run lasts --duration)")
-    elif "depth" in given and cfg.sched != "pct":
-        raise ConfigError(f"--depth is PCT's bug depth: it does nothing under --sched {cfg.sched}")
+    else:
+        for dest in given & {"depth"}:  # the policies' own options (emu.machine.policy's ``options``)
+            if dest not in policy_class(cfg.sched, False).options:
+                owners = ", ".join(name for name, cls in registry().items() if dest in cls.options)
+                raise ConfigError(f"--{dest} is an option of --sched {owners}: it does nothing under --sched {cfg.sched}")
     if cfg.race_delay and not resolve(cfg.scheme).has_race_window:
         raise ConfigError(f"--race-delay: {cfg.scheme} marks no race window, so the delay would never be taken")
 

@@ -97,7 +97,7 @@ def test_the_story_shows_the_schemes_own_steps(b3_report: Path) -> None:
     [
         (["--steps", "1000"], "--steps sets a deterministic run's load"),
         (["--depth", "2"], "--depth sets a deterministic run's load"),
-        (["--sched", "random", "--depth", "2"], "--depth is PCT's bug depth"),
+        (["--sched", "random", "--depth", "2"], "--depth is an option of --sched pct"),
         (["--race-delay", "1"], "refcount marks no race window"),
     ],
 )

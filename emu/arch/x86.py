@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, ClassVar
 from emu.arch.base import Arch
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
 from emu.machine.irq import ipi_function
-from emu.machine.layout import C_IS_LAZY, CPU_WORDS, INIT_MM, MM_SLOT_MASK
+from emu.machine.layout import CPU_WORDS, INIT_MM, MM_SLOT_MASK
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -73,14 +73,17 @@ class X86(Arch):
     options = ("x86_unlazy_on_flush", "x86_idle_leave_mm")
     summary = "mask follows the loaded mm; a freed-tables flush moves lazy CPUs to init_mm and drops their bits (v6.13)"
     lazy_may_load_init_mm = True
+    # cpu_tlbstate_shared.is_lazy: shared, since a flush's sender reads it to skip lazy CPUs
+    percpu: ClassVar[tuple[tuple[str, int], ...]] = (("is_lazy", 1),)
     clear_on_switch: ClassVar[bool] = True  # switching away clears the bit of the mm that was loaded
     set_only_if_clear: ClassVar[bool] = False  # the switch to an mm tests the bit before setting it
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[FLUSH_TLB_FUNC] = self.flush_tlb_func
-        self.is_lazy = cpu.layout.cpu(cpu.cpu) + C_IS_LAZY  # cpu_tlbstate_shared.is_lazy
-        self.is_lazy_base = cpu.layout.cpu_base + C_IS_LAZY
+        is_lazy = cpu.layout.arch_field("is_lazy")
+        self.is_lazy = cpu.layout.cpu(cpu.cpu) + is_lazy  # cpu_tlbstate_shared.is_lazy
+        self.is_lazy_base = cpu.layout.cpu_base + is_lazy
         self.unlazy = cpu.arch_options.flag("x86_unlazy_on_flush")
 
     def enter_lazy_tlb(self, mm: int) -> None:

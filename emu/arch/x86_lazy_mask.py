@@ -27,7 +27,7 @@ CPU's ``loaded_mm`` (``smp_rmb()``, then ``is_lazy``; ``LOADED_MM_SWITCHING`` is
 the switch sees the new generation or the flush sees the switch. A lazy CPU switching back to
 the same mm re-reads ``tlb_gen`` after an ``smp_mb()``; ``flush_tlb_func`` brings a CPU with the
 mm loaded up to the mm's ``tlb_gen``. Each CPU's generation and each mm's ``tlb_gen`` are modelled
-(``emu.machine.layout``: ``C_TLB_GEN``, ``TG_GEN``), and a completed flush records its generation, so the
+(its per-CPU field ``tlb_gen``, and ``TG_GEN`` in ``emu.machine.layout``), and a completed flush records its generation, so the
 oracle sees a CPU running the mm with an older TLB (``missed_flush``). The arch mutant
 ``x86-lazy-mask-switch-no-mb`` is the code before 83b0177a6c48 (X1, reference sections 4 and 6):
 no barrier when the bit is already set, which TSO's store buffer turns into a missed flush.
@@ -53,8 +53,6 @@ from emu.arch.x86 import FLUSH_TLB_FUNC, X86
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
 from emu.kernel.protocols import CellDecl
 from emu.machine.layout import (
-    C_TLB_GEN,
-    C_TLBSTATE_LOADED,
     CPU_WORDS,
     INIT_MM,
     LINE,
@@ -63,6 +61,7 @@ from emu.machine.layout import (
     MM_SLOT_MASK,
     TG_DONE,
     TG_GEN,
+    TLB_GEN_FIELD,
 )
 
 if TYPE_CHECKING:
@@ -95,12 +94,17 @@ class X86LazyMask(X86):
     clear_on_switch = False  # the bit stays until a flush finds the mm no longer loaded here
     set_only_if_clear = True  # "if (next != &init_mm && !cpumask_test_cpu(cpu, mm_cpumask(next)))"
     tracks_tlb_gen: ClassVar[bool] = True
+    # cpu_tlbstate.loaded_mm: the kernel's per-CPU copy of the loaded mm, a plain store that goes through the
+    # memory model (C_LOADED_MM is CR3, the truth the oracle reads), read by a flush's sender (should_flush_tlb);
+    # tlb_gen: the flush generation this CPU's TLB holds for its loaded mm (cpu_tlbstate.ctxs[asid].tlb_gen)
+    percpu = X86.percpu + (("tlbstate_loaded", 1), (TLB_GEN_FIELD, 1))
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         rec = cpu.layout.cpu(cpu.cpu)
-        self.tlbstate, self.tlb_gen = rec + C_TLBSTATE_LOADED, rec + C_TLB_GEN
-        self.tlbstate_base = cpu.layout.cpu_base + C_TLBSTATE_LOADED
+        tlbstate = cpu.layout.arch_field("tlbstate_loaded")
+        self.tlbstate, self.tlb_gen = rec + tlbstate, rec + cpu.layout.arch_field(TLB_GEN_FIELD)
+        self.tlbstate_base = cpu.layout.cpu_base + tlbstate
         self.tlbgen_base = cpu.layout.tlbgen_base
 
     def tg(self, mm: int) -> int:

@@ -50,7 +50,6 @@ from emu.machine.layout import (
     C_PREV_MM,
     C_SCHEME,
     C_STATE,
-    C_TLB_GEN,
     CPU_EXITED,
     CPU_IDLE,
     CPU_QUIESCED,
@@ -78,6 +77,7 @@ from emu.machine.layout import (
     T_KIND,
     T_STATE,
     TASK_RUNNABLE,
+    TLB_GEN_FIELD,
     Layout,
     e2f_bucket,
 )
@@ -180,7 +180,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.scheme_options, self.arch_options = parts.scheme_options, parts.arch_options
         self.arch = parts.arch(self)
         self.tracks_tlb_gen = self.arch.tracks_tlb_gen
-        self.TLB_GEN = base + C_TLB_GEN
+        # the oracle reads the TLB generation from the arch's per-CPU field (kept here: read on every user quantum)
+        self.TLB_GEN = base + layout.arch_field(TLB_GEN_FIELD) if self.tracks_tlb_gen else -1
         self.strategy = parts.strategy(self)
         self.flush_relies_on_mask = self.arch.flush_relies_on_mask
         self.idle_leave_mm = parts.arch_options.flag("x86_idle_leave_mm")  # an x86 model's option (X86.options)

@@ -244,11 +244,13 @@ def preload(argv: Sequence[str]) -> None:
     from emu.harness.plugins import load_arch, load_installed, load_scheme
 
     load_installed()
+    flags = (("--strategy", load_scheme), ("--arch", load_arch), ("--strategies", load_scheme), ("--arches", load_arch))
     for i, arg in enumerate(argv):
-        for flag, load in (("--strategy", load_scheme), ("--arch", load_arch)):
+        for flag, load in flags:
             value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
-            if ":" in value:
-                load(value)
+            for part in value.split(",") if flag.endswith("es") else (value,):  # compare's comma lists
+                if ":" in part:
+                    load(part.strip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

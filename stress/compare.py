@@ -33,11 +33,19 @@ MAX_PROJECT_CPUS = 100_000
 
 
 class NameList(Names):
-    """``refcount,hazptr`` -> a list of known names, each checked (a typo gets the closest)."""
+    """``refcount,hazptr`` -> a list of known names, each checked (a typo gets the closest). A scheme or
+    an arch may be a spec (FILE.py:Class, module:Class), as in ``run``: ``stress.cli.preload`` has loaded
+    it, and the list holds it under its name in the tables (a file's path made absolute)."""
 
     def __call__(self, text: str) -> list[str]:  # type: ignore[override]
-        names = [super(NameList, self).__call__(p.strip()) for p in text.split(",")]
-        return list(dict.fromkeys(names))
+        from emu.harness.plugins import normalized
+
+        def one(part: str) -> str:
+            if ":" in part and self.what in ("strategy", "architecture") and normalized(part) in self.valid():
+                return normalized(part)
+            return super(NameList, self).__call__(part)
+
+        return list(dict.fromkeys(one(p.strip()) for p in text.split(",")))
 
 
 class CostOverride(Names):

@@ -142,21 +142,24 @@ def build_parser() -> Parser:
 
 
 def cmd_list() -> int:
+    # the names' column fits the longest name (a spec's long path aside), so that no name runs into its summary
+    names = [*STRATEGIES, *MUTANTS, *ARCH_MUTANTS, *ARCHES, *(f"{n} {f}" for n, s in STRATEGIES.items() for f in s.FIXES)]
+    wd = max([26, *(len(n) + 1 for n in names if len(n) <= 40)])
     print("strategies:")
     for name, s in sorted(STRATEGIES.items()):
-        print(f"  {name:<26} {s.summary}")
+        print(f"  {name:<{wd}} {s.summary}")
     print("mutants (deliberately broken; --mutant NAME):")
     for name, s in sorted(MUTANTS.items()):
-        print(f"  {name:<26} [{s.mutant_of}] {s.summary}")
+        print(f"  {name:<{wd}} [{s.mutant_of}] {s.summary}")
     for name, a in sorted(ARCH_MUTANTS.items()):
-        print(f"  {name:<26} [arch {a.mutant_of}, any scheme] {a.summary}")
+        print(f"  {name:<{wd}} [arch {a.mutant_of}, any scheme] {a.summary}")
     print("fixes (--strategy NAME --fix FIX[,FIX...]; later patches' fixes, one at a time or together):")
     for name, s in sorted(STRATEGIES.items()):
         for fix, what in s.FIXES.items():
-            print(f"  {name + ' ' + fix:<26} {what}")
+            print(f"  {name + ' ' + fix:<{wd}} {what}")
     print("architectures (--arch NAME):")
     for name, a in sorted(ARCHES.items()):
-        print(f"  {name:<26} {a.summary}")
+        print(f"  {name:<{wd}} {a.summary}")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rich import box
 
+from emu.harness import perturbations
 from emu.harness.config import ConfigError, RunConfig
 from emu.harness.matrix import find
 from emu.harness.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
@@ -145,8 +146,8 @@ def plan(ns: argparse.Namespace) -> list[RunConfig]:
     # the machine options compare does not offer keep run's defaults; config_from checks the rest
     mine = {k: v for k, v in vars(ns).items() if k not in ("mutant", "fix", "given")}
     base_ns = argparse.Namespace(
-        **mine, strategy=strategies[0], mutant=None, arch=arches[0], noise=0.0, stutter=False, shuffle=False,
-        hotplug=False, fail_fast=False, use_mm_bursts=False, race_delay=0.0, debug_check=False,
+        **mine, strategy=strategies[0], mutant=None, arch=arches[0], noise=0.0,
+        **{k.name.replace("-", "_"): False for k in perturbations.kinds()}, fail_fast=False, race_delay=0.0, debug_check=False,
         fix="", watchdog=RunConfig().watchdog, ipi_timeout=RunConfig().ipi_timeout,
     )  # fmt: skip
     base_ns.cpus, base_ns.shoot_all, base_ns.json = cpus[0], False, None

@@ -157,7 +157,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
 
         self.online = True
         self.going_down = False
-        self.perturbed = cfg.hotplug or cfg.stutter  # the runner may ask this CPU to pause or go down
+        self.perturbed = cfg.perturbed  # the runner may ask this CPU to pause or go down
         self.HP_WANT = base + C_HP_WANT
         noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self.counter_words["noise_delays"])

@@ -174,12 +174,12 @@ def test_a_declared_capacity_overflow_is_refused_when_the_machine_is_built(tmp_p
 
 def test_check_scheme_targets_every_arch_and_perturbation_in_both_modes(registries: None) -> None:
     """``hunt --matrix --strategy S``: the grid the verdict table is drawn from, expectations from S's cells."""
-    from stress.hunt import PERTURBATIONS, scheme_targets, verdict_table
+    from stress.hunt import matrix_perturbations, scheme_targets, verdict_table
 
     scheme = plugins.load_scheme(str(REPO / "examples" / "remote_active_mm.py") + ":RemoteActiveMm")
     targets = scheme_targets(RunConfig(strategy=scheme, duration=1.0))
     grid = [t for t in targets if t.name.endswith((" free", " pct"))]
-    assert len(grid) == len(arches.ARCHES) * len(PERTURBATIONS) * 2
+    assert len(grid) == len(arches.ARCHES) * len(matrix_perturbations()) * 2
     by_name = {t.name: t for t in targets}
     assert by_name["arm64 none free"].expect == "violation" and by_name["powerpc hotplug pct"].expect == "clean"
     assert by_name["powerpc hotplug pct"].cfg.sched == "pct" and by_name["powerpc hotplug pct"].cfg.hotplug

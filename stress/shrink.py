@@ -28,8 +28,9 @@ import tempfile
 import time
 from typing import Any
 
-from emu.harness.columns import Ev, columns_svg, columns_text
+from emu.harness.columns import columns_svg, columns_text
 from emu.harness.config import ConfigError, RunConfig
+from emu.harness.findings import story
 from emu.harness.replay import read_report, setup_digest
 from emu.harness.report import Report, headline
 from emu.machine.detsched import Schedule
@@ -37,10 +38,6 @@ from stress.output import STATUS_INTERRUPTED, write_json, write_text
 from stress.progress import LiveStatus
 
 MIN_CPUS = 2
-STORY_EVENTS = 40  # the interleaving shown: the violating mm's last events, up to the violation
-# a remote dropper's steps that explain its drop: the other mm's exit, and the scheme's own steps in
-# its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, a stall, an xchg)
-SCAN_STEPS = re.compile(r"__mmput\(|reads cpu\d+'s |stalls in the race window|xchg: ")
 
 
 def add_parser(sub: Any) -> None:
@@ -175,27 +172,6 @@ class Shrinker:
                     i += chunk
             if not removed:
                 chunk //= 2
-
-
-def story(report: dict[str, Any]) -> list[Ev]:
-    """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation
-    (marked), and the ``__mmput`` and scan steps of any CPU that dropped a count of it without ever running it."""
-    if not report.get("timeline_events"):
-        return []
-    events = [Ev(*e) for e in report["timeline_events"][0]]
-    name = report["violations"][0]["mm"]
-    mentions = re.compile(rf"(?<![\w#]){re.escape(name)}(?![\w#])")
-    mine = [i for i, e in enumerate(events) if e.mark or mentions.search(e.text)]
-    born = next((k for k, i in enumerate(mine) if events[i].text.startswith("alloc") or "fork:" in events[i].text), 0)
-    mine = mine[born:][-STORY_EVENTS:]
-    if not mine:
-        return []
-    # a CPU that dropped a count of the mm without running it did so from another mm's exit: show that exit
-    counts = {i for i in mine if events[i].text.startswith("mm_count(")}
-    users = {events[i].cpu for i in mine if i not in counts and not SCAN_STEPS.match(events[i].text)}
-    remote = {events[i].cpu for i in counts if "-1 ->" in events[i].text} - users
-    why = [i for i in range(mine[0], mine[-1]) if events[i].cpu in remote and SCAN_STEPS.match(events[i].text)]
-    return [events[i] for i in sorted({*mine, *why})]
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:

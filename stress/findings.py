@@ -33,10 +33,11 @@ KEEP = ("config", "schedule", "setup_digest", "verdict", "violation_counts", "vi
 
 def add_parser(sub: Any) -> None:
     f = sub.add_parser("findings", help="a campaign database's violations, grouped by signature, with their best reproducers")
-    f.add_argument("db", metavar="DB", help="the SQLite file of hunt --db")
+    f.add_argument("db", metavar="DB", nargs="?", default=None, help="the SQLite file of hunt --db")
     f.add_argument("--json", metavar="PATH", default=None, help="write the findings as JSON ('-': to standard output)")
     f.add_argument("--html", metavar="PATH", default=None, help="write a page with each reproducer's per-CPU story")
-    f.add_argument("--replays", metavar="DIR", default=None, help="where the reproducers' replay files go (default: DB.replays)")
+    f.add_argument("--replays", metavar="PATH", default=None, help="the directory for the reproducers' replay files (default: DB.replays)")
+    f.add_argument("--quiet", action="store_true", help="each finding without its reproducer's story")
 
 
 def small_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -134,10 +135,14 @@ def page(findings: list[Finding], headline: str, paths: dict[str, str]) -> str:
 def cmd_findings(ns: argparse.Namespace) -> int:
     from stress.cli import check_writable
 
-    if not os.path.isfile(ns.db):
-        raise ConfigError(f"findings: no such database '{ns.db}' (hunt --db PATH writes one)")
     check_writable(ns.json)
     check_writable(ns.html, "--html")
+    if ns.replays and not (os.path.isdir(ns.replays) or os.access(os.path.dirname(os.path.abspath(ns.replays)), os.W_OK)):
+        raise ConfigError(f"--replays: cannot write to '{ns.replays}' (no such writable directory)")
+    if not ns.db:
+        raise ConfigError("findings: give the database of a campaign (hunt --db PATH writes one)")
+    if not os.path.isfile(ns.db):
+        raise ConfigError(f"findings: no such database '{ns.db}' (hunt --db PATH writes one)")
     try:
         db = CampaignDB(ns.db)
         rows, reproducers, campaigns = db.rows(), db.reproducers(), db.campaigns()
@@ -162,7 +167,7 @@ def cmd_findings(ns: argparse.Namespace) -> int:
         print(file=out)
         print("\n".join(describe(f, paths.get(f.signature.key))), file=out)
         rep = reproducer_of(f)
-        if rep and rep.get("timeline_events"):
+        if rep and rep.get("timeline_events") and not ns.quiet:
             events = [Ev(*e) for e in rep["timeline_events"][0]]
             print("\n".join("    " + line for line in columns_text(events, "step")), file=out)
     print(file=out)

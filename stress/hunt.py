@@ -32,7 +32,7 @@ from emu.harness.campaign import CampaignDB, RayExecutor, RayUnavailable, failed
 from emu.harness.config import ConfigError, RunConfig, Workload, suggest
 from emu.harness.matrix import CELLS, DET_MACHINE, Cell, find
 from emu.harness.report import command_for
-from stress.cli import Number
+from stress.cli import Names, Number
 from stress.output import STATUS_INTERRUPTED, to_stdout, write_json
 from stress.progress import LiveStatus, console_for, plain_table, table_text
 
@@ -54,6 +54,18 @@ def parse_budget(text: str) -> float:
     if not 0 < seconds <= 7 * 24 * 3600:  # nan fails this too
         raise argparse.ArgumentTypeError(f"expected a number of seconds up to a week, got '{text}'")
     return seconds
+
+
+class Address:
+    """A Ray cluster's address: HOST:PORT as ``ray start --head`` prints it, ``auto`` or a ``ray://`` URL."""
+
+    __name__ = "address"
+
+    def __call__(self, text: str) -> str:
+        host, _, port = text.removeprefix("ray://").rpartition(":")
+        if text == "auto" or (host and port.isdigit() and 0 < int(port) < 65536):
+            return text
+        raise argparse.ArgumentTypeError(f"expected a cluster address HOST:PORT (as ray start prints it) or auto, got '{text}'")
 
 
 class Duration(Number):
@@ -82,6 +94,7 @@ def add_parser(sub: Any) -> None:
     h.add_argument(
         "--cell",
         action="append",
+        type=Names("matrix cell", lambda: sorted(c.id for c in CELLS)),
         default=None,
         metavar="ID",
         help="with --matrix: only this cell (its id, as the table names it); repeatable",
@@ -92,6 +105,7 @@ def add_parser(sub: Any) -> None:
     )
     c.add_argument(
         "--address",
+        type=Address(),
         default=None,
         help="--executor ray: the cluster's address, as `ray start --head` prints it (default: start a local one)",
     )

@@ -341,7 +341,7 @@ class RayRuns:
         self.ex.interrupt()
 
     def kill(self) -> None:
-        self.ex.pending.clear()  # the tasks' runs are killed with their sessions when the tasks end
+        self.ex.kill()
 
     def close(self) -> None:
         self.ex.close()
@@ -395,13 +395,22 @@ class Hunt:
         """Run the campaign, here or on ``executor``'s cluster; return its elapsed seconds."""
         self.t0 = time.monotonic()
         old = signal.signal(signal.SIGTERM, self._on_term)
+        # on a cluster, a Ctrl-C only marks the campaign interrupted: the loop passes it on (a
+        # KeyboardInterrupt raised inside Ray's client calls would leave its tasks running)
+        old_int = signal.signal(signal.SIGINT, self._on_term) if executor else None
         with tempfile.TemporaryDirectory(prefix="lazytlb-hunt-") as tmp:
             runs: LocalRuns | RayRuns
             runs = RayRuns(executor, max(run_cost(t) for t in self.targets) * 4 + 60) if executor else LocalRuns(Path(tmp))
             self.runs = runs
+            passed_on = 0.0
             try:
                 while True:
                     now = time.monotonic()
+                    if self.interrupted and not passed_on and executor:
+                        runs.signal(signal.SIGINT)
+                        passed_on = now
+                    if passed_on and now - passed_on > 30:
+                        break
                     while not self.interrupted and len(runs) < self.jobs and (t := self._pick(now)) is not None:
                         self._launch(t, runs)
                     if not len(runs):
@@ -413,20 +422,22 @@ class Hunt:
             finally:
                 # each run is in a session of its own, so a Ctrl-C reaches the hunt alone: it passes one
                 # SIGINT to each run, which drains and reports (a second one would stop it without a report)
-                if self.interrupted:
+                if self.interrupted and not passed_on:
                     runs.signal(signal.SIGINT)
                 deadline = time.monotonic() + 30
                 while len(runs) and time.monotonic() < deadline:
                     self._collect(runs.reap(block=True))
                 runs.kill()
                 signal.signal(signal.SIGTERM, old)
+                if old_int is not None:
+                    signal.signal(signal.SIGINT, old_int)
                 if self.status:
                     self.status.done()
         return time.monotonic() - self.t0
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.interrupted = True
-        if self.runs:
+        if isinstance(self.runs, LocalRuns):
             self.runs.signal(signum)
 
     def _launch(self, t: Target, runs: LocalRuns | RayRuns) -> None:

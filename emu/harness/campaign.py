@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,27 +82,51 @@ def _end_session(p: subprocess.Popen[bytes]) -> None:
     sweep_stale()
 
 
+def _prctl() -> Any:
+    """libc's prctl, looked up before the fork (the child of a threaded Ray worker must not import)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(prctl: Any) -> Callable[[], None]:
+    """For the run's process before it execs: a SIGKILL when the task's worker dies (Linux's
+    PR_SET_PDEATHSIG), as when Ray kills a cancelled task's worker; nothing where there is no prctl."""
+
+    def set_it() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return set_it
+
+
 def run_one(args: list[str], node: str, timeout_s: float) -> dict[str, Any]:
     """Run ``python -m stress run ARGS`` here and return its record (the body of a Ray task).
 
     The run is a subprocess in a session of its own, never a fork of the caller; a Ctrl-C of the
     caller (Ray's cancel raises KeyboardInterrupt in the task) is passed to it as one SIGINT, so
-    that it drains and reports. Whatever happens, its session is killed and stale segments swept."""
+    that it drains and reports, and that report is returned. Whatever happens, its session is killed
+    and stale segments swept."""
     mode = args[args.index("--sched") + 1] if "--sched" in args else "free"
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lazytlb-task-") as tmp:
         out, err_path = os.path.join(tmp, "run.json"), os.path.join(tmp, "run.err")
         argv = [sys.executable, "-m", "stress", "run", *args, "--quiet", "--json", out]
         with open(err_path, "wb") as err:
-            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, preexec_fn=_die_with_parent(_prctl()))
         try:
             try:
                 p.wait(timeout=timeout_s)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # its report, drained, is the task's result
                 p.send_signal(signal.SIGINT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=RUN_GRACE_S)
-                raise
             except subprocess.TimeoutExpired:
                 p.send_signal(signal.SIGINT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -189,6 +214,13 @@ class RayExecutor:
         for ref in self.pending:
             with contextlib.suppress(Exception):
                 self.ray.cancel(ref, force=False)
+
+    def kill(self) -> None:
+        """Stop the tasks still in flight (their workers are killed: each run dies with its worker)."""
+        for ref in self.pending:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+        self.pending.clear()
 
     def close(self) -> None:
         self.ray.shutdown()

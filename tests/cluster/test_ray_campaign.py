@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -62,7 +63,9 @@ def in_sessions(sids: set[int]) -> list[psutil.Process]:
 
 
 def shm_names() -> set[str]:
-    return set(os.listdir(SHM_DIR))
+    """/dev/shm's names but POSIX semaphores' (``sem.*``): the emulator unlinks its own at birth
+    (tests/harness/test_faults.py checks it), and on a shared host a name there may be anyone's."""
+    return {n for n in os.listdir(SHM_DIR) if not n.startswith("sem.")}
 
 
 @pytest.fixture
@@ -71,6 +74,9 @@ def cluster() -> Iterator[Cluster]:
     # a short path: Ray's unix sockets live under it, and a socket's path has at most 107 characters
     tmp = tempfile.mkdtemp(prefix="lzray", dir="/tmp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), RAY_USAGE_STATS_ENABLED="0")
+    # token authentication with a token of this cluster's own: not ~/.ray/auth_token, which a local
+    # ray.init() writes and a `ray start` without RAY_AUTH_MODE then follows
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     common = ["--num-cpus=1", "--object-store-memory=80000000", "--dashboard-agent-listen-port=0", "--disable-usage-stats"]
     starts: list[subprocess.Popen[bytes]] = []
     try:

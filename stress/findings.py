@@ -21,8 +21,11 @@ import tempfile
 from typing import Any
 
 from emu.harness.campaign import CampaignDB
-from emu.harness.columns import Ev, columns_svg, columns_text
+from emu.harness.columns import columns_svg, columns_text
 from emu.harness.config import ConfigError, RunConfig
+from emu.harness.events import Event
+from emu.harness.events import from_json as events_from_json
+from emu.harness.events import to_json as events_to_json
 from emu.harness.findings import Finding, group, story
 from emu.harness.replay import setup_digest
 from stress.output import to_stdout, write_json, write_text
@@ -44,7 +47,7 @@ def small_report(report: dict[str, Any]) -> dict[str, Any]:
     """A replayable report without its bulk: the story of the violating mm kept, the timelines dropped."""
     out = {k: report[k] for k in KEEP if k in report}
     out["violations"] = report["violations"][:5]
-    out["timeline_events"] = [[[e.t, e.cpu, e.text, e.mark] for e in story(report)]]
+    out["events"] = events_to_json([story(report)])
     return out
 
 
@@ -75,6 +78,12 @@ def shrink_new(db: CampaignDB, budget: float, quiet: bool) -> tuple[int, int]:
         db.set_reproducer(f.signature.key, int(best["id"]), got)
         shrunk += 1
     return len(findings), shrunk
+
+
+def shown_story(rep: dict[str, Any] | None) -> list[Event]:
+    """The story a reproducer carries (its only timeline: the violating mm's events)."""
+    timelines = events_from_json(rep.get("events"), "findings") if rep else []
+    return timelines[0] if timelines else []
 
 
 def replay_path(directory: str, f: Finding) -> str:
@@ -124,7 +133,7 @@ def page(findings: list[Finding], headline: str, paths: dict[str, str]) -> str:
         lines = describe(f, paths.get(f.signature.key))
         parts.append(f"<section id='{f.signature.key}'><h2>{html.escape(lines[0])}</h2><pre>{html.escape(chr(10).join(lines[1:]))}</pre>")
         rep = reproducer_of(f)
-        events = [Ev(*e) for e in rep["timeline_events"][0]] if rep and rep.get("timeline_events") else []
+        events = shown_story(rep)
         if events:
             parts.append(columns_svg(events, "step", title=f"the story of {rep['violations'][0]['mm']}"))  # type: ignore[index]
         parts.append("</section>")
@@ -133,7 +142,7 @@ def page(findings: list[Finding], headline: str, paths: dict[str, str]) -> str:
 
 
 def cmd_findings(ns: argparse.Namespace) -> int:
-    from stress.cli import check_writable
+    from stress.options import check_writable
 
     check_writable(ns.json)
     check_writable(ns.html, "--html")
@@ -167,8 +176,8 @@ def cmd_findings(ns: argparse.Namespace) -> int:
         print(file=out)
         print("\n".join(describe(f, paths.get(f.signature.key))), file=out)
         rep = reproducer_of(f)
-        if rep and rep.get("timeline_events") and not ns.quiet:
-            events = [Ev(*e) for e in rep["timeline_events"][0]]
+        events = shown_story(rep)
+        if events and not ns.quiet:
             print("\n".join("    " + line for line in columns_text(events, "step")), file=out)
     print(file=out)
     print("campaigns:", file=out)

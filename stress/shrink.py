@@ -10,10 +10,11 @@ The way hypothesis and syzkaller minimise, on the schedule itself: every candida
    holding the turn keeps it instead), while the run executed has fewer of them.
 
 Each replay records the schedule it executed, so the result replays exactly. What is printed is
-the story of the violating mm: every event that names it, from its allocation to the violation
-(its last 40), and the ``__mmput`` of another mm on a CPU that dropped a count of it from afar
-(a scan's displaced reference), in one column per CPU, the violating event marked; ``--svg``
-draws the same picture.
+the story of the violating mm, read from the report's events (emu.harness.events): its birth (its
+``mm_alloc``, and the fork or exec that gives it its first task) and the events that name it up to
+the violation (40 in all), and the ``__mmput`` of another mm on a CPU that dropped a count of it
+from afar (a scan's displaced reference), in one column per CPU, the violating event marked;
+``--svg`` draws the same picture.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ MIN_CPUS = 2
 
 
 def add_parser(sub: Any) -> None:
-    from stress.hunt import Duration
+    from stress.options import Duration
 
     s = sub.add_parser("shrink", help="reduce a failing deterministic run to a short interleaving that still fails")
     s.add_argument("report", metavar="REPORT", nargs="?", default=None, help="the JSON report of a failing run under --sched pct or random")
@@ -175,7 +176,7 @@ class Shrinker:
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:
-    from stress.cli import check_writable
+    from stress.options import check_writable
 
     check_writable(ns.json)
     check_writable(ns.svg, "--svg")
@@ -202,7 +203,7 @@ def cmd_shrink(ns: argparse.Namespace) -> int:
     final = dataclasses.replace(best.cfg, replay=out)
     rep = dict(best.report, config=final.to_dict(), setup_digest=setup_digest(final.to_dict()))
     write_json(out, rep)
-    r = Report(**{k: v for k, v in rep.items() if k in {f.name for f in dataclasses.fields(Report)}})
+    r = Report.from_json(rep)
     events = story(rep)
     print(headline(r))
     print(

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emu.harness.events import to_json as events_to_json
 from emu.harness.findings import signature, story
 from emu.machine.shm import sweep_stale
 
@@ -50,7 +51,7 @@ def summarize(report: dict[str, Any], wall_s: float, node: str) -> dict[str, Any
         replay = {k: report[k] for k in REPORT_KEYS if k in report}
         replay["violations"] = report["violations"][:5]
         replay["metrics"] = {k: metrics.get(k) for k in ("first_violation_step", "first_violation_s")}
-        replay["timeline_events"] = [[[e.t, e.cpu, e.text, e.mark] for e in events]]
+        replay["events"] = events_to_json([events])
     return {
         "verdict": report.get("verdict", "harness_failure"),
         "kinds": dict(report.get("violation_counts", {})),

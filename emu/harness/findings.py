@@ -5,88 +5,88 @@ syzbot meets one kernel bug in many crashes. As syzbot groups crashes by a title
 report's kind and its top stack frames, a finding here is named by what a reader would call the
 same bug: the configuration (scheme, architecture or arch mutant, scheme mutant, fixes), the
 violation kind and the place the oracle saw it (``site``: ``__mmdrop``, a page-table walk), and
-the *shape* of the violating story: the last ``SHAPE_HOOKS`` kernel hooks the violating CPU went
-through on the violating mm before the violation (by last occurrence, repeats dropped: the top of
+the *shape* of the violating story: the last ``SHAPE_HOOKS`` kernel hooks (the kinds of its
+events: ``tlb_broadcast``, ``mmdrop``, ``__mmdrop``) the violating CPU went through on the violating
+mm before the violation (by last occurrence, repeats dropped: the top of
 the stack, in order) and how many CPUs took part in the drop in those steps (the violating CPU,
 and any other that changed the mm's counts or scanned for it meanwhile; another CPU that merely
 switched to or from the mm then is the workload's, and would split one bug in two).
 
 Why those and not more: the story before the top hooks is the workload's (how many switches
 happened to the mm before its exit), which differs from one seed to the next for one bug; the
-top hooks are the bug's path (an arm64 shoot-lazies exit goes ``flush > mm_count > __mmdrop``
-with the lazy CPU unshot, an x86 one ``switch_mm > mm_count > __mmdrop``, a refcount that never
-grabbed drops from ``leaves > mm_count > __mmdrop``), and stay the same for every seed that meets
-the bug. The CPU count tells a race on one CPU from one between two.
+top hooks are the bug's path (an arm64 shoot-lazies exit goes ``tlb_broadcast > mmdrop >
+__mmdrop`` with the lazy CPU unshot, an x86 one ``switch_mm > mmdrop > __mmdrop``, a refcount that
+never grabbed drops from ``lazy_leave > mmdrop > __mmdrop``), and stay the same for every seed that
+meets the bug. The CPU count tells a race on one CPU from one between two.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from emu.harness.columns import Ev
+from emu.harness.events import Event
+from emu.harness.events import from_json as events_from_json
 
 STORY_EVENTS = 40  # the interleaving shown: the violating mm's last events, up to the violation
-# a remote dropper's steps that explain its drop: the other mm's exit, and the scheme's own steps in
-# its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, a stall, an xchg)
-SCAN_STEPS = re.compile(r"__mmput\(|reads cpu\d+'s |stalls in the race window|xchg: ")
+SCAN_OPS = ("read", "park", "displace")  # a scheme's shown steps in a scan (emu.strategies.base.SHOWN_OPS): a read, an xchg
+BIRTHS = ("fork", "exec_mmap")  # how a new mm gets its first task
 SHAPE_HOOKS = 3  # the top of the violating CPU's path: see the module's docstring
-DROP_STEPS = re.compile(r"(mm_users|mm_count|__mmput|__mmdrop)\(|reads cpu\d+'s |stalls in the race window|xchg: ")
-# the names in an event's text that are the run's, not the kernel's: an mm, a task, a CPU, a number
-_PLACEHOLDER = re.compile(r"^(mm\d+#\d+|task\d+|swapper/\d+|kworker/\S+|cpu\d+|init_mm|-?[\d.,]+|[+-]\d+|->|\(.*)$")
+COUNTS = ("mmgrab", "mmdrop", "mmget", "mmput", "__mmput", "__mmdrop")  # the events that change an mm's counts
 
 
-def story(report: dict[str, Any]) -> list[Ev]:
-    """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation
-    (marked), and the ``__mmput`` and scan steps of any CPU that dropped a count of it without ever running it."""
-    if not report.get("timeline_events") or not report.get("violations"):
+def scan_step(e: Event) -> bool:
+    """A remote dropper's step that explains its drop: the other mm's ``__mmput``, or the scheme's
+    own step in its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, an xchg), or a stall."""
+    op, _, field = e.kind.partition(" ")
+    return e.kind in ("__mmput", "race_stall") or (bool(field) and op in SCAN_OPS)
+
+
+def story(report: dict[str, Any]) -> list[Event]:
+    """The violating mm's events: its birth, where the timeline holds it (its ``mm_alloc``, and the
+    ``fork`` or ``exec_mmap`` that gives it its first task), then its last events up to the violation
+    (marked), ``STORY_EVENTS`` in all; and the ``__mmput`` and scan steps of any CPU that dropped a
+    count of it without ever running it."""
+    timelines = events_from_json(report.get("events"), "shrink")
+    if not timelines:
         return []
-    events = [Ev(*e) for e in report["timeline_events"][0]]
+    events = timelines[0]
     name = report["violations"][0]["mm"]
-    mentions = re.compile(rf"(?<![\w#]){re.escape(name)}(?![\w#])")
-    mine = [i for i, e in enumerate(events) if e.mark or mentions.search(e.text)]
-    born = next((k for k, i in enumerate(mine) if events[i].text.startswith("alloc") or "fork:" in events[i].text), 0)
-    mine = mine[born:][-STORY_EVENTS:]
+    mine = [i for i, e in enumerate(events) if e.mark or e.names(name)]
+    born = next((i for i in mine if events[i].kind == "mm_alloc" and events[i].values[0] == name), None)
+    head = []
+    if born is not None:
+        first_task = next((i for i in mine if i > born and events[i].kind in BIRTHS and events[i].values[0] == name), None)
+        head = [born] if first_task is None else [born, first_task]
+    tail = [i for i in mine if i not in head and (born is None or i > born)][len(head) - STORY_EVENTS :]
+    mine = sorted({*head, *tail})
     if not mine:
         return []
     # a CPU that dropped a count of the mm without running it did so from another mm's exit: show that exit
-    counts = {i for i in mine if events[i].text.startswith("mm_count(")}
-    users = {events[i].cpu for i in mine if i not in counts and not SCAN_STEPS.match(events[i].text)}
-    remote = {events[i].cpu for i in counts if "-1 ->" in events[i].text} - users
-    why = [i for i in range(mine[0], mine[-1]) if events[i].cpu in remote and SCAN_STEPS.match(events[i].text)]
+    counts = {i for i in mine if events[i].kind in ("mmgrab", "mmdrop")}
+    users = {events[i].cpu for i in mine if i not in counts and not scan_step(events[i])}
+    remote = {events[i].cpu for i in counts if events[i].kind == "mmdrop"} - users
+    start = tail[0] if tail else mine[0]
+    why = [i for i in range(start, mine[-1]) if events[i].cpu in remote and scan_step(events[i])]
     return [events[i] for i in sorted({*mine, *why})]
 
 
-def hook(text: str) -> str:
-    """The kernel step an event's text names, without the run's names: ``mm_count(mm9#1) -1 -> 0``
-    is ``mm_count``, ``switch_mm mm1#1 -> mm9#1`` is ``switch_mm``, ``task23 -> cpu2`` is a migration."""
-    words = text.split()
-    if len(words) >= 3 and words[1] == "->" and words[2].startswith("cpu"):
-        return "migrate"
-    for w in words:
-        w = w.split("(", 1)[0].rstrip(":,")
-        if w and not _PLACEHOLDER.match(w):
-            return w
-    return "?"
-
-
-def shape(events: list[Ev], cpu: int) -> tuple[list[str], int]:
-    """The top ``SHAPE_HOOKS`` hooks of ``cpu``'s path to the violation (each by its last
-    occurrence, in order), and the number of CPUs that took part in the drop in those steps:
-    ``cpu`` and any other that changed the mm's counts or scanned for it (``DROP_STEPS``); another
-    CPU merely switching to or from the mm meanwhile is the workload's, not the bug's."""
-    steps = [(i, hook(e.text)) for i, e in enumerate(events) if e.cpu == cpu and not e.mark]
+def shape(events: list[Event], cpu: int) -> tuple[list[str], int]:
+    """The top ``SHAPE_HOOKS`` hooks (event kinds) of ``cpu``'s path to the violation (each by its
+    last occurrence, in order), and the number of CPUs that took part in the drop in those steps:
+    ``cpu`` and any other that changed the mm's counts (``COUNTS``) or scanned for it; another CPU
+    merely switching to or from the mm meanwhile is the workload's, not the bug's."""
     last: dict[str, int] = {}
-    for i, h in steps:
-        last[h] = i
+    for i, e in enumerate(events):
+        if e.cpu == cpu and not e.mark:
+            last[e.kind] = i
     top = sorted(last.items(), key=lambda kv: kv[1])[-SHAPE_HOOKS:]
     if not top:
         return [], 1
     start = top[0][1]
-    return [h for h, _ in top], len({cpu} | {e.cpu for e in events[start:] if DROP_STEPS.match(e.text)})
+    return [h for h, _ in top], len({cpu} | {e.cpu for e in events[start:] if e.kind in COUNTS or scan_step(e)})
 
 
 @dataclass(frozen=True)

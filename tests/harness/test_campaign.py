@@ -11,8 +11,8 @@ from typing import Any
 import psutil
 
 from emu.harness.campaign import run_one
-from emu.harness.columns import Ev
-from emu.harness.findings import Signature, group, hook, shape
+from emu.harness.events import Event
+from emu.harness.findings import Signature, group, shape
 from emu.machine.shm import PREFIX, SHM_DIR
 from tests.procs import poll
 
@@ -61,32 +61,28 @@ def test_a_runs_record_is_small_and_carries_its_replay() -> None:
     assert sig.kind == "freed_while_lazy" and sig.site == "__mmdrop" and sig.hooks[-1] == "__mmdrop"
 
 
-def test_hooks_are_the_kernels_names_without_the_runs() -> None:
-    assert hook("mm_count(mm9#1) -1 -> 0") == "mm_count"
-    assert hook("switch_mm mm1#1 -> mm9#1") == "switch_mm"
-    assert hook("__mmdrop(mm9#1): cleanup_lazy_tlbs, free") == "__mmdrop"
-    assert hook("task23 -> cpu2") == "migrate"
-    assert hook("exit_mm mm9#1: task23 goes on lazily") == "exit_mm"
-    assert hook("leaves lazy mm9#1 for mm1#1 (kernel -> user)") == "leaves"
+def ev(kind: str, cpu: int, t: int) -> Event:
+    return Event(kind, cpu, t, "step", kind, ())
 
 
 def test_the_shape_is_the_top_of_the_violating_cpus_path_and_the_cpus_of_the_drop() -> None:
-    path = ["switch_mm mm2#1 -> mm3#1", "exit_mm mm3#1: task4 goes on lazily", "mm_users(mm3#1) -1 -> 0",
-            "__mmput(mm3#1): exit_mmap", "flush of mm3#1 by hardware broadcast (no IPI)", "mm_count(mm3#1) -1 -> 0",
-            "__mmdrop(mm3#1): cleanup_lazy_tlbs, free"]  # fmt: skip
-    alone = [Ev(i, 1, text) for i, text in enumerate(path)]
+    path = ["switch_mm", "exit_mm", "mmput", "__mmput", "tlb_broadcast", "mmdrop", "__mmdrop"]
+    alone = [ev(kind, 1, i) for i, kind in enumerate(path)]
     # another CPU switching away from the mm meanwhile is the workload's: the same shape
-    busy = [*alone[:5], Ev(5, 0, "switch_mm mm3#1 -> mm2#1"), *[Ev(e.t + 1, e.cpu, e.text) for e in alone[5:]]]
+    busy = [*alone[:5], ev("switch_mm", 0, 5), *alone[5:]]
     # another CPU dropping a count of it meanwhile takes part in the drop: two CPUs
-    raced = [*alone[:5], Ev(5, 0, "mm_count(mm3#1) -1 -> 1"), *[Ev(e.t + 1, e.cpu, e.text) for e in alone[5:]]]
-    assert shape(alone, 1) == (["flush", "mm_count", "__mmdrop"], 1)
-    assert shape(busy, 1) == (["flush", "mm_count", "__mmdrop"], 1)
-    assert shape(raced, 1) == (["flush", "mm_count", "__mmdrop"], 2)
+    raced = [*alone[:5], ev("mmdrop", 0, 5), *alone[5:]]
+    top = ["tlb_broadcast", "mmdrop", "__mmdrop"]
+    assert shape(alone, 1) == (top, 1)
+    assert shape(busy, 1) == (top, 1)
+    assert shape(raced, 1) == (top, 2)
+    # each hook by its last occurrence: a switch_mm after the broadcast moves up
+    assert shape([*alone[:5], ev("switch_mm", 1, 5), *alone[5:]], 1) == (["switch_mm", "mmdrop", "__mmdrop"], 1)
 
 
 def test_findings_group_by_signature_and_pick_the_shortest_deterministic_replay() -> None:
-    a = Signature("shoot-lazies", "arm64", "", "", "freed_while_lazy", "__mmdrop", ("flush", "mm_count", "__mmdrop"), 1)
-    b = Signature("shoot-lazies", "x86", "", "", "freed_while_lazy", "__mmdrop", ("switch_mm", "mm_count", "__mmdrop"), 1)
+    a = Signature("shoot-lazies", "arm64", "", "", "freed_while_lazy", "__mmdrop", ("tlb_broadcast", "mmdrop", "__mmdrop"), 1)
+    b = Signature("shoot-lazies", "x86", "", "", "freed_while_lazy", "__mmdrop", ("switch_mm", "mmdrop", "__mmdrop"), 1)
 
     def row(i: int, sig: Signature, step: int | None) -> dict[str, Any]:
         replay = '{"x": 1}' if step is not None else None

@@ -110,7 +110,7 @@ def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def build_parser() -> Parser:
-    from stress import __version__, bench, compare, hunt, shrink
+    from stress import __version__, bench, compare, findings, hunt, shrink
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -130,6 +130,7 @@ def build_parser() -> Parser:
     hunt.add_parser(sub)
     shrink.add_parser(sub)
     compare.add_parser(sub)
+    findings.add_parser(sub)
     bench.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
     ls.add_argument(
@@ -275,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.shrink import cmd_shrink
 
             return cmd_shrink(ns)
+        if ns.command == "findings":
+            from stress.findings import cmd_findings
+
+            return cmd_findings(ns)
         if ns.command == "compare":
             from stress.compare import cmd_compare
 

@@ -38,8 +38,6 @@ class Events:
     def rng(self, kind: str, count: int) -> random.Random:
         return random.Random(f"{self.seed}:{kind}:{count}")
 
-    _rng = rng
-
     def gap(self, kind: str, count: int, unit_s: float) -> float:
         return self.rng(kind, count).expovariate(1 / self.by_event[kind].mean(count, unit_s))
 

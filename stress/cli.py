@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.columns import columns_svg
 from emu.harness.config import ConfigError
+from emu.harness.explore import SCENARIOS
 from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
 from emu.strategies import MUTANTS, STRATEGIES
@@ -110,7 +111,7 @@ def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def build_parser() -> Parser:
-    from stress import __version__, bench, compare, hunt, shrink
+    from stress import __version__, bench, compare, explore, hunt, shrink
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -131,6 +132,7 @@ def build_parser() -> Parser:
     shrink.add_parser(sub)
     compare.add_parser(sub)
     bench.add_parser(sub)
+    explore.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
     ls.add_argument(
         "--json", metavar="PATH", default=None, help="write the lists as JSON instead of the text ('-': standard output, the JSON alone)"
@@ -157,6 +159,9 @@ def cmd_list() -> int:
     print("architectures (--arch NAME):")
     for name, a in sorted(ARCHES.items()):
         print(f"  {name:<26} {a.summary}")
+    print("scenarios (explore --scenario NAME, or a JSON file of one):")
+    for sc in SCENARIOS.values():
+        print(f"  {sc.name:<26} {sc.cpus} CPUs: {sc.summary}")
     return 0
 
 
@@ -168,6 +173,7 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
         "mutants": [{"name": n, "mutant_of": s.mutant_of, "summary": s.summary} for n, s in sorted(MUTANTS.items())],
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],
         "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
+        "scenarios": [{"name": sc.name, "summary": sc.summary, "cpus": sc.cpus, "script": sc.script} for sc in SCENARIOS.values()],
     }
     if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
         write_json(ns.json, lists)
@@ -251,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.shrink import cmd_shrink
 
             return cmd_shrink(ns)
+        if ns.command == "explore":
+            from stress.explore import cmd_explore
+
+            return cmd_explore(ns)
         if ns.command == "compare":
             from stress.compare import cmd_compare
 

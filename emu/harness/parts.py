@@ -11,6 +11,7 @@ from emu.kernel.cpu import Parts
 from emu.strategies import resolve
 from emu.workload import Synthetic
 from emu.workload.benchmarks import DRIVERS
+from emu.workload.scripted import Scripted
 
 # the counters only a benchmark's run carries: its iterations, wake-ups of another CPU's task, and
 # the mm-line atomics that land on mm_cpumask lines (emu.machine.atomics.count_mask_atomics)
@@ -21,6 +22,10 @@ def parts_for(cfg: RunConfig) -> Parts:
     if cfg.benchmark:
         driver = functools.partial(DRIVERS[cfg.benchmark], tasks=cfg.bench_tasks)
         return Parts(arch=resolve_arch(cfg.arch, cfg.mutant), strategy=resolve(cfg.scheme), driver=driver)
+    if cfg.script:
+        return Parts(
+            arch=resolve_arch(cfg.arch, cfg.mutant), strategy=resolve(cfg.scheme), driver=functools.partial(Scripted, script=cfg.script)
+        )
     return Parts(arch=resolve_arch(cfg.arch, cfg.mutant), strategy=resolve(cfg.scheme), driver=Synthetic)
 
 

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from emu.machine.layout import H_NVIOL, H_PHASE, PHASE_DRAIN, PHASE_EXIT, PHASE_RUN, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
-from emu.machine.points import declared_points
-from emu.machine.policy import Policy, RunStart
+from emu.machine.points import declared_points, declared_words
+from emu.machine.policy import ACCESS_UNKNOWN, P_ACCESS, Policy, RunStart
 from emu.machine.trace import STEP_SHIFT
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ RACE_STALL_STEPS = 500  # a stall in a marked race window: about a preemption's 
 S_PERTURB, PERTURB_SLOTS = 16, 4  # (next step, count) for each perturbation kind: 16..23
 S_TRUNCATED = 24  # the log filled up: the schedule written is its first part only
 # a CPU's record (10..15 are the policy's)
-P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, _P_FREE8, P_SETTLED_PASS = range(10)
+P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, _P_ACCESS, P_SETTLED_PASS = range(10)
+assert _P_ACCESS == P_ACCESS  # the policy's interface names it (emu.machine.policy)
 
 # S_ERROR
 ERR_DEADLOCK, ERR_DRAIN = 1, 2
@@ -131,8 +132,10 @@ class Schedule:
 
 
 def make_policy(cls: type[Policy], words: memoryview, layout: Layout, run: RunStart) -> Policy:
-    """A policy bound to this machine's scheduler region."""
-    return cls(words, layout.sched_base, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, run)
+    """A policy bound to this machine's scheduler region (and its own area, where the layout reserved one)."""
+    policy = cls(words, layout.sched_base, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, run)
+    policy.bind_area(layout.policy_area_base, layout.policy_area)
+    return policy
 
 
 def init_region(w: memoryview, layout: Layout, policy: Policy, steps: int) -> None:
@@ -208,11 +211,13 @@ class DetSched:
         return (w[self.STEP] << STEP_SHIFT) | (seq & ((1 << STEP_SHIFT) - 1))
 
     # -- scheduling points --------------------------------------------------------------------
-    def point(self, progress: bool = True) -> None:
-        """An ordinary scheduling point: one step, and perhaps another CPU's turn."""
+    def point(self, progress: bool = True, word: int = -1) -> None:
+        """An ordinary scheduling point: one step, and perhaps another CPU's turn. ``word``: the
+        segment word this CPU accesses next (-1: not one word), kept for the explorer (``P_ACCESS``)."""
         if not self.active:
             return
         w = self.w
+        w[self.me + P_ACCESS] = ((word + 1) << 1 | progress) if word >= 0 and not w[self.me + P_IPI] else ACCESS_UNKNOWN
         s = w[self.STEP] + 1
         w[self.STEP] = s
         if progress:
@@ -263,6 +268,7 @@ class DetSched:
 
     def _yield_turn(self, yielding: bool) -> None:
         w = self.w
+        w[self.me + P_ACCESS] = ACCESS_UNKNOWN
         s = w[self.STEP] + 1
         w[self.STEP] = s
         if s >= w[self.NEXT_EVENT] or w[self.base + S_INTERRUPT]:
@@ -282,6 +288,7 @@ class DetSched:
     def raise_ipi(self, cpu: int) -> None:
         """An IPI's doorbell: the target looks at its mailbox at its next point."""
         self.w[self.rec[cpu] + P_IPI] = 1
+        self.w[self.rec[cpu] + P_ACCESS] = ACCESS_UNKNOWN  # it takes the interrupt first when it runs
 
     def _deliver(self) -> None:
         irq = self.irq
@@ -468,8 +475,9 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     """Make every method the atomics API declares a scheduling point (``emu.machine.points``), with
     the progress it declares; the machine's lock a point, its acquisition a wait loop, and its release progress."""
     point = det.point
+    words = declared_words(type(atomics))
     for name, progress in declared_points(type(atomics)).items():
-        setattr(atomics, name, _wrap(getattr(atomics, name), point, progress))
+        setattr(atomics, name, _wrap(getattr(atomics, name), point, progress, words.get(name)))
     raw = list(atomics._acq)
 
     def spin_acquire(acq: Callable[..., bool]) -> Callable[..., bool]:
@@ -495,10 +503,18 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     atomics.unlock = det_unlock  # type: ignore[method-assign]
 
 
-def _wrap(fn: Callable[..., Any], point: Callable[[bool], None], progress: bool) -> Callable[..., Any]:
-    def at_point(*args: Any) -> Any:
-        point(progress)
-        return fn(*args)
+def _wrap(fn: Callable[..., Any], point: Callable[[bool, int], None], progress: bool, word: int | None) -> Callable[..., Any]:
+    if word is None:
+
+        def at_point(*args: Any) -> Any:
+            point(progress, -1)
+            return fn(*args)
+
+    else:
+
+        def at_point(*args: Any) -> Any:
+            point(progress, args[word])
+            return fn(*args)
 
     at_point.__name__ = fn.__name__
     return at_point

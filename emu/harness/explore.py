@@ -26,8 +26,9 @@ of the segment are not seen, and sleep sets with a preemption bound may miss a s
 equivalent one lies beyond the bound; the test against the unreduced exploration checks both on
 the small scenarios.
 
-Each schedule forks the CPU processes anew (``emu.harness.runner.Runner``): the rate is what that
-costs, said in the result.
+The schedules run on CPU processes kept alive between them (``emu.harness.session.Session``: the
+segment is reset, the machine rebuilt in each process, nothing forked), or each on a new machine
+(``run_one``, as ``run`` does it: the same schedules, at a slower rate).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 from emu.harness.config import ConfigError, RunConfig, Workload
 from emu.harness.report import Report
 from emu.harness.runner import Runner
+from emu.harness.session import Session
 from emu.machine.policies.explore import is_preemption, unpack
 from emu.machine.policy import ACCESS_UNKNOWN
 from emu.workload.scripted import parse_script
@@ -243,11 +245,17 @@ def explore(
     reduce: bool = True,
     budget: int = 0,
     stop_at_violation: bool = True,
-    run: RunOne = run_one,
+    run: RunOne | None = None,
     progress: Callable[[Exploration], None] | None = None,
 ) -> Exploration:
     """Every schedule of ``cfg``'s scenario with at most ``bound`` preemptions, fewest first
     (``budget``: at most that many schedules, 0 none). Stops at the first violation unless told not to."""
+    if run is None:
+        with Session(cfg) as session:
+            return explore(
+                cfg, scenario, bound, reduce=reduce, budget=budget, stop_at_violation=stop_at_violation,
+                run=lambda _cfg, prefix: session.run(prefix), progress=progress,
+            )  # fmt: skip
     t0 = time.monotonic()
     ex = Exploration(scenario=scenario, bound=bound)
     # work by preemptions: (prefix, sleep set at the prefix's last decision)

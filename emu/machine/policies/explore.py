@@ -3,7 +3,8 @@
 The explorer runs a scenario again and again, each time under another schedule; this policy steers
 one of them. A decision branches when more than one CPU may run during the run phase (the boot and
 the drain are not explored: they follow the default). At its first branching decisions it answers
-the run's prefix (``RunStart.prefix``, one CPU a decision); after the prefix it answers the default,
+the run's prefix (``RunStart.prefix``, one CPU a decision, which ``begin`` writes into the policy's
+area: the CPU processes read it from the segment, so they can be kept alive between schedules); after the prefix it answers the default,
 which never preempts: the CPU holding the turn keeps it while it may run and does not yield, else
 the next CPU after it that may run. Every branching decision is recorded in the policy's area (one
 word for who could run, who held the turn, whether it yielded, who ran and the step; then one a CPU
@@ -66,16 +67,24 @@ class Explore(Policy):
         if run.ncpus > MAX_CPUS:
             raise ValueError(f"the explorer records at most {MAX_CPUS} CPUs")
         super().__init__(words, sched_base, record_words, header_words, run)
-        self.prefix = run.prefix
+        self.most = run.steps + AREA_SLACK  # at most one branching decision a step of the run phase
+        self.rec0 = 1 + self.most  # the area: the prefix's length, the prefix, then the record
 
     @classmethod
     def area_words(cls, run: RunStart) -> int:
-        return (run.steps + AREA_SLACK) * (1 + run.ncpus)  # at most one branching decision a step of the run phase
+        most = run.steps + AREA_SLACK
+        return 1 + most + most * (1 + run.ncpus)
 
     def begin(self) -> None:
         super().begin()
         for k in range(self.GLOBAL_WORDS):
             self.w[self.g(k)] = 0
+        prefix = self.run.prefix
+        if len(prefix) > self.most:
+            raise ValueError(f"a prefix of {len(prefix)} decisions, more than a run of {self.run.steps} steps has")
+        self.w[self.a(0)] = len(prefix)
+        for k, c in enumerate(prefix):
+            self.w[self.a(1 + k)] = c
 
     def next_cpu(self, runnable: Sequence[int], current: int, yielding: bool, step: int) -> int:
         default = default_choice(runnable, current, yielding)
@@ -85,12 +94,12 @@ class Explore(Policy):
         i = self.g(N_DECISIONS)
         k = w[i]
         chosen = default
-        if k < len(self.prefix):
-            chosen = self.prefix[k]
+        if k < w[self.a(0)]:
+            chosen = w[self.a(1 + k)]
             if chosen not in runnable:  # the prefix was recorded on another run: not this scenario's schedule
                 w[self.g(DIVERGED)] = 1
                 chosen = default
-        at = k * (1 + self.n)
+        at = self.rec0 + k * (1 + self.n)
         if at + self.n < self._area_n:
             w[self.a(at)] = pack(runnable, current, chosen, yielding, step)
             for c in range(self.n):
@@ -103,4 +112,4 @@ class Explore(Policy):
     def record(self) -> tuple[int, ...]:
         """Whether the prefix diverged (1) or not (0), then every branching decision's words (1 + ncpus each)."""
         n = self.w[self.g(N_DECISIONS)] * (1 + self.n)
-        return (self.w[self.g(DIVERGED)], *(self.w[self._area + k] for k in range(n)))
+        return (self.w[self.g(DIVERGED)], *(self.w[self._area + self.rec0 + k] for k in range(n)))

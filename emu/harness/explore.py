@@ -44,8 +44,9 @@ from emu.harness.config import ConfigError, RunConfig, Workload
 from emu.harness.report import Report
 from emu.harness.runner import Runner
 from emu.harness.session import Session
+from emu.machine.atomics import LINE_SHIFT
 from emu.machine.policies.explore import is_preemption, unpack
-from emu.machine.policy import ACCESS_UNKNOWN
+from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
 from emu.workload.scripted import parse_script
 
 EXPLORE_SCHED = "explore"
@@ -161,8 +162,13 @@ class Decision:
 
 
 def independent(a: int, b: int) -> bool:
-    """Two pending accesses commute: both one word's, and different words or both reads."""
-    return a != ACCESS_UNKNOWN and b != ACCESS_UNKNOWN and (a >> 1 != b >> 1 or not (a | b) & 1)
+    """Two pending accesses commute: neither unknown, and different cache lines (a lock, a record's
+    plain writes after its API access: a line is the grain) or both reads; a page walk reads every word."""
+    if a == ACCESS_UNKNOWN or b == ACCESS_UNKNOWN:
+        return False
+    if a == ACCESS_READ_ALL or b == ACCESS_READ_ALL:
+        return not ((a if b == ACCESS_READ_ALL else b) & 1) or a == b
+    return ((a >> 1) - 1) >> LINE_SHIFT != ((b >> 1) - 1) >> LINE_SHIFT or not (a | b) & 1
 
 
 @dataclass
@@ -180,6 +186,7 @@ class Exploration:
     report: Report | None = None  # the violating run's report (its schedule replays with run --replay)
     by_bound: dict[int, int] = field(default_factory=dict)  # schedules run, by their preemptions
     outcomes: set[tuple[str, ...]] = field(default_factory=set)  # the distinct outcomes seen (violation kinds; () clean)
+    runs: dict[tuple[int, ...], tuple[str, ...]] = field(default_factory=dict)  # each schedule run (its answers) -> its outcome
     pruned: int = 0  # alternatives the sleep sets skipped
     diverged: int = 0  # prefixes the run did not follow (nondeterminism: never expected)
     elapsed_s: float = 0.0
@@ -276,6 +283,7 @@ def explore(
                 ex.diverged += diverged
                 seen = outcome(report)
                 ex.outcomes.add(seen)
+                ex.runs[tuple(d.chosen for d in ds)] = seen
                 if progress:
                     progress(ex)
                 if seen and seen != ("harness_failure",) or report.verdict == "violation":
@@ -325,6 +333,7 @@ def _branch(
             if reduce:
                 done.add(c)
         if reduce and d.chosen in sleep:
+            ex.pruned += 1
             return  # the default path runs a sleeping CPU: what lies below was explored in a sibling subtree
         pre += is_preemption(d.runnable, d.current, d.chosen, d.yielding)
         if reduce:

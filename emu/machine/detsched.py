@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from emu.machine.layout import H_NVIOL, H_PHASE, PHASE_DRAIN, PHASE_EXIT, PHASE_RUN, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
 from emu.machine.points import declared_points, declared_words
-from emu.machine.policy import ACCESS_UNKNOWN, P_ACCESS, Policy, RunStart
+from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN, P_ACCESS, Policy, RunStart
 from emu.machine.trace import STEP_SHIFT
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ STEP_S = STEP_NS / 1e9
 FAIL_FAST_GRACE_STEPS = 20_000  # after the first violation, as the free mode's grace: its aftermath
 DRAIN_STEPS = 5_000_000  # a drain that does not end within this many steps is a harness failure
 RACE_STALL_STEPS = 500  # a stall in a marked race window: about a preemption's worth of other CPUs' work
+WALK = -2  # a point's ``word`` for a step that reads, but no one word: the page walk
 
 # the header (words from layout.sched_base); 7 is the policies' generator, 25..31 their own (emu.machine.policy)
 (S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, _S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
@@ -213,11 +214,14 @@ class DetSched:
     # -- scheduling points --------------------------------------------------------------------
     def point(self, progress: bool = True, word: int = -1) -> None:
         """An ordinary scheduling point: one step, and perhaps another CPU's turn. ``word``: the
-        segment word this CPU accesses next (-1: not one word), kept for the explorer (``P_ACCESS``)."""
+        segment word this CPU accesses next (-1: not one word; ``WALK``: reads of any), kept for the explorer (``P_ACCESS``)."""
         if not self.active:
             return
         w = self.w
-        w[self.me + P_ACCESS] = ((word + 1) << 1 | progress) if word >= 0 and not w[self.me + P_IPI] else ACCESS_UNKNOWN
+        if w[self.me + P_IPI] or word == -1:
+            w[self.me + P_ACCESS] = ACCESS_UNKNOWN
+        else:
+            w[self.me + P_ACCESS] = ACCESS_READ_ALL if word == WALK else (word + 1) << 1 | progress
         s = w[self.STEP] + 1
         w[self.STEP] = s
         if progress:
@@ -492,7 +496,7 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     lock, unlock = atomics.lock, atomics.unlock
 
     def det_lock(i: int) -> int:
-        point(True)
+        point(True, i)  # the lock of word i's line: a write of it, for the explorer
         return lock(i)
 
     def det_unlock(k: int) -> None:

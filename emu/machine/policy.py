@@ -40,6 +40,7 @@ P_POLICY, POLICY_CPU_WORDS = 10, 6  # words 10..15 of each CPU's record
 # word 8 of a CPU's record: the access it makes when it next runs (the hand-over writes it at each point):
 # (word + 1) << 1 | writes, or 0 where it is not one word of the atomics API (a wait, a lock, a page walk, an IPI to take)
 P_ACCESS, ACCESS_UNKNOWN = 8, 0
+ACCESS_READ_ALL = 1  # reads, of any word: a page walk (it conflicts with every write)
 LCG_MUL, LCG_INC, U62 = 6364136223846793005, 1442695040888963407, (1 << 62) - 1
 
 

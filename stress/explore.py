@@ -16,11 +16,28 @@ from stress.output import write_json
 
 
 def add_parser(sub: Any) -> None:
-    from stress.options import ARCH, FIX, INT, MEMORY_MODEL
+    from emu.harness.explore import SCENARIOS
+    from stress.options import ARCH, FIX, INT, MEMORY_MODEL, Names
+
+    class ScenarioName(Names):
+        """A shipped scenario's name, or a JSON file of one (read, and checked, by ``load_scenario``)."""
+
+        def __call__(self, text: str) -> str:
+            return text if text.endswith(".json") else super().__call__(text)
 
     e = sub.add_parser("explore", help="run a small scenario under every schedule with at most K preemptions")
-    e.add_argument("--scenario", required=True, help="a scenario's name (see 'list') or a JSON file of one (docs/deterministic-mode.md)")
-    e.add_argument("--strategy", default="refcount", help="lazy-TLB scheme, or a scheme's mutant (default: refcount; see 'list')")
+    e.add_argument(
+        "--scenario",
+        type=ScenarioName("scenario", lambda: list(SCENARIOS)),
+        required=True,
+        help="a scenario's name (see 'list') or a JSON file of one (docs/deterministic-mode.md)",
+    )
+    e.add_argument(
+        "--strategy",
+        type=Names("strategy or mutant", _schemes),
+        default="refcount",
+        help="lazy-TLB scheme, or a scheme's mutant (default: refcount; see 'list')",
+    )
     e.add_argument("--arch", type=ARCH, default="x86", help="architecture model (default: x86)")
     e.add_argument("--fix", type=FIX, default="", metavar="NAME[,NAME...]", help="apply later patches' fixes to the scheme (see 'list')")
     e.add_argument(
@@ -33,6 +50,12 @@ def add_parser(sub: Any) -> None:
         "--json", metavar="PATH", default=None, help="write the result as JSON; with a violation, its run's report too (replayable)"
     )
     e.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _schemes() -> list[str]:
+    from emu.strategies import MUTANTS, STRATEGIES
+
+    return sorted({*STRATEGIES, *MUTANTS})
 
 
 def cmd_explore(ns: argparse.Namespace) -> int:

@@ -14,6 +14,9 @@ from typing import Any
 from emu.harness.config import ConfigError
 from stress.output import write_json
 
+MAX_PREEMPTIONS = 20  # far beyond what a small scenario can run through: each bound multiplies the schedules
+MAX_BUDGET = 100_000_000
+
 
 def add_parser(sub: Any) -> None:
     from emu.harness.explore import SCENARIOS
@@ -29,7 +32,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument(
         "--scenario",
         type=ScenarioName("scenario", lambda: list(SCENARIOS)),
-        required=True,
+        default=None,
         help="a scenario's name (see 'list') or a JSON file of one (docs/deterministic-mode.md)",
     )
     e.add_argument(
@@ -43,7 +46,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument(
         "--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), tso, weak, arch (the reduction applies under sc only)"
     )
-    e.add_argument("--preemptions", type=INT, required=True, help="the bound: schedules with at most this many preemptions")
+    e.add_argument("--preemptions", type=INT, default=None, help="the bound: schedules with at most this many preemptions")
     e.add_argument("--budget", type=INT, default=0, help="at most this many schedules (default: 0, no limit)")
     e.add_argument("--no-reduce", action="store_true", help="run every schedule, equivalent ones too (no sleep sets)")
     e.add_argument(
@@ -67,10 +70,12 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     from stress.options import check_writable
 
     check_writable(ns.json)
-    if ns.preemptions < 0:
-        raise ConfigError(f"--preemptions must be 0 or more, got {ns.preemptions}")
-    if ns.budget < 0:
-        raise ConfigError(f"--budget must be 0 (no limit) or more, got {ns.budget}")
+    if ns.preemptions is not None and not 0 <= ns.preemptions <= MAX_PREEMPTIONS:
+        raise ConfigError(f"--preemptions must be between 0 and {MAX_PREEMPTIONS}, got {ns.preemptions}")
+    if not 0 <= ns.budget <= MAX_BUDGET:
+        raise ConfigError(f"--budget must be between 0 (no limit) and {MAX_BUDGET:,}, got {ns.budget}")
+    if ns.scenario is None or ns.preemptions is None:
+        raise ConfigError("explore: give --scenario NAME (see 'list') and --preemptions K")
     scenario = load_scenario(ns.scenario)
     strategy, mutant = ns.strategy, None
     if strategy in MUTANTS:

@@ -103,9 +103,11 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "b3-rescan",
-            "three CPUs: a lazy CPU's lazy mm changes while another CPU's exit scan has read it and not yet exchanged it",
+            "cpu0 is lazy on A while A's exit on cpu2 scans it; cpu0 then runs C's thread and goes lazy on C, whose exit on cpu1 parks C",
             cpus=3,
-            script="0:fork,clone=1,run,exit,fork,run,exit;1:sleep=200;2:fork,clone=1,run,exit",
+            # cpu2's process A has a thread on cpu0, which exits first (cpu0 lazy on A); cpu1's process C starts a
+            # thread on cpu0 after its sleep, exits last and forks again; A's last user exits on cpu2 and scans
+            script="0:exit,exit;1:fork,sleep=120,clone=0,exit,fork;2:fork,clone=0,sleep=150,exit",
             covers=("B3",),
             cells=(
                 ("luto-rfc", "arm64", "drop-check,scan-online,integrated", "freed_while_lazy"),

@@ -23,7 +23,7 @@ from emu.harness.explore import SCENARIOS
 from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
 from emu.strategies import MUTANTS, STRATEGIES
-from stress.options import add_machine_options, check_writable, config_from
+from stress.options import ScriptText, add_machine_options, check_writable, config_from
 from stress.output import STATUS_INTERRUPTED, STATUS_OUTPUT, OutputError, to_stdout, write_json, write_text
 from stress.progress import ProgressLine, render_report
 
@@ -119,6 +119,10 @@ def build_parser() -> Parser:
     sub.required = True
     run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
     add_machine_options(run, cpus=4, duration=3.0)
+    run.add_argument(
+        "--script", type=ScriptText("scenario", lambda: list(SCENARIOS)), default="",
+        help="a scripted load instead of the synthetic one: a scenario's name (see 'list') or its script, CPU:ACTION,... (explore's)",
+    )  # fmt: skip
     run.add_argument(
         "--json", metavar="PATH", default=None, help="also write the report as JSON ('-': to standard output, the text report to stderr)"
     )

@@ -43,6 +43,8 @@ class ScriptText(Names):
         from emu.harness.explore import SCENARIOS
         from emu.workload.scripted import parse_script
 
+        if not text:
+            return ""  # the default: the synthetic load
         if ":" not in text:
             return SCENARIOS[super().__call__(text)].script
         try:

@@ -22,13 +22,22 @@ load ends every task exits, as in the synthetic load.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from emu.machine.layout import PHASE_RUN, Layout
 
 if TYPE_CHECKING:
-    from emu.harness.config import Workload
     from emu.kernel.driver import TaskKernel
+
+
+class Sizes(Protocol):
+    """What the driver reads of the run's workload settings: the machine's sizes (for the mm slots)."""
+
+    threads: int
+    kthreads: int
+
+    def live_procs(self, cpus: int) -> int: ...
+
 
 ACTIONS = ("fork", "clone", "run", "sleep", "exit", "exec", "munmap", "munmap-tables", "use-mm", "idle")
 
@@ -57,7 +66,7 @@ class Scripted:
 
     threads = 1
 
-    def __init__(self, wl: Workload, ncpus: int, rng: random.Random, script: str = "") -> None:
+    def __init__(self, wl: Sizes, ncpus: int, rng: random.Random, script: str = "") -> None:
         self.script = parse_script(script, ncpus)
         self.cpu = -1
         self.pos = 0

@@ -173,10 +173,15 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
     """``list --quiet`` prints the names alone; ``--json PATH`` also writes the lists."""
     check_writable(ns.json)
     lists: dict[str, list[dict[str, Any]]] = {
-        "strategies": [{"name": n, "summary": s.summary, "fixes": dict(s.FIXES)} for n, s in sorted(STRATEGIES.items())],
+        "strategies": [
+            {"name": n, "summary": s.summary, "fixes": dict(s.FIXES), "source": s.source, "hooks": list(s.hooks())}
+            for n, s in sorted(STRATEGIES.items())
+        ],
         "mutants": [{"name": n, "mutant_of": s.mutant_of, "summary": s.summary} for n, s in sorted(MUTANTS.items())],
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],
-        "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
+        "architectures": [
+            {"name": n, "summary": a.summary, "source": a.source, "memory_model": a.memory_model} for n, a in sorted(ARCHES.items())
+        ],
         "scenarios": [{"name": sc.name, "summary": sc.summary, "cpus": sc.cpus, "script": sc.script} for sc in SCENARIOS.values()],
     }
     if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
@@ -243,9 +248,23 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
+def preload(argv: Sequence[str]) -> None:
+    """Load the installed parts and any named by spec before parsing, so that their mutants and
+    fixes are valid names (a spec's errors: one line, status 2)."""
+    from emu.harness.plugins import load_arch, load_installed, load_scheme
+
+    load_installed()
+    for i, arg in enumerate(argv):
+        for flag, load in (("--strategy", load_scheme), ("--arch", load_arch)):
+            value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
+            if ":" in value:
+                load(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
+        preload(list(sys.argv[1:] if argv is None else argv))
         ns = parser.parse_args(argv)
         if ns.command == "list":
             return cmd_list_options(ns)

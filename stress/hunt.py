@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.harness.config import ConfigError, RunConfig, Workload
-from emu.harness.matrix import CELLS, DET_MACHINE, Cell, find
+from emu.harness.matrix import CLEAN, DET_MACHINE, DET_STEPS, Cell, all_arches, all_cells, find
 from emu.harness.report import command_for
 from stress.options import Duration
 from stress.output import STATUS_INTERRUPTED, to_stdout, write_json
@@ -130,12 +130,46 @@ def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> N
             setattr(ns, name, value)
 
 
+# the perturbations a scheme is checked under, as RunConfig fields: none, then each of the runner's
+PERTURBATIONS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "hotplug": {"hotplug": True},
+    "stutter": {"stutter": True},
+    "bursts": {"use_mm_bursts": True},
+}
+
+
+def scheme_targets(base: RunConfig) -> list[Target]:
+    """``hunt --matrix --strategy S``: S on every architecture model x perturbation, in the free mode
+    and under ``--sched pct`` (on the deterministic matrix's small machine). Each is expected as S
+    declares its cell on that arch without options (``Strategy.cells``), clean where it declares
+    none; the rows S's declarations add with options, a workload or a mutant come after them."""
+    out = []
+    cells = [c for c in all_cells() if c.base == base.strategy]
+    for arch in all_arches():
+        plain = next((c for c in cells if c.arch == arch and not (c.options or c.workload or c.mutant)), None)
+        expect = plain.expect_verdict if plain else "clean"
+        needed = plain.catch_runs if plain and plain.expect != CLEAN else 1
+        for pname, options in PERTURBATIONS.items():
+            free = replace(base, arch=arch, sched="free", **options)
+            det = Cell(base.strategy, arch, options=options).det_config(0, steps=base.steps if base.deterministic else DET_STEPS)
+            det = replace(det, duration=base.duration, fail_fast=expect != "clean")
+            out += [Target(f"{arch} {pname} free", free, expect, needed=needed), Target(f"{arch} {pname} pct", det, expect, needed=needed)]
+    for cell in cells:
+        if cell.options or cell.workload or cell.mutant:
+            cfg = cell.config(0, cpus=base.cpus, duration=base.duration, workload=base.workload)
+            out.append(Target(cell.id, cfg, cell.expect_verdict, needed=cell.catch_runs if cell.expect != CLEAN else 1))
+    return out
+
+
 def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
     cell: Cell | None
     perturb: dict[str, Any] = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
+    if ns.matrix and ns.strategy:
+        return scheme_targets(base)
     if ns.matrix:
         out = []
-        for cell in CELLS:
+        for cell in all_cells():
             cfg = cell.config(
                 0, cpus=base.cpus, duration=base.duration, workload=base.workload, sched=base.sched, steps=base.steps, depth=base.depth
             )
@@ -351,6 +385,27 @@ def render(targets: list[Target], elapsed: float, interrupted: bool, width: int 
     return "\n".join(lines)
 
 
+def verdict_table(targets: list[Target]) -> str:
+    """``hunt --matrix --strategy S``: arch x perturbation, each cell the free and the pct mode's
+    verdict (``clean``, the violation kind its runs met most, or ``-`` where none ran); the rerun
+    command of each violation is in the lines above (``rerun NAME: ...``)."""
+    by_name = {t.name: t for t in targets}
+
+    def word(t: Target | None) -> str:
+        if t is None or not t.runs:
+            return "-"
+        if t.harness_failures:
+            return "harness"
+        return t.kinds.most_common(1)[0][0] if t.violating else "clean"
+
+    arches = list(dict.fromkeys(n.split(" ")[0] for n in by_name if n.endswith((" free", " pct"))))
+    rows = [["arch", *(f"{p} (free/pct)" for p in PERTURBATIONS)]]
+    for a in arches:
+        rows.append([a, *(f"{word(by_name.get(f'{a} {p} free'))}/{word(by_name.get(f'{a} {p} pct'))}" for p in PERTURBATIONS)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
 def verdict(targets: list[Target], interrupted: bool) -> str:
     """yes, NO, or not known: a campaign cut short, or a configuration never run, proves nothing either way."""
     if any(t.runs and not t.held for t in targets):
@@ -376,8 +431,8 @@ def cmd_hunt(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be between 1 and 256, got {ns.jobs}")
     if not 0 <= ns.runs <= 100_000:
         raise ConfigError(f"--runs must be between 0 (until the budget) and 100000, got {ns.runs}")
-    if ns.matrix and (ns.strategy or ns.mutant or ns.expect):
-        raise ConfigError("--matrix hunts every configuration: drop --strategy, --mutant and --expect")
+    if ns.matrix and (ns.mutant or ns.expect):
+        raise ConfigError("--matrix hunts every configuration: drop --mutant and --expect (--strategy: one scheme's rows)")
     small_machine_for_det(ns, {"cpus": 8, "procs": Workload().procs, "threads": Workload().threads, "kthreads": Workload().kthreads})
     base = config_from(ns)
     check_writable(ns.json)
@@ -400,6 +455,8 @@ def cmd_hunt(ns: argparse.Namespace) -> int:
     elapsed = h.run()
     text = sys.stderr if to_stdout(ns.json) else sys.stdout
     print(render(targets, elapsed, h.interrupted, console_for(text).width), file=text)
+    if ns.matrix and ns.strategy:
+        print("\n" + verdict_table(targets), file=text)
     answer = verdict(targets, h.interrupted)
     if ns.json:
         doc = {"configs": [t.to_json() for t in targets], "all_held": answer == "yes", "held": answer, "interrupted": h.interrupted,

@@ -116,7 +116,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "hazptr-retire-busy",
-            "hazptr: an exit's scan finds a CPU's slot still naming the mm between its switch and its clear",
+            "hazptr: cpu1's thread sleeps, runs and exits while the exit's scan on cpu0 reads its slot, retires and busy-waits",
             cpus=2,
             script="0:fork,clone=1,run,exit;1:sleep=100,run,exit",
             covers=("hazptr busy-wait",),

@@ -116,7 +116,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "hazptr-retire-busy",
-            "hazptr: cpu1's thread sleeps, runs and exits while the exit's scan on cpu0 reads its slot, retires and busy-waits",
+            "hazptr: cpu0's thread exits first, lazy on the mm (its slot names it); the last user's exit on cpu1 scans that slot and retires it",
             cpus=2,
             script="0:fork,clone=1,run,exit;1:sleep=100,run,exit",
             covers=("hazptr busy-wait",),

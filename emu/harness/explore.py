@@ -116,7 +116,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "hazptr-retire-busy",
-            "hazptr: cpu0's thread exits first, lazy on the mm (its slot names it); the last user's exit on cpu1 scans that slot and retires it",
+            "hazptr: cpu0's thread exits first, lazy on the mm (its slot names it); the last user exits on cpu1 and retires the slot",
             cpus=2,
             script="0:fork,clone=1,run,exit;1:sleep=100,run,exit",
             covers=("hazptr busy-wait",),

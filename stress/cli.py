@@ -111,7 +111,7 @@ def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def build_parser() -> Parser:
-    from stress import __version__, bench, compare, explore, hunt, shrink
+    from stress import __version__, bench, compare, explore, findings, hunt, shrink
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -135,6 +135,7 @@ def build_parser() -> Parser:
     hunt.add_parser(sub)
     shrink.add_parser(sub)
     compare.add_parser(sub)
+    findings.add_parser(sub)
     bench.add_parser(sub)
     explore.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
@@ -284,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.explore import cmd_explore
 
             return cmd_explore(ns)
+        if ns.command == "findings":
+            from stress.findings import cmd_findings
+
+            return cmd_findings(ns)
         if ns.command == "compare":
             from stress.compare import cmd_compare
 

@@ -138,7 +138,7 @@ def max_cpus_here() -> int:
     return int(max(1, min(MAX_CPUS, avail)))
 
 
-X86_MODELS = ("x86", "x86-lazy-mask")
+X86_MODELS = ("x86", "x86-lazy-mask", "x86-v6.14", "x86-v6.14.7", "x86-stable-6.12.29", "x86-stable-dolan-fix")
 SCHEDS = ("free", "pct", "random")
 MAX_STEPS = 1_000_000_000
 MAX_TRIM_TIMER = 1_000_000
@@ -185,7 +185,7 @@ def validate(
         raise ConfigError(f"--trim-timer applies to --arch powerpc, not '{cfg.arch}'")
     for flag, on in (("--x86-unlazy-on-flush", cfg.x86_unlazy_on_flush), ("--x86-idle-leave-mm", cfg.x86_idle_leave_mm)):
         if on and cfg.arch not in X86_MODELS:
-            raise ConfigError(f"{flag} applies to --arch x86 or x86-lazy-mask, not '{cfg.arch}'")
+            raise ConfigError(f"{flag} applies to the x86 models ({', '.join(X86_MODELS)}), not '{cfg.arch}'")
     if not 0.0 <= cfg.noise <= 1.0:
         raise ConfigError(f"--noise must be a probability in [0, 1], got {cfg.noise}")
     if cfg.hotplug and cfg.cpus < 2:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emu.harness.config import X86_MODELS, RunConfig, Workload
+from emu.harness.config import RunConfig, Workload
 from emu.strategies import MUTANTS
 
 CLEAN = "clean"
@@ -88,6 +88,7 @@ class Cell:
 
 
 ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
+X86_MASKS = ("x86", "x86-lazy-mask")  # v6.13 and the (fixed) lazy mask; the other x86 versions have cells of their own
 HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
@@ -135,7 +136,10 @@ CELLS: list[Cell] = [
     Cell("shoot-hotplug-race", "powerpc", "cpumask_missing", options={"hotplug": True}, why="B2: the CPU leaves the masks while lazy"),
     # the scanning schemes, under both memory models
     *(Cell("luto-hazard", a, why="hazard pointer re-read after drop_mm; online CPUs scanned: correct on every arch") for a in ARCHES),
-    *(Cell("luto-hazard", a, options=UNLAZY, why="with 20/23 and 21/23 a scan of the mask finds every lazy CPU") for a in X86_MODELS),
+    *(
+        Cell("luto-hazard", a, options=UNLAZY, why="with 20/23 and 21/23 a scan of the mask finds every lazy CPU")
+        for a in ("x86", "x86-lazy-mask")
+    ),
     Cell("luto-hazard", "x86", options={**UNLAZY, "x86_idle_leave_mm": True}, why="leave_mm unlazies too (20/23)"),
     *(Cell("luto-hazard", a, options={"memory_model": "tso"}, why="correct under TSO too") for a in ("x86", "x86-lazy-mask", "arm64")),
     # hazptr, RFC v2 as posted, and its fixes (reference 3.5)
@@ -341,6 +345,47 @@ CELLS: list[Cell] = [
         arch_mutant=X1,
         options={"memory_model": "tso"},
         why="X1 (real, fixed by 83b0177a6c48): the store of loaded_mm waits in the store buffer past the load of tlb_gen",
+    ),
+    # issue 26: x86's TLB-generation protocol version by version (reference 4.1); X2, X3 are windows, X1 a reordering
+    Cell("refcount", "x86-v6.14", "missed_flush", why="X2 (CVE-2025-37964): should_flush_tlb() skips a CPU between CR3 and loaded_mm"),
+    Cell(
+        "refcount",
+        "x86-v6.14.7",
+        "missed_flush",
+        options={"memory_model": "tso"},
+        why="X1 (CVE-2025-40174) open in 6.14.7 to 6.17.4: no smp_mb() between loaded_mm and tlb_gen once the bit is set",
+    ),
+    Cell("refcount", "x86-v6.14.7", why="fea4e317f9e7 flushes a CPU in LOADED_MM_SWITCHING; X1 needs store buffering"),
+    Cell(
+        "refcount",
+        "x86-stable-6.12.29",
+        "missed_flush",
+        why="X3 (Dolan): the backport stores LOADED_MM_SWITCHING after the tlb_gen read; a flush between them skips the CPU",
+    ),
+    Cell("refcount", "x86-stable-dolan-fix", why="Dolan's fix: LOADED_MM_SWITCHING stored before the bit and the tlb_gen read"),
+    *(
+        Cell("refcount", a, options={"memory_model": m}, why=f"every flush reaches the CPUs it must, under {m} too")
+        for a, m in (
+            ("x86", "tso"),
+            ("x86", "weak"),
+            ("x86-lazy-mask", "weak"),
+            ("x86-stable-dolan-fix", "tso"),
+            ("x86-stable-dolan-fix", "weak"),
+        )
+    ),
+    Cell(
+        "refcount",
+        "x86-lazy-mask",
+        "missed_flush",
+        arch_mutant="x86-lazy-mask-switching-skipped",
+        why="X2's window reopened in the fixed code: a CPU in LOADED_MM_SWITCHING is skipped",
+    ),
+    Cell(
+        "refcount",
+        "x86",
+        "missed_flush",
+        arch_mutant="x86-freed-tables-skip-lazy",
+        why="a freed-tables flush skips a lazy CPU whose CR3 still holds the mm: its page walk may use the freed tables",
     ),
 ]
 

@@ -140,6 +140,9 @@ class Arch:
         self.c.trace(EV_TLB_BROADCAST, mm)
         self.c.count("tlb_broadcasts")
 
+    def destroy_context(self, mm: int) -> None:
+        """At ``__mmdrop``, before the mm is freed: the arch's per-mm state goes (x86-invlpgb's global ASID)."""
+
     def leave_mm(self) -> None:
         """An idle state that loses the TLB (``CPUIDLE_FLAG_TLB_FLUSHED``): x86 only."""
 

@@ -138,7 +138,7 @@ def max_cpus_here() -> int:
     return int(max(1, min(MAX_CPUS, avail)))
 
 
-X86_MODELS = ("x86", "x86-lazy-mask", "x86-v6.14", "x86-v6.14.7", "x86-stable-6.12.29", "x86-stable-dolan-fix")
+X86_MODELS = ("x86", "x86-lazy-mask", "x86-v6.14", "x86-v6.14.7", "x86-stable-6.12.29", "x86-stable-dolan-fix", "x86-invlpgb")
 SCHEDS = ("free", "pct", "random")
 MAX_STEPS = 1_000_000_000
 MAX_TRIM_TIMER = 1_000_000

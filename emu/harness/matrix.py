@@ -35,6 +35,7 @@ class Cell:
     workload: dict[str, Any] = field(default_factory=dict)  # Workload fields that differ from the run's
     also: tuple[str, ...] = ()  # other kinds that catch it: the cell runs code with more than one defect
     det_workload: dict[str, Any] = field(default_factory=dict)  # on top of ``workload`` under a deterministic scheduler
+    det_cpus: int = 0  # CPUs under a deterministic scheduler, where the cell needs more than DET_MACHINE's
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -83,7 +84,8 @@ class Cell:
         cell sets no workload of its own); a broken cell's run stops at its first violation."""
         own = self.own_workload(True)
         small = {k: v for k, v in DET_MACHINE.items() if k != "cpus" and k not in own}
-        cfg = self.config(seed, cpus=DET_MACHINE["cpus"], sched="pct", steps=steps, workload=replace(Workload(), **small))
+        cpus = self.det_cpus or DET_MACHINE["cpus"]
+        cfg = self.config(seed, cpus=cpus, sched="pct", steps=steps, workload=replace(Workload(), **small))
         return replace(cfg, fail_fast=self.expect != CLEAN)
 
 
@@ -97,6 +99,9 @@ X1 = "x86-lazy-mask-switch-no-mb"  # the lazy mask's switch before 83b0177a6c48
 # B3 on the 3-CPU machine: while the scanner stalls, an idle target must run another process, go lazy
 # on it and see it exit; with two processes (one of them the exiting one) that is rarely there to run
 B3_DET_LOAD = {"procs": 4}
+# more than 3 CPUs on one mm at a flush (consider_global_asid): two processes of 16 long-lived threads, few sleeps
+INVLPGB_LOAD = {"procs": 2, "threads": 16, "p_exit": 0.002, "p_block": 0.01, "p_kthread": 0.01, "p_munmap": 0.05}
+INVLPGB_DET_CPUS = 5  # mm_active_cpus_exceeds(mm, 3) needs 4 CPUs on the mm: more than DET_MACHINE's 3
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
 
 CELLS: list[Cell] = [
@@ -379,6 +384,25 @@ CELLS: list[Cell] = [
         "missed_flush",
         arch_mutant="x86-lazy-mask-switching-skipped",
         why="X2's window reopened in the fixed code: a CPU in LOADED_MM_SWITCHING is skipped",
+    ),
+    # x86-invlpgb (v6.15): a load that puts more than 3 CPUs on one mm, so that mms get global ASIDs
+    *(
+        Cell(s, "x86-invlpgb", options=o, workload=INVLPGB_LOAD, det_cpus=INVLPGB_DET_CPUS, why=f"{s}: {why}")
+        for s, o, why in (
+            ("refcount", {}, "a lazy use holds a count; every flush of a global-ASID mm is a broadcast that reaches every CPU"),
+            ("luto-hazard", {}, "online CPUs scanned: the mask is not used"),
+            ("hazptr", {"fix": HAZPTR_FIXED}, "online CPUs scanned: the mask is not used"),
+            ("refcount", {"memory_model": "tso"}, "the transition's walk and loaded_mm_asid's order hold under TSO"),
+        )
+    ),
+    Cell(
+        "refcount",
+        "x86-invlpgb",
+        "missed_flush",
+        arch_mutant="x86-invlpgb-no-switching-spin",
+        workload=INVLPGB_LOAD,
+        det_cpus=INVLPGB_DET_CPUS,
+        why="finish_asid_transition skips a CPU still switching: it runs the mm on a dynamic ASID no broadcast reaches",
     ),
     Cell(
         "refcount",

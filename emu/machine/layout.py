@@ -50,6 +50,7 @@ C_DRAIN_PASS = 23  # drain: passes of the idle task through its settling step (t
 C_TLBSTATE_LOADED = 24
 C_TLB_GEN = 25  # the flush generation this CPU's TLB holds for its loaded mm (cpu_tlbstate.ctxs[asid].tlb_gen)
 C_DRAIN_MM = 26  # drain: the mm of this CPU's drain task (emu.kernel.drain), 0 before it forks
+C_LOADED_ASID = 27  # x86-invlpgb: cpu_tlbstate.loaded_mm_asid when it is the mm's global ASID, else 0
 CPU_WORDS = 32
 LOADED_MM_SWITCHING = -1  # x86's LOADED_MM_SWITCHING: no mm handle has this value
 
@@ -69,7 +70,8 @@ MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)  # EXITED: mm_users hit 0, mm
 # generations go on growing, so a new mm starts where the old one stopped.
 # TG_FREED: the newest generation whose flush freed page tables (``freed_tables``) and has completed: no CPU
 # may keep the mm in CR3 with an older TLB and paging-structure cache, lazy or not (it may walk freed tables).
-TG_GEN, TG_DONE, TG_FREED = 0, 1, 2
+# TG_ASID, TG_ASID_TRANSITION: x86-invlpgb's mm->context.global_asid (0: none) and asid_transition.
+TG_GEN, TG_DONE, TG_FREED, TG_ASID, TG_ASID_TRANSITION = 0, 1, 2, 3, 4
 POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read as this
 
 # -- task table -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from emu.arch.base import Arch
 from emu.arch.powerpc import Powerpc, PowerpcExitIrqsEnabled, PowerpcTrimVsKthread
 from emu.arch.s390 import S390
 from emu.arch.x86 import X86, X86FreedTablesSkipLazy
-from emu.arch.x86_invlpgb import X86Invlpgb, X86InvlpgbNoSwitchingSpin
+from emu.arch.x86_invlpgb import X86Invlpgb, X86InvlpgbNoStragglerIpi, X86InvlpgbNoSwitchingSpin
 from emu.arch.x86_lazy_mask import X86V614, X86V6147, X86LazyMask, X86LazyMaskSwitchingSkipped, X86LazyMaskSwitchNoMb
 from emu.arch.x86_stable import X86Stable, X86StableDolanFix
 
@@ -22,7 +22,9 @@ ARCHES: dict[str, type[Arch]] = {a.name: a for a in (X86, X86LazyMask, Powerpc, 
 ARCH_MUTANTS: dict[str, type[Arch]] = {a.name: a for a in (PowerpcExitIrqsEnabled, PowerpcTrimVsKthread, X86LazyMaskSwitchNoMb)}
 # issue 26: x86's versions of the TLB-generation protocol and their mutants (kept apart until parts declare themselves)
 ARCHES.update({a.name: a for a in (X86V614, X86V6147, X86Stable, X86StableDolanFix, X86Invlpgb)})
-ARCH_MUTANTS.update({a.name: a for a in (X86FreedTablesSkipLazy, X86LazyMaskSwitchingSkipped, X86InvlpgbNoSwitchingSpin)})
+ARCH_MUTANTS.update(
+    {a.name: a for a in (X86FreedTablesSkipLazy, X86LazyMaskSwitchingSkipped, X86InvlpgbNoSwitchingSpin, X86InvlpgbNoStragglerIpi)}
+)
 
 
 def resolve_arch(arch: str, mutant: str | None = None) -> type[Arch]:

@@ -30,9 +30,10 @@ Consequences for the schemes: under a global ASID no flush IPIs a lazy CPU, so n
 moved to init_mm and no stale bit is trimmed: the mask only grows, a superset of the CPUs lazy
 on the mm again (before the mm gets its ASID, the lazy mask's IPIs apply as in v6.14).
 
-The arch mutant ``x86-invlpgb-no-switching-spin``: ``finish_asid_transition`` without the spin (a
+Arch mutants: ``x86-invlpgb-no-switching-spin``, ``finish_asid_transition`` without the spin (a
 CPU in ``LOADED_MM_SWITCHING`` taken for one not running the mm): the transition ends while that
-CPU loads the mm on a dynamic ASID, which no broadcast reaches.
+CPU loads the mm on a dynamic ASID, which no broadcast reaches; ``x86-invlpgb-no-straggler-ipi``,
+the transition ended without the IPI to the CPUs still running the mm on a dynamic ASID.
 
 Interpretations (the literal reading in brackets):
 
@@ -81,6 +82,7 @@ class X86Invlpgb(X86LazyMask):
     summary = "v6.15 INVLPGB: an mm on more than 3 CPUs gets a global ASID; its flushes are broadcasts, no IPIs"
     counters = ("global_asids", "asid_wraps")
     spin_on_switching: ClassVar[bool] = True  # finish_asid_transition waits out LOADED_MM_SWITCHING
+    ipi_stragglers: ClassVar[bool] = True  # finish_asid_transition IPIs the mask while a CPU runs the mm on a dynamic ASID
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
@@ -173,7 +175,7 @@ class X86Invlpgb(X86LazyMask):
                     self.c.cpu_relax()
             if a.READ_ONCE(state) != mm:
                 continue
-            if a.READ_ONCE(self.loaded_asid_base + c * CPU_WORDS) != bc_asid:
+            if self.ipi_stragglers and a.READ_ONCE(self.loaded_asid_base + c * CPU_WORDS) != bc_asid:
                 self.flush_tlb_multi(mm, cpus, freed_tables)  # "send a TLB flush IPI ... stragglers"
                 return
         a.WRITE_ONCE(tg + TG_ASID_TRANSITION, 0)  # mm_clear_asid_transition
@@ -276,4 +278,11 @@ class X86InvlpgbNoSwitchingSpin(X86Invlpgb):
     spin_on_switching = False
 
 
-__all__ = ["FLUSH_TLB_FUNC", "X86Invlpgb", "X86InvlpgbNoSwitchingSpin"]
+class X86InvlpgbNoStragglerIpi(X86Invlpgb):
+    name = "x86-invlpgb-no-straggler-ipi"
+    summary = "finish_asid_transition ends the transition without IPIing the CPUs still on a dynamic ASID"
+    mutant_of = "x86-invlpgb"
+    ipi_stragglers = False
+
+
+__all__ = ["FLUSH_TLB_FUNC", "X86Invlpgb", "X86InvlpgbNoStragglerIpi", "X86InvlpgbNoSwitchingSpin"]

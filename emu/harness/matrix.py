@@ -399,10 +399,10 @@ CELLS: list[Cell] = [
         "refcount",
         "x86-invlpgb",
         "missed_flush",
-        arch_mutant="x86-invlpgb-no-switching-spin",
+        arch_mutant="x86-invlpgb-no-straggler-ipi",
         workload=INVLPGB_LOAD,
         det_cpus=INVLPGB_DET_CPUS,
-        why="finish_asid_transition skips a CPU still switching: it runs the mm on a dynamic ASID no broadcast reaches",
+        why="the transition ends with CPUs still running the mm on dynamic ASIDs, which no broadcast reaches",
     ),
     Cell(
         "refcount",

@@ -66,7 +66,7 @@ IPI_ROUND_TRIPS = 2000
 
 
 def add_parser(sub: Any) -> None:
-    from stress.cli import FLOAT, INT, IntList, NameList
+    from stress.options import FLOAT, INT, IntList, NameList
 
     b = sub.add_parser("bench", help="the emulator's own speed against the ceiling of its primitives")
     b.add_argument("--cpus", type=IntList(), default=[2, 8, 32], help="CPU counts (default: 2,8,32)")
@@ -322,7 +322,7 @@ def measure_det(cfg: RunConfig, say: Callable[[str], None] = _progress) -> dict[
 
 def cmd_bench(ns: argparse.Namespace) -> int:
     from emu.harness.config import ConfigError
-    from stress.cli import check_writable
+    from stress.options import check_writable
 
     if not all(1 <= c <= 256 for c in ns.cpus):
         raise ConfigError("--cpus: each count must be between 1 and 256")

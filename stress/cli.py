@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import difflib
-import inspect
-import math
 import os
 import re
-import secrets
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
-from emu.harness.columns import Ev, columns_svg
-from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, suggest, validate, validate_fix
-from emu.harness.report import STATUS_USAGE, Report, headline
-from emu.machine.shm import SegmentError, shm_needed, shm_room
-from emu.strategies import MUTANTS, STRATEGIES, resolve
+from emu.harness.columns import columns_svg
+from emu.harness.config import ConfigError
+from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
+from emu.machine.shm import SegmentError
+from emu.strategies import MUTANTS, STRATEGIES
+from stress.options import add_machine_options, check_writable, config_from
 from stress.output import STATUS_INTERRUPTED, STATUS_OUTPUT, OutputError, to_stdout, write_json, write_text
 from stress.progress import ProgressLine, render_report
 
@@ -112,171 +109,6 @@ def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
     return {}
 
 
-class Names:
-    """An argparse type for a name from a registry: unknown names get the closest valid one."""
-
-    def __init__(self, what: str, valid: Callable[[], list[str]]) -> None:
-        self.what = what
-        self.valid = valid
-
-    def __call__(self, text: str) -> str:
-        valid = self.valid()
-        if text not in valid:
-            raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")
-        return text
-
-
-class NameList(Names):
-    """A comma list of names from a registry (``drop-check,scan-online``), each checked as ``Names`` does."""
-
-    def __call__(self, text: str) -> str:
-        if not text:
-            return ""  # the default: none
-        return ",".join(super(NameList, self).__call__(part) for part in text.split(","))
-
-
-class Number:
-    """An argparse type for a number; ranges are ``validate``'s job, so library callers get them too."""
-
-    def __init__(self, kind: Callable[[str], float], what: str) -> None:
-        self.kind = kind
-        self.what = what
-        self.__name__ = what  # argparse names the type in some messages
-
-    def __call__(self, text: str) -> float:
-        try:
-            v = self.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {self.what}, got '{text}'") from None
-        if isinstance(v, float) and not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"expected {self.what}, got '{text}'")
-        return v
-
-
-class IntList(Number):
-    """``2,8,32`` -> [2, 8, 32]: each a whole number (ranges are checked with the run's config)."""
-
-    def __init__(self) -> None:
-        super().__init__(int, "a whole number")
-
-    def __call__(self, text: str) -> list[int]:  # type: ignore[override]
-        parts = text.split(",")
-        try:
-            return [int(p) for p in parts]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number or a comma list of them (2,8,32), got '{text}'") from None
-
-
-INT = Number(int, "a whole number")
-FLOAT = Number(float, "a number")
-STRATEGY = Names("strategy", lambda: sorted(STRATEGIES))
-MUTANT = Names("mutant", lambda: sorted({**MUTANTS, **ARCH_MUTANTS}))
-ARCH = Names("architecture", lambda: sorted(ARCHES))
-MEMORY_MODEL = Names("memory model", lambda: sorted(MEMORY_MODELS))
-SCHED = Names("scheduling mode", lambda: list(SCHEDS))
-FIX = NameList("fix", lambda: sorted({f for s in STRATEGIES.values() for f in s.FIXES}))
-
-
-def _add_workload(p: argparse.ArgumentParser) -> None:
-    d = Workload()
-    g = p.add_argument_group("workload")
-    g.add_argument("--procs", type=INT, default=d.procs, help="live user processes to keep (default: 0 = as many as CPUs, 2..64)")
-    g.add_argument("--threads", type=INT, default=d.threads, help=f"threads per process (default: {d.threads})")
-    g.add_argument("--kthreads", type=INT, default=d.kthreads, help=f"kernel threads per CPU (default: {d.kthreads})")
-    g.add_argument("--p-fork", type=FLOAT, default=d.p_fork, help=f"per user quantum, fork while below --procs (default: {d.p_fork})")
-    g.add_argument("--p-exit", type=FLOAT, default=d.p_exit, help=f"per user quantum, the thread exits (default: {d.p_exit})")
-    g.add_argument("--p-block", type=FLOAT, default=d.p_block, help=f"per user quantum, the thread sleeps (default: {d.p_block})")
-    g.add_argument("--p-migrate", type=FLOAT, default=d.p_migrate, help=f"per wake-up, move to another CPU (default: {d.p_migrate})")
-    g.add_argument("--p-kthread", type=FLOAT, default=d.p_kthread, help=f"per schedule, a kernel thread wakes (default: {d.p_kthread})")
-    g.add_argument("--p-use-mm", type=FLOAT, default=d.p_use_mm, help=f"per kthread quantum, kthread_use_mm (default: {d.p_use_mm})")
-    g.add_argument("--p-munmap", type=FLOAT, default=d.p_munmap, help=f"per user quantum, a TLB flush of its mm (default: {d.p_munmap})")
-    g.add_argument("--sleep-us", type=INT, default=d.sleep_us, help=f"mean sleep of a blocked thread in us (default: {d.sleep_us})")
-    g.add_argument("--p-exec", type=FLOAT, default=d.p_exec, help=f"per user quantum, the task execs: a new mm (default: {d.p_exec})")
-    g.add_argument(
-        "--p-kernel-exec", type=FLOAT, default=d.p_kernel_exec,
-        help=f"per fork from a kernel context, its first thread starts in kernel_execve (default: {d.p_kernel_exec})",
-    )  # fmt: skip
-    g.add_argument(
-        "--p-preempt", type=FLOAT, default=d.p_preempt,
-        help=f"per preemption point of kthread_use_mm / exec_mmap, the task is preempted there (default: {d.p_preempt})",
-    )  # fmt: skip
-    g.add_argument(
-        "--p-free-tables", type=FLOAT, default=d.p_free_tables,
-        help=f"per munmap, page-table pages are freed too: a freed-tables flush (default: {d.p_free_tables})",
-    )  # fmt: skip
-
-
-def _add_architecture(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    a = p.add_argument_group("architecture")
-    a.add_argument(
-        "--trim-timer", type=INT, default=d.trim_timer, metavar="N",
-        help=f"powerpc: tlb_mm_cpumask_trim_timer, trim mm_cpumask on one flush in N (default: {d.trim_timer}; 1: every flush)",
-    )  # fmt: skip
-    a.add_argument(
-        "--x86-unlazy-on-flush", action="store_true",
-        help="x86 models: a flush IPI or leave_mm on a lazy CPU ends its lazy use; scans may use the mask (2022 series, 20/23, 21/23)",
-    )  # fmt: skip
-    a.add_argument(
-        "--x86-idle-leave-mm", action="store_true", help="x86 models: an idle CPU calls leave_mm first (CPUIDLE_FLAG_TLB_FLUSHED, ACPI C3)"
-    )
-
-
-def _add_harness(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    g = p.add_argument_group("harness")
-    g.add_argument(
-        "--watchdog", type=FLOAT, default=d.watchdog, help=f"report a CPU stalled after this many seconds (default: {d.watchdog:g})"
-    )
-    g.add_argument(
-        "--ipi-timeout", type=FLOAT, default=d.ipi_timeout, help=f"seconds an IPI sender waits for the target (default: {d.ipi_timeout:g})"
-    )
-
-
-def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) -> None:
-    """What one emulated machine is: shared by ``run`` and ``hunt``."""
-    p.add_argument("--cpus", type=INT, default=cpus, help=f"emulated CPUs, one process each (default: {cpus})")
-    p.add_argument("--strategy", type=STRATEGY, default=None, help="lazy-TLB scheme (default: refcount; see 'list')")
-    p.add_argument("--mutant", type=MUTANT, default=None, help="a deliberately broken scheme or architecture (see 'list')")
-    p.add_argument("--fix", type=FIX, metavar="NAME[,NAME...]", default="", help="apply later patches' fixes to the scheme (see 'list')")
-    p.add_argument("--arch", type=ARCH, default=None, help="architecture model (default: x86, or the one an arch mutant patches)")
-    p.add_argument("--duration", type=FLOAT, default=duration, help=f"seconds of load per run (default: {duration:g})")
-    p.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
-    t = p.add_argument_group("race hunting (all off by default; drawn from the seed)")
-    t.add_argument("--noise", type=FLOAT, default=0.0, metavar="RATE", help="delay probability at each scheme access and atomic")
-    t.add_argument("--stutter", action="store_true", help="all CPUs run, pause together, run again")
-    t.add_argument("--shuffle", action="store_true", help="move CPU processes between the real cores at intervals")
-    t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
-    t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
-    t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
-    p.add_argument(
-        "--memory-model",
-        type=MEMORY_MODEL,
-        default="sc",
-        help="sc (default); tso: a FIFO store buffer per CPU; weak: LKMM's ordering (arm64, powerpc); arch: each arch its own",
-    )
-    d = RunConfig()
-    g = p.add_argument_group("scheduling (emu/machine/detsched.py; see docs/deterministic-mode.md)")
-    g.add_argument(
-        "--sched", type=SCHED, default="free",
-        help="free (default: the host interleaves the CPU processes), or one CPU at a time: pct (seeded priorities) or random",
-    )  # fmt: skip
-    g.add_argument("--steps", type=INT, default=d.steps, help=f"a deterministic run's load, in scheduling points (default: {d.steps:,})")
-    g.add_argument("--depth", type=INT, default=d.depth, help=f"pct: the bug depth targeted, depth-1 priority changes (default: {d.depth})")
-    g.add_argument(
-        "--replay", metavar="FILE", default="", help="follow the schedule of a deterministic run's JSON report (its configuration too)"
-    )
-    t.add_argument("--race-delay", type=FLOAT, default=0.0, help="chance to stall at a scheme's marked race window, per pass (default: 0)")
-    s = p.add_argument_group("shoot-lazies")
-    s.add_argument(
-        "--shoot-all", action="store_true", help="IPI every online CPU at each free, not mm_cpumask (the fallback without a mask)"
-    )
-    s.add_argument("--debug-check", action="store_true", help="CONFIG_DEBUG_VM_SHOOT_LAZIES: do_check_lazy_tlb on every CPU at each free")
-    _add_architecture(p)
-    _add_workload(p)
-    _add_harness(p)
-
-
 def build_parser() -> Parser:
     from stress import __version__, bench, compare, hunt, shrink
 
@@ -307,121 +139,6 @@ def build_parser() -> Parser:
     for command in subcommands(p).values():  # each command answers --version too, not only the top level
         command.add_argument("--version", action="version", version=f"lazytlb {__version__}")
     return p
-
-
-def config_from(ns: argparse.Namespace) -> RunConfig:
-    strategy = ns.strategy
-    if strategy is None:
-        strategy = MUTANTS[ns.mutant].mutant_of if ns.mutant in MUTANTS else "refcount"
-    arch = ns.arch
-    if arch is None:
-        arch = ARCH_MUTANTS[ns.mutant].mutant_of if ns.mutant in ARCH_MUTANTS else "x86"
-    d = RunConfig()
-    wl = Workload(
-        procs=ns.procs, threads=ns.threads, kthreads=ns.kthreads, p_fork=ns.p_fork, p_exit=ns.p_exit,
-        p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
-        p_munmap=ns.p_munmap, p_free_tables=ns.p_free_tables, p_exec=ns.p_exec, p_kernel_exec=ns.p_kernel_exec, p_preempt=ns.p_preempt,
-    )  # fmt: skip
-    seed = ns.seed if ns.seed is not None else secrets.randbits(32)
-    cfg = RunConfig(
-        cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=arch, duration=ns.duration, seed=seed, workload=wl,
-        shoot_all=ns.shoot_all, debug_check=ns.debug_check, fix=ns.fix,
-        # the architecture group (compare offers none of it: the defaults)
-        trim_timer=getattr(ns, "trim_timer", d.trim_timer), x86_unlazy_on_flush=getattr(ns, "x86_unlazy_on_flush", False),
-        x86_idle_leave_mm=getattr(ns, "x86_idle_leave_mm", False),
-        noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
-        use_mm_bursts=ns.use_mm_bursts,
-        memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
-        sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
-    )  # fmt: skip
-    given: frozenset[str] = getattr(ns, "given", frozenset())
-    if getattr(ns, "replay", ""):
-        cfg = replayed_config(ns.replay, cfg, given)
-    validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
-    if not cfg.replay:  # after the ranges: a value out of range is said as such first
-        check_mode(cfg, given)
-        ns.notes = mode_notes(cfg, given)
-    validate_fix(cfg, resolve(cfg.scheme).FIXES)
-    check_shm_room(cfg)
-    check_writable(ns.json)
-    check_writable(getattr(ns, "svg", None), "--svg")  # run's own: compare and hunt build configs too
-    return cfg
-
-
-# the options of ``run`` that say where the report goes or how it looks, not what the machine does
-OUTPUT_OPTIONS = frozenset({"json", "svg", "quiet", "verbose", "expect", "replay", "command", "version"})
-
-
-def replayed_config(path: str, here: RunConfig, given: frozenset[str]) -> RunConfig:
-    """``--replay FILE``: the configuration recorded in FILE, which the command line may restate
-    but not change: an option given (even at its default value) that differs from the recording is
-    an error. A recording whose setup was edited since replays, with a warning."""
-    from emu.harness.replay import load_replay, read_report, setup_digest
-
-    data = read_report(path, "--replay")
-    try:
-        recorded = RunConfig.from_dict(data["config"])
-    except ConfigError as e:
-        raise ConfigError(f"--replay {path}: {e}") from None
-    other = f"--replay {path}: recorded for another configuration:"
-    workload = {f.name for f in dataclasses.fields(Workload)}
-    for dest in sorted(given - OUTPUT_OPTIONS):
-        if dest in workload:
-            mine, theirs = getattr(here.workload, dest), getattr(recorded.workload, dest)
-        elif hasattr(recorded, dest):
-            mine, theirs = getattr(here, dest), getattr(recorded, dest)
-        else:
-            continue
-        if mine != theirs:
-            raise ConfigError(f"{other} --{dest.replace('_', '-')} {theirs} there, {mine} here")
-    digest = data.get("setup_digest")
-    if digest is not None and digest != setup_digest(data["config"]):
-        print(f"stress: warning: --replay {path}: its recorded setup was edited: this replay no longer repeats the recorded run",
-              file=sys.stderr)  # fmt: skip
-    cfg = dataclasses.replace(recorded, replay=path)
-    load_replay(cfg)  # the schedule itself: there, whole, and for this machine
-    return cfg
-
-
-def check_mode(cfg: RunConfig, given: frozenset[str]) -> None:
-    """Refuse an option that does nothing in this run's mode, rather than accept it silently."""
-    if not cfg.deterministic:
-        for dest in ("steps", "depth"):
-            if dest in given:
-                raise ConfigError(f"--{dest} sets a deterministic run's load: add --sched pct or random (a free run lasts --duration)")
-    elif "depth" in given and cfg.sched != "pct":
-        raise ConfigError(f"--depth is PCT's bug depth: it does nothing under --sched {cfg.sched}")
-    if cfg.race_delay and not resolve(cfg.scheme).has_race_window:
-        raise ConfigError(f"--race-delay: {cfg.scheme} marks no race window, so the delay would never be taken")
-
-
-def mode_notes(cfg: RunConfig, given: frozenset[str]) -> list[str]:
-    """What an option does in this run, where that differs from what its name suggests."""
-    if "procs" in given and cfg.workload.procs == 1:
-        return ["--procs 1: one user process lives at a time; the next forks only once the last has exited"]
-    return []
-
-
-def check_writable(path: str | None, option: str = "--json") -> None:
-    """Refuse, before the run, a path that its file cannot be written to (``-``: standard output)."""
-    if path and not to_stdout(path):
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise ConfigError(f"{option}: cannot write to '{path}' (no such writable directory)")
-        if os.path.isdir(path):  # open() would fail only after the whole run
-            raise ConfigError(f"{option}: cannot write to '{path}' (a directory)")
-
-
-def check_shm_room(cfg: RunConfig) -> None:
-    """Refuse a run whose segment and semaphores /dev/shm cannot hold, before anything is created."""
-    from emu.harness.runner import layout_for
-    from emu.machine.atomics import make_locks
-
-    room = shm_room()
-    nlocks = inspect.signature(make_locks).parameters["n"].default
-    need = shm_needed(layout_for(cfg).nbytes, nlocks + cfg.cpus)  # the lock table and one doorbell per CPU
-    if room is not None and need > room:
-        raise ConfigError(f"--cpus {cfg.cpus}: the run needs {need / 2**20:.1f} MiB of /dev/shm and only {room / 2**20:.1f} MiB is free")
 
 
 def cmd_list() -> int:
@@ -491,12 +208,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def write_svg(report: Report, path: str) -> None:
     """``--svg``: the first violation's timeline, a column per CPU; a run without one writes nothing."""
-    if not report.timeline_events:
+    timelines = event_timelines(report)
+    if not timelines:
         why = "the run was clean" if report.verdict == "clean" else "no violation with a timeline"
         print(f"stress: --svg: {why}, nothing written to {path}", file=sys.stderr)
         return
-    events = [Ev(*e) for e in report.timeline_events[0]]
-    picture = columns_svg(events, "step" if "sched" in report.harness else "ns", title=f"{headline(report)}\nrerun: {report.command}")
+    events = timelines[0]
+    picture = columns_svg(events, events[0].unit if events else "ns", title=f"{headline(report)}\nrerun: {report.command}")
     write_text(path, picture, "--svg")
 
 

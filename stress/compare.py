@@ -23,7 +23,7 @@ from rich import box
 from emu.harness.config import ConfigError, RunConfig
 from emu.harness.matrix import find
 from emu.harness.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
-from stress.cli import IntList, Names
+from stress.options import IntList, Names
 from stress.output import check_output_paths, to_stdout, write_json
 
 DEFAULT_ARCHES = "x86,powerpc,arm64"
@@ -70,7 +70,7 @@ def _suggest_cost(text: str) -> str:
 def add_parser(sub: Any) -> None:
     from emu.arch import ARCHES
     from emu.strategies import STRATEGIES
-    from stress.cli import FIX, FLOAT, INT, MEMORY_MODEL, MUTANT, _add_workload
+    from stress.options import FIX, FLOAT, INT, MEMORY_MODEL, MUTANT, _add_workload
 
     c = sub.add_parser("compare", help="every scheme side by side: costs per switch and per exit, across arches and CPU counts")
     c.add_argument(
@@ -128,7 +128,7 @@ def plan(ns: argparse.Namespace) -> list[RunConfig]:
     from emu.arch import ARCHES
     from emu.harness.config import validate
     from emu.strategies import MUTANTS, STRATEGIES
-    from stress.cli import check_shm_room, config_from
+    from stress.options import check_shm_room, config_from
 
     # a scheme's mutant runs on its scheme alone unless --strategies says otherwise (then each must be its scheme)
     strategies = ns.strategies or ([MUTANTS[ns.mutant].mutant_of or ""] if ns.mutant in MUTANTS else sorted(STRATEGIES))

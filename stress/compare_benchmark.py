@@ -28,7 +28,7 @@ SYNTHETIC_ONLY = ("arches", "cpus", "project", "cost")  # and those it does not
 def add_arguments(c: argparse.ArgumentParser) -> None:
     from emu.harness.bench_projection import machine_names
     from emu.harness.benchmark import BENCHMARKS
-    from stress.cli import ARCH, IntList, Names
+    from stress.options import ARCH, IntList, Names
 
     c.add_argument(
         "--benchmark", type=Names("benchmark", lambda: sorted(BENCHMARKS)), default=None,
@@ -77,7 +77,9 @@ def render(cmp: Any) -> str:
         )
     pub = cmp.published()
     if pub:
-        lines += ["", "published (reference section 9) beside the prediction:"]
+        lines += ["", f"published ({m.published_as}) beside the prediction:"]
+        if m.fitted:
+            lines.append(f"  FITTED here: {', '.join(m.fitted)} (see the machine file), so these figures are not checks of this model")
         for q, pred in pub:
             lines.append(f"  {q.text()}: predicted {pred}")
     lines.append("")
@@ -108,8 +110,8 @@ def figure(cmp: Any) -> Any:
                 ax.scatter([q.tasks], [q.ops_per_s], marker="*", s=220, color=colours(i), edgecolors="black", zorder=5)
             elif q.ratio is not None:
                 rx.scatter([q.tasks], [q.ratio], marker="*", s=220, color=colours(i), edgecolors="black", zorder=5)
-    ax.scatter([], [], marker="*", s=220, color="white", edgecolors="black", label="published (section 9)")
-    rx.scatter([], [], marker="*", s=220, color="white", edgecolors="black", label="published (section 9)")
+    ax.scatter([], [], marker="*", s=220, color="white", edgecolors="black", label="published")
+    rx.scatter([], [], marker="*", s=220, color="white", edgecolors="black", label="published")
     for a, title in ((ax, "predicted operations per second"), (rx, f"ratio to {strategies[0]}")):
         a.set_xscale("log", base=2)
         a.set_xlabel("tasks (-t)")

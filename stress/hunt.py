@@ -30,7 +30,7 @@ from typing import Any
 from emu.harness.config import ConfigError, RunConfig, Workload
 from emu.harness.matrix import CELLS, DET_MACHINE, Cell, find
 from emu.harness.report import command_for
-from stress.cli import Number
+from stress.options import Duration
 from stress.output import STATUS_INTERRUPTED, to_stdout, write_json
 from stress.progress import LiveStatus, console_for, plain_table, table_text
 
@@ -38,33 +38,8 @@ DEFAULT_NOISE = 0.0  # hunt's default perturbation: see the README's race-huntin
 RUN_OVERHEAD_S = 1.5  # interpreter start, boot, drain and report of one run
 
 
-def parse_budget(text: str) -> float:
-    """``90``, ``90s``, ``5m``, ``1h`` -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    t = text.strip().lower()
-    scale = units.get(t[-1:], 0)
-    try:
-        value = float(t[:-1] if scale else t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds or a duration like 90s, 5m, 1h, got '{text}'") from None
-    seconds = value * (scale or 1)
-    if not 0 < seconds <= 7 * 24 * 3600:  # nan fails this too
-        raise argparse.ArgumentTypeError(f"expected a number of seconds up to a week, got '{text}'")
-    return seconds
-
-
-class Duration(Number):
-    """A budget: seconds, or a number with s, m or h."""
-
-    def __init__(self) -> None:
-        super().__init__(float, "a number of seconds")
-
-    def __call__(self, text: str) -> float:
-        return parse_budget(text)
-
-
 def add_parser(sub: Any) -> None:
-    from stress.cli import INT, add_machine_options
+    from stress.options import INT, add_machine_options
 
     h = sub.add_parser("hunt", help="many short seeded runs within a time budget, with expectations")
     add_machine_options(h, cpus=8, duration=2.0)
@@ -395,7 +370,7 @@ def run_length(cfg: RunConfig) -> str:
 def cmd_hunt(ns: argparse.Namespace) -> int:
     import os
 
-    from stress.cli import check_writable, config_from
+    from stress.options import check_writable, config_from
 
     if ns.jobs is not None and not 1 <= ns.jobs <= 256:
         raise ConfigError(f"--jobs must be between 1 and 256, got {ns.jobs}")

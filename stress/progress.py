@@ -17,8 +17,8 @@ from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from emu.harness.columns import MARK, Ev, columns_text
-from emu.harness.report import Report, count, grouped, headline
+from emu.harness.columns import MARK, columns_text
+from emu.harness.report import Report, count, event_timelines, grouped, headline
 
 PLAIN_WIDTH = 200  # a pipe has no width: wide enough that no table wraps
 PLAIN_LINES = 10  # at most this many progress lines per run when the output is not a terminal
@@ -181,16 +181,16 @@ def rerun_note(r: Report) -> str:
 def timeline_parts(r: Report, verbose: bool, last: int, width: int) -> list[RenderableType]:
     """The first violation's timeline: its last ``last`` events in one column per CPU, the
     violating event marked; with ``verbose`` the same events as one list too. A report read
-    from JSON written before the columns (no ``timeline_events``) shows the list alone."""
+    from JSON written before the timeline's events (schema 2: ``events``) shows the list alone."""
     if not r.timelines:
         return []
     parts: list[RenderableType] = [Text("")]
-    events = r.timeline_events[0][-last:] if r.timeline_events else []
+    timelines = event_timelines(r)
+    events = timelines[0][-last:] if timelines else []
     if events:
         head = f"timeline of the first violation (last {len(events)} events of the CPUs and mm involved, one column per CPU)"
         parts.append(Text(head, style="bold"))
-        unit = "step" if "sched" in r.harness else "ns"
-        for line in columns_text([Ev(*e) for e in events], unit, width=width - 2):
+        for line in columns_text(events, events[0].unit, width=width - 2):
             parts.append(Text("  " + line, style="bold red" if line.startswith(MARK) else ""))
     if verbose or not events:
         lines = r.timelines[0][-last:]

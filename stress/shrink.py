@@ -10,10 +10,11 @@ The way hypothesis and syzkaller minimise, on the schedule itself: every candida
    holding the turn keeps it instead), while the run executed has fewer of them.
 
 Each replay records the schedule it executed, so the result replays exactly. What is printed is
-the story of the violating mm: every event that names it, from its allocation to the violation
-(its last 40), and the ``__mmput`` of another mm on a CPU that dropped a count of it from afar
-(a scan's displaced reference), in one column per CPU, the violating event marked; ``--svg``
-draws the same picture.
+the story of the violating mm, read from the report's events (emu.harness.events): its birth (its
+``mm_alloc``, and the fork or exec that gives it its first task) and the events that name it up to
+the violation (40 in all), and the ``__mmput`` of another mm on a CPU that dropped a count of it
+from afar (a scan's displaced reference), in one column per CPU, the violating event marked;
+``--svg`` draws the same picture.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import tempfile
 import time
 from typing import Any
 
-from emu.harness.columns import Ev, columns_svg, columns_text
+from emu.harness.columns import columns_svg, columns_text
 from emu.harness.config import ConfigError, RunConfig
+from emu.harness.events import Event
+from emu.harness.events import from_json as events_from_json
 from emu.harness.replay import read_report, setup_digest
 from emu.harness.report import Report, headline
 from emu.machine.detsched import Schedule
@@ -38,13 +41,12 @@ from stress.progress import LiveStatus
 
 MIN_CPUS = 2
 STORY_EVENTS = 40  # the interleaving shown: the violating mm's last events, up to the violation
-# a remote dropper's steps that explain its drop: the other mm's exit, and the scheme's own steps in
-# its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, a stall, an xchg)
-SCAN_STEPS = re.compile(r"__mmput\(|reads cpu\d+'s |stalls in the race window|xchg: ")
+SCAN_OPS = ("read", "park", "displace")  # a scheme's shown steps in a scan (emu.strategies.base.SHOWN_OPS): a read, an xchg
+BIRTHS = ("fork", "exec_mmap")  # how a new mm gets its first task
 
 
 def add_parser(sub: Any) -> None:
-    from stress.hunt import Duration
+    from stress.options import Duration
 
     s = sub.add_parser("shrink", help="reduce a failing deterministic run to a short interleaving that still fails")
     s.add_argument("report", metavar="REPORT", nargs="?", default=None, help="the JSON report of a failing run under --sched pct or random")
@@ -177,29 +179,44 @@ class Shrinker:
                 chunk //= 2
 
 
-def story(report: dict[str, Any]) -> list[Ev]:
-    """The violating mm's events, from its allocation (or its last ``STORY_EVENTS``) to the violation
-    (marked), and the ``__mmput`` and scan steps of any CPU that dropped a count of it without ever running it."""
-    if not report.get("timeline_events"):
+def scan_step(e: Event) -> bool:
+    """A remote dropper's step that explains its drop: the other mm's ``__mmput``, or the scheme's
+    own step in its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, an xchg), or a stall."""
+    op, _, field = e.kind.partition(" ")
+    return e.kind in ("__mmput", "race_stall") or (bool(field) and op in SCAN_OPS)
+
+
+def story(report: dict[str, Any]) -> list[Event]:
+    """The violating mm's events: its birth, where the timeline holds it (its ``mm_alloc``, and the
+    ``fork`` or ``exec_mmap`` that gives it its first task), then its last events up to the violation
+    (marked), ``STORY_EVENTS`` in all; and the ``__mmput`` and scan steps of any CPU that dropped a
+    count of it without ever running it."""
+    timelines = events_from_json(report.get("events"), "shrink")
+    if not timelines:
         return []
-    events = [Ev(*e) for e in report["timeline_events"][0]]
+    events = timelines[0]
     name = report["violations"][0]["mm"]
-    mentions = re.compile(rf"(?<![\w#]){re.escape(name)}(?![\w#])")
-    mine = [i for i, e in enumerate(events) if e.mark or mentions.search(e.text)]
-    born = next((k for k, i in enumerate(mine) if events[i].text.startswith("alloc") or "fork:" in events[i].text), 0)
-    mine = mine[born:][-STORY_EVENTS:]
+    mine = [i for i, e in enumerate(events) if e.mark or e.names(name)]
+    born = next((i for i in mine if events[i].kind == "mm_alloc" and events[i].values[0] == name), None)
+    head = []
+    if born is not None:
+        first_task = next((i for i in mine if i > born and events[i].kind in BIRTHS and events[i].values[0] == name), None)
+        head = [born] if first_task is None else [born, first_task]
+    tail = [i for i in mine if i not in head and (born is None or i > born)][len(head) - STORY_EVENTS :]
+    mine = sorted({*head, *tail})
     if not mine:
         return []
     # a CPU that dropped a count of the mm without running it did so from another mm's exit: show that exit
-    counts = {i for i in mine if events[i].text.startswith("mm_count(")}
-    users = {events[i].cpu for i in mine if i not in counts and not SCAN_STEPS.match(events[i].text)}
-    remote = {events[i].cpu for i in counts if "-1 ->" in events[i].text} - users
-    why = [i for i in range(mine[0], mine[-1]) if events[i].cpu in remote and SCAN_STEPS.match(events[i].text)]
+    counts = {i for i in mine if events[i].kind in ("mmgrab", "mmdrop")}
+    users = {events[i].cpu for i in mine if i not in counts and not scan_step(events[i])}
+    remote = {events[i].cpu for i in counts if events[i].kind == "mmdrop"} - users
+    start = tail[0] if tail else mine[0]
+    why = [i for i in range(start, mine[-1]) if events[i].cpu in remote and scan_step(events[i])]
     return [events[i] for i in sorted({*mine, *why})]
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:
-    from stress.cli import check_writable
+    from stress.options import check_writable
 
     check_writable(ns.json)
     check_writable(ns.svg, "--svg")
@@ -226,7 +243,7 @@ def cmd_shrink(ns: argparse.Namespace) -> int:
     final = dataclasses.replace(best.cfg, replay=out)
     rep = dict(best.report, config=final.to_dict(), setup_digest=setup_digest(final.to_dict()))
     write_json(out, rep)
-    r = Report(**{k: v for k, v in rep.items() if k in {f.name for f in dataclasses.fields(Report)}})
+    r = Report.from_json(rep)
     events = story(rep)
     print(headline(r))
     print(

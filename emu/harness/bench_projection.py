@@ -5,7 +5,9 @@ The machine is data (``emu/harness/machines/NAME.json``): sockets, cores, SMT th
 costs of the events the emulator counts, each with its source (a vendor document, a published
 measurement, a microbenchmark anyone can rerun). A constant measured on another chip is marked
 PROXY in its source, one that is assumed ASSUMED; none is fitted to a figure it is compared with
-(``fitted`` lists any that would be, and that figure would then stop counting as a check).
+(``fitted`` lists any that would be, and that figure would then stop counting as a check). A
+variant of a machine (another kernel configuration, say) names the machine whose published figures
+it is priced against in ``published_as``.
 
 The model, for ``units`` of the benchmark's parameter (will-it-scale's ``-t``, hackbench's groups):
 
@@ -13,9 +15,11 @@ The model, for ``units`` of the benchmark's parameter (will-it-scale's ``-t``, h
   two tasks run on two threads of one core while the core has two idle per pair, and on one CPU
   once it has not (the counts carry that: no wake-up crosses CPUs then, no CPU idles;
   ``emu.workload.benchmarks.ContextSwitch1.cpu_of``); hackbench's tasks spread over cores. The busy cores
-  fill socket after socket. A line that every busy CPU updates goes next to a thread of the same
-  core, another core of the socket, or another socket in proportion to the busy CPUs there:
-  ``line_smt_ns``, ``line_local_ns``, ``line_remote_ns``; a line only one CPU uses costs nothing.
+  fill CCX after CCX (``ccx_cores`` share a last-level cache) and socket after socket. A line that
+  every busy CPU updates goes next to any other busy CPU alike: a thread of the same core, a core
+  of the same CCX, another CCX of the socket or another socket, at ``line_smt_ns``,
+  ``line_ccx_ns``, ``line_local_ns``, ``line_remote_ns``; a line only one CPU uses costs nothing,
+  and so do the mm's lines when every task has an mm of its own (processes).
   A wake-up moves a line between the waker's and the wakee's CPUs: two threads of one core for a
   will-it-scale pair on an SMT machine.
 * Counts. The emulator runs the benchmark with the same tasks per CPU on a few CPUs
@@ -28,8 +32,11 @@ The model, for ``units`` of the benchmark's parameter (will-it-scale's ``-t``, h
   remote_read_ns``; a chain of operations (a ping-pong pair, a tlb_flush2 thread, a hackbench
   sender) also waits for each wake-up of another CPU (a line transfer) and for an idle CPU to
   leave its idle state (``idle_exit_ns`` per lazy transition: a lazy transition here is a switch
-  to the idle task and back). The mm's two lines are single servers held for one transfer per
-  atomic; the chains form a closed network with them, solved exactly by mean value analysis
+  to the idle task and back). The mm's lines are single servers held for one transfer per
+  atomic: mm_count, mm_cpumask, and, where the kernel has CONFIG_LRU_GEN_WALKS_MMU
+  (``lru_gen_store``), the line of ``mm->lru_gen.bitmap``, which ``lru_gen_use_mm`` writes on every
+  switch to a user task (``OpCounts.user_switches``) under every scheme; the chains form a closed
+  network with them, solved exactly by mean value analysis
   (``emu.harness.projection.line_throughput``). The CPUs cap it: the busy cores deliver at most
   ``smt_core_throughput`` threads' worth each. When the tasks outnumber the CPUs every CPU has a
   runnable task, so the lazy transitions (and their atomics) fall away in the counts themselves.
@@ -51,27 +58,33 @@ CONSTANTS = (
     "sockets",
     "cores",
     "smt",
+    "ccx_cores",
     "op_ns",
     "idle_exit_ns",
     "line_smt_ns",
+    "line_ccx_ns",
     "line_local_ns",
     "line_remote_ns",
     "ipi_rtt_ns",
     "remote_read_ns",
     "smt_core_throughput",
+    "lru_gen_store",
 )
 MEANINGS = {
     "sockets": "sockets",
     "cores": "cores in all",
     "smt": "hardware threads per core (CPUs = cores x smt)",
+    "ccx_cores": "cores that share a last-level cache (AMD's core complex, CCX); cores per socket where there is no such level",
     "op_ns": "an uncontended operation's CPU time: a pipe write that wakes a task, and the switch",
     "idle_exit_ns": "an idle CPU's wake-up latency (its idle state's exit)",
     "line_smt_ns": "a cache line moving between two threads of one core",
-    "line_local_ns": "a cache line moving between cores of one socket (a contended atomic)",
+    "line_ccx_ns": "a cache line moving between cores of one CCX (they share its L3)",
+    "line_local_ns": "a cache line moving between cores of one socket in different CCXs (a contended atomic)",
     "line_remote_ns": "a cache line moving between sockets",
     "ipi_rtt_ns": "an IPI sent, handled and acknowledged",
     "remote_read_ns": "a read of a line another CPU wrote",
     "smt_core_throughput": "threads' worth of work a core delivers with every SMT thread busy",
+    "lru_gen_store": "1 if context_switch's lru_gen_use_mm() writes the mm on every switch to a user task (CONFIG_LRU_GEN_WALKS_MMU)",
 }
 
 
@@ -85,6 +98,7 @@ class Machine:
     values: dict[str, float]
     sources: dict[str, str]
     fitted: tuple[str, ...]
+    published_as: str = ""  # the machine whose published figures these are (a variant of it names it)
 
     @property
     def cpus(self) -> int:
@@ -125,10 +139,18 @@ def parse_machine(name: str, text: str) -> Machine:
                 raise ValueError(f"'{key}' must be a whole number >= 1")
         if values["cores"] % values["sockets"]:
             raise ValueError("cores must divide evenly among the sockets")
+        if values["ccx_cores"] < 1 or (values["cores"] // values["sockets"]) % values["ccx_cores"]:
+            raise ValueError("'ccx_cores' must divide the cores of a socket evenly")
+        if values["lru_gen_store"] not in (0, 1):
+            raise ValueError("'lru_gen_store' is 0 or 1 (a kernel configuration, not a cost)")
+        fitted = tuple(str(f) for f in d.get("fitted", []))
+        if set(fitted) - set(CONSTANTS):
+            raise ValueError(f"'fitted' names unknown constants {sorted(set(fitted) - set(CONSTANTS))}")
         pub = d["published_tasks"]
         return Machine(
             name=d["name"], description=d["description"], arch=d["arch"], published_tasks=int(pub["value"]),
-            published_tasks_source=str(pub["source"]), values=values, sources=sources, fitted=tuple(d.get("fitted", [])),
+            published_tasks_source=str(pub["source"]), values=values, sources=sources, fitted=fitted,
+            published_as=str(d.get("published_as", d["name"])),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise ConfigError(f"machine '{name}': bad file ({e})") from None
@@ -166,16 +188,26 @@ def placement(spec: BenchSpec, m: Machine, units: int) -> tuple[int, int, int, f
     return busy_cpus, busy_cores, used, min(float(smt), tasks / busy_cores)
 
 
-def transfer_ns(m: Machine, busy_cpus: int, per_core: float, sockets_used: int) -> float:
-    """A line updated by every busy CPU in turn: its next owner is any other busy CPU alike."""
-    if busy_cpus <= 1:
+def transfer_ns(m: Machine, busy_cores: int, per_core: float) -> float:
+    """A line updated by every busy CPU in turn: its next owner is any other busy CPU alike. The
+    busy cores fill CCX after CCX and socket after socket (will-it-scale's core order), so a CPU's
+    others are its core's siblings, its CCX's, its socket's and the other sockets' busy CPUs."""
+    busy = busy_cores * per_core
+    if busy <= 1:
         return 0.0
-    others = busy_cpus - 1
-    same_core = max(0.0, per_core - 1) / others
-    remote = (busy_cpus - busy_cpus / sockets_used) / others
-    local = max(0.0, 1 - same_core - remote)
     v = m.values
-    return v["line_smt_ns"] * same_core + v["line_local_ns"] * local + v["line_remote_ns"] * remote
+    per_socket, ccx = int(v["cores"] // v["sockets"]), int(v["ccx_cores"])
+    total = 0.0
+    for core in range(busy_cores):
+        in_ccx = min(busy_cores, (core // ccx + 1) * ccx) - core // ccx * ccx
+        in_socket = min(busy_cores, (core // per_socket + 1) * per_socket) - core // per_socket * per_socket
+        total += per_core * (
+            (per_core - 1) * v["line_smt_ns"]
+            + (in_ccx - 1) * per_core * v["line_ccx_ns"]
+            + (in_socket - in_ccx) * per_core * v["line_local_ns"]
+            + (busy_cores - in_socket) * per_core * v["line_remote_ns"]
+        )
+    return total / busy / (busy - 1)
 
 
 def wakeup_ns(spec: BenchSpec, m: Machine, xfer: float) -> float:
@@ -190,7 +222,7 @@ def predict(spec: BenchSpec, m: Machine, units: int, counts: OpCounts) -> Predic
     (measured with the same tasks per CPU)."""
     v = m.values
     busy_cpus, busy_cores, used, per_core = placement(spec, m, units)
-    xfer = transfer_ns(m, busy_cpus, per_core, used)
+    xfer = transfer_ns(m, busy_cores, busy_cpus / busy_cores)
     emu_busy = min(counts.units * spec.tasks_per_unit, counts.cpus)
     grow = (busy_cpus - 1) / (emu_busy - 1) if emu_busy > 1 else 1.0
     per = counts.per_op
@@ -198,7 +230,14 @@ def predict(spec: BenchSpec, m: Machine, units: int, counts: OpCounts) -> Predic
     reads = per["remote_slot_reads"] * grow
     cpu_ns = v["op_ns"] + ipis * v["ipi_rtt_ns"] + reads * v["remote_read_ns"]
     latency = cpu_ns + per["remote_wakeups"] * wakeup_ns(spec, m, xfer) + per["lazy_switches"] * v["idle_exit_ns"]
-    lines = (counts.count_line_atomics * xfer, counts.mask_line_atomics * xfer)
+    # the mm's lines: mm_count, mm_cpumask and (CONFIG_LRU_GEN_WALKS_MMU) lru_gen.bitmap, written by
+    # every switch to a user task; shared by the busy CPUs only when the tasks share one mm (threads)
+    mm_xfer = xfer if spec.driver.clone_vm else 0.0
+    lines = (
+        counts.count_line_atomics * mm_xfer,
+        counts.mask_line_atomics * mm_xfer,
+        v["lru_gen_store"] * counts.user_switches * mm_xfer,
+    )
     chains = spec.chains(units)
     x_net = line_throughput(chains, latency, lines)
     cores_worth = busy_cores * min(per_core, v["smt_core_throughput"])
@@ -234,12 +273,18 @@ class Published:
 
 
 PIGGIN = "Piggin, '[PATCH v7 5/5] powerpc/64s: enable MMU_LAZY_TLB_SHOOTDOWN', 20230203071837.1136453-6-npiggin@gmail.com"
+PIGGIN_RAW = "Piggin, 'Re: [PATCH v6 4/5] powerpc/64s: enable MMU_LAZY_TLB_SHOOTDOWN' (19 Jan 2023), CPVU13AC1206.2SHGMTJDZK6H8@bobo"
 DESNOYERS = "Desnoyers, hazptr RFC v2/v3 cover (20241004182734.1761555-1-mathieu.desnoyers@efficios.com), will-it-scale speedup table"
 RIEL = "van Riel, INVLPGB v14 10/13, 20250226030129.530345-11-riel@surriel.com"
 _CURVE = ((1, -0.2), (2, 0.4), (3, 0.2), (6, 0.6), (12, 0.8), (24, 3), (48, 12), (96, 21), (192, 28), (384, 4), (768, -0.6))
 PUBLISHED: tuple[Published, ...] = (
     Published("power8-192", "context_switch1_threads", 768, "refcount", 1.0e6, None, None, PIGGIN + ": 'about 1 million'"),
     Published("power8-192", "context_switch1_threads", 768, "shoot-lazies", 118e6, None, None, PIGGIN + ": '118 million'"),
+    # the same run's will-it-scale output, and the run with two tasks a CPU (user -> user: no lazy transition)
+    Published("power8-192", "context_switch1_threads", 768, "refcount", 1_827_952, None, None, PIGGIN_RAW + ": '-t 768 ... total:1827952'"),
+    Published(
+        "power8-192", "context_switch1_threads", 1536, "refcount", 177_201_906, None, None, PIGGIN_RAW + ": '-t 1536 ... total:177201906'"
+    ),
     *(
         Published("epyc-9654-2s", "context_switch1_threads", t, "hazptr", None, "refcount", 1 + p / 100, f"{DESNOYERS}: -t {t}: {p:+g}%")
         for t, p in _CURVE
@@ -279,7 +324,7 @@ class BenchComparison:
         return next((p for p in self.rows if p.strategy == strategy and p.units == units), None)
 
     def published_points(self) -> list[Published]:
-        return published_for(self.machine.name, self.benchmark)
+        return published_for(self.machine.published_as, self.benchmark)
 
     def published(self) -> list[tuple[Published, str]]:
         """Each published figure of this machine and benchmark with the prediction beside it."""
@@ -312,6 +357,8 @@ class BenchComparison:
             "rows": rows,
             "model": "emu.harness.bench_projection",
             "machine_constants": {k: {"value": m.values[k], "source": m.sources[k]} for k in CONSTANTS},
+            "fitted": list(m.fitted),
+            "published_as": m.published_as,
             "published": [
                 {
                     "tasks": q.tasks,
@@ -321,7 +368,7 @@ class BenchComparison:
                     "ratio": q.ratio,
                     "source": q.source,
                 }
-                for q in published_for(m.name, self.benchmark)
+                for q in published_for(m.published_as, self.benchmark)
             ],
         }
 

@@ -151,6 +151,12 @@ class OpCounts:
         return max(0.0, self.per_op["mm_atomics"] - self.per_op["mask_atomics"])
 
     @property
+    def user_switches(self) -> float:
+        """Switches to a user task: every switch but those to the idle task (a lazy transition is
+        one switch to idle; the benchmark loads run no kernel threads)."""
+        return max(0.0, self.per_op["context_switches"] - self.per_op["lazy_switches"])
+
+    @property
     def mask_line_atomics(self) -> float:
         return self.per_op["mask_atomics"]
 

@@ -16,6 +16,7 @@ import shutil
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from xml.sax.saxutils import escape
 
 UNITS = ("ns", "step")
@@ -24,6 +25,20 @@ NOMARK = " " * len(MARK)
 SEP = " | "  # between columns: the CPUs' lifelines
 MIN_COLUMN = 12  # a column is never cut below this many characters: narrower, an event is unreadable
 SVG_COLUMN = 80  # characters of an SVG column before its texts wrap (an SVG has no width to fit)
+
+
+class Shown(Protocol):
+    """What the view reads of an event: a report's timeline event (``emu.harness.events.Event``,
+    its text its kind's format filled with its values) or an ``Ev``."""
+
+    @property
+    def t(self) -> int: ...
+    @property
+    def cpu(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def mark(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -49,12 +64,12 @@ def stamp(t: int, unit: str) -> str:
     raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
 
 
-def cpus_of(events: Sequence[Ev]) -> list[int]:
+def cpus_of(events: Sequence[Shown]) -> list[int]:
     """The CPUs that appear, in order: the columns, left to right."""
     return sorted({e.cpu for e in events})
 
 
-def in_order(events: Sequence[Ev]) -> list[Ev]:
+def in_order(events: Sequence[Shown]) -> list[Shown]:
     """By time; events with the same time keep the order they were given in (a stable sort)."""
     return sorted(events, key=lambda e: e.t)
 
@@ -83,7 +98,7 @@ def wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(" ".join(words), width, break_on_hyphens=False, break_long_words=False) or [""]
 
 
-def columns_text(events: Sequence[Ev], unit: str = "ns", width: int = 0) -> list[str]:
+def columns_text(events: Sequence[Shown], unit: str = "ns", width: int = 0) -> list[str]:
     """The interleaving as lines of plain ASCII: a header naming the CPUs' columns, a rule, then
     one row per event, in the column of the CPU that did it, its time in the left gutter. The
     violating event's lines begin with ``MARK`` (``>>``). Texts wrap within their column so that
@@ -135,7 +150,7 @@ def _xml_text(s: str) -> str:
     return escape(_NOT_XML.sub("?", s))
 
 
-def columns_svg(events: Sequence[Ev], unit: str = "ns", title: str = "") -> str:
+def columns_svg(events: Sequence[Shown], unit: str = "ns", title: str = "") -> str:
     """The same picture as ``columns_text``, as a standalone SVG document: a header box per CPU,
     its lifeline down the page, each event's text in its CPU's column on its own row, the time
     in the left gutter, the violating event's row highlighted in red. ``title`` (lines split at

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from emu.machine.memory_model import MEMORY_MODELS
+from emu.machine.policies import sched_choices
 
 
 class ConfigError(ValueError):
@@ -73,7 +74,7 @@ class RunConfig:
     watchdog: float = 10.0  # seconds without progress before a CPU is reported stalled
     ipi_timeout: float = 10.0  # seconds an IPI sender waits for the acknowledgement (csd lock timeout)
     # scheduling (emu.machine.detsched): free-running processes, or one CPU at a time by a seeded policy
-    sched: str = "free"  # free, pct or random
+    sched: str = "free"  # free, or a policy of emu.machine.policies (pct, random)
     steps: int = 100_000  # a deterministic mode's run phase, in scheduling points (its --duration)
     depth: int = 3  # pct: the bug depth it targets (depth - 1 priority change points)
     replay: str = ""  # a deterministic run's report or schedule file: follow its schedule
@@ -139,7 +140,14 @@ def max_cpus_here() -> int:
 
 
 X86_MODELS = ("x86", "x86-lazy-mask", "x86-v6.14", "x86-v6.14.7", "x86-stable-6.12.29", "x86-stable-dolan-fix", "x86-invlpgb")
-SCHEDS = ("free", "pct", "random")
+SCHEDS = ("free", *sched_choices())  # free, then every policy --sched names (emu.machine.policies)
+
+
+def scheds() -> tuple[str, ...]:
+    """The --sched choices now: free, and the policies the registry finds."""
+    return ("free", *sched_choices())
+
+
 MAX_STEPS = 1_000_000_000
 MAX_TRIM_TIMER = 1_000_000
 
@@ -197,8 +205,8 @@ def validate(
     for flag, v in (("--watchdog", cfg.watchdog), ("--ipi-timeout", cfg.ipi_timeout)):
         if not 0.1 <= v <= 3600:
             raise ConfigError(f"{flag} must be between 0.1 and 3600 seconds, got {v}")
-    if cfg.sched not in SCHEDS:
-        raise ConfigError(f"unknown scheduling mode '{cfg.sched}' {suggest(cfg.sched, list(SCHEDS))}")
+    if cfg.sched not in scheds():
+        raise ConfigError(f"unknown scheduling mode '{cfg.sched}' {suggest(cfg.sched, list(scheds()))}")
     if not 1 <= cfg.steps <= MAX_STEPS:
         raise ConfigError(f"--steps must be between 1 and {MAX_STEPS:,}, got {cfg.steps}")
     if not 1 <= cfg.depth <= 64:

@@ -37,6 +37,17 @@ from emu.machine.atomics import Atomics
 
 Thread = Callable[[Atomics, Mapping[str, int]], "int | tuple[int, ...]"]
 Outcome = tuple[int, ...]
+
+
+class Histogram(Counter[Outcome]):
+    """The outcomes, and in how many iterations the bodies overlapped: every CPU began its body
+    before any had drained its stores. An outcome that needs the bodies to run together (store
+    buffering under tso) can only come from those; a host too busy to run the processes together
+    gives few, and a test can then say so instead of failing (``overlapped``)."""
+
+    overlapped: int = 0
+
+
 SPINS_BEFORE_YIELD = 200
 STALL_SPINS = SPINS_BEFORE_YIELD  # a finished thread drains once it starts yielding while waiting for the others
 
@@ -49,7 +60,7 @@ def litmus(
     seed: int = 0,
     final: bool = False,
     orders: bool = False,
-) -> Counter[Outcome]:
+) -> Histogram:
     """Run ``threads[i]`` on CPU ``i``, ``iterations`` times; the histogram of outcomes (with the
     variables' final values last if ``final``; with ``orders``, half the bodies of each thread but
     the first wait for an earlier thread's, see the module's docstring)."""
@@ -79,6 +90,7 @@ def litmus(
             def run(cpu: Cpu) -> list[tuple[int, ...]]:
                 a, w = cpu.atomics, cpu.w
                 seen: list[tuple[int, ...]] = []
+                together: list[int] = []  # per iteration: this CPU began before any other had drained
                 stagger = random.Random(seed * 7919 + i).random  # seeded: no host randomness
                 for it in range(iterations):
                     barrier(cpu, 2 * it + 1)
@@ -91,6 +103,7 @@ def litmus(
                         j = int(stagger() * i)
                         flag = done[j] if stagger() < 0.5 else drained[j]
                         wait(cpu, lambda: w[flag] > it)  # noqa: B023 (called at once)
+                    together.append(all(w[drained[j]] <= it for j in range(n) if j != i))
                     r = fn(a, v)
                     seen.append(r if isinstance(r, tuple) else (r,))
                     w[done[i]] = it + 1  # machine bookkeeping: not buffered, drains nothing
@@ -109,16 +122,17 @@ def litmus(
                             w[off] = 0
                     barrier(cpu, 2 * it + 2)
                 if i == 0:
-                    return [s + f for s, f in zip(seen, finals, strict=True)]
-                return seen
+                    seen = [s + f for s, f in zip(seen, finals, strict=True)]
+                return seen + [tuple(together)]
 
             return run
 
         finals: list[tuple[int, ...]] = []  # filled by CPU 0, in its own process
         per_cpu = tb.run([body(i, fn) for i, fn in enumerate(threads)], timeout=120.0)
     # CPU 0's entries end with the final values: put them last
-    rows = zip(*per_cpu, strict=True)
-    return Counter(_outcome(row, len(variables), final) for row in rows)
+    hist = Histogram(_outcome(row, len(variables), final) for row in zip(*(c[:-1] for c in per_cpu), strict=True))
+    hist.overlapped = sum(all(flags) for flags in zip(*(c[-1] for c in per_cpu), strict=True))
+    return hist
 
 
 def _outcome(row: Sequence[tuple[int, ...]], nvars: int, final: bool) -> Outcome:

@@ -20,11 +20,10 @@ with each value-returning RMW of ``FULL_RMWS`` for the barriers (Documentation/a
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from emu.harness.litmus import Outcome, Thread, litmus
+from emu.harness.litmus import Histogram, Outcome, Thread, litmus
 from emu.machine.atomics import Atomics
 
 V = Mapping[str, int]
@@ -602,7 +601,7 @@ BY_NAME = {p.name: p for p in PATTERNS}
 MODELS = ("sc", "tso", "weak")
 
 
-def run(pattern: Pattern, model: str, iterations: int, seed: int = 0) -> tuple[int, Counter[Outcome]]:
+def run(pattern: Pattern, model: str, iterations: int, seed: int = 0) -> tuple[int, Histogram]:
     """How many iterations showed the ``exists`` clause, and the whole histogram."""
     hist = litmus(
         list(pattern.threads), list(pattern.variables), iterations=iterations, memory_model=model, seed=seed, final=True, orders=True

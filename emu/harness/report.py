@@ -12,6 +12,9 @@ import numpy as np
 from emu.arch.base import EV_SWITCH_MM
 from emu.checks.oracle import EV_VIOLATION, KINDS, LEAK, site_name
 from emu.harness.config import RunConfig, Workload
+from emu.harness.events import Event
+from emu.harness.events import from_json as events_from_json
+from emu.harness.events import to_json as events_to_json
 from emu.harness.replay import setup_digest
 from emu.kernel.mm import EV_MMDROP
 from emu.machine.detsched import STEP_NS
@@ -47,7 +50,7 @@ from emu.machine.layout import (
     e2f_value_ns,
     mm_name,
 )
-from emu.machine.trace import STEP_SHIFT, decode_rings, render
+from emu.machine.trace import STEP_SHIFT, decode_rings, format_of, kind_of, render, values
 
 if TYPE_CHECKING:
     from emu.harness.runner import RunState
@@ -68,10 +71,20 @@ class Report:
     harness: dict[str, Any]
     command: str
     timelines: list[list[str]] = field(default_factory=list)
-    # the same events, structured: per timeline, [t, cpu, text, mark] each, t in ns since the load
-    # began (the step, in a deterministic run); absent from reports written before it
-    timeline_events: list[list[list[Any]]] = field(default_factory=list)
+    # the same events as data (emu.harness.events, its JSON): a schema version, the kinds' formats,
+    # per timeline each event's kind, CPU, step or time, mms and values; {} in a report read back
+    # from JSON written before them (schema 1: "timeline_events", text alone)
+    events: dict[str, Any] = field(default_factory=dict)
     schedule: dict[str, Any] | None = None  # a deterministic run's: its policy and hand-overs (emu.machine.detsched)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], where: str = "report") -> Report:
+        """A report read back from its JSON. One written before the events' schema 2 reads too,
+        without them (its timelines as lines); one of another schema is refused (ConfigError)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        r = cls(**{k: v for k, v in doc.items() if k in known})
+        event_timelines(r, where)  # refuses another schema now, not when the timeline is shown
+        return r
 
     def to_json(self) -> dict[str, Any]:
         # a deterministic run's setup and schedule repeat it: the digest tells a replay if the setup was edited
@@ -86,7 +99,7 @@ class Report:
             "harness": self.harness,
             "command": self.command,
             "timelines": self.timelines,
-            "timeline_events": self.timeline_events,
+            "events": self.events,
             **extra,
         }
 
@@ -251,11 +264,21 @@ def marked(rows: list[Row], cpu: int, kind: int, mm: int) -> int | None:
     return hits[-1] if hits else None
 
 
-def timeline_events(rows: list[Row], layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[list[Any]]:
-    """The timeline's events as ``[t, cpu, text, mark]``: ``t`` in ns since the load began (``t0_ns``),
-    the text as the flat timeline shows it, and ``mark`` on the violation's own event."""
+def timeline_events(rows: list[Row], layout: Layout, viol: dict[str, Any], mm: int, t0_ns: int) -> list[Event]:
+    """The timeline's events as data: each its kind, CPU, time (``_t``), format and values (the
+    flat timeline's text is the format filled with them), and ``mark`` on the violation's own event."""
     mark = marked(rows, viol["cpu"], KINDS.index(viol["kind"]), mm)
-    return [[_t(clock, t0_ns), cpu, render(code, a, b, layout, _NAMES), i == mark] for i, (clock, cpu, code, a, b) in enumerate(rows)]
+    unit = "step" if t0_ns < 0 else "ns"
+    return [
+        Event(kind_of(code), cpu, _t(clock, t0_ns), unit, format_of(code), tuple(values(code, a, b, layout, _NAMES)), i == mark)
+        for i, (clock, cpu, code, a, b) in enumerate(rows)
+    ]
+
+
+def event_timelines(report: Report, where: str = "report") -> list[list[Event]]:
+    """The report's timelines as events: none for a report without them (read from JSON written
+    before them); ConfigError for events of a schema this version does not read."""
+    return events_from_json(report.events, where)
 
 
 def _t(clock: int, t0_ns: int) -> int:
@@ -274,7 +297,8 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         nviol = int(arr[H_NVIOL])
         violations = [_violation(arr, layout, n, state.t_run_ns) for n in range(min(nviol, VIOL_CAP))]
         counts = {k: int(arr[H_VIOL_KINDS + i]) for i, k in enumerate(KINDS) if arr[H_VIOL_KINDS + i]}
-        timelines, events = [], []
+        timelines: list[list[str]] = []
+        events: list[list[Event]] = []
         for n, v in enumerate(violations):
             if v["snapshot"] >= 0:
                 mm = int(arr[layout.viol_base + n * VIOL_WORDS + V_MM])
@@ -339,7 +363,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         }
         return Report(
             config=cfg.to_dict(), metrics=metrics, violations=violations, violation_counts=counts, verdict=verdict,
-            status=status, harness=harness, command=command_for(cfg), timelines=timelines, timeline_events=events,
+            status=status, harness=harness, command=command_for(cfg), timelines=timelines, events=events_to_json(events),
             schedule=schedule,
         )  # fmt: skip
     harness = {
@@ -364,7 +388,7 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         harness=harness,
         command=command_for(cfg),
         timelines=timelines,
-        timeline_events=events,
+        events=events_to_json(events),
     )
 
 

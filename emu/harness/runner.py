@@ -37,10 +37,11 @@ from emu.checks.watchdog import Watchdog, describe_cpu, lost_ipi
 from emu.harness.config import RunConfig
 from emu.harness.memwatch import RssSampler
 from emu.harness.parts import extra_counters, parts_for
-from emu.harness.perturbation import BURST_EVERY_S, HOTPLUG_EVERY_S, STUTTER_RUN_S, Perturbation
+from emu.harness.perturbation import Events, Perturbation
 from emu.harness.replay import load_replay
 from emu.harness.report import Report, collect, sum_counters
 from emu.kernel.cpu import EXIT_HARNESS, Cpu
+from emu.kernel.drain import drain_settled
 from emu.machine.atomics import make_locks
 from emu.machine.detsched import (
     DRAIN_STEPS,
@@ -59,15 +60,13 @@ from emu.machine.detsched import (
     Schedule,
     describe_deadlock,
     init_region,
+    make_policy,
     read_schedule,
 )
 from emu.machine.irq import make_doorbells
 from emu.machine.layout import (
-    C_DRAIN_PASS,
     C_STATE,
     CPU_QUIESCED,
-    CPU_WORDS,
-    H_KTHREAD_MMS,
     H_LIVE_USERS,
     H_NCPUS,
     H_NMM,
@@ -85,6 +84,8 @@ from emu.machine.layout import (
     PHASE_RUN,
     Layout,
 )
+from emu.machine.policies import policy_class
+from emu.machine.policy import Policy, RunStart
 from emu.machine.shm import Segment, SegmentError, sweep_stale
 from emu.strategies import resolve
 
@@ -150,9 +151,8 @@ def _cpu_entry(
     seg.check()
     det = None
     if turns is not None:
-        det = DetSched(
-            seg.words, layout, cpu, cfg.sched, cfg.seed, cfg.steps, cfg.depth, cfg.fail_fast, turns, schedule, _perturb_means(cfg)
-        )
+        policy = make_policy(policy_class(cfg.sched, schedule is not None), seg.words, layout, run_start(cfg, schedule))
+        det = DetSched(seg.words, layout, cpu, policy, cfg.fail_fast, turns, Events(cfg, layout, seg.words))
     machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, parts_for(cfg), det)
     boot = machine.boot
 
@@ -181,12 +181,17 @@ def _cpu_entry(
     sys.exit(status)
 
 
-def _perturb_means(cfg: RunConfig) -> dict[str, float]:
-    """A deterministic mode's perturbation: each kind asked for, with its mean gap in steps."""
-    step_s = STEP_NS / 1e9
-    means = {"stutter": STUTTER_RUN_S / step_s, "hotplug": HOTPLUG_EVERY_S / step_s, "burst": BURST_EVERY_S / step_s}
-    on = {"stutter": cfg.stutter, "hotplug": cfg.hotplug, "burst": cfg.use_mm_bursts}
-    return {k: v for k, v in means.items() if on[k]}
+def run_start(cfg: RunConfig, schedule: Schedule | None) -> RunStart:
+    """What the policy is told of the run (``emu.machine.policy``)."""
+    handovers = schedule.handovers if schedule is not None else ()
+    return RunStart(ncpus=cfg.cpus, seed=cfg.seed, steps=cfg.steps, depth=cfg.depth, handovers=handovers)
+
+
+def begin_policy(cfg: RunConfig, words: memoryview, layout: Layout, schedule: Schedule | None) -> Policy:
+    """A run begins: the policy that steers it writes its starting state."""
+    policy = make_policy(policy_class(cfg.sched, schedule is not None), words, layout, run_start(cfg, schedule))
+    init_region(words, layout, policy, cfg.steps)
+    return policy
 
 
 @dataclass
@@ -328,9 +333,9 @@ class Runner:
         ends (a host-side hang: the watchdog's seconds without a step)."""
         w, lay, cfg = seg.words, self.layout, self.cfg
         self._init_machine(w)
-        init_region(w, lay, cfg.sched, cfg.seed, cfg.steps, cfg.depth)
-        gate = os.pipe()  # unused by the deterministic boot; the CPU entry closes its ends
         schedule = load_replay(cfg) if cfg.replay else None
+        begin_policy(cfg, w, lay, schedule)
+        gate = os.pipe()  # unused by the deterministic boot; the CPU entry closes its ends
         try:
             for c in range(cfg.cpus):
                 args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate, turns, schedule)
@@ -495,34 +500,20 @@ class Runner:
         w, lay = seg.words, self.layout
         w[H_PHASE] = PHASE_DRAIN
         t0 = time.monotonic()
-        arr = np.frombuffer(seg.buf, dtype=np.int64)
-        states = arr[lay.cpu_base + C_STATE : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
         if self.watchdog:
             self.watchdog.touch(t0)
-        passes = arr[lay.cpu_base + C_DRAIN_PASS : lay.cpu_base + lay.ncpus * CPU_WORDS : CPU_WORDS]
-        settled_at = None  # each CPU's pass count when the machine was first seen quiet
-        try:
-            while True:
-                self._check_stalls(time.monotonic())
-                quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
-                if quiet and (states == CPU_QUIESCED).all():
-                    # every CPU ran its drain task (emu.kernel.drain) and idles: one more pass on
-                    # every CPU confirms that none was woken meanwhile
-                    if settled_at is None:
-                        settled_at = passes.copy()
-                    elif (passes > settled_at).all():
-                        break
-                else:
-                    settled_at = None
-                if time.monotonic() - t0 > DRAIN_TIMEOUT_S:
-                    busy = [c for c in range(lay.ncpus) if states[c] != CPU_QUIESCED]
-                    raise HarnessError(
-                        f"the machine did not drain within {DRAIN_TIMEOUT_S:.0f}s: "
-                        f"{w[H_LIVE_USERS]} user tasks alive, CPUs not idle: {busy[:8]}"
-                    )
-                self._wait_children(seg, 0.005)
-        finally:
-            del states, passes, arr
+        seen = [0] * (lay.ncpus + 1)  # what the settling check saw (emu.kernel.drain.drain_settled)
+        while True:
+            self._check_stalls(time.monotonic())
+            if drain_settled(w, lay, seen):
+                break
+            if time.monotonic() - t0 > DRAIN_TIMEOUT_S:
+                busy = [c for c in range(lay.ncpus) if w[lay.cpu(c) + C_STATE] != CPU_QUIESCED]
+                raise HarnessError(
+                    f"the machine did not drain within {DRAIN_TIMEOUT_S:.0f}s: "
+                    f"{w[H_LIVE_USERS]} user tasks alive, CPUs not idle: {busy[:8]}"
+                )
+            self._wait_children(seg, 0.005)
         self.state.drain_s = time.monotonic() - t0
         self.state.drained = True
         w[H_PHASE] = PHASE_EXIT

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
-from emu.kernel.drain import Drain
+from emu.kernel.drain import Drain, drain_settled
 from emu.kernel.driver import TaskDriver
 from emu.kernel.hotplug import FINISH_CPU, Hotplug
 from emu.kernel.mm import MmOps
@@ -451,8 +451,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
                     return
             self.w[self.DRAIN_PASS] += 1  # only this CPU writes it
             self.w[self.STATE] = CPU_QUIESCED
-            if self.det is not None:
-                self.det.drain_pass()  # in a deterministic mode the CPUs tell when the machine has drained
+            if self.det is not None and drain_settled(self.w, self.layout, self.det.drain_seen):
+                self.w[H_PHASE] = PHASE_EXIT  # in a deterministic mode the CPUs tell when the machine has drained
             self.idle_wait(0.005)
             return
         timeout = 0.002

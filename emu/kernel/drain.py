@@ -19,15 +19,53 @@ has, and that mm is the one left out for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from emu.machine.layout import C_DRAIN_MM, H_DRAIN_TASKS, H_KTHREAD_MMS, H_LIVE_USERS, T_MM, TASK_WORDS
+from emu.machine.layout import (
+    C_DRAIN_MM,
+    C_DRAIN_PASS,
+    C_STATE,
+    CPU_QUIESCED,
+    H_DRAIN_TASKS,
+    H_KTHREAD_MMS,
+    H_LIVE_USERS,
+    T_MM,
+    TASK_WORDS,
+    Layout,
+)
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
     from emu.kernel.core import CpuCore
 
-EV_DRAIN_TASK = event("drain_task", "drain: {task:a} on {mm:a}, forked to exit at once")
+
+class Seen(Protocol):
+    """What the settling check saw: [0] whether the machine was seen quiet, [1 + cpu] that CPU's pass count then."""
+
+    def __getitem__(self, i: int) -> int: ...
+
+    def __setitem__(self, i: int, v: int) -> None: ...
+
+
+def drain_settled(w: memoryview, layout: Layout, seen: Seen) -> bool:
+    """Has the machine drained? It is quiet (no user task alive, no kernel thread holding an mm,
+    every CPU idle after its drain task) and every CPU has made one more idle pass since it was
+    first seen quiet (none was woken meanwhile). The one check of both modes: the free mode's
+    runner polls it, and in a deterministic mode each idle CPU asks it after its pass."""
+    n = layout.ncpus
+    quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0 and all(w[layout.cpu(c) + C_STATE] == CPU_QUIESCED for c in range(n))
+    if not quiet:
+        seen[0] = 0
+        return False
+    if not seen[0]:
+        seen[0] = 1
+        for c in range(n):
+            seen[1 + c] = w[layout.cpu(c) + C_DRAIN_PASS]
+        return False
+    return all(w[layout.cpu(c) + C_DRAIN_PASS] > seen[1 + c] for c in range(n))
+
+
+EV_DRAIN_TASK = event("drain_task", "drain: {task:a} on {mm:b}, forked to exit at once")
 
 
 class Drain:

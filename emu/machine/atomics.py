@@ -18,9 +18,11 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.synchronize import Lock
 from time import perf_counter_ns
+from types import FunctionType
 from typing import TYPE_CHECKING
 
 from emu.machine.layout import LINE
+from emu.machine.points import sched_point
 
 if TYPE_CHECKING:
     from emu.machine.irq import Irq
@@ -29,6 +31,13 @@ LINE_SHIFT = LINE.bit_length() - 1
 # Tries before a contended lock blocks: a holder running on another core releases within a few
 # microseconds, while a sleep and wake-up costs tens and may leave a core idle.
 LOCK_SPINS = 50
+
+# The scheduling points of a deterministic mode (emu.machine.points): every access a scheme makes
+# through this API is one. A write, a barrier (it makes buffered stores visible) and every
+# read-modify-write (even a failed cmpxchg: it takes the line's lock) is progress; a read is not,
+# whatever its name or ordering (READ_ONCE, atomic_read, smp_load_acquire, rcu_dereference, a
+# cpumask test or walk), so CPUs that only read while they spin are seen to wait.
+READ, PROGRESS = sched_point(progress=False), sched_point(progress=True)
 
 
 def make_locks(ctx, n: int = 256) -> list[Lock]:  # type: ignore[no-untyped-def]
@@ -82,7 +91,14 @@ class Atomics:
                 w[self._c_wait_ns] += perf_counter_ns() - t0
         return k
 
-    lock_rmw = lock  # the lock of an RMW on a scheme's data (``mm_count``): weaker than ``lock`` only in the weak model
+    # the lock of an RMW on a scheme's data (``mm_count``): weaker than ``lock`` only in the weak model. A copy of
+    # ``lock``'s function, not an alias, so that it is a scheduling point (an RMW's access) while the
+    # machine's own lock is a wait loop of the hand-over's (``install_points``); the copy costs no call.
+    if TYPE_CHECKING:
+
+        def lock_rmw(self, i: int) -> int: ...
+    else:
+        lock_rmw = PROGRESS(FunctionType(lock.__code__, lock.__globals__, "lock_rmw", lock.__defaults__, lock.__closure__))
 
     def unlock(self, k: int) -> None:
         self._rel[k]()
@@ -92,18 +108,23 @@ class Atomics:
             irq.replay()
 
     # -- plain accesses --------------------------------------------------------------------
+    @READ
     def READ_ONCE(self, i: int) -> int:
         return self.w[i]
 
+    @PROGRESS
     def WRITE_ONCE(self, i: int, v: int) -> None:
         self.w[i] = v
 
+    @READ
     def smp_load_acquire(self, i: int) -> int:
         return self.w[i]
 
+    @PROGRESS
     def smp_store_release(self, i: int, v: int) -> None:
         self.w[i] = v
 
+    @PROGRESS
     def smp_mb(self) -> None:
         """A full barrier: nothing to do when every access is already ordered."""
 
@@ -114,6 +135,7 @@ class Atomics:
     atomic_set = WRITE_ONCE
 
     # -- read-modify-writes --------------------------------------------------------------
+    @PROGRESS
     def atomic_add_return(self, i: int, d: int) -> int:
         k = self.lock(i)
         w = self.w
@@ -122,21 +144,27 @@ class Atomics:
         self.unlock(k)
         return v
 
+    @PROGRESS
     def atomic_add(self, i: int, d: int) -> None:
         self.atomic_add_return(i, d)
 
+    @PROGRESS
     def atomic_sub(self, i: int, d: int) -> None:
         self.atomic_add_return(i, -d)
 
+    @PROGRESS
     def atomic_inc(self, i: int) -> None:
         self.atomic_add_return(i, 1)
 
+    @PROGRESS
     def atomic_dec(self, i: int) -> None:
         self.atomic_add_return(i, -1)
 
+    @PROGRESS
     def atomic_dec_and_test(self, i: int) -> bool:
         return self.atomic_add_return(i, -1) == 0
 
+    @PROGRESS
     def atomic_xchg(self, i: int, new: int) -> int:
         k = self.lock(i)
         w = self.w
@@ -145,6 +173,7 @@ class Atomics:
         self.unlock(k)
         return old
 
+    @PROGRESS
     def atomic_cmpxchg(self, i: int, old: int, new: int) -> int:
         """Store ``new`` if the word holds ``old``; return what it held."""
         k = self.lock(i)
@@ -155,11 +184,13 @@ class Atomics:
         self.unlock(k)
         return cur
 
+    @PROGRESS
     def try_cmpxchg(self, i: int, old: int, new: int) -> tuple[bool, int]:
         """The kernel's ``try_cmpxchg(ptr, &old, new)``: success, and the value seen."""
         cur = self.atomic_cmpxchg(i, old, new)
         return cur == old, cur
 
+    @PROGRESS
     def atomic_inc_not_zero(self, i: int) -> bool:
         """Increment unless the word is 0; True if it did (fully ordered when it does)."""
         k = self.lock(i)
@@ -170,6 +201,7 @@ class Atomics:
         self.unlock(k)
         return v != 0
 
+    @PROGRESS
     def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
         """An RMW without a return value on the word ``i`` (``atomic_add(n, &mm->mm_count)``), done
         by ``apply`` (which takes the word's lock itself): at once here; a weak model may make it
@@ -179,9 +211,11 @@ class Atomics:
     # -- the ordering vocabulary (Documentation/atomic_t.txt, memory-barriers.txt) -----------
     # Here every access is already ordered, so each name is the same operation; a weaker model
     # (``emu.machine.memory_model``) gives each its documented ordering. Plain aliases cost nothing.
+    @PROGRESS
     def smp_rmb(self) -> None:
         """Order earlier loads before later loads: nothing to do here."""
 
+    @PROGRESS
     def smp_wmb(self) -> None:
         """Order earlier stores before later stores: nothing to do here."""
 
@@ -189,18 +223,23 @@ class Atomics:
     atomic_long_read, atomic_long_set = READ_ONCE, WRITE_ONCE
     rcu_dereference, rcu_assign_pointer = smp_load_acquire, smp_store_release  # dependency order, modelled as acquire
 
+    @PROGRESS
     def atomic_fetch_add(self, i: int, d: int) -> int:
         return self.atomic_add_return(i, d) - d
 
+    @PROGRESS
     def atomic_sub_return(self, i: int, d: int) -> int:
         return self.atomic_add_return(i, -d)
 
+    @PROGRESS
     def atomic_inc_return(self, i: int) -> int:
         return self.atomic_add_return(i, 1)
 
+    @PROGRESS
     def atomic_dec_return(self, i: int) -> int:
         return self.atomic_add_return(i, -1)
 
+    @PROGRESS
     def atomic_sub_and_test(self, i: int, d: int) -> bool:
         return self.atomic_add_return(i, -d) == 0
 
@@ -220,6 +259,7 @@ class Atomics:
     atomic_long_cmpxchg, atomic_long_try_cmpxchg, atomic_long_try_cmpxchg_relaxed = atomic_cmpxchg, try_cmpxchg, try_cmpxchg
 
     # -- spinlocks: lock is ACQUIRE, unlock RELEASE (for litmus patterns; the machine's own locks are ``lock``) --
+    @PROGRESS
     def spin_lock(self, i: int) -> None:
         spins = 0
         while not self.try_cmpxchg_acquire(i, 0, 1)[0]:
@@ -228,25 +268,30 @@ class Atomics:
                 if spins > LOCK_SPINS:  # the holder may be a process the host has not scheduled
                     os.sched_yield()
 
+    @PROGRESS
     def spin_unlock(self, i: int) -> None:
         self.smp_store_release(i, 0)
 
     # -- cpumask: 32 CPUs a word, so a word never needs the sign bit ----------------------------
+    @PROGRESS
     def cpumask_set_cpu(self, mask: int, cpu: int) -> None:
         i = mask + (cpu >> 5)
         k = self.lock(i)
         self.w[i] |= 1 << (cpu & 31)
         self.unlock(k)
 
+    @PROGRESS
     def cpumask_clear_cpu(self, mask: int, cpu: int) -> None:
         i = mask + (cpu >> 5)
         k = self.lock(i)
         self.w[i] &= ~(1 << (cpu & 31))
         self.unlock(k)
 
+    @READ
     def cpumask_test_cpu(self, mask: int, cpu: int) -> bool:
         return bool(self.w[mask + (cpu >> 5)] >> (cpu & 31) & 1)
 
+    @READ
     def for_each_cpu(self, mask: int, ncpus: int) -> Iterator[int]:
         """Iterate the set bits, reading each word once (a racy snapshot, as in the kernel)."""
         for wi in range((ncpus + 31) >> 5):
@@ -256,6 +301,7 @@ class Atomics:
                 yield (wi << 5) + low.bit_length() - 1
                 bits ^= low
 
+    @READ
     def cpumask_weight(self, mask: int, ncpus: int) -> int:
         return sum(bin(self.w[mask + wi]).count("1") for wi in range((ncpus + 31) >> 5))
 

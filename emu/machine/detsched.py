@@ -6,40 +6,34 @@ decides, from state in the segment and the seed, which CPU runs next and hands o
 that CPU's semaphore and waits on its own. There is no controller; the decision is made by
 whoever holds the turn, so it depends only on what the machine did before.
 
-Scheduling points: every access through the atomics API (``install_points`` wraps each public
-method of a CPU's ``Atomics``, whatever its memory model), the page walk of every quantum,
-and each iteration of every wait loop (``wait``: lock spins, ``csd_lock_wait``, the schemes'
-busy-waits). IPIs are no signals here: the sender raises a flag in the target's record, and
-the target runs its handlers at its next scheduling point with interrupts on, so where an
-interrupt lands is a scheduling decision too.
+Scheduling points (``emu.machine.points``), declared where they are: every access a scheme
+makes through the atomics API (each method marked ``@sched_point`` in ``emu.machine.atomics``,
+whatever its memory model), the machine's own lock (a point before it is taken; a wait loop while
+it is held elsewhere; its release is progress), the page walk of every quantum, and each
+iteration of every wait loop (``wait``: lock spins, ``csd_lock_wait``, the schemes' busy-waits,
+which call it themselves through ``cpu_relax``). IPIs are no signals here: the sender raises a
+flag in the target's record, and the target runs its handlers at its next scheduling point with
+interrupts on, so where an interrupt lands is a scheduling decision too.
 
 Time is the step count: the global step advances by one at every point, and the machine's
 clock (trace stamps, sleeps, idle timeouts, the TLB-trim timer, the exit-to-free latency, the
 soft-lockup limit) reads it as one microsecond a step. The run phase lasts ``--steps`` steps;
-the drain, perturbation (stutter, hotplug, kthread bursts) and fail-fast are decided at points
-too, by the CPU holding the turn. Nothing that steers execution reads the host clock.
+the drain's start, the perturbation's events (what they are is the harness's, the same as in
+the free mode: ``emu.harness.perturbation``) and fail-fast are decided at points too, by the
+CPU holding the turn. Nothing that steers execution reads the host clock.
 
 Who may run: a CPU that exited may not; one asleep (idle, or in a hotplug teardown) may once
 its wake-up step has come, or when woken (a reschedule or an IPI, if the sleep is
 wakeable); one blocked in a wait loop may once some CPU made progress since it blocked:
-a write through the API, a lock release, an IPI handled, or a jump of the clock (a wait may have
-a deadline, as the soft-lockup detector's). Reads do not count, so CPUs that
-only spin on one another are seen for what they are: when nobody may run and nobody sleeps,
-the run ends in a deadlock report naming who waits on whom (status 3). When only sleepers
-are left, the clock jumps to the first wake-up.
+a write, a read-modify-write or a barrier through the API, a lock release, an IPI handled, or a
+jump of the clock (a wait may have a deadline, as the soft-lockup detector's). Reads do not
+count (``READ_ONCE`` included), so CPUs that only spin on one another are seen for what they
+are: when nobody may run and nobody sleeps, the run ends in a deadlock report naming who waits
+on whom (status 3). When only sleepers are left, the clock jumps to the first wake-up.
 
-The policies (``decide``):
-
-- ``pct``: probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010). Each CPU gets a
-  distinct random priority above ``depth``; ``depth - 1`` change points are drawn over the
-  step budget, and the CPU that holds the turn at the i-th one drops to priority ``depth - i``.
-  The highest-priority CPU that may run, runs. A bug of depth d is found with probability at
-  least 1 / (n k^(d-1)) per run, for n CPUs and k steps.
-- ``random``: at every point a CPU that may run is drawn.
-- replay: the recorded schedule's hand-overs, step by step. Where it names a CPU that may not
-  run (an edited schedule, when shrinking), the next one that may runs instead; after its
-  end, the CPU holding the turn keeps it while it may. The executed schedule is recorded
-  again, so what a replay writes replays exactly.
+Which of the CPUs that may run, runs, is the policy's (``emu.machine.policy``: one module per
+policy in ``emu.machine.policies``: ``pct``, ``random``, ``replay``). This module is the
+hand-over: the clock, who may run, the turn passed by semaphores, the log, the deadlock.
 
 The schedule is written compactly, as the hand-overs: (cpu, step) for every step at which the
 turn went to another CPU.
@@ -47,30 +41,13 @@ turn went to another CPU.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from emu.machine.layout import (
-    C_DRAIN_PASS,
-    C_HP_WANT,
-    C_STATE,
-    CPU_QUIESCED,
-    CPU_WORDS,
-    H_KTHREAD_MMS,
-    H_LIVE_USERS,
-    H_NVIOL,
-    H_PHASE,
-    H_STUTTER,
-    H_USE_MM_BURST,
-    PHASE_DRAIN,
-    PHASE_EXIT,
-    PHASE_RUN,
-    SCHED_CPU_WORDS,
-    SCHED_HEADER_WORDS,
-    Layout,
-)
+from emu.machine.layout import H_NVIOL, H_PHASE, PHASE_DRAIN, PHASE_EXIT, PHASE_RUN, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
+from emu.machine.points import declared_points
+from emu.machine.policy import Policy, RunStart
 from emu.machine.trace import STEP_SHIFT
 
 if TYPE_CHECKING:
@@ -78,17 +55,18 @@ if TYPE_CHECKING:
     from emu.machine.irq import Irq
 
 STEP_NS = 1000  # the virtual clock: a step is a microsecond
+STEP_S = STEP_NS / 1e9
 FAIL_FAST_GRACE_STEPS = 20_000  # after the first violation, as the free mode's grace: its aftermath
 DRAIN_STEPS = 5_000_000  # a drain that does not end within this many steps is a harness failure
 RACE_STALL_STEPS = 500  # a stall in a marked race window: about a preemption's worth of other CPUs' work
 
-# the header (words from layout.sched_base)
-(S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
- S_REPLAY_POS, S_PCT_NEXT, S_EVSEQ, S_STOPPED) = range(16)  # fmt: skip
-S_PERTURB = 16  # (next step, count) for each perturbation kind: 16..21
+# the header (words from layout.sched_base); 7 is the policies' generator, 25..31 their own (emu.machine.policy)
+(S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, _S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
+ _S_FREE12, _S_FREE13, S_EVSEQ, S_STOPPED) = range(16)  # fmt: skip
+S_PERTURB, PERTURB_SLOTS = 16, 4  # (next step, count) for each perturbation kind: 16..23
 S_TRUNCATED = 24  # the log filled up: the schedule written is its first part only
-# a CPU's record
-P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, P_PRIO, P_SETTLED_PASS = range(10)
+# a CPU's record (10..15 are the policy's)
+P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, _P_FREE8, P_SETTLED_PASS = range(10)
 
 # S_ERROR
 ERR_DEADLOCK, ERR_DRAIN = 1, 2
@@ -99,13 +77,37 @@ STOP_FAIL_FAST, STOP_INTERRUPT = 1, 2
 WAIT_LOCK, WAIT_CSD, WAIT_SPIN = 1, 2, 3
 WAITS = {WAIT_LOCK: "spins on a lock", WAIT_CSD: "waits in csd_lock_wait for an acknowledgement from", WAIT_SPIN: "busy-waits"}
 
-# perturbation kinds, in the order of their words; mean steps between events (the free mode's seconds, as steps)
-PERTURB_KINDS = ("stutter", "hotplug", "burst")
 
-# methods of the atomics API that only read: a spin on them makes no progress
-_READS = ("read", "load", "test_cpu", "weight", "for_each")
-# not scheduling points: the machine's own use (the lock is wrapped on its own)
-_NOT_POINTS = {"count_costs", "store_buffer_drain", "unlocked_inc", "lock", "unlock"}
+class MachineEvents(Protocol):
+    """The run's perturbation, as the harness decides it for both modes (``emu.harness.perturbation``):
+    the hand-over only says when, on its clock."""
+
+    kinds: tuple[str, ...]  # the kinds this run has, in the order their events go at one step
+
+    def gap(self, kind: str, count: int, unit_s: float) -> float:
+        """The time from the kind's event ``count - 1`` (the run's start for 0) to event ``count``, in units of ``unit_s``."""
+        ...
+
+    def fire(self, kind: str, count: int) -> None:
+        """The kind's event ``count`` happens to the machine."""
+        ...
+
+    def lift(self) -> None:
+        """The run phase ends: every perturbation lifts (offline CPUs are asked back)."""
+        ...
+
+
+class NoEvents:
+    kinds: tuple[str, ...] = ()
+
+    def gap(self, kind: str, count: int, unit_s: float) -> float:
+        raise AssertionError(kind)
+
+    def fire(self, kind: str, count: int) -> None:
+        raise AssertionError(kind)
+
+    def lift(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -128,43 +130,47 @@ class Schedule:
         return Schedule(sched, tuple(pairs))
 
 
-def init_region(w: memoryview, layout: Layout, sched: str, seed: int, steps: int, depth: int) -> None:
-    """The scheduler's starting state, written by the runner before any CPU runs."""
+def make_policy(cls: type[Policy], words: memoryview, layout: Layout, run: RunStart) -> Policy:
+    """A policy bound to this machine's scheduler region."""
+    return cls(words, layout.sched_base, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, run)
+
+
+def init_region(w: memoryview, layout: Layout, policy: Policy, steps: int) -> None:
+    """The scheduler's starting state, written by the runner before any CPU runs: a run begins."""
     base = layout.sched_base
-    n = layout.ncpus
-    rng = random.Random(f"{seed}:pct")
     w[base + S_END] = steps
     w[base + S_NEXT_EVENT] = steps
-    w[base + S_RNG] = random.Random(f"{seed}:random").getrandbits(62) | 1
-    prios = list(range(depth, depth + n))
-    rng.shuffle(prios)
-    for c in range(n):
-        w[base + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS + P_PRIO] = prios[c]
-    w[base + S_PCT_NEXT] = 0
+    policy.begin()
 
 
-def pct_change_points(seed: int, steps: int, depth: int) -> list[int]:
-    """The steps at which the CPU holding the turn drops to a low priority (d - 1 of them)."""
-    rng = random.Random(f"{seed}:pct-change")
-    return sorted(rng.randint(1, max(1, steps)) for _ in range(depth - 1))
+class DrainSeen:
+    """Where the drain's settling check keeps what it saw (``emu.kernel.drain.drain_settled``), in
+    the segment: index 0, whether the machine was seen quiet; 1 + cpu, that CPU's pass count then."""
+
+    def __init__(self, w: memoryview, layout: Layout) -> None:
+        b = layout.sched_base
+        self.w = w
+        self.at = [b + S_SETTLED] + [b + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS + P_SETTLED_PASS for c in range(layout.ncpus)]
+
+    def __getitem__(self, i: int) -> int:
+        return self.w[self.at[i]]
+
+    def __setitem__(self, i: int, v: int) -> None:
+        self.w[self.at[i]] = v
 
 
 class DetSched:
-    """One CPU's side of the deterministic scheduler."""
+    """One CPU's side of the deterministic scheduler: the hand-over."""
 
     def __init__(
         self,
         words: memoryview,
         layout: Layout,
         cpu: int,
-        sched: str,
-        seed: int,
-        steps: int,
-        depth: int,
+        policy: Policy,
         fail_fast: bool,
         sems: Sequence[Any],
-        replay: Schedule | None,
-        perturb: dict[str, float],
+        events: MachineEvents | None = None,
     ) -> None:
         self.w = words
         self.layout = layout
@@ -173,24 +179,23 @@ class DetSched:
         self.base = b = layout.sched_base
         self.rec = [b + SCHED_HEADER_WORDS + c * SCHED_CPU_WORDS for c in range(self.n)]
         self.me = self.rec[cpu]
-        self.STEP, self.PROGRESS, self.NEXT_EVENT = b + S_STEP, b + S_PROGRESS, b + S_NEXT_EVENT
-        self.policy = "replay" if replay is not None else sched
-        self.replay = replay.handovers if replay is not None else ()
+        self.STEP, self.PROGRESS, self.NEXT_EVENT, self.CURRENT = b + S_STEP, b + S_PROGRESS, b + S_NEXT_EVENT, b + S_CURRENT
+        self.policy = policy
+        self.next_cpu = policy.next_cpu
         self.fail_fast = fail_fast
-        self.change_points = pct_change_points(seed, steps, depth) if sched == "pct" else []
-        self.depth = depth
-        self.seed = seed
-        self.perturb = perturb  # kind -> mean steps between its events (only the kinds asked for)
+        self.events: MachineEvents = events if events is not None else NoEvents()
+        if len(self.events.kinds) > PERTURB_SLOTS:
+            raise ValueError(f"the deterministic scheduler keeps {PERTURB_SLOTS} perturbation kinds, not {len(self.events.kinds)}")
         self._post = [s._semlock.release for s in sems]
         self._take = sems[cpu]._semlock.acquire
         self.active = False  # scheduling points count only once the machine runs under the scheduler
         self.atomics: Atomics | None = None
         self.irq: Irq | None = None
-        self.drain_pass_hook: Callable[[], None] | None = None
+        self.drain_seen = DrainSeen(words, layout)
 
     # -- the clock ----------------------------------------------------------------------------
     def clock(self) -> float:
-        return self.w[self.STEP] * (STEP_NS / 1e9)
+        return self.w[self.STEP] * STEP_S
 
     def clock_ns(self) -> int:
         return self.w[self.STEP] * STEP_NS
@@ -221,15 +226,11 @@ class DetSched:
             self._deliver()
 
     def preempt(self) -> None:
-        """A marked race window (``--race-delay``): the CPU holding the turn stalls there for
-        ``RACE_STALL_STEPS`` of the clock, as the free mode's stall gives its core away, and under
-        pct drops below every other CPU, as at a change point, so that others run through the window."""
+        """A marked race window (``--race-delay``): the CPU holding the turn yields and stalls there for
+        ``RACE_STALL_STEPS`` of the clock, as the free mode's stall gives its core away."""
         if not self.active:
             return
-        if self.policy == "pct":
-            w, prio = self.w, P_PRIO
-            w[self.me + prio] = min(w[r + prio] for r in self.rec) - 1
-        self.sleep(self.w[self.STEP] + RACE_STALL_STEPS, wakeable=False)
+        self.sleep(self.w[self.STEP] + RACE_STALL_STEPS, wakeable=False, yielding=True)
 
     def progress(self) -> None:
         """Something a waiter may wait for happened outside a point (a lock release, a handled IPI)."""
@@ -237,9 +238,7 @@ class DetSched:
             self.w[self.PROGRESS] += 1
 
     def wait(self, what: int, on: int = -1) -> None:
-        """One iteration of a wait loop that cannot go on: yield until some CPU made progress. Under
-        pct the waiter also drops below every other CPU, as at a change point: a spinner that kept
-        its priority would run ahead of the CPU it waits for, for ever."""
+        """One iteration of a wait loop that cannot go on: yield until some CPU made progress."""
         if not self.active:
             return
         if self.atomics is not None:
@@ -247,30 +246,28 @@ class DetSched:
         w, me = self.w, self.me
         w[me + P_BLOCKED] = w[self.PROGRESS] + 1
         w[me + P_WAIT_WHAT], w[me + P_WAIT_ON] = what, on
-        if self.policy == "pct":  # a CPU that spins yields its priority too: else it would run ahead of the one it waits for
-            w[me + P_PRIO] = min(w[r + P_PRIO] for r in self.rec) - 1
-        self._yield_turn()
+        self._yield_turn(True)
         w[me + P_BLOCKED] = 0
 
-    def sleep(self, until_step: int, wakeable: bool = True) -> None:
+    def sleep(self, until_step: int, wakeable: bool = True, yielding: bool = False) -> None:
         """Idle (or busy, uninterruptible) until ``until_step``; a wakeable sleep ends at a wake-up or an IPI too."""
         if not self.active:
             return
         w, me = self.w, self.me
         w[me + P_SLEEP_UNTIL] = max(until_step, w[self.STEP] + 1)
         w[me + P_WAKEABLE] = int(wakeable)
-        self._yield_turn()
+        self._yield_turn(yielding)
         w[me + P_SLEEP_UNTIL] = 0
         if wakeable:
             w[me + P_WAKE] = 0
 
-    def _yield_turn(self) -> None:
+    def _yield_turn(self, yielding: bool) -> None:
         w = self.w
         s = w[self.STEP] + 1
         w[self.STEP] = s
         if s >= w[self.NEXT_EVENT] or w[self.base + S_INTERRUPT]:
             self._events(s)
-        nxt = self.decide(s)
+        nxt = self.decide(s, yielding)
         if nxt < 0:
             self._deadlock()
         if nxt != self.cpu:
@@ -306,28 +303,23 @@ class DetSched:
             return bool(w[r + P_WAKEABLE] and (w[r + P_WAKE] or w[r + P_IPI]))
         return True
 
-    def decide(self, s: int) -> int:
-        """The CPU that runs at step ``s``; -1 if none may (a deadlock)."""
+    def runnable(self, s: int) -> tuple[list[int], int]:
+        """The CPUs that may run at step ``s``, ascending, and the step: when none may but some sleep,
+        the clock jumps to the first wake-up first. None may: a deadlock."""
         w = self.w
         progress = w[self.PROGRESS]
         may = [c for c in range(self.n) if self.may_run(c, s, progress)]
-        if not may:
-            if not self._jump():
-                return -1
+        if not may and self._jump():
             s, progress = w[self.STEP], w[self.PROGRESS]
             may = [c for c in range(self.n) if self.may_run(c, s, progress)]
-        policy = self.policy
-        if policy == "pct":
-            if self.change_points:
-                self._pct_change(s)
-            rec, prio = self.rec, P_PRIO
-            return max(may, key=lambda c: w[rec[c] + prio])
-        if policy == "random":
-            i = self.base + S_RNG
-            x = (w[i] * 6364136223846793005 + 1442695040888963407) & ((1 << 62) - 1)
-            w[i] = x
-            return may[(x >> 20) % len(may)]
-        return self._replay_pick(s, may)
+        return may, s
+
+    def decide(self, s: int, yielding: bool = False) -> int:
+        """The CPU that runs at step ``s`` (the policy's answer); -1 if none may (a deadlock)."""
+        may, s = self.runnable(s)
+        if not may:
+            return -1
+        return self.next_cpu(may, self.w[self.CURRENT], yielding, s)
 
     def _jump(self) -> bool:
         """Nobody may run: jump the clock to the first sleeper's wake-up; False if none sleeps."""
@@ -338,30 +330,6 @@ class DetSched:
         w[self.STEP] = max(w[self.STEP], min(wakeups))
         w[self.PROGRESS] += 1  # time passed: a waiter with a deadline (the soft-lockup detector) looks again
         return True
-
-    def _pct_change(self, s: int) -> None:
-        w, i = self.w, self.base + S_PCT_NEXT
-        k = w[i]
-        while k < len(self.change_points) and s >= self.change_points[k]:
-            cur = w[self.base + S_CURRENT]
-            w[self.rec[cur] + P_PRIO] = self.depth - 1 - k  # below every starting priority, and below the earlier changes
-            k += 1
-        w[i] = k
-
-    def _replay_pick(self, s: int, may: list[int]) -> int:
-        w, i = self.w, self.base + S_REPLAY_POS
-        pos, hand = w[i], self.replay
-        while pos < len(hand) and hand[pos][1] <= s:
-            pos += 1
-        w[i] = pos
-        want = hand[pos - 1][0] if pos else w[self.base + S_CURRENT]
-        if want in may:
-            return want
-        for k in range(1, self.n + 1):  # the next CPU after it that may run
-            c = (want + k) % self.n
-            if c in may:
-                return c
-        return may[0]
 
     def _switch(self, nxt: int, s: int) -> None:
         w, b = self.w, self.base
@@ -400,9 +368,8 @@ class DetSched:
         w[b + S_CURRENT] = self.cpu
         w[b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS], w[b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS + 1] = self.cpu, 0
         w[b + S_LOGN] = 1
-        for k, kind in enumerate(PERTURB_KINDS):
-            if kind in self.perturb:
-                w[b + S_PERTURB + 2 * k] = self._perturb_at(kind, 0, 0)
+        for k, kind in enumerate(self.events.kinds):
+            w[b + S_PERTURB + 2 * k] = self._perturb_at(kind, 0, 0)
         self._next_event()
         w[H_PHASE] = PHASE_RUN
 
@@ -419,7 +386,7 @@ class DetSched:
             w[self.base + S_CURRENT] = nxt
             self._post[nxt]()
 
-    # -- what the CPU holding the turn decides for the machine --------------------------------------
+    # -- what the CPU holding the turn decides for the machine, on the clock --------------------
     def _events(self, s: int) -> None:
         w, b = self.w, self.base
         phase = w[H_PHASE]
@@ -432,11 +399,11 @@ class DetSched:
                     w[b + S_STOPPED] = STOP_INTERRUPT if w[b + S_INTERRUPT] else STOP_FAIL_FAST
                 self._begin_drain(s)
             else:
-                for k, kind in enumerate(PERTURB_KINDS):
+                for k, kind in enumerate(self.events.kinds):
                     at = w[b + S_PERTURB + 2 * k]
                     if at and s >= at:
                         count = w[b + S_PERTURB + 2 * k + 1]
-                        self._perturb(kind, count)
+                        self.events.fire(kind, count)
                         w[b + S_PERTURB + 2 * k + 1] = count + 1
                         w[b + S_PERTURB + 2 * k] = self._perturb_at(kind, count + 1, s)
         elif phase == PHASE_DRAIN and s - w[b + S_DRAIN_AT] > DRAIN_STEPS:
@@ -454,69 +421,23 @@ class DetSched:
             nxt = w[b + S_END]
             if w[b + S_STOP]:
                 nxt = min(nxt, w[b + S_STOP])
-            for k in range(len(PERTURB_KINDS)):
+            for k in range(len(self.events.kinds)):
                 at = w[b + S_PERTURB + 2 * k]
                 if at:
                     nxt = min(nxt, at)
         w[self.NEXT_EVENT] = nxt
 
-    def _rng(self, kind: str, count: int) -> random.Random:
-        return random.Random(f"{self.seed}:{kind}:{count}")
-
     def _perturb_at(self, kind: str, count: int, s: int) -> int:
-        """The step of a perturbation kind's next event: exponential gaps drawn from the seed."""
-        mean = self.perturb[kind]
-        if kind == "stutter":  # alternating run and pause lengths
-            mean = mean if count % 2 == 0 else mean * 0.4
-        return s + 1 + int(self._rng(kind, count).expovariate(1 / mean))
-
-    def _perturb(self, kind: str, count: int) -> None:
-        w, lay = self.w, self.layout
-        if kind == "stutter":
-            w[H_STUTTER] = int(count % 2 == 0)
-        elif kind == "burst":
-            w[H_USE_MM_BURST] = int(count % 2 == 0)
-        elif kind == "hotplug" and self.n > 1:
-            cpu = self._rng("hotplug-cpu", count).randrange(1, self.n)
-            want = lay.cpu(cpu) + C_HP_WANT
-            if w[want]:
-                if sum(w[lay.cpu(c) + C_HP_WANT] for c in range(self.n)) > 1:
-                    w[want] = 0
-            else:
-                w[want] = 1
+        """The step of a perturbation kind's next event."""
+        return s + 1 + int(self.events.gap(kind, count, STEP_S))
 
     def _begin_drain(self, s: int) -> None:
-        """The run phase ends: every perturbation lifts (offline CPUs come back) and the machine drains."""
-        w, lay = self.w, self.layout
-        w[H_STUTTER] = w[H_USE_MM_BURST] = 0
-        for c in range(self.n):
-            w[lay.cpu(c) + C_HP_WANT] = 1
-        for k in range(len(PERTURB_KINDS)):
-            w[self.base + S_PERTURB + 2 * k] = 0
-        w[self.base + S_DRAIN_AT] = s
-        w[H_PHASE] = PHASE_DRAIN
-
-    def drain_pass(self) -> None:
-        """An idle CPU's settling pass in the drain: the machine is drained once it is quiet and every
-        CPU has made one more pass since it was first seen quiet (as the free mode's runner waits)."""
-        w, lay, b = self.w, self.layout, self.base
-        quiet = w[H_LIVE_USERS] == 0 and w[H_KTHREAD_MMS] == 0
-        if quiet:
-            for c in range(self.n):
-                r = lay.cpu_base + c * CPU_WORDS
-                if w[r + C_STATE] != CPU_QUIESCED:
-                    quiet = False
-                    break
-        if not quiet:
-            w[b + S_SETTLED] = 0
-            return
-        if not w[b + S_SETTLED]:
-            w[b + S_SETTLED] = 1
-            for c in range(self.n):
-                w[self.rec[c] + P_SETTLED_PASS] = w[lay.cpu(c) + C_DRAIN_PASS]
-            return
-        if all(w[lay.cpu(c) + C_DRAIN_PASS] > w[self.rec[c] + P_SETTLED_PASS] for c in range(self.n)):
-            w[H_PHASE] = PHASE_EXIT
+        """The run phase ends: every perturbation lifts and the machine drains."""
+        self.events.lift()
+        for k in range(len(self.events.kinds)):
+            self.w[self.base + S_PERTURB + 2 * k] = 0
+        self.w[self.base + S_DRAIN_AT] = s
+        self.w[H_PHASE] = PHASE_DRAIN
 
 
 def read_schedule(w: memoryview, layout: Layout, sched: str) -> Schedule:
@@ -544,17 +465,11 @@ def describe_deadlock(w: memoryview, layout: Layout) -> str:
 
 
 def install_points(atomics: Atomics, det: DetSched) -> None:
-    """Make every public method of this CPU's atomics a scheduling point (reads make no progress),
-    the lock's acquisition a wait loop, and its release progress."""
+    """Make every method the atomics API declares a scheduling point (``emu.machine.points``), with
+    the progress it declares; the machine's lock a point, its acquisition a wait loop, and its release progress."""
     point = det.point
-    for name in dir(type(atomics)):
-        if name.startswith("_") or name in _NOT_POINTS:
-            continue
-        fn = getattr(atomics, name)
-        if not callable(fn):
-            continue
-        progress = not any(r in name for r in _READS)
-        setattr(atomics, name, _wrap(fn, point, progress))
+    for name, progress in declared_points(type(atomics)).items():
+        setattr(atomics, name, _wrap(getattr(atomics, name), point, progress))
     raw = list(atomics._acq)
 
     def spin_acquire(acq: Callable[..., bool]) -> Callable[..., bool]:

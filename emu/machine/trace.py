@@ -67,23 +67,50 @@ def task_name(layout: Layout, t: int) -> str:
     return f"task{t}"
 
 
-def render(code: int, a: int, b: int, layout: Layout, names: dict[str, Callable[[int], str]]) -> str:
-    if not 0 <= code < len(_FORMATS):
-        return f"event#{code}({a}, {b})"
-    fmt = _FORMATS[code][1]
-    show: dict[str, Callable[[int], str]] = {
+Value = int | str  # an event's argument as shown: an mm, task, IPI, site or kind by name; a CPU or a number as such
+
+
+def kind_of(code: int) -> str:
+    """The event kind's registered name (``mm_alloc``, ``switch_mm``, ``read lazy_mm``)."""
+    return _FORMATS[code][0] if 0 <= code < len(_FORMATS) else f"event#{code}"
+
+
+def format_of(code: int) -> str:
+    """How the kind shows its arguments, e.g. ``mm_count({mm:a}) -1 -> {n:b}``."""
+    return _FORMATS[code][1] if 0 <= code < len(_FORMATS) else f"event#{code}({{n:a}}, {{n:b}})"
+
+
+def values(code: int, a: int, b: int, layout: Layout, names: dict[str, Callable[[int], str]]) -> list[Value]:
+    """The event's arguments in the order its format shows them: mms, tasks, IPIs, sites and kinds
+    by name, CPUs and numbers as numbers."""
+    show: dict[str, Callable[[int], Value]] = {
         "mm": mm_name,
         "task": lambda t: task_name(layout, t),
-        "cpu": lambda c: f"cpu{c}",
-        "n": str,
+        "cpu": int,
+        "n": int,
         **names,
     }
+    return [show.get(m.group(1), str)(a if m.group(2) == "a" else b) for m in _FIELD.finditer(format_of(code))]
+
+
+def fill(fmt: str, vals: list[Value]) -> str:
+    """``fmt`` with its placeholders replaced, in order, by ``vals``: the event as the timeline shows it."""
+    it = iter(vals)
 
     def sub(m: re.Match[str]) -> str:
-        v = a if m.group(2) == "a" else b
-        return show.get(m.group(1), str)(v)
+        v = next(it)
+        return f"cpu{v}" if m.group(1) == "cpu" and isinstance(v, int) else str(v)
 
     return _FIELD.sub(sub, fmt)
+
+
+def mms(fmt: str, vals: list[Value]) -> list[str]:
+    """The mms the event names (its ``{mm:...}`` arguments), in order."""
+    return [str(v) for m, v in zip(_FIELD.finditer(fmt), vals, strict=True) if m.group(1) == "mm"]
+
+
+def render(code: int, a: int, b: int, layout: Layout, names: dict[str, Callable[[int], str]]) -> str:
+    return fill(format_of(code), values(code, a, b, layout, names))
 
 
 def decode_rings(ring_words, layout: Layout) -> list[tuple[int, int, int, int, int]]:  # type: ignore[no-untyped-def]

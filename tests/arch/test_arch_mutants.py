@@ -15,7 +15,8 @@ from emu.harness.report import command_for
 from emu.harness.runner import run
 from emu.harness.testbed import Testbed
 from emu.strategies import MUTANTS, STRATEGIES
-from stress.cli import build_parser, config_from
+from stress.cli import build_parser
+from stress.options import config_from
 from tests.procs import stress
 
 SCHEME_MUTANTS = {m: c.mutant_of or "" for m, c in MUTANTS.items()}

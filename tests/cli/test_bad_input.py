@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stress.cli import Names, Number, build_parser, main, subcommands
+from stress.cli import build_parser, main, subcommands
+from stress.options import Names, Number
 from tests.conftest import segments_of
 
 PARSER = build_parser()

@@ -75,7 +75,8 @@ def test_the_rerun_command_reproduces_every_setting() -> None:
 
     from emu.harness.config import RunConfig, Workload
     from emu.harness.report import command_for
-    from stress.cli import build_parser, config_from
+    from stress.cli import build_parser
+    from stress.options import config_from
 
     cfg = replace(
         RunConfig(cpus=3, strategy="shoot-lazies", arch="powerpc", duration=1.5, seed=99, workload=Workload(threads=2, p_exit=0.05)),

@@ -32,7 +32,7 @@ def test_the_json_has_a_row_per_scheme_and_task_count_and_the_table_the_ratio_to
         assert f"{x['ops_per_s']:,}" in line and f"{x['ratio_to_first']:.3f}" in line
     assert {k for k in doc["machine_constants"]} == set(load_machine("epyc-9654-2s").values)
     assert len(doc["published"]) == 11  # the RFC's curve, printed beside the predictions
-    assert "published (reference section 9)" in r.stdout
+    assert "published (epyc-9654-2s) beside the prediction" in r.stdout
     assert png.read_bytes()[:8] == PNG_MAGIC
 
 
@@ -66,6 +66,21 @@ def test_bad_input_is_one_line_and_status_2(args: list[str], expect: str) -> Non
     assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
 
 
+def test_a_fitted_variant_says_its_published_figures_are_no_check() -> None:
+    from emu.harness.bench_projection import compare_benchmark
+    from stress.compare_benchmark import render
+
+    variant = compare_benchmark("context_switch1_threads", "epyc-9654-2s-mglru", [384], ["refcount"])
+    text = render(variant)
+    assert "published (epyc-9654-2s) beside the prediction" in text and "FITTED here: lru_gen_store" in text
+    assert variant.to_json()["fitted"] == ["lru_gen_store"] and variant.to_json()["published_as"] == "epyc-9654-2s"
+    assert len(variant.to_json()["published"]) == 11  # the RFC's curve, though this is not its machine file
+    plain = compare_benchmark("context_switch1_threads", "epyc-9654-2s", [384], ["refcount"])
+    assert "FITTED" not in render(plain) and plain.to_json()["fitted"] == []
+    # the one difference is the lru_gen line: at two tasks a CPU (no lazy transition) it bounds the variant
+    assert variant.rows[0].bound == "line" and plain.rows[0].bound == "cpu"
+
+
 def test_the_plot_marks_each_published_figure_of_the_schemes_shown() -> None:
     from emu.harness.bench_projection import compare_benchmark
     from stress.compare_benchmark import figure
@@ -74,7 +89,7 @@ def test_the_plot_marks_each_published_figure_of_the_schemes_shown() -> None:
     fig = figure(cmp)
     ax, rx = fig.axes
     stars = [c for c in ax.collections if len(c.get_offsets()) and c.get_offsets()[0][0] == 768]
-    assert sorted(c.get_offsets()[0][1] for c in stars) == [1.0e6, 118e6]  # Piggin's two figures
+    assert sorted(c.get_offsets()[0][1] for c in stars) == [1.0e6, 1_827_952, 118e6]  # Piggin's figures at -t 768
     assert [line.get_label() for line in ax.get_lines()] == ["refcount (model)", "shoot-lazies (model)"]
     import matplotlib.pyplot as plt
 

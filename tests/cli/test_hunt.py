@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stress.hunt import parse_budget
+from stress.options import parse_budget
 
 CMD = [sys.executable, "-m", "stress", "hunt", "--quiet"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from emu.harness.report import Report, event_timelines
 from stress.cli import build_parser, given_options, subcommands
 from stress.output import STATUS_OUTPUT
 from tests.procs import stress
@@ -85,7 +86,7 @@ def test_an_edited_recording_replays_with_a_warning(b3_report: Path, tmp_path: P
 
 
 def test_the_story_shows_the_schemes_own_steps(b3_report: Path) -> None:
-    texts = [e[2] for e in json.loads(b3_report.read_text())["timeline_events"][0]]
+    texts = [e.text for e in event_timelines(Report.from_json(json.loads(b3_report.read_text())))[0]]
     assert any(t.startswith("reads cpu") and "'s lazy_mm: " in t for t in texts), texts
     assert any(t.startswith("xchg: parks ") and t.endswith("'s mm_to_mmdrop") for t in texts)
     assert any(t.startswith("stalls in the race window") for t in texts)
@@ -96,7 +97,7 @@ def test_the_story_shows_the_schemes_own_steps(b3_report: Path) -> None:
     [
         (["--steps", "1000"], "--steps sets a deterministic run's load"),
         (["--depth", "2"], "--depth sets a deterministic run's load"),
-        (["--sched", "random", "--depth", "2"], "--depth is PCT's bug depth"),
+        (["--sched", "random", "--depth", "2"], "--depth is an option of --sched pct"),
         (["--race-delay", "1"], "refcount marks no race window"),
     ],
 )

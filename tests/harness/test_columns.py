@@ -16,7 +16,10 @@ import pytest
 
 from emu.checks.oracle import EV_VIOLATION, KINDS
 from emu.harness.columns import MARK, MIN_COLUMN, SEP, SVG_COLUMN, Ev, columns_svg, columns_text, fit, stamp
-from emu.harness.report import Report, marked
+from emu.harness.config import ConfigError
+from emu.harness.events import SCHEMA
+from emu.harness.report import Report, event_timelines, marked
+from emu.machine.trace import fill
 from stress.cli import main
 from stress.progress import render_report
 
@@ -234,24 +237,24 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], st
     return json.loads((tmp / "r.json").read_text()), (tmp / "t.svg").read_text(), out
 
 
-def fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """A report's JSON as Report's fields: a deterministic run's setup_digest is derived from its config."""
-    return {k: v for k, v in doc.items() if k != "setup_digest"}
-
-
 def test_the_json_carries_each_timeline_as_events_with_the_violation_marked(broken: tuple[dict[str, Any], str, str]) -> None:
     doc, _, _ = broken
-    assert doc["verdict"] == "violation" and doc["timeline_events"] and len(doc["timeline_events"]) == len(doc["timelines"])
-    for v, lines, events in zip(doc["violations"], doc["timelines"], doc["timeline_events"], strict=False):
+    assert doc["verdict"] == "violation" and doc["events"]["schema"] == SCHEMA
+    timelines = doc["events"]["timelines"]
+    assert timelines and len(timelines) == len(doc["timelines"])
+    for v, lines, events in zip(doc["violations"], doc["timelines"], timelines, strict=False):
         assert len(events) == len(lines) > 0
-        for (t, cpu, text, _), line in zip(events, lines, strict=True):
-            # the same events as the flat lines: t is the step of this deterministic run, the flat line's
-            # (a free run's t is ns since the load began, its gutter ms: test_the_gutter_shows_milliseconds_or_steps)
-            assert line.split() == ["step", f"{t:,}", f"cpu{cpu}", *text.split()]
-        (i,) = [i for i, e in enumerate(events) if e[3]]
-        own = f"VIOLATION {v['kind']} on {v['mm']}"
-        assert events[i][1:3] == [v["cpu"], own]
-        assert not [e for e in events[i + 1 :] if e[1:3] == [v["cpu"], own]]  # its last such event: no earlier report's
+        for e, line in zip(events, lines, strict=True):
+            # the same events as the flat lines: the step of this deterministic run, the flat line's (a free
+            # run's t_ns is ns since the load began, its gutter ms: test_the_gutter_shows_milliseconds_or_steps),
+            # its text the kind's format filled with the values, the mms those of its {mm:...} values
+            text = fill(doc["events"]["formats"][e["kind"]], e["values"])
+            assert line.split() == ["step", f"{e['step']:,}", f"cpu{e['cpu']}", *text.split()]
+            assert all(mm in e["values"] and mm in text for mm in e["mm"])
+        (i,) = [i for i, e in enumerate(events) if e["mark"]]
+        own = {"kind": "violation", "cpu": v["cpu"], "mm": [v["mm"]], "values": [v["kind"], v["mm"]]}
+        assert {k: events[i][k] for k in own} == own
+        assert not [e for e in events[i + 1 :] if {k: e[k] for k in own} == own]  # its last such event: no earlier report's
 
 
 def test_the_report_shows_the_first_violation_in_columns(broken: tuple[dict[str, Any], str, str]) -> None:
@@ -259,23 +262,32 @@ def test_the_report_shows_the_first_violation_in_columns(broken: tuple[dict[str,
     assert "one column per CPU" in out and "the same events, as one list" not in out
     section = out.split("timeline of the first violation")[1].split("\nharness")[0].splitlines()[1:]
     header, rule, *rows = [line.removeprefix("  ") for line in section if line.strip()]
-    cpus = sorted({e[1] for e in doc["timeline_events"][0][-40:]})
+    cpus = sorted({e["cpu"] for e in doc["events"]["timelines"][0][-40:]})
     assert list(column_starts(header)) == [f"cpu{c}" for c in cpus] and set(rule) <= {"-", "+"}
     assert all(len(line) <= 200 for line in section)  # a pipe's width
-    (mark,) = [e for e in doc["timeline_events"][0][-40:] if e[3]]
-    assert any(r.startswith(MARK) and mark[2].split()[0] in r for r in rows)
-    verbose = render_report(Report(**fields(doc)), verbose=True)
+    (mark,) = [e for e in doc["events"]["timelines"][0][-40:] if e["mark"]]
+    assert any(r.startswith(MARK) and "VIOLATION" in r for r in rows) and mark["kind"] == "violation"
+    verbose = render_report(Report.from_json(doc), verbose=True)
     assert "the same events, as one list" in verbose and doc["timelines"][0][-1] in verbose
 
 
 def test_a_report_from_json_without_timeline_events_shows_the_list(broken: tuple[dict[str, Any], str, str]) -> None:
     doc, _, _ = broken
-    old = {k: v for k, v in fields(doc).items() if k != "timeline_events"}  # as written before the columns
-    r = Report(**old)
-    assert r.timeline_events == [] and "timeline_events" in r.to_json()
-    text = render_report(r)
-    assert "one column per CPU" not in text and doc["timelines"][0][-1] in text
-    assert Report(**fields(doc)).to_json() == doc  # and a new report round-trips
+    # as written before the columns (no events at all), and before the events' schema 2 ([t, cpu, text, mark] lists)
+    before_columns = {k: v for k, v in doc.items() if k != "events"}
+    schema_1 = {**before_columns, "timeline_events": [[[1, 0, "switch task4 -> task5", False]]]}
+    for old in (before_columns, schema_1):
+        r = Report.from_json(old)
+        assert r.events == {} and event_timelines(r) == [] and "events" in r.to_json()
+        text = render_report(r)
+        assert "one column per CPU" not in text and doc["timelines"][0][-1] in text
+    assert Report.from_json(doc).to_json() == doc  # and a new report round-trips
+
+
+def test_a_report_whose_events_are_of_another_schema_is_refused_in_one_line(broken: tuple[dict[str, Any], str, str]) -> None:
+    doc, _, _ = broken
+    with pytest.raises(ConfigError, match=r"^r\.json: its events are of schema 3; this version of lazytlb reads schema 2$"):
+        Report.from_json({**doc, "events": {**doc["events"], "schema": 3}}, "r.json")
 
 
 def test_svg_writes_the_first_violations_timeline(broken: tuple[dict[str, Any], str, str]) -> None:
@@ -283,11 +295,12 @@ def test_svg_writes_the_first_violations_timeline(broken: tuple[dict[str, Any], 
     root = parse(svg)
     title = root.find(f"{SVG}title").text or ""  # type: ignore[union-attr]
     assert title.startswith("VIOLATION: ") and "rerun: python -m stress run" in title
-    events = doc["timeline_events"][0]
+    events = doc["events"]["timelines"][0]
     shown = [t.text for t in texts(root)]
-    assert {f"cpu{c}" for c in {e[1] for e in events}} <= set(shown)
-    (mark,) = [e for e in events if e[3]]
-    assert [t.text for t in texts(root) if t.get("fill") == "#d0021b" and t.text and not t.text.startswith(("+", "-", "#"))] == [mark[2]]
+    assert {f"cpu{c}" for c in {e["cpu"] for e in events}} <= set(shown)
+    (mark,) = [e for e in events if e["mark"]]
+    text = fill(doc["events"]["formats"][mark["kind"]], mark["values"])
+    assert [t.text for t in texts(root) if t.get("fill") == "#d0021b" and t.text and not t.text.startswith(("+", "-", "#"))] == [text]
 
 
 def test_svg_of_a_clean_run_writes_nothing_and_says_so(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_a_violation_answers_with_the_first_one(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     # the JSON keeps its keys; each violation also says when it happened
     keys = {"config", "metrics", "violations", "violation_counts", "verdict", "status", "harness", "command", "timelines"}
-    assert set(doc) == keys | {"timeline_events", "schedule", "setup_digest"}
+    assert set(doc) == keys | {"events", "schedule", "setup_digest"}
     r = Report(**{k: v for k, v in doc.items() if k != "setup_digest"})  # derived from the config, not a field
     first = r.violations[0]
     assert headline(r) == f"VIOLATION: {violation_sentence(first)}"

@@ -52,6 +52,20 @@ def _package(path: Path, root: Path) -> list[str]:
     return list(path.relative_to(root).with_suffix("").parts[:-1])
 
 
+def _own_submodule(arg: ast.expr | None) -> bool:
+    """``f"{__name__}.{...}"``: a submodule of the package itself, as a registry that scans its own package imports."""
+    if not isinstance(arg, ast.JoinedStr) or len(arg.values) < 2:
+        return False
+    head, dot = arg.values[0], arg.values[1]
+    return (
+        isinstance(head, ast.FormattedValue)
+        and isinstance(head.value, ast.Name)
+        and head.value.id == "__name__"
+        and isinstance(dot, ast.Constant)
+        and str(dot.value).startswith(".")
+    )
+
+
 def imports_of(path: Path, root: Path = ROOT) -> list[Import]:
     """Every import in ``path``, by every form, relative ones resolved: ``import a, b`` is ``a`` and
     ``b``; ``from a import b`` is ``a`` and ``a.b`` (``b`` may be a submodule: ``from emu import harness``)."""
@@ -84,7 +98,12 @@ def imports_of(path: Path, root: Path = ROOT) -> list[Import]:
             name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
             if name in ("import_module", "__import__"):
                 arg = node.args[0] if node.args else None
-                add([arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else ""], node)
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    add([arg.value], node)
+                elif _own_submodule(arg) and path.name == "__init__.py":
+                    add([".".join(_package(path, root))], node)  # a package scanning itself: its own layer, whatever the name
+                else:
+                    add([""], node)
     return out
 
 
@@ -187,6 +206,16 @@ def test_the_check_refuses_a_dynamic_import_it_cannot_read_and_passes_downward_o
     _plant(tmp_path, "kernel", "import importlib\nname = 'emu.harness'\nimportlib.import_module(name)")
     wrong, _ = upward_imports(tmp_path)
     assert len(wrong) == 1 and "not a literal" in wrong[0]
+    # a package's __init__ that imports its own submodules by a name it builds stays in its layer; anywhere else it is refused
+    scan = "import importlib\nfor m in ('a', 'b'):\n    importlib.import_module(f'{__name__}.{m}')\n"
+    (tmp_path / "emu" / "kernel" / "planted.py").unlink()
+    (tmp_path / "emu" / "kernel" / "scanned").mkdir()
+    (tmp_path / "emu" / "kernel" / "scanned" / "__init__.py").write_text(scan)
+    assert upward_imports(tmp_path) == ([], set())
+    (tmp_path / "emu" / "kernel" / "scanned" / "mod.py").write_text(scan)
+    wrong, _ = upward_imports(tmp_path)
+    assert len(wrong) == 1 and wrong[0].startswith("emu/kernel/scanned/mod.py:") and "not a literal" in wrong[0]
+    (tmp_path / "emu" / "kernel" / "scanned" / "mod.py").unlink()
     _plant(
         tmp_path,
         "kernel",

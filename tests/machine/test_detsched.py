@@ -15,15 +15,19 @@ import pytest
 
 from emu.harness.config import RunConfig, Workload
 from emu.harness.matrix import CELLS
+from emu.harness.report import event_timelines
 from emu.harness.runner import run
 from emu.harness.testbed import Testbed
+from emu.machine import policies
+from emu.machine.atomics import Atomics
 from emu.machine.detsched import (
     P_BLOCKED,
     P_EXITED,
-    P_PRIO,
     P_SLEEP_UNTIL,
     P_WAIT_ON,
     P_WAIT_WHAT,
+    PERTURB_SLOTS,
+    S_CURRENT,
     S_PROGRESS,
     S_STEP,
     WAIT_CSD,
@@ -31,10 +35,14 @@ from emu.machine.detsched import (
     Schedule,
     describe_deadlock,
     init_region,
-    pct_change_points,
+    make_policy,
 )
 from emu.machine.layout import SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
-from emu.machine.memory_model import WeakAtomics
+from emu.machine.memory_model import TsoAtomics, WeakAtomics
+from emu.machine.points import declared_points, sched_point
+from emu.machine.policies import policy_class, registry, sched_choices
+from emu.machine.policies.pct import PRIO, Pct, pct_change_points
+from emu.machine.policy import Policy, RunStart
 from tests.procs import start, stress, wait_for_cpus
 
 SMALL = Workload(procs=2, threads=2, kthreads=1)
@@ -79,10 +87,10 @@ def test_the_report_says_what_a_rerun_repeats(tmp_path: Path) -> None:
 
 def test_the_trace_is_stamped_with_steps_in_one_order() -> None:
     report = run(BROKEN)
-    events = report.timeline_events[0]
-    steps = [e[0] for e in events]
-    assert steps == sorted(steps) and steps[-1] <= report.harness["steps"]
-    assert sum(e[3] for e in events) == 1 and events[[e[3] for e in events].index(True)][2].startswith("VIOLATION")
+    events = event_timelines(report)[0]
+    steps = [e.t for e in events]
+    assert {e.unit for e in events} == {"step"} and steps == sorted(steps) and steps[-1] <= report.harness["steps"]
+    assert sum(e.mark for e in events) == 1 and events[[e.mark for e in events].index(True)].text.startswith("VIOLATION")
     assert report.timelines[0][-1].lstrip().startswith("step")
 
 
@@ -133,24 +141,34 @@ def test_ctrl_c_in_a_deterministic_run_drains_and_reports(tmp_path: Path) -> Non
 # -- the scheduler's rules, on a segment of its own (no processes) -------------------------------
 
 
-def _machine(n: int = 3, sched: str = "pct") -> tuple[memoryview, Layout, list[DetSched]]:
+class _Sem:
+    def __init__(self) -> None:
+        self._semlock = self
+
+    def release(self) -> None:
+        pass
+
+    def acquire(self, *a: object) -> bool:
+        return True
+
+
+def _machine(
+    n: int = 3, sched: str = "pct", depth: int = 3, handovers: tuple[tuple[int, int], ...] = ()
+) -> tuple[memoryview, Layout, list[DetSched]]:
     lay = Layout.for_run(n, 2, 1, 1, (), sched_log=64)
     w = memoryview(bytearray(lay.nbytes)).cast("q")
-    init_region(w, lay, sched, 7, 1000, 3)
-
-    class Sem:
-        def __init__(self) -> None:
-            self._semlock = self
-
-        def release(self) -> None:
-            pass
-
-        def acquire(self, *a: object) -> bool:
-            return True
-
-    sems = [Sem() for _ in range(n)]
-    dets = [DetSched(w, lay, c, sched, 7, 1000, 3, False, sems, None, {}) for c in range(n)]
+    start = RunStart(ncpus=n, seed=7, steps=1000, depth=depth, handovers=handovers)
+    cls = policy_class(sched, bool(handovers))
+    init_region(w, lay, make_policy(cls, w, lay, start), 1000)
+    sems = [_Sem() for _ in range(n)]
+    dets = [DetSched(w, lay, c, make_policy(cls, w, lay, start), False, sems) for c in range(n)]
     return w, lay, dets
+
+
+def _prio(w: memoryview, dets: list[DetSched], c: int) -> int:
+    policy = dets[0].policy
+    assert isinstance(policy, Pct)
+    return w[policy.c(c, PRIO)]
 
 
 def _rec(lay: Layout, c: int) -> int:
@@ -159,7 +177,7 @@ def _rec(lay: Layout, c: int) -> int:
 
 def test_pct_runs_the_highest_priority_cpu_that_may_run() -> None:
     w, lay, dets = _machine()
-    prios = [w[_rec(lay, c) + P_PRIO] for c in range(3)]
+    prios = [_prio(w, dets, c) for c in range(3)]
     assert sorted(prios) == [3, 4, 5]  # distinct, all above depth
     top = prios.index(5)
     assert dets[0].decide(1) == top
@@ -255,3 +273,143 @@ def test_a_violation_followed_by_a_failed_drain_is_reported_as_the_violation(mon
     assert "did not drain within 5 steps" in caught.harness["error"]
     clean = run(replace(BROKEN, strategy="refcount", fail_fast=False))
     assert clean.verdict == "harness_failure" and clean.status == 3 and "did not drain" in clean.harness["error"]
+
+
+# -- the policy interface (emu.machine.policy): one module a policy ------------------------------
+
+ROUND_ROBIN = '''
+from emu.machine.policy import Policy
+
+
+class RoundRobin(Policy):
+    """The next CPU after the current one that may run."""
+
+    name = "round-robin"
+
+    def next_cpu(self, runnable, current, yielding, step):
+        return next((c for c in runnable if c > current), runnable[0])
+'''
+
+
+def test_the_registry_is_the_package_and_the_choices_follow_it() -> None:
+    assert set(registry()) == {"pct", "random", "replay"}
+    assert sched_choices() == ("pct", "random")  # replay is chosen by --replay, not named by --sched
+    assert policy_class("pct", True) is registry()["replay"] and policy_class("random", False) is registry()["random"]
+
+
+def test_a_policy_in_one_new_module_runs_a_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new file beside the policies is a --sched choice, passes the configuration checks and steers
+    a whole run: its schedule is what it answers, and the run repeats byte for byte."""
+    (tmp_path / "round_robin.py").write_text(ROUND_ROBIN)
+    monkeypatch.setattr(policies, "__path__", [*policies.__path__, str(tmp_path)])
+    registry.cache_clear()
+    try:
+        assert "round-robin" in sched_choices()
+        cfg = RunConfig(cpus=3, sched="round-robin", steps=8_000, seed=3, workload=SMALL)
+        a, b = run(cfg), run(cfg)
+        assert a.verdict == "clean" and a.to_json() == b.to_json()
+        assert a.schedule is not None and a.schedule["sched"] == "round-robin"
+        hand = Schedule.decode("round-robin", a.schedule["handovers"]).handovers
+        assert len(hand) > 100
+        # every hand-over goes forward, wrapping (it may skip a CPU that may not run, never go back but by wrapping)
+        forward = sum(nxt > prev for (prev, _), (nxt, _) in zip(hand, hand[1:], strict=False))
+        assert forward > len(hand) // 2
+    finally:
+        monkeypatch.undo()
+        sys.modules.pop(f"{policies.__name__}.round_robin", None)
+        registry.cache_clear()
+    assert "round-robin" not in sched_choices()
+
+
+def test_a_replay_answers_the_recorded_handovers_and_the_next_cpu_that_may_run() -> None:
+    w, lay, dets = _machine(3, "pct", handovers=((2, 0), (0, 10), (1, 20)))
+    assert dets[0].decide(5) == 2
+    assert dets[0].decide(12) == 0
+    w[_rec(lay, 1) + P_EXITED] = 1  # it names a CPU that may not run: the next one after it that may
+    assert dets[0].decide(25) == 2
+    w[_rec(lay, 1) + P_EXITED] = 0
+    assert dets[0].decide(30) == 1  # past the end: the last one keeps it
+
+
+def test_random_draws_from_the_shared_generator_so_every_cpu_process_draws_the_same_sequence() -> None:
+    w, lay, dets = _machine(3, "random")
+    picks = []
+    for s in range(1, 60):
+        picks.append(dets[s % 3].decide(s))  # whoever holds the turn decides: one sequence
+    w2, lay2, dets2 = _machine(3, "random")
+    assert picks == [dets2[0].decide(s) for s in range(1, 60)]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_pct_keeps_its_depth_change_points_and_drops_a_yielding_cpu(depth: int) -> None:
+    w, lay, dets = _machine(3, "pct", depth=depth)
+    prios = [_prio(w, dets, c) for c in range(3)]
+    assert sorted(prios) == list(range(depth, depth + 3))
+    points = pct_change_points(7, 1000, depth)
+    assert len(points) == depth - 1
+    top = prios.index(max(prios))
+    w[lay.sched_base + S_CURRENT] = top
+    for k, p in enumerate(points):  # the CPU holding the turn at the k-th change point drops to depth - 1 - k
+        cur = w[lay.sched_base + S_CURRENT]
+        nxt = dets[cur].decide(p)
+        assert _prio(w, dets, cur) == depth - 1 - k
+        w[lay.sched_base + S_CURRENT] = nxt
+    # a CPU that yields (a wait loop, a race window) drops below every other
+    cur = w[lay.sched_base + S_CURRENT]
+    others = [_prio(w, dets, c) for c in range(3) if c != cur]
+    assert dets[cur].decide(2000, yielding=True) != cur
+    assert _prio(w, dets, cur) < min(others)
+
+
+def test_scheduling_points_are_declared_and_reads_are_no_progress() -> None:
+    points = declared_points(Atomics)
+    for read in ("READ_ONCE", "atomic_read", "atomic_long_read", "smp_load_acquire", "rcu_dereference", "cpumask_test_cpu"):
+        assert points[read] is False, read
+    for write in ("WRITE_ONCE", "smp_store_release", "smp_mb", "atomic_cmpxchg", "xchg", "lock_rmw", "cpumask_set_cpu"):
+        assert points[write] is True, write
+    for none in ("lock", "unlock", "count_costs", "count_mask_atomics", "store_buffer_drain", "unlocked_inc"):
+        assert none not in points, none  # the machine's own: the lock is the hand-over's wait loop
+    # a memory model's overrides keep the declarations they override
+    assert declared_points(TsoAtomics) == declared_points(WeakAtomics) == points
+
+    class Override(Atomics):
+        def READ_ONCE(self, i: int) -> int:
+            return 0
+
+        @sched_point(progress=False)
+        def peek(self, i: int) -> int:
+            return 0
+
+    assert declared_points(Override) == {**points, "peek": False}
+
+
+def test_more_perturbation_kinds_than_the_header_holds_is_an_error_not_an_overwrite() -> None:
+    lay = Layout.for_run(2, 2, 1, 1, (), sched_log=8)
+    w = memoryview(bytearray(lay.nbytes)).cast("q")
+
+    class Many:
+        kinds = tuple(f"k{i}" for i in range(PERTURB_SLOTS + 1))
+
+        def gap(self, kind: str, count: int, unit_s: float) -> float:
+            return 1.0
+
+        def fire(self, kind: str, count: int) -> None:
+            pass
+
+        def lift(self) -> None:
+            pass
+
+    policy = make_policy(Pct, w, lay, RunStart(ncpus=2, seed=1, steps=10))
+    with pytest.raises(ValueError, match="perturbation kinds"):
+        DetSched(w, lay, 0, policy, False, [_Sem(), _Sem()], Many())
+
+
+def test_a_policy_declares_no_more_shared_words_than_it_has() -> None:
+    class Greedy(Policy):
+        name = ""  # not registered
+        GLOBAL_WORDS = 100
+
+    lay = Layout.for_run(2, 2, 1, 1, (), sched_log=8)
+    w = memoryview(bytearray(lay.nbytes)).cast("q")
+    with pytest.raises(ValueError, match="too many shared words"):
+        make_policy(Greedy, w, lay, RunStart(ncpus=2, seed=1, steps=10))

@@ -365,6 +365,7 @@ CELLS: list[Cell] = [
         "refcount",
         "x86-stable-6.12.29",
         "missed_flush",
+        det_workload={"p_munmap": 0.05},  # the 3-CPU machine: more flushes to meet the window
         why="X3 (Dolan): the backport stores LOADED_MM_SWITCHING after the tlb_gen read; a flush between them skips the CPU",
     ),
     Cell("refcount", "x86-stable-dolan-fix", why="Dolan's fix: LOADED_MM_SWITCHING stored before the bit and the tlb_gen read"),

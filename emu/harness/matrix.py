@@ -38,6 +38,7 @@ class Cell:
     workload: dict[str, Any] = field(default_factory=dict)  # Workload fields that differ from the run's
     also: tuple[str, ...] = ()  # other kinds that catch it: the cell runs code with more than one defect
     det_workload: dict[str, Any] = field(default_factory=dict)  # on top of ``workload`` under a deterministic scheduler
+    det_cpus: int = 0  # CPUs under a deterministic scheduler, where the cell needs more than DET_MACHINE's
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -86,7 +87,8 @@ class Cell:
         cell sets no workload of its own); a broken cell's run stops at its first violation."""
         own = self.own_workload(True)
         small = {k: v for k, v in DET_MACHINE.items() if k != "cpus" and k not in own}
-        cfg = self.config(seed, cpus=DET_MACHINE["cpus"], sched="pct", steps=steps, workload=replace(Workload(), **small))
+        cpus = self.det_cpus or DET_MACHINE["cpus"]
+        cfg = self.config(seed, cpus=cpus, sched="pct", steps=steps, workload=replace(Workload(), **small))
         return replace(cfg, fail_fast=self.expect != CLEAN)
 
 
@@ -122,17 +124,18 @@ def find(
 
 def declared_cells() -> list[Cell]:
     """The cells the parts declare in their classes (``Strategy.cells``, ``Arch.cells``), each scheme's
-    in name order, then each model's; an ``arch`` of ``"*"`` is every architecture model known now.
-    An out-of-tree part's cells join once it is loaded (``emu.harness.plugins``)."""
+    in name order, then each model's; an ``arch`` of ``"*"`` is every architecture model known now
+    that takes the generic rows (``Arch.in_generic_cells``: not a kernel version with a defect of its
+    own, whose rows it declares). An out-of-tree part's cells join once it is loaded (``emu.harness.plugins``)."""
     tables = (_strategies.STRATEGIES, _strategies.MUTANTS, _arch.ARCHES, _arch.ARCH_MUTANTS)
     owners = [p for parts in tables for _, p in sorted(parts.items())]
     decls: list[CellDecl] = [d for p in dict.fromkeys(owners) for d in vars(p).get("cells", ())]
-    arches = all_arches()
+    arches = [a for a in all_arches() if _arch.ARCHES[a].in_generic_cells]
     out = []
     for d in decls:
         for a in arches if d.arch == "*" else (d.arch,):
             out.append(Cell(d.strategy, a, d.expect, dict(d.options), d.why, d.min_seconds, d.catch_runs, d.arch_mutant,
-                            dict(d.workload), d.also, dict(d.det_workload)))  # fmt: skip
+                            dict(d.workload), d.also, dict(d.det_workload), d.det_cpus))  # fmt: skip
     return out
 
 

@@ -78,6 +78,8 @@ from emu.machine.layout import (
     T_KIND,
     T_STATE,
     TASK_RUNNABLE,
+    TG_DONE,
+    TG_FREED,
     Layout,
     e2f_bucket,
 )
@@ -106,6 +108,9 @@ class Parts(NamedTuple):
     scheme_options: PartOptions = PartOptions()
     arch_options: PartOptions = PartOptions()
     memory_model: str = "sc"
+
+
+FREED_AFTER_DONE = TG_FREED - TG_DONE  # a TG_FREED's distance from its TG_DONE
 
 
 class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
@@ -181,6 +186,9 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.arch = parts.arch(self)
         self.tracks_tlb_gen = self.arch.tracks_tlb_gen
         self.TLB_GEN = base + C_TLB_GEN
+        # the loaded mm's TG_DONE word (its TG_FREED follows), kept by an arch that tracks TLB generations; read
+        # every quantum, so a plain attribute: elsewhere init_mm's, never flushed (0, as this CPU's TLB_GEN)
+        self.tlb_done_at = layout.tlbgen(INIT_MM) + TG_DONE
         self.strategy = parts.strategy(self)
         self.flush_relies_on_mask = self.arch.flush_relies_on_mask
         self.idle_leave_mm = parts.arch_options.flag("x86_idle_leave_mm")  # an x86 model's option (X86.options)
@@ -308,6 +316,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         w[self.CURR] = idle
         w[self.ACTIVE] = INIT_MM
         w[self.LOADED] = INIT_MM
+        self.tlb_done_at = lay.tlbgen(INIT_MM) + TG_DONE
         self.strategy.mmgrab_lazy_tlb(INIT_MM)  # the idle task starts lazy on init_mm
         w[lay.cpu(self.cpu) + C_PID] = os.getpid()
         w[self.HP_WANT] = 1
@@ -336,15 +345,30 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
                 if curr == self.drain_task:
                     self.run_drain_task(curr)
                     continue
-                if self.tracks_tlb_gen:
+                # Oracle.check_tlb_gen, its test inline, every user quantum: false on an arch that keeps no TLB
+                # generations (tlb_done_at stays at init_mm's TG_DONE, never flushed: 0, as its TLB_GEN)
+                if w[self.TLB_GEN] < w[self.tlb_done_at]:
                     self.oracle.check_tlb_gen(w[self.LOADED], self.TLB_GEN)
                 self.user_quantum(self, curr, phase)
-            elif kind == KIND_KTHREAD:
-                self.run_kthread(curr, phase)
-            elif kind == KIND_IDLE:
-                self.run_idle(phase)
             else:
-                self.run_resuming(curr, kind & ~KIND_RESUMING, phase)
+                # a kernel thread or the idle task: the loaded mm (lazy) may still be walked (walk_freed_tables, inline)
+                if w[self.TLB_GEN] < w[self.tlb_done_at + FREED_AFTER_DONE]:
+                    self.walk_freed_tables()
+                if kind == KIND_KTHREAD:
+                    self.run_kthread(curr, phase)
+                elif kind == KIND_IDLE:
+                    self.run_idle(phase)
+                else:
+                    self.run_resuming(curr, kind & ~KIND_RESUMING, phase)
+
+    def walk_freed_tables(self) -> None:
+        """A kernel thread or the idle task has the quantum, the loaded mm (lazy, on x86) still in the MMU,
+        whose page walks may use its paging-structure cache: no flush that freed the mm's page tables
+        and is newer than this CPU's TLB may have completed (``Oracle.check_freed_tables``; a user
+        quantum's check, against every completed flush, covers these)."""
+        w = self.w
+        if w[self.LOADED] != INIT_MM:
+            self.oracle.check_freed_tables(w[self.LOADED], self.TLB_GEN)
 
     def page_walk(self) -> None:
         """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced:

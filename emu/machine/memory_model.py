@@ -143,6 +143,7 @@ class TsoAtomics(Atomics):
 WEAK_BUFFER_ENTRIES = 8  # stores a CPU may hold back; more gives nothing the litmus patterns need
 VIEW_ENTRIES = 16  # words a CPU keeps a possibly stale copy of (the lines in its cache)
 STALE_P = 0.5  # per load, the chance that it is satisfied from the copy, not from memory
+WALK_ENTRIES = 4  # walks a CPU may hold unperformed; more are performed oldest first
 WEAK_COMMIT_P = 0.5  # per access: the buffer is shallow and leaky, so that another CPU sees the reordered stores
 
 
@@ -215,6 +216,7 @@ class WeakAtomics(Atomics):
         self._view: dict[int, int] = {}  # addr -> the value this CPU last saw there, oldest first
         self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
         self._deferred = False  # applying a buffered RMW without return value (rmw_no_return)
+        self._walks: list[int] = []  # mms whose page-table walk (mmu_walk) is issued, not yet performed
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -259,7 +261,11 @@ class WeakAtomics(Atomics):
         view[i] = v
 
     def _drain(self) -> None:
-        """Empty the buffer, in any order its epochs and addresses allow (another CPU may look meanwhile)."""
+        """Empty the buffer, in any order its epochs and addresses allow (another CPU may look meanwhile);
+        every barrier that drains (smp_mb, a fully ordered or release RMW, the machine's locks) performs
+        the pending walks first: they are earlier loads."""
+        if self._walks:
+            self._perform_walks()
         buf = self._buf
         if buf:
             self.irq.in_atomic += 1
@@ -304,6 +310,36 @@ class WeakAtomics(Atomics):
         self._drain()
         self._refresh()
 
+    # -- the MMU's walk of an mm the CPU leaves: a load that may be performed late -------------
+    def mmu_walk(self, mm: int) -> None:
+        """The walk of the outgoing mm's page tables at the CR3 write (``Arch.load_mm``). When the CPU
+        was lazy on that mm (``walk_late``: it is not the current task's own, whose later users the
+        scheduler's ``prev->on_cpu`` release and acquire order after it), the load is held and
+        performed at the next barrier that orders an earlier load before later accesses (``smp_mb``,
+        ``smp_rmb``, a RELEASE store or RMW, a fully ordered RMW, the machine's locks, interrupt
+        entry, idling), not at a plain store: so a plain ``WRITE_ONCE`` that ends the lazy use (a
+        hazard pointer's clear) may be visible, and the mm freed, before the walk reads it. LKMM
+        allows that (a load is not ordered before a later independent store: LB); the walk's value
+        feeds no program logic, so performing it late needs no speculation, unlike LB in general."""
+        if self.walk_late(mm):
+            walks = self._walks
+            walks.append(mm)
+            if len(walks) > WALK_ENTRIES:
+                self.walk_check(walks.pop(0))
+        else:
+            self.walk_check(mm)
+
+    walks_late = True
+
+    def _perform_walks(self) -> None:
+        walks, self._walks = self._walks, []
+        for mm in walks:
+            self.walk_check(mm)
+
+    def perform_walks(self) -> None:
+        if self._walks:
+            self._perform_walks()
+
     # -- plain accesses --------------------------------------------------------------------
     def READ_ONCE(self, i: int) -> int:
         self.irq.in_atomic += 1
@@ -339,6 +375,8 @@ class WeakAtomics(Atomics):
         return v
 
     def smp_store_release(self, i: int, v: int) -> None:
+        if self._walks:
+            self._perform_walks()  # earlier loads before the release (stronger than LKMM: before later stores too)
         if self._buf:
             self._epoch += 1  # every earlier store first
         self.WRITE_ONCE(i, v)
@@ -348,6 +386,8 @@ class WeakAtomics(Atomics):
         self._refresh()
 
     def smp_rmb(self) -> None:
+        if self._walks:
+            self._perform_walks()
         self._refresh()
 
     def smp_wmb(self) -> None:

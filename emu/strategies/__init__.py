@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from emu.strategies.base import Strategy
 from emu.strategies.hazptr import Hazptr, HazptrNoDropMb, HazptrNoMb
-from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount, LutoHazardRelaxedXchg
+from emu.strategies.luto_hazard import LutoHazard, LutoHazardInitMmFirst, LutoHazardLateCount, LutoHazardPlainClear, LutoHazardRelaxedXchg
 from emu.strategies.luto_rfc import LutoRfc
 from emu.strategies.refcount import Refcount, RefcountNoGrab
 from emu.strategies.shoot_lazies import ShootHotplugRace, ShootLazies
@@ -22,6 +22,7 @@ _ALL: tuple[type[Strategy], ...] = (
     LutoHazardLateCount,
     LutoHazardInitMmFirst,
     LutoHazardRelaxedXchg,
+    LutoHazardPlainClear,
     Hazptr,
     HazptrNoMb,
     HazptrNoDropMb,

@@ -42,6 +42,12 @@ meanwhile drops a reference that was never taken, and the mm is freed while park
 had this order: it inverts a rule the 2022 code already kept (16/23 raises ``mm_count`` before any
 ``try_mm_drop_rq_ref``; Peter Zijlstra asked in June 2021 for a comment saying the count must be
 raised before any ``rq->drop_mm`` is set). The mutant checks that the oracle sees the inversion.
+
+Mutant ``luto-hazard-plain-clear``: ``lazy_mm`` cleared with ``WRITE_ONCE`` where 16/23 has
+``smp_store_release(&rq->lazy_mm, NULL)``. The RELEASE orders the lazy use's accesses to the mm
+(the MMU's walk of its tables up to the CR3 write) before the clear; without it, under
+``--memory-model weak``, the clear may be seen by ``mm_unlazy_mm_count``, and the mm freed, before
+that walk is performed (``WeakAtomics.mmu_walk``).
 """
 
 from __future__ import annotations
@@ -207,6 +213,20 @@ class LutoHazardRelaxedXchg(LutoHazard):
         self.count("mm_line_atomics")
         self.mmdrop(old)
         return True
+
+
+class LutoHazardPlainClear(LutoHazard):
+    name = "luto-hazard-plain-clear"
+    summary = "lazy_mm cleared with WRITE_ONCE, not smp_store_release: the clear may be seen before the lazy use's last walk"
+    mutant_of = "luto-hazard"
+
+    def mmdrop_lazy_tlb(self, mm: int) -> None:
+        if self.READ_ONCE(self.lazy_mm) == mm:
+            self.WRITE_ONCE(self.lazy_mm, 0)  # no RELEASE
+        self.mmdrop_lazy()
+
+    def lazy_switch_to_user(self, mm: int) -> None:
+        self.WRITE_ONCE(self.lazy_mm, 0)  # no RELEASE: the walk of mm's tables at the CR3 write may be performed after it
 
 
 class LutoHazardInitMmFirst(LutoHazard):

@@ -32,7 +32,9 @@ arm64 and powerpc on ``weak``.
 
 Only what schemes access through this API is buffered. The machine's own bookkeeping (the
 scheduler's ``active_mm``/loaded mm, task table, inboxes, mailboxes, counters), which writes
-the segment directly, is always visible at once, so the oracle keeps seeing the true state.
+the segment directly, is always visible at once, so the oracle keeps seeing the true state. The
+lazy user's own load of the mm, the MMU's walk of the outgoing tables up to the CR3 write, goes
+through the model (``mmu_walk``): ``weak`` may perform it late (``WeakAtomics.mmu_walk``).
 """
 
 from __future__ import annotations
@@ -193,17 +195,23 @@ class WeakAtomics(Atomics):
     Memory itself is one array that every store reaches at once when it commits, so the model
     is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
 
+    The MMU's walk of an outgoing lazy mm (``mmu_walk``) is a load performed late: held until a
+    barrier that orders an earlier load before later accesses, so a plain store after it (a hazard
+    pointer's clear) can be visible first.
+
     What it cannot produce, all allowed by LKMM: load buffering (LB: a load never returns a
     value from a store that is later in another CPU's program order, since a load returns at
-    once); outcomes that need stores to reach CPUs at different times (IRIW or WRC with
-    ``smp_rmb``/acquire on the readers, which powerpc, not multi-copy atomic, allows: only the
-    barrier-free IRIW, through the readers' load reordering, appears); a failed ``cmpxchg``
+    once; only the MMU's walk, whose value no code consumes, is performed late); outcomes that
+    need stores to reach CPUs at different times (IRIW or WRC with ``smp_rmb``/acquire on the
+    readers, which powerpc, not multi-copy atomic, allows: only the barrier-free IRIW, through
+    the readers' load reordering, appears); a failed ``cmpxchg``
     letting an earlier store pass it (the buffer is emptied before every fully ordered
     attempt; the *later* loads are unordered, which cmpxchg-fail-unordered shows); stores
     after a release passing the stores before it. Address dependencies are not tracked: a
     load whose address comes from an earlier load must use ``rcu_dereference`` (here an
     acquire) or ``smp_load_acquire``. The machine's own bookkeeping written straight into the
-    segment (task table, inboxes, CR3's truth) is outside the model.
+    segment (task table, inboxes, CR3's truth) is outside the model; why each of these is so, and
+    what it would cost, is in docs/memory-models.md.
     """
 
     def __init__(self, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int) -> None:

@@ -76,7 +76,10 @@ exercises. The mutant stays to check that claim.
 
 Mutant ``hazptr-no-drop-mb``: only the barrier of ``mmdrop_lazy_tlb`` (the one the reference calls
 load-bearing) removed, so the clear of the slot may become visible before the lazy use's earlier
-accesses; checked under ``--memory-model weak``.
+accesses: the MMU's last walk of the mm, up to the CR3 write, is a load that nothing then orders
+before the clear (the ``prev->on_cpu`` RELEASE of ``finish_task`` orders it before ``on_cpu``'s store
+only). Under ``--memory-model weak``, which performs that walk late (``WeakAtomics.mmu_walk``), the
+slot is seen empty, the mm freed, and the walk reports ``use_after_free``.
 """
 
 from __future__ import annotations

@@ -11,13 +11,24 @@ from __future__ import annotations
 
 from emu.arch.arm64 import Arm64
 from emu.arch.base import Arch
+from emu.arch.loongarch import Loongarch, LoongarchDropForgetsLazy
 from emu.arch.powerpc import Powerpc, PowerpcExitIrqsEnabled, PowerpcTrimVsKthread
+from emu.arch.riscv import Riscv, RiscvTrim, RiscvTrimForgetsLazy
 from emu.arch.s390 import S390
 from emu.arch.x86 import X86
 from emu.arch.x86_lazy_mask import X86LazyMask, X86LazyMaskSwitchNoMb
 
-ARCHES: dict[str, type[Arch]] = {a.name: a for a in (X86, X86LazyMask, Powerpc, Arm64, S390)}
-ARCH_MUTANTS: dict[str, type[Arch]] = {a.name: a for a in (PowerpcExitIrqsEnabled, PowerpcTrimVsKthread, X86LazyMaskSwitchNoMb)}
+ARCHES: dict[str, type[Arch]] = {a.name: a for a in (X86, X86LazyMask, Powerpc, Arm64, S390, Riscv, RiscvTrim, Loongarch)}
+ARCH_MUTANTS: dict[str, type[Arch]] = {
+    a.name: a
+    for a in (
+        PowerpcExitIrqsEnabled,
+        PowerpcTrimVsKthread,
+        X86LazyMaskSwitchNoMb,
+        RiscvTrimForgetsLazy,
+        LoongarchDropForgetsLazy,
+    )
+}
 
 
 def resolve_arch(arch: str, mutant: str | None = None) -> type[Arch]:

@@ -99,16 +99,22 @@ class Cell:
         return replace(cfg, fail_fast=bool(self.det_kinds))
 
 
-ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390")
+ARCHES = ("x86", "x86-lazy-mask", "powerpc", "arm64", "s390", *("riscv", "riscv-trim", "loongarch"))
 HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
 LUTO_RFC_FIXED = "drop-check,scan-online,integrated"
 UNLAZY = {"x86_unlazy_on_flush": True}  # the 2022 series' 20/23 and 21/23 on an x86 model
 B7, B8 = "powerpc-exit-irqs-enabled", "powerpc-trim-vs-kthread"  # powerpc's arch mutants
 X1 = "x86-lazy-mask-switch-no-mb"  # the lazy mask's switch before 83b0177a6c48
+RV_FORGETS, LA_FORGETS = "riscv-trim-forgets-lazy", "loongarch-drop-forgets-lazy"  # RISC-V's and LoongArch's arch mutants
 # B3 on the 3-CPU machine: while the scanner stalls, an idle target must run another process, go lazy
 # on it and see it exit; with two processes (one of them the exiting one) that is rarely there to run
 B3_DET_LOAD = {"procs": 4}
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
+# LoongArch: a large flush (drop_mmu_context) reaches a lazy CPU by IPI from a second thread: two threads, flushing often,
+# and no kthread_use_mm, the only way back from one user to two after a single-threaded flush zeroed the lazy CPU's context
+NO_SECOND_USER = {"p_munmap": 0.3, "p_free_tables": 1.0, "threads": 2, "procs": 2, "p_use_mm": 0.0}
+# and that way: single-threaded processes flushing often (zeroing), kernel threads adopting their mms (a second user)
+ZEROED_THEN_SHARED = {"p_munmap": 0.3, "threads": 1, "procs": 2, "p_use_mm": 1.0, "kthreads": 2}
 
 CELLS: list[Cell] = [
     *(Cell("refcount", a, why="a lazy use holds a count: correct on every arch") for a in ARCHES),
@@ -135,6 +141,46 @@ CELLS: list[Cell] = [
     ),  # fmt: skip
     Cell("shoot-lazies", "x86-lazy-mask", options=UNLAZY, workload=FREQUENT_FREED_TABLES, why="a CPU moved to init_mm is no longer lazy"),
     Cell("refcount-no-grab", "x86", "use_after_free", why="B5: no reference for the lazy use"),
+    # RISC-V and LoongArch (reference 4.3): neither selects MMU_LAZY_TLB_SHOOTDOWN, so these are the emulator's findings
+    Cell("shoot-lazies", "riscv", why="82dd33fde026: with ASIDs the mask keeps every CPU that ran the mm, lazy ones included"),
+    Cell("shoot-lazies", "riscv-trim", why="Xu Lu's trim tests active_mm: a CPU lazy on the mm keeps its bit"),
+    Cell(
+        "shoot-lazies", "riscv-trim", workload=FREQUENT_FREED_TABLES, why="every munmap flushes the whole ASID and trims: still no lazy CPU"
+    ),
+    *(
+        Cell(s, "riscv-trim", "cpumask_missing", arch_mutant=RV_FORGETS, why="the trim tested on current->mm: a lazy CPU leaves the mask")
+        for s in ("refcount", "shoot-lazies")
+    ),
+    Cell(
+        "shoot-lazies",
+        "loongarch",
+        workload=NO_SECOND_USER,
+        why="without a second user after a zeroing no lazy CPU loses its bit: drop_mmu_context keeps it (!current->mm)",
+    ),
+    Cell(
+        "shoot-lazies",
+        "loongarch",
+        "freed_while_lazy",
+        workload=ZEROED_THEN_SHARED,
+        also=("use_after_free", "cpumask_missing"),  # cpumask_missing: the zeroing's race with kthread_use_mm (emu.arch.loongarch)
+        why="finding: an mm's only thread zeroes a lazy CPU's context (no IPI); once kthread_use_mm adds a user, an IPI clears its bit",
+    ),
+    Cell(
+        "shoot-lazies",
+        "loongarch",
+        "freed_while_lazy",
+        arch_mutant=LA_FORGETS,
+        workload=NO_SECOND_USER,
+        also=("use_after_free",),
+        why="drop_mmu_context without !current->mm: a large flush clears a lazy CPU's bit, cleanup_lazy_tlbs misses it",
+    ),
+    Cell(
+        "refcount",
+        "loongarch",
+        arch_mutant=LA_FORGETS,
+        workload=NO_SECOND_USER,
+        why="the lazy reference holds; TLB-wise the dropped context is sound (a new ASID at the next switch)",
+    ),
     # powerpc's arch code under any scheme: B7 and B8 as arch mutants
     *(
         Cell(s, "powerpc", "lockdep", options={"trim_timer": 3}, arch_mutant=B7, why="B7: a local trim, interrupts on")
@@ -211,7 +257,7 @@ CELLS: list[Cell] = [
             options={"fix": HAZPTR_FIXED},
             why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
         )
-        for a in ("x86", "powerpc", "arm64", "s390")
+        for a in ("x86", "powerpc", "arm64", "s390", "riscv", "loongarch")
     ),
     Cell("hazptr", "arm64", options={"fix": HAZPTR_FIXED, "memory_model": "tso"}, why="correct under TSO"),
     Cell(

@@ -50,6 +50,7 @@ C_DRAIN_PASS = 23  # drain: passes of the idle task through its settling step (t
 C_TLBSTATE_LOADED = 24
 C_TLB_GEN = 25  # the flush generation this CPU's TLB holds for its loaded mm (cpu_tlbstate.ctxs[asid].tlb_gen)
 C_DRAIN_MM = 26  # drain: the mm of this CPU's drain task (emu.kernel.drain), 0 before it forks
+C_ARCH = 27  # one word the arch model may use (LoongArch: the epoch of its loaded mm's context)
 CPU_WORDS = 32
 LOADED_MM_SWITCHING = -1  # x86's LOADED_MM_SWITCHING: no mm handle has this value
 

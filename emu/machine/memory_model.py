@@ -28,7 +28,10 @@ and loads can be satisfied out of order (its rules are in ``WeakAtomics``' docst
 ``tso``; s390 on ``tso`` too, since its architecture orders everything but a store before a
 later load, which the kernel's own view of it agrees with (arch/s390/include/asm/barrier.h:
 ``__smp_rmb``/``__smp_wmb`` are compiler barriers, ``__smp_mb`` a serialising ``bcr``);
-arm64 and powerpc on ``weak``.
+arm64 and powerpc on ``weak``; riscv (both models) and loongarch on ``weak`` too: RVWMO lets
+stores pass stores and loads pass loads, and is other-multi-copy-atomic like ARMv8, which LKMM's
+ordering covers; LoongArch's kernel makes ``__smp_rmb``/``__smp_wmb`` (and ``__smp_mb``) a ``dbar``
+instruction (arch/loongarch/include/asm/barrier.h), not compiler barriers as on TSO, so it reorders too.
 
 Only what schemes access through this API is buffered. The machine's own bookkeeping (the
 scheduler's ``active_mm``/loaded mm, task table, inboxes, mailboxes, counters), which writes
@@ -52,7 +55,10 @@ if TYPE_CHECKING:
 
 MEMORY_MODELS = ("sc", "tso", "weak", "arch")
 # --memory-model arch: the model of each architecture (arch mutants run on their architecture's)
-ARCH_MODELS = {"x86": "tso", "x86-lazy-mask": "tso", "s390": "tso", "arm64": "weak", "powerpc": "weak"}
+ARCH_MODELS = {
+    **{"x86": "tso", "x86-lazy-mask": "tso", "s390": "tso", "arm64": "weak", "powerpc": "weak"},
+    **{"riscv": "weak", "riscv-trim": "weak", "loongarch": "weak"},
+}
 STORE_BUFFER_ENTRIES = 16  # a small buffer: x86 has ~50, but a Python access is ~100x slower
 COMMIT_P = 0.1  # per access, the chance that the oldest buffered store reaches memory
 

@@ -59,7 +59,7 @@ class Cell:
     @property
     def det_kinds(self) -> tuple[str, ...]:
         """The violation kinds that catch this cell under a deterministic scheduler (none: expected clean there)."""
-        return () if self.det_expect == CLEAN else self.kinds
+        return () if CLEAN in (self.expect, self.det_expect) else self.kinds
 
     @property
     def expect_verdict(self) -> str:

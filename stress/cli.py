@@ -110,7 +110,7 @@ def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def build_parser() -> Parser:
-    from stress import __version__, bench, compare, hunt, shrink
+    from stress import __version__, bench, compare, findings, hunt, shrink
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -130,6 +130,7 @@ def build_parser() -> Parser:
     hunt.add_parser(sub)
     shrink.add_parser(sub)
     compare.add_parser(sub)
+    findings.add_parser(sub)
     bench.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
     ls.add_argument(
@@ -164,10 +165,15 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
     """``list --quiet`` prints the names alone; ``--json PATH`` also writes the lists."""
     check_writable(ns.json)
     lists: dict[str, list[dict[str, Any]]] = {
-        "strategies": [{"name": n, "summary": s.summary, "fixes": dict(s.FIXES)} for n, s in sorted(STRATEGIES.items())],
+        "strategies": [
+            {"name": n, "summary": s.summary, "fixes": dict(s.FIXES), "source": s.source, "hooks": list(s.hooks())}
+            for n, s in sorted(STRATEGIES.items())
+        ],
         "mutants": [{"name": n, "mutant_of": s.mutant_of, "summary": s.summary} for n, s in sorted(MUTANTS.items())],
         "arch_mutants": [{"name": n, "mutant_of": a.mutant_of, "summary": a.summary} for n, a in sorted(ARCH_MUTANTS.items())],
-        "architectures": [{"name": n, "summary": a.summary} for n, a in sorted(ARCHES.items())],
+        "architectures": [
+            {"name": n, "summary": a.summary, "source": a.source, "memory_model": a.memory_model} for n, a in sorted(ARCHES.items())
+        ],
     }
     if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
         write_json(ns.json, lists)
@@ -233,9 +239,23 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
+def preload(argv: Sequence[str]) -> None:
+    """Load the installed parts and any named by spec before parsing, so that their mutants and
+    fixes are valid names (a spec's errors: one line, status 2)."""
+    from emu.harness.plugins import load_arch, load_installed, load_scheme
+
+    load_installed()
+    for i, arg in enumerate(argv):
+        for flag, load in (("--strategy", load_scheme), ("--arch", load_arch)):
+            value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
+            if ":" in value:
+                load(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
+        preload(list(sys.argv[1:] if argv is None else argv))
         ns = parser.parse_args(argv)
         if ns.command == "list":
             return cmd_list_options(ns)
@@ -251,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.shrink import cmd_shrink
 
             return cmd_shrink(ns)
+        if ns.command == "findings":
+            from stress.findings import cmd_findings
+
+            return cmd_findings(ns)
         if ns.command == "compare":
             from stress.compare import cmd_compare
 

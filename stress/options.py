@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
+from emu.harness.plugins import load_config
 from emu.machine.policies import policy_class, registry
 from emu.machine.shm import shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
@@ -30,6 +31,8 @@ class Names:
 
     def __call__(self, text: str) -> str:
         valid = self.valid()
+        if ":" in text and self.what in ("strategy", "architecture") and type(self) is Names:
+            return text  # FILE.py:Class or module:Class, loaded before the run (emu.harness.plugins)
         if text not in valid:
             raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")
         return text
@@ -214,6 +217,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
         cfg = replayed_config(ns.replay, cfg, given)
+    cfg = load_config(cfg)  # a part named by spec: loaded, its path made absolute for the rerun command
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     if not cfg.replay:  # after the ranges: a value out of range is said as such first
         check_mode(cfg, given)

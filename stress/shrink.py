@@ -31,8 +31,7 @@ from typing import Any
 
 from emu.harness.columns import columns_svg, columns_text
 from emu.harness.config import ConfigError, RunConfig
-from emu.harness.events import Event
-from emu.harness.events import from_json as events_from_json
+from emu.harness.findings import story
 from emu.harness.replay import read_report, setup_digest
 from emu.harness.report import Report, headline
 from emu.machine.detsched import Schedule
@@ -40,9 +39,6 @@ from stress.output import STATUS_INTERRUPTED, write_json, write_text
 from stress.progress import LiveStatus
 
 MIN_CPUS = 2
-STORY_EVENTS = 40  # the interleaving shown: the violating mm's last events, up to the violation
-SCAN_OPS = ("read", "park", "displace")  # a scheme's shown steps in a scan (emu.strategies.base.SHOWN_OPS): a read, an xchg
-BIRTHS = ("fork", "exec_mmap")  # how a new mm gets its first task
 
 
 def add_parser(sub: Any) -> None:
@@ -177,42 +173,6 @@ class Shrinker:
                     i += chunk
             if not removed:
                 chunk //= 2
-
-
-def scan_step(e: Event) -> bool:
-    """A remote dropper's step that explains its drop: the other mm's ``__mmput``, or the scheme's
-    own step in its scan (emu.strategies.base.SHOWN_OPS: the read of a CPU's field, an xchg), or a stall."""
-    op, _, field = e.kind.partition(" ")
-    return e.kind in ("__mmput", "race_stall") or (bool(field) and op in SCAN_OPS)
-
-
-def story(report: dict[str, Any]) -> list[Event]:
-    """The violating mm's events: its birth, where the timeline holds it (its ``mm_alloc``, and the
-    ``fork`` or ``exec_mmap`` that gives it its first task), then its last events up to the violation
-    (marked), ``STORY_EVENTS`` in all; and the ``__mmput`` and scan steps of any CPU that dropped a
-    count of it without ever running it."""
-    timelines = events_from_json(report.get("events"), "shrink")
-    if not timelines:
-        return []
-    events = timelines[0]
-    name = report["violations"][0]["mm"]
-    mine = [i for i, e in enumerate(events) if e.mark or e.names(name)]
-    born = next((i for i in mine if events[i].kind == "mm_alloc" and events[i].values[0] == name), None)
-    head = []
-    if born is not None:
-        first_task = next((i for i in mine if i > born and events[i].kind in BIRTHS and events[i].values[0] == name), None)
-        head = [born] if first_task is None else [born, first_task]
-    tail = [i for i in mine if i not in head and (born is None or i > born)][len(head) - STORY_EVENTS :]
-    mine = sorted({*head, *tail})
-    if not mine:
-        return []
-    # a CPU that dropped a count of the mm without running it did so from another mm's exit: show that exit
-    counts = {i for i in mine if events[i].kind in ("mmgrab", "mmdrop")}
-    users = {events[i].cpu for i in mine if i not in counts and not scan_step(events[i])}
-    remote = {events[i].cpu for i in counts if events[i].kind == "mmdrop"} - users
-    start = tail[0] if tail else mine[0]
-    why = [i for i in range(start, mine[-1]) if events[i].cpu in remote and scan_step(events[i])]
-    return [events[i] for i in sorted({*mine, *why})]
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ from emu.arch.base import Arch
 
 class Arm64(Arch):
     name = "arm64"
+    source = "arch/arm64/include/asm/mmu_context.h and asm/tlbflush.h as of v6.13"
+    memory_model = "weak"
     summary = "mask never maintained (always empty); every flush is a hardware broadcast, no IPI"
     maintains_mm_cpumask = False
     flush_relies_on_mask = False

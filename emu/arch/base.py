@@ -28,6 +28,7 @@ from emu.machine.layout import C_LOADED_MM, INIT_MM, M_STATE, MM_EXITED, MM_SLOT
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
+    from emu.kernel.protocols import CellDecl
     from emu.kernel.surface import KernelCpu
 
 EV_SWITCH_MM = event("switch_mm", "switch_mm {mm:a} -> {mm:b}")
@@ -35,9 +36,24 @@ EV_TLB_BROADCAST = event("tlb_broadcast", "flush of {mm:a} by hardware broadcast
 
 
 class Arch:
+    """An architecture model. A subclass declares, in its one class: ``name``, ``summary`` and
+    ``source`` (the kernel version and files it follows); its mask rules and flush routing (the
+    ``maintains_mm_cpumask``/``flush_relies_on_mask``/``lazy_may_load_init_mm``/``tracks_tlb_gen``
+    properties, and the hooks it overrides); the memory model it runs under with ``--memory-model
+    arch`` (``memory_model``); the run options it reads (``options``, handed over in
+    ``KernelCpu.arch_options``); the mm record's arch words it uses (``mm_words``, at most
+    ``ARCH_MM_WORDS``); its counters and their labels; its mutants (subclasses that set
+    ``mutant_of``); and its matrix cells (``cells``). ``emu.arch`` finds it by scanning its package."""
+
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    source: ClassVar[str] = ""  # the kernel version, files and commits it follows
+    memory_model: ClassVar[str] = "sc"  # --memory-model arch: sc, tso or weak (emu.machine.memory_model)
+    options: ClassVar[tuple[str, ...]] = ()  # the RunConfig fields of its own (--trim-timer), read from arch_options
+    mm_words: ClassVar[int] = 0  # words of the mm record's M_ARCH it uses (mm->context)
     counters: ClassVar[tuple[str, ...]] = ()
+    labels: ClassVar[dict[str, str]] = {}  # counter -> what the report says it counts
+    cells: ClassVar[tuple[CellDecl, ...]] = ()  # its matrix cells, its mutants' included
     mutant_of: ClassVar[str | None] = None  # an arch mutant: the name of the model it patches
     maintains_mm_cpumask: ClassVar[bool] = True  # False: every mask stays empty (arm64)
     # its flushes reach other CPUs through mm_cpumask (IPIs to the mask, or a local-only flush when the

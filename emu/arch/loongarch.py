@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
 from emu.checks.oracle import CPUMASK_MISSING, site
+from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
 from emu.machine.layout import C_ARCH, INIT_MM, M_ARCH, M_USERS
 from emu.machine.trace import event
@@ -83,11 +84,63 @@ AT_ZEROED_IN_USE = site("loongarch: a flush finds the context of the mm this CPU
 EV_MASK_CLEAR_LOADED = event("la_mask_clear_loaded", "{mm:a}'s bit cleared with it still loaded here (context invalid or dropped)")
 
 
+# a large flush (drop_mmu_context) reaches a lazy CPU by IPI from a second thread: two threads, flushing often, and
+# no kthread_use_mm, the only way back from one user to two after a single-threaded flush zeroed the lazy CPU's context
+NO_SECOND_USER = {"p_munmap": 0.3, "p_free_tables": 1.0, "threads": 2, "procs": 2, "p_use_mm": 0.0}
+# and that way: single-threaded processes flushing often (zeroing), kernel threads adopting their mms (a second user)
+ZEROED_THEN_SHARED = {"p_munmap": 0.3, "threads": 1, "procs": 2, "p_use_mm": 1.0, "kthreads": 2}
+
+
 class Loongarch(Arch):
     name = "loongarch"
     summary = "mask set at switch; a flush clears it where the CPU has no valid context (drop_mmu_context); no exit flush"
+    source = "arch/loongarch/include/asm/mmu_context.h and arch/loongarch/mm/tlb.c, smp.c (flush_tlb_*) as of v6.14"
+    # LoongArch's kernel makes __smp_rmb/__smp_wmb (and __smp_mb) a dbar instruction
+    # (arch/loongarch/include/asm/barrier.h), not compiler barriers as on TSO: it reorders too
+    memory_model = "weak"
+    mm_words = 1  # M_ARCH: the count of zeroings of the mm's contexts (a context taken before the last one is invalid)
     flush_relies_on_mask = False
     counters = ("mask_clears_loaded",)  # bits cleared of a CPU that still has the mm loaded (lazy on it, or running it)
+    labels = {"mask_clears_loaded": "mm_cpumask bits cleared with the mm still loaded"}
+    # LoongArch does not select MMU_LAZY_TLB_SHOOTDOWN: the shoot-lazies cells are the emulator's findings
+    cells = (
+        CellDecl(
+            "shoot-lazies",
+            "loongarch",
+            workload=NO_SECOND_USER,
+            why="without a second user after a zeroing no lazy CPU loses its bit: drop_mmu_context keeps it (!current->mm)",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "loongarch",
+            "freed_while_lazy",
+            workload=ZEROED_THEN_SHARED,
+            also=("use_after_free", "cpumask_missing"),  # cpumask_missing: the zeroing's race with kthread_use_mm
+            why="finding: an mm's only thread zeroes a lazy CPU's context (no IPI); once kthread_use_mm adds a user, an IPI clears its bit",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "loongarch",
+            "freed_while_lazy",
+            arch_mutant="loongarch-drop-forgets-lazy",
+            workload=NO_SECOND_USER,
+            also=("use_after_free",),
+            why="drop_mmu_context without !current->mm: a large flush clears a lazy CPU's bit, cleanup_lazy_tlbs misses it",
+        ),
+        CellDecl(
+            "refcount",
+            "loongarch",
+            arch_mutant="loongarch-drop-forgets-lazy",
+            workload=NO_SECOND_USER,
+            why="the lazy reference holds; TLB-wise the dropped context is sound (a new ASID at the next switch)",
+        ),
+        CellDecl(
+            "hazptr",
+            "loongarch",
+            options={"fix": "skip-init-mm,drop-irqs-off"},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        ),
+    )
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING
 
 from emu.arch.base import Arch
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_NEXT, MASK_AT_SWITCH_PREV, SCHEME_WARNING, site
+from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM, M_ARCH, M_GEN, M_STATE, M_USERS, MM_LIVE, MM_SLOT_BITS, MM_WORDS
 
@@ -90,12 +91,51 @@ AT_RESET = site("mm_reset_thread_local: WARN_ON(current->mm != mm)")
 
 class Powerpc(Arch):
     name = "powerpc"
+    source = "arch/powerpc/mm/book3s64/radix_tlb.c and mmu_context.c as of v6.13"
+    # the matrix rows of this model and its arch mutants (emu.harness.matrix), under the schemes named
+    cells = (
+        CellDecl(
+            "refcount",
+            "powerpc",
+            "lockdep",
+            options={"trim_timer": 3},
+            arch_mutant="powerpc-exit-irqs-enabled",
+            why="B7: a local trim, interrupts on",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "powerpc",
+            "lockdep",
+            options={"trim_timer": 3},
+            arch_mutant="powerpc-exit-irqs-enabled",
+            why="B7: a local trim, interrupts on",
+        ),
+        CellDecl(
+            "refcount",
+            "powerpc",
+            "cpumask_missing",
+            options={"use_mm_bursts": True},
+            arch_mutant="powerpc-trim-vs-kthread",
+            why="B8: trim vs kthread_use_mm",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "powerpc",
+            "cpumask_missing",
+            options={"use_mm_bursts": True},
+            arch_mutant="powerpc-trim-vs-kthread",
+            why="B8: trim vs kthread_use_mm",
+        ),
+    )
+    memory_model = "weak"
+    options = ("trim_timer",)
+    mm_words = 1  # M_ARCH: mm->context.active_cpus
     summary = "mask set on first use; trimmed by exit_lazy_flush_tlb IPIs and CPU offline; tlbie broadcast flushes"
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_EXIT_FLUSH_LAZY_TLB] = self.do_exit_flush_lazy_tlb
-        self.trim_timer = cpu.cfg.trim_timer
+        self.trim_timer = cpu.arch_options.number("trim_timer", 1)
         self.trim_clock = 0  # DEFINE_PER_CPU(unsigned int, mm_cpumask_trim_clock)
 
     # -- arch/powerpc/mm/mmu_context.c ---------------------------------------------------------
@@ -124,7 +164,7 @@ class Powerpc(Arch):
     # -- arch/powerpc/mm/book3s64/radix_tlb.c --------------------------------------------------
     def flush_tlb_mm_exit(self, mm: int) -> None:
         """``radix__tlb_flush`` with ``tlb->fullmm``."""
-        if getattr(self.c.strategy, "MMU_LAZY_TLB_SHOOTDOWN", False):  # IS_ENABLED(CONFIG_MMU_LAZY_TLB_SHOOTDOWN)
+        if self.c.strategy.MMU_LAZY_TLB_SHOOTDOWN:  # IS_ENABLED(CONFIG_MMU_LAZY_TLB_SHOOTDOWN): the scheme declares it
             self.atomics.smp_mb()  # "see radix__flush_tlb_mm"
             self.exit_flush_lazy_tlbs(mm)
         self.flush_all_mm(mm, fullmm=True)

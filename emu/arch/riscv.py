@@ -49,9 +49,10 @@ Interpretations (the literal reading in brackets):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from emu.arch.base import Arch
+from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM
 
@@ -62,9 +63,27 @@ IPI_FLUSH_TLB_ALL_ASID = ipi_function("__ipi_flush_tlb_range_asid(all)", purpose
 IPI_FLUSH_TLB_RANGE_ASID = ipi_function("__ipi_flush_tlb_range_asid", purpose="ipis_flush")
 
 
+FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
+HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
+
+
 class Riscv(Arch):
     name = "riscv"
     summary = "ASIDs (82dd33fde026): mask set at switch, never cleared: every CPU that ran the mm; flushes IPI the mask"
+    source = "arch/riscv/mm/context.c and tlbflush.c since 82dd33fde026 (20230226150137.1919750-1-geomatsi@gmail.com)"
+    # RVWMO lets stores pass stores and loads pass loads, and is other-multi-copy-atomic like ARMv8,
+    # which LKMM's ordering (the weak model) covers
+    memory_model = "weak"
+    # neither RISC-V model selects MMU_LAZY_TLB_SHOOTDOWN: the shoot-lazies cells are the emulator's findings
+    cells: ClassVar[tuple[CellDecl, ...]] = (
+        CellDecl("shoot-lazies", "riscv", why="82dd33fde026: with ASIDs the mask keeps every CPU that ran the mm, lazy ones included"),
+        CellDecl(
+            "hazptr",
+            "riscv",
+            options={"fix": HAZPTR_FIXED},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        ),
+    )
     trim_after_flush_all = False  # Xu Lu's posted trim after local_flush_tlb_all_asid
 
     def __init__(self, cpu: KernelCpu) -> None:
@@ -123,7 +142,27 @@ class Riscv(Arch):
 class RiscvTrim(Riscv):
     name = "riscv-trim"
     summary = "riscv with Xu Lu's posted trim (20250827131444.23893-3): a CPU clears its bit after a full-ASID flush unless active_mm"
+    source = "riscv, with 20250827131444.23893-3-luxu.kernel@bytedance.com (posted, not merged)"
     trim_after_flush_all = True
+    cells: ClassVar[tuple[CellDecl, ...]] = (
+        CellDecl("shoot-lazies", "riscv-trim", why="Xu Lu's trim tests active_mm: a CPU lazy on the mm keeps its bit"),
+        CellDecl(
+            "shoot-lazies",
+            "riscv-trim",
+            workload=FREQUENT_FREED_TABLES,
+            why="every munmap flushes the whole ASID and trims: still no lazy CPU",
+        ),
+        *(
+            CellDecl(
+                s,
+                "riscv-trim",
+                "cpumask_missing",
+                arch_mutant="riscv-trim-forgets-lazy",
+                why="the trim tested on current->mm: a lazy CPU leaves the mask",
+            )
+            for s in ("refcount", "shoot-lazies")
+        ),
+    )
 
 
 class RiscvTrimForgetsLazy(RiscvTrim):

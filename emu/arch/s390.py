@@ -49,6 +49,11 @@ from emu.machine.layout import C_ACTIVE_MM, C_LOADED_MM, CPU_WORDS, INIT_MM, M_A
 
 class S390(Arch):
     name = "s390"
+    source = "arch/s390/include/asm/mmu_context.h and asm/tlbflush.h as of v6.13"
+    # s390 orders everything but a store before a later load, and the kernel agrees
+    # (arch/s390/include/asm/barrier.h: __smp_rmb/__smp_wmb compiler barriers, __smp_mb a serialising bcr)
+    memory_model = "tso"
+    mm_words = 1  # M_ARCH: the flush count
     summary = "mask set on switch to a task's mm, reset to the attached CPUs at each flush; broadcast flushes"
     flush_relies_on_mask = False
 

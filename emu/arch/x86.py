@@ -68,6 +68,9 @@ FLUSH_TLB_FUNC = ipi_function("flush_tlb_func", purpose="ipis_flush")
 
 class X86(Arch):
     name = "x86"
+    source = "arch/x86/mm/tlb.c as of v6.13"
+    memory_model = "tso"  # x86-TSO: only a store before a later load may be reordered
+    options = ("x86_unlazy_on_flush", "x86_idle_leave_mm")
     summary = "mask follows the loaded mm; a freed-tables flush moves lazy CPUs to init_mm and drops their bits (v6.13)"
     lazy_may_load_init_mm = True
     clear_on_switch: ClassVar[bool] = True  # switching away clears the bit of the mm that was loaded
@@ -78,7 +81,7 @@ class X86(Arch):
         cpu.irq.handlers[FLUSH_TLB_FUNC] = self.flush_tlb_func
         self.is_lazy = cpu.layout.cpu(cpu.cpu) + C_IS_LAZY  # cpu_tlbstate_shared.is_lazy
         self.is_lazy_base = cpu.layout.cpu_base + C_IS_LAZY
-        self.unlazy = cpu.cfg.x86_unlazy_on_flush
+        self.unlazy = cpu.arch_options.flag("x86_unlazy_on_flush")
 
     def enter_lazy_tlb(self, mm: int) -> None:
         w = self.w

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from emu.arch.x86 import FLUSH_TLB_FUNC, X86
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
+from emu.kernel.protocols import CellDecl
 from emu.machine.layout import (
     C_TLB_GEN,
     C_TLBSTATE_LOADED,
@@ -72,6 +73,24 @@ TRIM_INTERVAL_NS = 1_000_000_000  # mm->context.next_trim_cpumask = jiffies + HZ
 
 class X86LazyMask(X86):
     name = "x86-lazy-mask"
+    source = "arch/x86/mm/tlb.c with 209954cbc7d0 (v6.14), fea4e317f9e7, 83b0177a6c48"
+    # the matrix rows of this model and its arch mutants (emu.harness.matrix), under the schemes named
+    cells = (
+        CellDecl(
+            "refcount",
+            "x86-lazy-mask",
+            options={"memory_model": "tso"},
+            why="83b0177a6c48: smp_mb() when the bit is already set: the switch sees the new tlb_gen or the flush sees the switch",
+        ),
+        CellDecl(
+            "refcount",
+            "x86-lazy-mask",
+            "missed_flush",
+            options={"memory_model": "tso"},
+            arch_mutant="x86-lazy-mask-switch-no-mb",
+            why="X1 (real, fixed by 83b0177a6c48): the store of loaded_mm waits in the store buffer past the load of tlb_gen",
+        ),
+    )
     summary = "v6.14 lazy mask: bits set on switch, cleared by a flush that finds the mm not loaded"
     clear_on_switch = False  # the bit stays until a flush finds the mm no longer loaded here
     set_only_if_clear = True  # "if (next != &init_mm && !cpumask_test_cpu(cpu, mm_cpumask(next)))"

@@ -139,7 +139,19 @@ def max_cpus_here() -> int:
     return int(max(1, min(MAX_CPUS, avail)))
 
 
-X86_MODELS = ("x86", "x86-lazy-mask")
+def arches_declaring(option: str) -> tuple[str, ...]:
+    """The architecture models that declare ``option`` (a RunConfig field) their own, in name order."""
+    from emu.arch import ARCHES
+
+    return tuple(sorted(n for n, a in ARCHES.items() if option in a.options))
+
+
+def schemes_declaring(option: str) -> tuple[str, ...]:
+    from emu.strategies import STRATEGIES
+
+    return tuple(sorted(n for n, s in STRATEGIES.items() if option in s.options))
+
+
 SCHEDS = ("free", *sched_choices())  # free, then every policy --sched names (emu.machine.policies)
 
 
@@ -158,9 +170,16 @@ def validate(
     """Raise ConfigError with one readable line for any setting out of range or unknown.
     ``mutants`` maps each scheme mutant to its strategy, ``arch_mutants`` each arch mutant to its
     architecture (default: the ``emu.arch`` registry)."""
-    if arch_mutants is None:
-        from emu.arch import ARCH_MUTANTS
+    from emu.harness.plugins import load_config
 
+    load_config(cfg)  # a part named by spec, and its mutants, join the lists (ConfigError if it cannot)
+    from emu.arch import ARCH_MUTANTS, ARCHES
+    from emu.strategies import MUTANTS, STRATEGIES
+
+    strategies = sorted({*strategies, *(s for s in STRATEGIES if ":" in s)})
+    mutants = {**mutants, **{m: c.mutant_of or "" for m, c in MUTANTS.items() if m not in mutants}}
+    arches = sorted({*arches, *(a for a in ARCHES if ":" in a)})
+    if arch_mutants is None:
         arch_mutants = {m: a.mutant_of or "" for m, a in ARCH_MUTANTS.items()}
     if cfg.cpus < 1:
         raise ConfigError(f"--cpus must be at least 1, got {cfg.cpus}")
@@ -184,16 +203,9 @@ def validate(
         raise ConfigError(f"--duration must be a positive number of seconds, got {cfg.duration}")
     if not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"--seed must be between 0 and 2**63-1, got {cfg.seed}")
-    if (cfg.shoot_all or cfg.debug_check) and cfg.strategy != "shoot-lazies":
-        flag = "--shoot-all" if cfg.shoot_all else "--debug-check"
-        raise ConfigError(f"{flag} applies to --strategy shoot-lazies, not '{cfg.strategy}'")
     if not 1 <= cfg.trim_timer <= MAX_TRIM_TIMER:
         raise ConfigError(f"--trim-timer must be between 1 and {MAX_TRIM_TIMER} flushes, got {cfg.trim_timer}")
-    if cfg.trim_timer != RunConfig.trim_timer and cfg.arch != "powerpc":
-        raise ConfigError(f"--trim-timer applies to --arch powerpc, not '{cfg.arch}'")
-    for flag, on in (("--x86-unlazy-on-flush", cfg.x86_unlazy_on_flush), ("--x86-idle-leave-mm", cfg.x86_idle_leave_mm)):
-        if on and cfg.arch not in X86_MODELS:
-            raise ConfigError(f"{flag} applies to --arch x86 or x86-lazy-mask, not '{cfg.arch}'")
+    check_part_options(cfg)
     if not 0.0 <= cfg.noise <= 1.0:
         raise ConfigError(f"--noise must be a probability in [0, 1], got {cfg.noise}")
     if cfg.hotplug and cfg.cpus < 2:
@@ -242,6 +254,21 @@ def validate(
         raise ConfigError(f"--kthreads must be between 0 and 16, got {w.kthreads}")
     if not 0 <= w.sleep_us <= 1_000_000:
         raise ConfigError(f"--sleep-us must be between 0 and 1000000, got {w.sleep_us}")
+
+
+def check_part_options(cfg: RunConfig) -> None:
+    """An option a part declares its own (``Strategy.options``, ``Arch.options``) set away from its
+    default where the run's scheme or arch model does not declare it: refused, rather than ignored."""
+    from emu.arch import ARCHES
+    from emu.strategies import STRATEGIES
+
+    default = RunConfig()
+    for kind, parts, chosen in (("strategy", STRATEGIES, cfg.strategy), ("arch", ARCHES, cfg.arch)):
+        mine = parts[chosen].options if chosen in parts else ()
+        for option in sorted({o for p in parts.values() for o in p.options}):
+            if getattr(cfg, option) != getattr(default, option) and option not in mine:
+                owners = sorted(n for n, p in parts.items() if option in p.options)
+                raise ConfigError(f"--{option.replace('_', '-')} applies to --{kind} {' or '.join(owners)}, not '{chosen}'")
 
 
 def validate_fix(cfg: RunConfig, fixes: dict[str, str]) -> None:

@@ -1,5 +1,6 @@
 """The parts a run's kernel is built with: its architecture model, its scheme (or mutant) and
-its workload driver, resolved from the configuration's names."""
+its workload driver, resolved from the configuration's names (a part named by spec is loaded
+first, ``emu.harness.plugins``), each given its own options, not the run's configuration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import functools
 
 from emu.arch import resolve_arch
 from emu.harness.config import RunConfig
+from emu.harness.plugins import load_config
 from emu.kernel.cpu import Parts
+from emu.kernel.protocols import PartOptions
 from emu.strategies import resolve
 from emu.workload import Synthetic
 from emu.workload.benchmarks import DRIVERS
@@ -17,11 +20,25 @@ from emu.workload.benchmarks import DRIVERS
 BENCH_COUNTERS = ("bench_ops", "remote_wakeups", "mask_atomics")
 
 
+def options_for(cfg: RunConfig, declared: tuple[str, ...]) -> PartOptions:
+    fixes = frozenset(f for f in cfg.fix.split(",") if f)
+    own = {name: getattr(cfg, name) for name in declared}
+    return PartOptions(seed=cfg.seed, fixes=fixes, race_delay=cfg.race_delay, watchdog=cfg.watchdog, own=own)
+
+
+def memory_model_for(cfg: RunConfig) -> str:
+    """``--memory-model arch``: the model the architecture declares (an arch mutant's is its architecture's)."""
+    return resolve_arch(cfg.arch, cfg.mutant).memory_model if cfg.memory_model == "arch" else cfg.memory_model
+
+
 def parts_for(cfg: RunConfig) -> Parts:
-    if cfg.benchmark:
-        driver = functools.partial(DRIVERS[cfg.benchmark], tasks=cfg.bench_tasks)
-        return Parts(arch=resolve_arch(cfg.arch, cfg.mutant), strategy=resolve(cfg.scheme), driver=driver)
-    return Parts(arch=resolve_arch(cfg.arch, cfg.mutant), strategy=resolve(cfg.scheme), driver=Synthetic)
+    cfg = load_config(cfg)
+    arch, strategy = resolve_arch(cfg.arch, cfg.mutant), resolve(cfg.scheme)
+    driver = functools.partial(DRIVERS[cfg.benchmark], tasks=cfg.bench_tasks) if cfg.benchmark else Synthetic
+    return Parts(
+        arch=arch, strategy=strategy, driver=driver, scheme_options=options_for(cfg, strategy.options),
+        arch_options=options_for(cfg, arch.options), memory_model=memory_model_for(cfg),
+    )  # fmt: skip
 
 
 def extra_counters(cfg: RunConfig) -> tuple[str, ...]:

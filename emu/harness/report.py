@@ -137,8 +137,8 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float | No
     m["exit_to_free_us_p99"] = _round(percentile_from_hist(hist, 0.99))
     m["exit_to_free_us_mean"] = round(counters["exit_to_free_ns_sum"] / freed / 1000, 1) if freed else 0.0
     exits = counters["mm_exits"]
-    for name in ("cpus_scanned", "remote_slot_reads", "mm_line_atomics"):
-        if name in counters:  # the scanning schemes' costs, per exit
+    for name in per_exit_counters():
+        if name in counters:  # the costs a part declares per exit (Strategy.per_exit: the scanning schemes')
             m[f"{name}_per_exit"] = round(counters[name] / exits, 3) if exits else 0.0
     m["mm_atomics_per_switch"] = round(counters["mm_atomics"] / switches, 4) if switches else 0.0
     m["lock_wait_ns_per_switch"] = round(counters["lock_wait_ns"] / switches, 1) if switches else 0.0
@@ -440,20 +440,14 @@ METRICS: dict[str, Metric] = {
     "mm_exits": Metric(PER_EXIT, ALWAYS, "mms torn down (last mmput)"),
     "ipis_per_exit": Metric(PER_EXIT, ALWAYS, "IPIs sent to tear an mm down"),
     "footprint_per_exit": Metric(PER_EXIT, ALWAYS, "CPUs that ever ran the mm"),
-    "cpus_scanned_per_exit": Metric(PER_EXIT, ALWAYS, "CPUs the scheme scans"),
-    "remote_slot_reads_per_exit": Metric(PER_EXIT, ALWAYS, "other CPUs' slots read"),
-    "mm_line_atomics_per_exit": Metric(PER_EXIT, ALWAYS, "scheme atomics on the mm's line"),
     "tlb_broadcasts": Metric(PER_EXIT, NONZERO, "exit flushes by broadcast, no IPI"),
     "exit_to_free_us_p50": Metric(PER_EXIT, ALWAYS, "last mmput to free, median (us)"),
     "exit_to_free_us_p99": Metric(PER_EXIT, ALWAYS, "last mmput to free, p99 (us)"),
     "exit_to_free_us_mean": Metric(PER_EXIT, VERBOSE, "last mmput to free, mean (us)"),
     "footprint_cpus": Metric(PER_EXIT, VERBOSE, "total, all exits"),
-    "cpus_scanned": Metric(PER_EXIT, VERBOSE, "total, all exits"),
-    "remote_slot_reads": Metric(PER_EXIT, VERBOSE, "total, all exits"),
-    "mm_line_atomics": Metric(PER_EXIT, VERBOSE, "total, all exits"),
     "ipis_sent": Metric(IPIS, ALWAYS, "IPIs sent, every purpose"),
     "ipis_flush": Metric(IPIS, NONZERO, "TLB flush IPIs (exit, munmap)"),
-    "ipis_shootdown": Metric(IPIS, ("strategy", "shoot-lazies"), "shootdowns of lazy CPUs"),
+    "ipis_shootdown": Metric(IPIS, ("scheme", "MMU_LAZY_TLB_SHOOTDOWN"), "shootdowns of lazy CPUs"),
     "ipis_check": Metric(IPIS, ("debug_check", True), "do_check_lazy_tlb (--debug-check)"),
     "ipis_exit": Metric(IPIS, NONZERO, "sent while an mm was torn down"),
     "ipis_useful": Metric(IPIS, NONZERO, "lazy-off IPIs: target was lazy"),
@@ -477,25 +471,63 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def part_counters() -> list[tuple[str, str, bool]]:
+    """(counter, label, per exit) for every counter a known part declares a label for, in name order."""
+    from emu.arch import ARCH_MUTANTS, ARCHES
+    from emu.strategies import MUTANTS, STRATEGIES
+
+    out: dict[str, tuple[str, str, bool]] = {}
+    parts: list[tuple[dict[str, str], tuple[str, ...]]] = [
+        (s.labels, s.per_exit) for t in (STRATEGIES, MUTANTS) for _, s in sorted(t.items())
+    ]
+    parts += [(a.labels, ()) for t in (ARCHES, ARCH_MUTANTS) for _, a in sorted(t.items())]
+    for labels, per_exit in parts:
+        for c, label in labels.items():
+            out.setdefault(c, (c, label, c in per_exit))
+    return list(out.values())
+
+
+def per_exit_counters() -> tuple[str, ...]:
+    return tuple(c for c, _, per in part_counters() if per)
+
+
+def metrics() -> dict[str, Metric]:
+    """The report's labels: the harness's own (``METRICS``) and those the known parts declare, a
+    per-exit counter beside the other per-exit costs, its total beside the other totals."""
+    per_exit = {f"{c}_per_exit": Metric(PER_EXIT, ALWAYS, label) for c, label, per in part_counters() if per}
+    totals = {c: Metric(PER_EXIT, VERBOSE, "total, all exits") for c, _, per in part_counters() if per}
+    other = {c: Metric(OTHER, NONZERO, label) for c, label, per in part_counters() if not per}
+    out: dict[str, Metric] = {}
+    for k, m in METRICS.items():
+        out[k] = m
+        out.update(per_exit if k == "footprint_per_exit" else totals if k == "footprint_cpus" else {})
+    return {**out, **other}
+
+
 def applies(key: str, value: Any, config: dict[str, Any]) -> bool:
     """Whether a counter belongs in the short report of this run (``--verbose`` shows every one)."""
-    m = METRICS.get(key)
+    m = metrics().get(key)
     if m is None or m.show == NONZERO:
         return bool(value)
     if isinstance(m.show, str):  # ALWAYS or VERBOSE
         return m.show == ALWAYS
     name, when = m.show
+    if name == "scheme":  # a property the run's scheme declares (Strategy.MMU_LAZY_TLB_SHOOTDOWN)
+        from emu.strategies import STRATEGIES
+
+        return bool(value) or bool(getattr(STRATEGIES.get(config.get("strategy", "")), when, False))
     return bool(value) or (bool(config.get(name)) if when == "nonzero" else config.get(name) == when)
 
 
 def grouped(report: Report, verbose: bool = False) -> list[tuple[str, list[tuple[str, Any, str]]]]:
     """(group, [(counter, value, meaning)]) in reading order: the counters that apply, or all."""
     rows: dict[str, list[tuple[str, Any, str]]] = {g: [] for g in GROUPS}
-    order = {k: i for i, k in enumerate(METRICS)}
+    labels = metrics()
+    order = {k: i for i, k in enumerate(labels)}
     for key in sorted(report.metrics, key=lambda k: (order.get(k, len(order)), k)):
         value = report.metrics[key]
         if verbose or applies(key, value, report.config):
-            m = METRICS.get(key)
+            m = labels.get(key)
             rows[m.group if m else OTHER].append((key, value, m.meaning if m else ""))
     return [(g, r) for g, r in rows.items() if r]
 

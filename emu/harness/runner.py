@@ -34,10 +34,11 @@ import numpy as np
 
 from emu.arch import ARCHES
 from emu.checks.watchdog import Watchdog, describe_cpu, lost_ipi
-from emu.harness.config import RunConfig
+from emu.harness.config import ConfigError, RunConfig
 from emu.harness.memwatch import RssSampler
 from emu.harness.parts import extra_counters, parts_for
 from emu.harness.perturbation import Events, Perturbation
+from emu.harness.plugins import load_config
 from emu.harness.replay import load_replay
 from emu.harness.report import Report, collect, sum_counters
 from emu.kernel.cpu import EXIT_HARNESS, Cpu
@@ -65,6 +66,7 @@ from emu.machine.detsched import (
 )
 from emu.machine.irq import make_doorbells
 from emu.machine.layout import (
+    ARCH_MM_WORDS,
     C_STATE,
     CPU_QUIESCED,
     H_LIVE_USERS,
@@ -82,7 +84,10 @@ from emu.machine.layout import (
     PHASE_DRAIN,
     PHASE_EXIT,
     PHASE_RUN,
+    SCHEME_PERCPU_WORDS,
     Layout,
+    LayoutError,
+    check_fits,
 )
 from emu.machine.policies import policy_class
 from emu.machine.policy import Policy, RunStart
@@ -217,8 +222,15 @@ class RunState:
 
 
 def layout_for(cfg: RunConfig) -> Layout:
+    cfg = load_config(cfg)
     strat = resolve(cfg.scheme)
     arch = ARCHES[cfg.arch]
+    try:  # every capacity a part's declaration fills, checked as the machine is laid out: never an overwrite
+        # (the scheduler's perturbation slots: emu.machine.detsched, PERTURB_SLOTS)
+        check_fits(f"scheme '{cfg.scheme}': per-CPU fields", len(strat.percpu), SCHEME_PERCPU_WORDS)
+        check_fits(f"architecture '{cfg.arch}': mm record words", arch.mm_words, ARCH_MM_WORDS)
+    except LayoutError as e:
+        raise ConfigError(str(e)) from None
     w = cfg.workload
     log = min(SCHED_LOG_MAX, cfg.steps + 16) if cfg.deterministic else 0
     counters = tuple(strat.counters) + tuple(arch.counters) + extra_counters(cfg)

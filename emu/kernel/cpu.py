@@ -28,6 +28,7 @@ from emu.kernel.drain import Drain, drain_settled
 from emu.kernel.driver import TaskDriver
 from emu.kernel.hotplug import FINISH_CPU, Hotplug
 from emu.kernel.mm import MmOps
+from emu.kernel.protocols import ArchHooks, PartOptions, RunSettings, SchemeHooks, WorkloadKnobs
 from emu.kernel.runqueue import RunQueue
 from emu.kernel.sched import Scheduler
 from emu.kernel.tasks import Tasks
@@ -87,10 +88,7 @@ from emu.machine.trace import Tracer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from emu.arch.base import Arch
-    from emu.harness.config import RunConfig, Workload
     from emu.machine.shm import Segment
-    from emu.strategies.base import Strategy
 
 
 EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
@@ -101,16 +99,21 @@ SWITCH_WALK = site("page-table walk of the outgoing lazy mm, up to the CR3 write
 
 class Parts(NamedTuple):
     """What the kernel runs, chosen above it (``emu.harness.parts``): the architecture model, the
-    lazy-mm scheme, each built on the CPU, and the workload's driver."""
+    lazy-mm scheme, each built on the CPU, and the workload's driver; the options each part is
+    given (its own, not the run's configuration) and the memory model the run uses (``--memory-model
+    arch`` already resolved to the one the arch model declares)."""
 
-    arch: Callable[[Cpu], Arch]
-    strategy: Callable[[Cpu], Strategy]
-    driver: Callable[[Workload, int, random.Random], TaskDriver]
+    arch: Callable[[Cpu], ArchHooks]
+    strategy: Callable[[Cpu], SchemeHooks]
+    driver: Callable[[WorkloadKnobs, int, random.Random], TaskDriver]
+    scheme_options: PartOptions = PartOptions()
+    arch_options: PartOptions = PartOptions()
+    memory_model: str = "sc"
 
 
 class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
     def __init__(
-        self, cpu: int, cfg: RunConfig, layout: Layout, seg: Segment, locks: list, doorbells: list,  # type: ignore[type-arg]
+        self, cpu: int, cfg: RunSettings, layout: Layout, seg: Segment, locks: list, doorbells: list,  # type: ignore[type-arg]
         parts: Parts, det: DetSched | None = None,
     ) -> None:  # fmt: skip
         self.cpu = cpu
@@ -120,7 +123,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.w = seg.words
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
         self.irq = Irq(self.w, layout, cpu, doorbells, ack_timeout=cfg.ipi_timeout)
-        self.atomics = make_atomics(cfg.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B, cfg.arch)
+        self.atomics = make_atomics(parts.memory_model, self.w, locks, self.irq, cfg.seed * 1_000_003 + cpu + 0x5B)
         self.atomics.count_costs(
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
@@ -177,6 +180,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.mm_base, self.cpumask_stride = layout.mm_base, layout.cpumask_stride
         self.my_cpumask_word = layout.cpumask_base + self.mask_word  # in the first mm's mask
         self.mm = MmOps(self)
+        self.scheme_options, self.arch_options = parts.scheme_options, parts.arch_options
         self.arch = parts.arch(self)
         self.tracks_tlb_gen = self.arch.tracks_tlb_gen
         self.TLB_GEN = base + C_TLB_GEN
@@ -184,7 +188,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         if self.atomics.walks_late:  # a model that may perform the MMU's walk of an outgoing mm late
             self.route_mmu_walks()
         self.flush_relies_on_mask = self.arch.flush_relies_on_mask
-        self.idle_leave_mm = cfg.x86_idle_leave_mm
+        self.idle_leave_mm = parts.arch_options.flag("x86_idle_leave_mm")  # an x86 model's option (X86.options)
 
         # local scheduler state: this CPU's runqueue, its per-CPU kthreads, sleeping tasks
         self.runqueue: deque[int] = deque()

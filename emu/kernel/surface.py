@@ -11,15 +11,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from emu.arch.base import Arch
     from emu.checks.oracle import Oracle
-    from emu.harness.config import RunConfig
     from emu.kernel.mm import MmOps
+    from emu.kernel.protocols import ArchHooks, PartOptions, SchemeHooks
     from emu.machine.atomics import Atomics
     from emu.machine.detsched import DetSched
     from emu.machine.irq import Irq
     from emu.machine.layout import Layout
-    from emu.strategies.base import Strategy
 
 
 class KernelCpu(Protocol):
@@ -28,7 +26,8 @@ class KernelCpu(Protocol):
     ncpus: int  # num_possible_cpus()
     layout: Layout  # where the per-CPU rq fields, the mms and their masks live
     w: memoryview  # the shared words, for the fields the scheme or arch owns
-    cfg: RunConfig  # the run's options (--fix, --race-delay, the arch's switches)
+    scheme_options: PartOptions  # the scheme's own options (--fix, --race-delay, what it declares): not the run's configuration
+    arch_options: PartOptions  # the arch model's own (--trim-timer, --x86-unlazy-on-flush, ...)
     CURR: int  # the word of rq->curr
     task_base: int  # the task table (task_struct's mm, kind)
     counter_words: dict[str, int]  # each counter's word in this CPU's block (``count``, inline)
@@ -42,8 +41,8 @@ class KernelCpu(Protocol):
     # the kernel beside the scheme: the oracle, the mm lifecycle, the arch model, the scheme
     oracle: Oracle
     mm: MmOps  # mmgrab, mmdrop, mmget, mmput
-    arch: Arch  # switch_mm_irqs_off, flushes, mm_cpumask
-    strategy: Strategy  # the scheme's hooks, for the arch code that calls them
+    arch: ArchHooks  # switch_mm_irqs_off, flushes, mm_cpumask
+    strategy: SchemeHooks  # the scheme's hooks, for the arch code that calls them
 
     def active_mm(self) -> int: ...  # current->active_mm
     def set_active_mm(self, mm: int) -> None: ...

@@ -52,6 +52,19 @@ C_TLB_GEN = 25  # the flush generation this CPU's TLB holds for its loaded mm (c
 C_DRAIN_MM = 26  # drain: the mm of this CPU's drain task (emu.kernel.drain), 0 before it forks
 C_ARCH = 27  # one word the arch model may use (LoongArch: the epoch of its loaded mm's context)
 CPU_WORDS = 32
+SCHEME_PERCPU_WORDS = C_INBOX_HEAD - C_SCHEME  # what a scheme may declare (Strategy.percpu): one word each
+
+
+class LayoutError(ValueError):
+    """A part declares more of the segment than its region holds: refused when the machine is built."""
+
+
+def check_fits(what: str, used: int, room: int) -> None:
+    """Refuse, with one line, a region asked to hold more than it has: never a silent overwrite."""
+    if used > room:
+        raise LayoutError(f"{what}: {used} words declared, the region holds {room}")
+
+
 LOADED_MM_SWITCHING = -1  # x86's LOADED_MM_SWITCHING: no mm handle has this value
 
 # CPU states (C_STATE), for the runner's progress and the reschedule doorbell
@@ -64,6 +77,7 @@ XSLOT_WORDS = 4
 # -- mm record: one cache line ------------------------------------------------------------------
 M_GEN, M_STATE, M_USERS, M_COUNT, M_FREED_BY, M_T_MMPUT, M_SERIAL, M_ARCH = range(8)  # M_ARCH: one word the arch model may use
 MM_WORDS = LINE
+ARCH_MM_WORDS = MM_WORDS - M_ARCH  # what an arch model may declare (Arch.mm_words)
 MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)
 # per mm slot, a line of its own: mm->context.tlb_gen (x86, an atomic64), and the newest generation whose
 # flush has completed (the oracle's: no CPU may run the mm with an older TLB). Never reset: a reused slot's

@@ -24,14 +24,9 @@ instructions order an earlier store before a later load.
 as LKMM states it, for the weakly ordered architectures: stores become visible out of order
 and loads can be satisfied out of order (its rules are in ``WeakAtomics``' docstring).
 
-``arch`` runs each architecture on its own model (``ARCH_MODELS``): x86 (both models) on
-``tso``; s390 on ``tso`` too, since its architecture orders everything but a store before a
-later load, which the kernel's own view of it agrees with (arch/s390/include/asm/barrier.h:
-``__smp_rmb``/``__smp_wmb`` are compiler barriers, ``__smp_mb`` a serialising ``bcr``);
-arm64 and powerpc on ``weak``; riscv (both models) and loongarch on ``weak`` too: RVWMO lets
-stores pass stores and loads pass loads, and is other-multi-copy-atomic like ARMv8, which LKMM's
-ordering covers; LoongArch's kernel makes ``__smp_rmb``/``__smp_wmb`` (and ``__smp_mb``) a ``dbar``
-instruction (arch/loongarch/include/asm/barrier.h), not compiler barriers as on TSO, so it reorders too.
+``arch`` runs each architecture on the model its class declares (``Arch.memory_model``, with the
+reason in each model's module; an arch mutant runs on its architecture's): x86 (both models) and
+s390 on ``tso``; arm64, powerpc, riscv (both models) and loongarch on ``weak``; a model that declares none runs on ``sc``.
 
 Only what schemes access through this API is buffered. The machine's own bookkeeping (the
 scheduler's ``active_mm``/loaded mm, task table, inboxes, mailboxes, counters), which writes
@@ -54,11 +49,7 @@ if TYPE_CHECKING:
     from emu.machine.irq import Irq
 
 MEMORY_MODELS = ("sc", "tso", "weak", "arch")
-# --memory-model arch: the model of each architecture (arch mutants run on their architecture's)
-ARCH_MODELS = {
-    **{"x86": "tso", "x86-lazy-mask": "tso", "s390": "tso", "arm64": "weak", "powerpc": "weak"},
-    **{"riscv": "weak", "riscv-trim": "weak", "loongarch": "weak"},
-}
+MACHINE_MODELS = ("sc", "tso", "weak")  # what an architecture may declare as its own
 STORE_BUFFER_ENTRIES = 16  # a small buffer: x86 has ~50, but a Python access is ~100x slower
 COMMIT_P = 0.1  # per access, the chance that the oldest buffered store reaches memory
 
@@ -570,13 +561,9 @@ def _install_weak_rmws() -> None:
 _install_weak_rmws()
 
 
-def model_for(model: str, arch: str) -> str:
-    """The model a run uses: ``arch`` resolves to the architecture's own."""
-    return ARCH_MODELS.get(arch, "sc") if model == "arch" else model
-
-
-def make_atomics(model: str, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int, arch: str = "x86") -> Atomics:
-    model = model_for(model, arch)
+def make_atomics(model: str, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int) -> Atomics:
+    """The atomics of ``model`` (``sc``, ``tso`` or ``weak``; ``arch`` is resolved above, from the
+    model the architecture declares: ``emu.arch.base.Arch.memory_model``)."""
     if model == "tso":
         return TsoAtomics(words, locks, irq, seed)
     if model == "weak":

@@ -17,7 +17,16 @@ from emu.machine.layout import C_SCHEME, INIT_MM
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
+    from emu.kernel.protocols import CellDecl
     from emu.kernel.surface import KernelCpu
+
+# the hooks the kernel calls (emu.kernel.protocols.SchemeHooks) that a scheme must implement itself;
+# the others have the mainline default below
+REQUIRED_HOOKS = ("mmgrab_lazy_tlb", "mmdrop_lazy_tlb")
+HOOKS = (
+    "mmgrab_lazy_tlb", "mmdrop_lazy_tlb", "mmdrop_lazy_tlb_sched", "lazy_switch_to_kernel", "lazy_switch_to_user",
+    "finish_task_switch", "mmput_lazy_fixup", "cleanup_lazy_tlbs", "takedown_cpu", "sched_force_init_mm", "unlazy_mm_irqs_off",
+)  # fmt: skip
 
 AT_SHOOT = site("do_shoot_lazy_tlb: WARN_ON_ONCE(current->mm)")
 AT_UNLAZY = site("unlazy_mm_irqs_off: WARN_ON_ONCE(current->mm)")
@@ -32,12 +41,36 @@ SHOWN_OPS = {
     "displace": "xchg: takes {mm:a} out of {cpu:b}'s %s",
     "take": "takes {mm:a} out of {cpu:b}'s %s",
 }
+# the scanning schemes' costs, which the report gives per mm exit (``Strategy.per_exit``)
+SCAN_COUNTERS = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+SCAN_LABELS = {
+    "cpus_scanned": "CPUs the scheme scans",
+    "remote_slot_reads": "other CPUs' slots read",
+    "mm_line_atomics": "scheme atomics on the mm's line",
+}
 SHOWN: dict[tuple[str, str], int] = {}  # (op, field) -> event code, registered at import: before the CPUs fork
 
 
 class Strategy:
+    """A lazy-mm scheme. A subclass declares everything the rest of the emulator needs to know of
+    it, here in its one class: ``name``, ``summary`` and ``source`` (the commit or message id it
+    models); the hooks it implements (``hooks()``: those of ``HOOKS`` it overrides); its Kconfig-like
+    properties (``MMU_LAZY_TLB_SHOOTDOWN``, which arch code asks about); its per-CPU fields in the
+    shared segment (``percpu``, one word each, at most ``SCHEME_PERCPU_WORDS``); its counters and
+    their report labels (``counters``, ``labels``; ``per_exit``: those the report also gives per mm
+    exit); the run options it reads (``options``: RunConfig fields, handed over in
+    ``KernelCpu.scheme_options``); its ``FIXES``; its mutants (subclasses that set ``mutant_of``);
+    and its matrix cells (``cells``). ``emu.strategies`` finds it by scanning its package."""
+
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    source: ClassVar[str] = ""  # the commit or message id the scheme models
+    # CONFIG_MMU_LAZY_TLB_SHOOTDOWN: arch code that tests IS_ENABLED(...) asks this (powerpc's exit flush)
+    MMU_LAZY_TLB_SHOOTDOWN: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()  # the RunConfig fields of its own (--shoot-all), read from scheme_options
+    labels: ClassVar[dict[str, str]] = {}  # counter -> what the report says it counts
+    per_exit: ClassVar[tuple[str, ...]] = ()  # counters the report also divides by the mm exits (``NAME_per_exit``)
+    cells: ClassVar[tuple[CellDecl, ...]] = ()  # its matrix cells, its mutants' included
     percpu: ClassVar[tuple[str, ...]] = ()  # per-runqueue fields, e.g. ("lazy_mm",)
     pins: ClassVar[tuple[str, ...]] = ()  # those that pin an mm (a hazard slot, a parked reference): never a freed one
     counters: ClassVar[tuple[str, ...]] = ()  # extra per-CPU counters
@@ -72,15 +105,21 @@ class Strategy:
         self.cmpxchg_relaxed, self.smp_rmb, self.smp_wmb = a.cmpxchg_relaxed, a.smp_rmb, a.smp_wmb
         self.mmgrab, self.mmdrop = cpu.mm.mmgrab, cpu.mm.mmdrop
         self.num_possible_cpus = cpu.ncpus
-        self.fixes = frozenset(f for f in cpu.cfg.fix.split(",") if f)
+        opts = cpu.scheme_options  # its own options, never the run's configuration
+        self.fixes = opts.fixes
         self._counters, self._cnt = cpu.w, cpu.counter_words
         # its own generator, so that --race-delay leaves the workload's random stream alone
-        self._delay_p = cpu.cfg.race_delay
-        self._delay_rand = random.Random(cpu.cfg.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
+        self._delay_p = opts.race_delay
+        self._delay_rand = random.Random(opts.seed * 1_000_003 + cpu.cpu + 0xDE1A).random
         # the scheduler skips the call on every switch for a scheme that does nothing there
         self.has_finish_task_switch = type(self).finish_task_switch is not Strategy.finish_task_switch
         self._trace = cpu.trace
         cpu.oracle.watch_pins([C_SCHEME + self.percpu.index(f) for f in self.pins])
+
+    @classmethod
+    def hooks(cls) -> tuple[str, ...]:
+        """The kernel hooks this scheme implements itself (the rest keep the mainline default)."""
+        return tuple(h for h in HOOKS if getattr(cls, h) is not getattr(Strategy, h))
 
     def rq(self, field: str, cpu: int | None = None) -> int:
         """The word offset of ``rq->field`` on ``cpu`` (this CPU by default)."""

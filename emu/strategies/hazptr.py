@@ -87,9 +87,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from emu.checks.oracle import LIVENESS, SCHEME_WARNING, SOFT_LOCKUP, site
+from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
 from emu.machine.layout import INIT_MM
-from emu.strategies.base import Strategy
+from emu.strategies.base import SCAN_COUNTERS, SCAN_LABELS, Strategy
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -105,12 +106,123 @@ AT_HP_SCAN_OFFLINE = site("hp_scan: busy-wait on an offline CPU's slot (its reti
 
 class Hazptr(Strategy):
     name = "hazptr"
+    source = "20241004182734.1761555-5-mathieu.desnoyers@efficios.com (RFC v2 4/4)"
+    # the matrix rows of this scheme and its mutants (emu.harness.matrix), with the verdict each must give and why
+    cells = (
+        CellDecl(
+            "hazptr",
+            "x86",
+            "scheme_warning",
+            why="H1 (real, robot-found in RFC v2): a preempted mmdrop_lazy_tlb leaves a stale slot; the next publish fails",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            "scheme_warning",
+            options={"fix": "skip-init-mm"},
+            why="H1 (real, robot-found, RFC v2): a preempted mmdrop_lazy_tlb leaves a stale slot; the next publish fails",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            "scheme_warning",
+            options={"fix": "skip-init-mm,this-cpu-write"},
+            why="H1 under the thread's fix (f5c749d3-...@efficios.com): this_cpu_write still clears the CPU resumed on; the old slot stays",
+        ),
+        CellDecl(
+            "hazptr",
+            "powerpc",
+            "scheme_warning",
+            options={"fix": "drop-irqs-off"},
+            why="H3 (from the patch on its base, not robot-found): "
+            "powerpc's exit_lazy_flush_tlb grabs init_mm before dropping the old lazy mm",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            "scheme_warning",
+            options={"fix": "drop-irqs-off,sched-force-init-mm", "hotplug": True},
+            why="H3 (kernels from Nov 2024 on, not the RFC's base): sched_force_init_mm (hotplug) grabs init_mm before dropping the old mm",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            "liveness",
+            options={"fix": "skip-init-mm,drop-irqs-off", "hotplug": True},
+            why="H4 (hotplug on the RFC's 6.12-rc1 base): idle_task_exit keeps the dying CPU's slot, a scan then waits on the offline CPU",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            options={"fix": "skip-init-mm,drop-irqs-off,sched-force-init-mm", "hotplug": True},
+            why="H4's control: with the Nov 2024 path the dying CPU leaves its lazy mm and clears its own slot",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            options={"fix": "drop-irqs-off"},
+            why="H3's control: without --hotplug no x86 path grabs init_mm over a busy slot (the drain runs none)",
+        ),
+        CellDecl(
+            "hazptr",
+            "x86",
+            options={"fix": "skip-init-mm,drop-irqs-off"},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        ),
+        CellDecl(
+            "hazptr",
+            "powerpc",
+            options={"fix": "skip-init-mm,drop-irqs-off"},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        ),
+        CellDecl(
+            "hazptr",
+            "arm64",
+            options={"fix": "skip-init-mm,drop-irqs-off"},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        ),
+        CellDecl(
+            "hazptr",
+            "s390",
+            options={"fix": "skip-init-mm,drop-irqs-off"},
+            why="H1, H3 fixed by interpretations (drop irqs off, init_mm unpublished): publish, smp_mb, scan, retire",
+        ),
+        CellDecl("hazptr", "arm64", options={"fix": "skip-init-mm,drop-irqs-off", "memory_model": "tso"}, why="correct under TSO"),
+        CellDecl(
+            "hazptr-no-mb",
+            "x86",
+            options={"fix": "skip-init-mm,drop-irqs-off"},
+            why="B6 (synthetic, not a bug in this use): message passing, not store buffering (reference 3.5)",
+        ),
+        CellDecl(
+            "hazptr", "arm64", options={"fix": "skip-init-mm,drop-irqs-off", "memory_model": "weak"}, why="correct under the weak model"
+        ),
+        CellDecl(
+            "hazptr-no-mb",
+            "arm64",
+            options={"fix": "skip-init-mm,drop-irqs-off", "memory_model": "weak"},
+            why="B6: the publish reaches the scanner through fully ordered mmput/mmdrop and the scheduler's handoff (reference 3.5)",
+        ),
+        # the lazy use's last walk of the mm (the MMU's, up to the CR3 write) before the clear that ends it: a load
+        # before a later store, which only a barrier orders (LKMM: no R->W order without one); weak performs it late
+        CellDecl(
+            "hazptr-no-drop-mb",
+            "arm64",
+            "use_after_free",
+            options={"fix": "skip-init-mm,drop-irqs-off", "memory_model": "weak"},
+            why="no smp_mb before the clear: the slot is seen empty, and the mm freed, before the lazy use's last walk of it",
+            min_seconds=30.0,
+            catch_runs=8,  # 4 of 10 runs of 30 s catch it (docs/memory-models.md)
+            det_expect="clean",
+        ),
+    )
     has_race_window = True
     summary = "RFC v2 as posted: one hazard slot per CPU, hp_scan at __mmdrop retires the holders (H1; H3 on powerpc; H4 --hotplug)"
     percpu = ("hazptr_slot",)
     pins = ("hazptr_slot",)
     shown = ("hazptr_slot",)  # the publish and clear of the slot, the scan's finds
-    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    counters = per_exit = SCAN_COUNTERS
+    labels = SCAN_LABELS
     exit_mm_grab_irqs_off = True
     FIXES: ClassVar[dict[str, str]] = {
         "skip-init-mm": "H3: a lazy use of init_mm publishes nothing, so grab-before-drop finds the slot free",
@@ -131,7 +243,8 @@ class Hazptr(Strategy):
         self.hotplug_idle_task_exit = "sched-force-init-mm" not in self.fixes
         # the soft-lockup detector, before the harness's watchdog; a deterministic mode's clock (a
         # microsecond a step) runs about 20 times slower than the host's: a tenth of it, well inside its drain
-        self.spin_limit_s = cpu.cfg.watchdog / 2 if cpu.det is None else cpu.cfg.watchdog / 20
+        watchdog = cpu.scheme_options.watchdog
+        self.spin_limit_s = watchdog / 2 if cpu.det is None else watchdog / 20
 
     # -- the publisher side -------------------------------------------------------------------
     def mmgrab_lazy_tlb(self, mm: int) -> None:

@@ -56,8 +56,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from emu.checks.oracle import site
+from emu.kernel.protocols import CellDecl
 from emu.machine.layout import INIT_MM, M_COUNT
-from emu.strategies.base import Strategy
+from emu.strategies.base import SCAN_COUNTERS, SCAN_LABELS, Strategy
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -68,12 +69,104 @@ AT_UNLAZY_SUB = site("mm_unlazy_mm_count: atomic_sub(mm_count)")
 
 class LutoHazard(Strategy):
     name = "luto-hazard"
+    source = "7c9c388c388df8e88bb5d14828053ac0cb11cf69.1641659630.git.luto@kernel.org (16/23)"
+    # the matrix rows of this scheme and its mutants (emu.harness.matrix), with the verdict each must give and why
+    cells = (
+        CellDecl("luto-hazard", "*", why="hazard pointer re-read after drop_mm; online CPUs scanned: correct on every arch"),
+        CellDecl(
+            "luto-hazard", "x86", options={"x86_unlazy_on_flush": True}, why="with 20/23 and 21/23 a scan of the mask finds every lazy CPU"
+        ),
+        CellDecl(
+            "luto-hazard",
+            "x86-lazy-mask",
+            options={"x86_unlazy_on_flush": True},
+            why="with 20/23 and 21/23 a scan of the mask finds every lazy CPU",
+        ),
+        CellDecl(
+            "luto-hazard", "x86", options={"x86_unlazy_on_flush": True, "x86_idle_leave_mm": True}, why="leave_mm unlazies too (20/23)"
+        ),
+        CellDecl("luto-hazard", "x86", options={"memory_model": "tso"}, why="correct under TSO too"),
+        CellDecl("luto-hazard", "x86-lazy-mask", options={"memory_model": "tso"}, why="correct under TSO too"),
+        CellDecl("luto-hazard", "arm64", options={"memory_model": "tso"}, why="correct under TSO too"),
+        CellDecl(
+            "luto-hazard",
+            "arm64",
+            options={"race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload={"procs": 4},
+            why="the 2022 re-read closes B3 on the same load",
+        ),
+        CellDecl(
+            "luto-hazard",
+            "powerpc",
+            options={"race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload={"procs": 4},
+            why="the 2022 re-read closes B3 on the same load",
+        ),
+        CellDecl(
+            "luto-hazard",
+            "x86",
+            options={"race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload={"procs": 4},
+            why="the 2022 re-read closes B3 on the same load",
+        ),
+        CellDecl(
+            "luto-hazard-init-mm-first",
+            "arm64",
+            "freed_while_lazy",
+            options={"hotplug": True, "race_delay": 1.0},
+            min_seconds=4.0,
+            why="the literal reading of sched_force_init_mm's order under the 2022 scheme: init_mm published first",
+        ),
+        CellDecl("luto-hazard", "arm64", options={"hotplug": True, "race_delay": 1.0}, why="switch to init_mm first, then clear lazy_mm"),
+        CellDecl(
+            "luto-hazard-late-count",
+            "x86",
+            "use_after_free",
+            options={"race_delay": 1.0},
+            also=("double_free",),
+            why="B4 (synthetic: inverts 16/23's rule, raise mm_count before any drop_mm is set): freed a count early, then touched again",
+        ),
+        CellDecl(
+            "luto-hazard",
+            "arm64",
+            options={"memory_model": "weak", "race_delay": 1.0},
+            why="fully ordered exchanges: the raise is seen first",
+        ),
+        CellDecl(
+            "luto-hazard-relaxed-xchg",
+            "arm64",
+            "use_after_free",
+            options={"memory_model": "weak", "race_delay": 1.0},
+            also=("freed_while_lazy", "count_underflow", "dangling_reference"),
+            why="relaxed exchanges: the parked reference is seen, and dropped, before the unordered mm_count raise",
+        ),
+        CellDecl(
+            "luto-hazard-relaxed-xchg",
+            "x86",
+            options={"memory_model": "tso", "race_delay": 1.0},
+            why="x86: every locked instruction is a full barrier, so the relaxed exchanges are ordered anyway",
+        ),
+        CellDecl(
+            "luto-hazard-plain-clear",
+            "arm64",
+            "use_after_free",
+            options={"memory_model": "weak"},
+            why="WRITE_ONCE for 16/23's smp_store_release: lazy_mm is seen NULL, and the mm freed, before the lazy use's last walk",
+            min_seconds=30.0,
+            catch_runs=5,  # 6 of 10 runs of 30 s catch it (docs/memory-models.md)
+            det_expect="clean",
+        ),
+    )
     has_race_window = True
     summary = "rq->lazy_mm hazard pointer; __mmput scans lazy CPUs and parks mm_count refs in rq->drop_mm"
     percpu = ("lazy_mm", "drop_mm")
     pins = ("drop_mm",)
     shown = ("lazy_mm", "drop_mm")  # the scan's reads, the parked references and their take-out
-    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    counters = per_exit = SCAN_COUNTERS
+    labels = SCAN_LABELS
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)

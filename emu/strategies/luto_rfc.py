@@ -58,8 +58,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from emu.checks.oracle import SCHEME_WARNING, site
+from emu.kernel.protocols import CellDecl
 from emu.machine.layout import INIT_MM
-from emu.strategies.base import Strategy
+from emu.strategies.base import SCAN_COUNTERS, SCAN_LABELS, Strategy
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -70,12 +71,109 @@ AT_FIXUP_OLD = site("mm_fixup_lazy_refs: WARN_ON_ONCE(old == mm)")
 
 class LutoRfc(Strategy):
     name = "luto-rfc"
+    source = "e69827244c2f1e534aa83a40334ffa00bafe54c2.1607059162.git.luto@kernel.org"
+    # the matrix rows of this scheme and its mutants (emu.harness.matrix), with the verdict each must give and why
+    cells = (
+        CellDecl(
+            "luto-rfc",
+            "*",
+            "use_after_free",
+            also=("freed_while_lazy", "count_underflow"),
+            why="D4 (integration gap of the posted mockup): untouched paths drop counts the new switch never took; D1 is there too",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "x86",
+            "use_after_free",
+            options={"fix": "drop-check"},
+            also=("freed_while_lazy", "count_underflow"),
+            why="D4 (integration gap) remains without the integration; D1 is there too",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "arm64",
+            "use_after_free",
+            options={"fix": "drop-check,scan-online"},
+            also=("freed_while_lazy", "count_underflow"),
+            why="D4 (integration gap) remains without the integration; D1 is there too",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "x86",
+            "freed_while_lazy",
+            options={"fix": "integrated"},
+            why="D1 (defect in the posted mockup): the parked mm dropped while the CPU is still lazy on it",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "powerpc",
+            "freed_while_lazy",
+            options={"fix": "integrated"},
+            why="D1 (defect in the posted mockup): the parked mm dropped while the CPU is still lazy on it",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "arm64",
+            "freed_while_lazy",
+            options={"fix": "integrated"},
+            why="D1 (defect in the posted mockup): the parked mm dropped while the CPU is still lazy on it",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "arm64",
+            "freed_while_lazy",
+            options={"fix": "integrated,scan-online"},
+            why="D1 (defect in the posted mockup) alone: the scan is sound",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "arm64",
+            "freed_while_lazy",
+            options={"fix": "drop-check,integrated"},
+            why="D2 (the mockup's own XXX): the empty mask misses every lazy CPU",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "x86",
+            "freed_while_lazy",
+            options={"fix": "drop-check,integrated"},
+            why="B9 (follows from the mockup's 'mm_cpumask() not being reliable'): x86 up to 6.13 drops lazy CPUs from the mask",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "arm64",
+            "freed_while_lazy",
+            options={"fix": "drop-check,scan-online,integrated", "race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload={"procs": 4},
+            why="B3 (race documented by the 2022 patch): one read of lazy_mm; --race-delay widens it, single threads park on the target",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "powerpc",
+            "freed_while_lazy",
+            options={"fix": "drop-check,scan-online,integrated", "race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload={"procs": 4},
+            why="B3 (race documented by the 2022 patch): one read of lazy_mm; --race-delay widens it, single threads park on the target",
+        ),
+        CellDecl(
+            "luto-rfc",
+            "x86",
+            "freed_while_lazy",
+            options={"fix": "drop-check,scan-online,integrated", "race_delay": 1.0},
+            workload={"threads": 1},
+            det_workload={"procs": 4},
+            why="B3 (race documented by the 2022 patch): one read of lazy_mm; --race-delay widens it, single threads park on the target",
+        ),
+    )
     has_race_window = True
     summary = "RFC v2 mockup as posted (D1, D2, D4, B3); --fix drop-check,scan-online,integrated"
     percpu = ("lazy_mm", "mm_to_mmdrop")
     pins = ("mm_to_mmdrop",)
     shown = ("lazy_mm", "mm_to_mmdrop")  # the scan's read and the parked references: B3's story
-    counters = ("cpus_scanned", "remote_slot_reads", "mm_line_atomics")
+    counters = per_exit = SCAN_COUNTERS
+    labels = SCAN_LABELS
     FIXES: ClassVar[dict[str, str]] = {
         "drop-check": "D1: 2022 mmdrop_lazy, never drop the parked mm this CPU is still lazy on",
         "scan-online": "D2/B9: scan for_each_possible_lazymm_cpu, not mm_cpumask",

@@ -16,12 +16,23 @@ user's exit can free an mm that a CPU is still lazy on.
 
 from __future__ import annotations
 
+from emu.kernel.protocols import CellDecl
 from emu.strategies.base import Strategy
 
 
 class Refcount(Strategy):
     name = "refcount"
     summary = "every lazy use holds an mm_count reference (Linux default)"
+    source = "kernel/sched/core.c, include/linux/sched/mm.h (mainline since v6.3)"
+    # the matrix rows of this scheme and its mutants (emu.harness.matrix), with the verdict each must give and why
+    cells = (
+        CellDecl("refcount", "*", why="a lazy use holds a count: correct on every arch"),
+        CellDecl("refcount", "powerpc", options={"trim_timer": 1}, why="the radix trimming on every flush is correct arch code"),
+        CellDecl(
+            "refcount", "x86", options={"x86_idle_leave_mm": True}, why="leave_mm moves an idle lazy CPU to init_mm; the count still holds"
+        ),
+        CellDecl("refcount-no-grab", "x86", "use_after_free", why="B5: no reference for the lazy use"),
+    )
 
     def mmgrab_lazy_tlb(self, mm: int) -> None:
         self.count("lazy_refcount_atomics")

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from emu.checks.oracle import SCHEME_WARNING, site
+from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
 from emu.strategies.base import Strategy
 
@@ -45,14 +46,54 @@ AT_CHECK = site("do_check_lazy_tlb: WARN_ON_ONCE(current->active_mm == mm)")
 class ShootLazies(Strategy):
     name = "shoot-lazies"
     summary = "no lazy reference; IPI the CPUs in mm_cpumask to leave the mm before it is freed"
+    source = "2655421ae69f (v6.3)"
+    # the matrix rows of this scheme and its mutants (emu.harness.matrix), with the verdict each must give and why
+    cells = (
+        CellDecl("shoot-lazies", "powerpc", why="the mask covers every CPU that used the mm and did not trim itself"),
+        CellDecl("shoot-lazies", "powerpc", options={"debug_check": True}, why="no CPU is lazy on the mm after cleanup_lazy_tlbs"),
+        CellDecl("shoot-lazies", "powerpc", options={"trim_timer": 1}, why="each trim moves a lazy CPU to init_mm before its bit goes"),
+        CellDecl("shoot-lazies", "powerpc", options={"hotplug": True}, why="hotplug leaves the lazy mm before the mask"),
+        CellDecl("shoot-lazies", "powerpc", options={"use_mm_bursts": True}, why="each CPU trims only itself, never a running kthread"),
+        CellDecl("shoot-lazies", "s390", why="the mask is reset to the attached CPUs, lazy ones included"),
+        CellDecl("shoot-lazies", "s390", options={"shoot_all": True}, why="IPI every CPU: correct anywhere"),
+        CellDecl("shoot-lazies", "arm64", options={"shoot_all": True}, why="no mask: IPI every CPU"),
+        CellDecl("shoot-lazies", "arm64", "use_after_free", why="B1: the mask is empty"),
+        CellDecl(
+            "shoot-lazies", "x86", "freed_while_lazy", why="a freed-tables flush cleared a lazy CPU's bit, the exiting CPU's own included"
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "x86",
+            options={"x86_unlazy_on_flush": True},
+            why="a CPU that loads init_mm also stops being lazy: the v6.13 mask then covers lazies",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "x86-lazy-mask",
+            "freed_while_lazy",
+            workload={"p_munmap": 0.05, "p_free_tables": 1.0},
+            why="finding: a lazy CPU moved to init_mm by one freed-tables flush loses its bit at the next (never combined in the kernel)",
+        ),
+        CellDecl(
+            "shoot-lazies",
+            "x86-lazy-mask",
+            options={"x86_unlazy_on_flush": True},
+            workload={"p_munmap": 0.05, "p_free_tables": 1.0},
+            why="a CPU moved to init_mm is no longer lazy",
+        ),
+        CellDecl(
+            "shoot-hotplug-race", "powerpc", "cpumask_missing", options={"hotplug": True}, why="B2: the CPU leaves the masks while lazy"
+        ),
+    )
     MMU_LAZY_TLB_SHOOTDOWN = True
+    options = ("shoot_all", "debug_check")
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[DO_SHOOT_LAZY_TLB] = self.do_shoot_lazy_tlb
         cpu.irq.handlers[DO_CHECK_LAZY_TLB] = self.do_check_lazy_tlb
-        self.shoot_all = cpu.cfg.shoot_all
-        self.debug_check = cpu.cfg.debug_check
+        self.shoot_all = cpu.scheme_options.flag("shoot_all")
+        self.debug_check = cpu.scheme_options.flag("debug_check")
 
     def mmgrab_lazy_tlb(self, mm: int) -> None:
         pass  # "if (IS_ENABLED(CONFIG_MMU_LAZY_TLB_REFCOUNT)) mmgrab(mm)": nothing, not even a barrier

@@ -1,5 +1,5 @@
 """The synthetic load: processes of ``--threads`` threads forked, run, put to sleep, migrated,
-exec'd and exited at the rates of ``--p-*`` (``emu.harness.config.Workload``), kernel threads that
+exec'd and exited at the rates of ``--p-*`` (``emu.kernel.protocols.WorkloadKnobs``), kernel threads that
 wake and adopt live mms (``kthread_use_mm``), kept near ``--procs`` live processes.
 
 Every answer is one or two draws from the CPU's generator, in the order the CPU loop asks."""
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from emu.machine.layout import PHASE_RUN
 
 if TYPE_CHECKING:
-    from emu.harness.config import Workload
     from emu.kernel.driver import TaskKernel
+    from emu.kernel.protocols import WorkloadKnobs
 
 
 class Synthetic:
-    def __init__(self, wl: Workload, ncpus: int, rng: random.Random) -> None:
+    def __init__(self, wl: WorkloadKnobs, ncpus: int, rng: random.Random) -> None:
         self.rng = rng
         self.random = rng.random  # bound once: several draws a quantum
         self.threads = wl.threads

@@ -4,8 +4,9 @@ recorded rather than interrupted."""
 
 from __future__ import annotations
 
+from emu.harness.config import RunConfig
+from emu.harness.parts import memory_model_for
 from emu.machine.layout import INIT_MM, M_ARCH
-from emu.machine.memory_model import model_for
 from tests.arch.test_arch import bits, booted, counter, fake_remote, in_irq, record_targets, switch_mm
 from tests.helpers import kthread, switch, user_task, violations
 
@@ -127,7 +128,8 @@ def test_loongarch_drop_that_forgets_the_kernel_thread_clears_a_lazy_cpu() -> No
 
 def test_riscv_and_loongarch_run_on_the_weak_model() -> None:
     for arch in ("riscv", "riscv-trim", "loongarch"):
-        assert model_for("arch", arch) == "weak"
+        assert memory_model_for(RunConfig(arch=arch, memory_model="arch")) == "weak"
+    assert memory_model_for(RunConfig(arch="riscv-trim", memory_model="arch", mutant="riscv-trim-forgets-lazy")) == "weak"
 
 
 def test_loongarch_a_context_zeroed_while_its_mm_runs_is_a_missed_flush() -> None:

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stress.cli import build_parser, main, subcommands
+from stress.hunt import Address
 from stress.options import Names, Number
 from tests.conftest import segments_of
 
@@ -91,6 +92,9 @@ def test_every_option_rejects_bad_values_in_one_line(cmd: str, action: argparse.
         assert_usage_error([cmd, opt, "zzzzzz"], "'zzzzzz'")
     elif action.metavar == "PATH":
         assert_usage_error([cmd, opt, "/nonexistent/dir/out.json"], opt, "cannot write")
+    elif isinstance(action.type, Address):
+        assert_usage_error([cmd, opt, "localhost"], opt, "expected a cluster address")
+        assert_usage_error([cmd, opt, "head:99999"], opt, "expected a cluster address")
     elif action.metavar == "FILE":  # a file to read
         assert_usage_error([cmd, opt, "/nonexistent/dir/in.json"], opt, "cannot read")
     else:

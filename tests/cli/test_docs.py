@@ -5,6 +5,7 @@ output (some of it wrong on purpose) and are not checked."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stress.cli import HelpShown, UsageError, build_parser
+from stress.cli import HelpShown, UsageError, build_parser, preload
 
 ROOT = Path(__file__).parent.parent.parent
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,7 +57,10 @@ def commands_in(text: str) -> list[tuple[str, list[str]]]:
 
 
 def check_stress(argv: list[str]) -> None:
-    """Parse as ``main`` would; raise ``UsageError`` for an unknown option or a bad value."""
+    """Parse as ``main`` would; raise ``UsageError`` for an unknown option or a bad value. A part
+    named by spec (``examples/...``, from the repository's root) is loaded first, as ``main`` does."""
+    with contextlib.chdir(ROOT):
+        preload(argv)
     try:
         build_parser().parse_args(argv)
     except HelpShown:

@@ -18,13 +18,13 @@ from emu.checks.oracle import EV_VIOLATION
 from emu.harness.config import RunConfig, Workload
 from emu.harness.events import Event
 from emu.harness.events import to_json as events_to_json
+from emu.harness.findings import STORY_EVENTS, story
 from emu.harness.report import Report, event_timelines
 from emu.harness.runner import run
 from emu.kernel.mm import EV_ALLOC, EV_MMDROP, EV_MMGRAB, EV_MMPUT_LAST
 from emu.kernel.sched import EV_EXEC, EV_LAZY_ENTER
 from emu.kernel.tasks import EV_FORK
 from emu.machine.trace import format_of, kind_of
-from stress.shrink import STORY_EVENTS, story
 from tests.conftest import segments_of
 from tests.procs import CMD, poll, stress
 

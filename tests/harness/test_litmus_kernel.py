@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import pytest
 
+from emu.harness.config import RunConfig
 from emu.harness.litmus_kernel import BY_NAME, FULL_RMWS, MODELS, PATTERNS, Pattern, run
+from emu.harness.parts import memory_model_for, parts_for
 from emu.harness.testbed import Testbed
 from emu.machine.atomics import Atomics
-from emu.machine.memory_model import ARCH_MODELS, WeakAtomics, _ordered, model_for
+from emu.machine.memory_model import WeakAtomics, _ordered
 from tests.procs import require_overlap
 
 N = 200
@@ -139,7 +141,13 @@ def test_the_weak_model_gives_each_rmw_the_ordering_its_name_says(family: str, s
 
 
 def test_arch_model_per_architecture() -> None:
-    assert model_for("arch", "x86") == "tso" and model_for("arch", "s390") == "tso"
-    assert model_for("arch", "arm64") == "weak" and model_for("arch", "powerpc") == "weak"
-    assert model_for("weak", "x86") == "weak"
-    assert set(ARCH_MODELS) >= {"x86", "x86-lazy-mask", "s390", "arm64", "powerpc"}
+    """``--memory-model arch`` is the model each arch class declares; an arch mutant runs on its architecture's."""
+
+    def model(arch: str, memory_model: str = "arch", mutant: str | None = None) -> str:
+        return memory_model_for(RunConfig(arch=arch, memory_model=memory_model, mutant=mutant))
+
+    assert model("x86") == "tso" and model("x86-lazy-mask") == "tso" and model("s390") == "tso"
+    assert model("arm64") == "weak" and model("powerpc") == "weak"
+    assert model("x86", "weak") == "weak"
+    assert model("powerpc", mutant="powerpc-trim-vs-kthread") == "weak"
+    assert parts_for(RunConfig(arch="arm64", memory_model="arch")).memory_model == "weak"

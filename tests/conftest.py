@@ -9,6 +9,8 @@ import psutil
 import pytest
 from hypothesis import settings
 
+import emu.arch as arches
+import emu.strategies as strategies
 from emu.machine.shm import PREFIX, SHM_DIR
 
 # The unit suite is deterministic: every run draws the same hypothesis examples, and no example
@@ -22,6 +24,18 @@ INCONCLUSIVE = "inconclusive: "  # a race run the host could not give its time: 
 
 def segments_of(pid: int) -> list[str]:
     return [n for n in os.listdir(SHM_DIR) if n.startswith(f"{PREFIX}{pid}_")]
+
+
+@pytest.fixture(autouse=True)
+def registries() -> Iterator[None]:
+    """The part tables as they were: a test that loads a part in this process (a spec in the docs,
+    an out-of-tree scheme) leaves them so, and the next test in the worker sees the built-in ones."""
+    tables = (strategies.STRATEGIES, strategies.MUTANTS, arches.ARCHES, arches.ARCH_MUTANTS)
+    saved = [dict(t) for t in tables]
+    yield
+    for t, s in zip(tables, saved, strict=True):
+        t.clear()
+        t.update(s)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,16 +59,6 @@ class MyArch(Arm64):
     labels = {"my_arch_events": "events of my arch"}
 """
 DET = ("--cpus", "3", "--sched", "pct", "--steps", "20000", "--seed", "5")
-
-
-@pytest.fixture
-def registries() -> Iterator[None]:
-    """The part tables as they were: a test that loads a part in this process leaves them so."""
-    saved = [dict(t) for t in (strategies.STRATEGIES, strategies.MUTANTS, arches.ARCHES, arches.ARCH_MUTANTS)]
-    yield
-    for t, s in zip((strategies.STRATEGIES, strategies.MUTANTS, arches.ARCHES, arches.ARCH_MUTANTS), saved, strict=True):
-        t.clear()
-        t.update(s)
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -19,10 +19,11 @@ from typing import Any, NoReturn
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.columns import columns_svg
 from emu.harness.config import ConfigError
+from emu.harness.explore import SCENARIOS
 from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
 from emu.strategies import MUTANTS, STRATEGIES
-from stress.options import add_machine_options, check_writable, config_from
+from stress.options import ScriptText, add_machine_options, check_writable, config_from
 from stress.output import STATUS_INTERRUPTED, STATUS_OUTPUT, OutputError, to_stdout, write_json, write_text
 from stress.progress import ProgressLine, render_report
 
@@ -110,7 +111,7 @@ def subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def build_parser() -> Parser:
-    from stress import __version__, bench, compare, findings, hunt, shrink
+    from stress import __version__, bench, compare, explore, findings, hunt, shrink
 
     p = Parser(prog="stress", description="lazytlb: stress the kernel's lazy-TLB mm reference schemes on an emulated SMP machine.")
     p.add_argument("--version", action="version", version=f"lazytlb {__version__}")
@@ -118,6 +119,10 @@ def build_parser() -> Parser:
     sub.required = True
     run = sub.add_parser("run", help="run one emulated machine under load and report costs and violations")
     add_machine_options(run, cpus=4, duration=3.0)
+    run.add_argument(
+        "--script", type=ScriptText("scenario", lambda: list(SCENARIOS)), default="",
+        help="a scripted load instead of the synthetic one: a scenario's name (see 'list') or its script, CPU:ACTION,... (explore's)",
+    )  # fmt: skip
     run.add_argument(
         "--json", metavar="PATH", default=None, help="also write the report as JSON ('-': to standard output, the text report to stderr)"
     )
@@ -132,6 +137,7 @@ def build_parser() -> Parser:
     compare.add_parser(sub)
     findings.add_parser(sub)
     bench.add_parser(sub)
+    explore.add_parser(sub)
     ls = sub.add_parser("list", help="list strategies, mutants and architectures")
     ls.add_argument(
         "--json", metavar="PATH", default=None, help="write the lists as JSON instead of the text ('-': standard output, the JSON alone)"
@@ -158,6 +164,9 @@ def cmd_list() -> int:
     print("architectures (--arch NAME):")
     for name, a in sorted(ARCHES.items()):
         print(f"  {name:<26} {a.summary}")
+    print("scenarios (explore --scenario NAME, or a JSON file of one):")
+    for sc in SCENARIOS.values():
+        print(f"  {sc.name:<26} {sc.cpus} CPUs: {sc.summary}")
     return 0
 
 
@@ -174,6 +183,7 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
         "architectures": [
             {"name": n, "summary": a.summary, "source": a.source, "memory_model": a.memory_model} for n, a in sorted(ARCHES.items())
         ],
+        "scenarios": [{"name": sc.name, "summary": sc.summary, "cpus": sc.cpus, "script": sc.script} for sc in SCENARIOS.values()],
     }
     if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
         write_json(ns.json, lists)
@@ -271,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stress.shrink import cmd_shrink
 
             return cmd_shrink(ns)
+        if ns.command == "explore":
+            from stress.explore import cmd_explore
+
+            return cmd_explore(ns)
         if ns.command == "findings":
             from stress.findings import cmd_findings
 

@@ -38,6 +38,25 @@ class Names:
         return text
 
 
+class ScriptText(Names):
+    """``--script``: a scripted load (``emu.workload.scripted``): a shipped scenario's name (its
+    script), or the script itself (``CPU:ACTION,...``, checked against ``--cpus`` later)."""
+
+    def __call__(self, text: str) -> str:
+        from emu.harness.explore import SCENARIOS
+        from emu.workload.scripted import parse_script
+
+        if not text:
+            return ""  # the default: the synthetic load
+        if ":" not in text:
+            return SCENARIOS[super().__call__(text)].script
+        try:
+            parse_script(text, 64)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+
 class NameList(Names):
     """A comma list of names from a registry (``drop-check,scan-online``), each checked as ``Names`` does."""
 
@@ -213,6 +232,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         use_mm_bursts=ns.use_mm_bursts,
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
         sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
+        script=getattr(ns, "script", ""),
     )  # fmt: skip
     given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
@@ -223,6 +243,13 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         check_mode(cfg, given)
         ns.notes = mode_notes(cfg, given)
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
+    if cfg.script:
+        from emu.workload.scripted import parse_script
+
+        try:
+            parse_script(cfg.script, cfg.cpus)
+        except ValueError as e:
+            raise ConfigError(f"--script: {e}") from None
     check_shm_room(cfg)
     check_writable(ns.json)
     check_writable(getattr(ns, "svg", None), "--svg")  # run's own: compare and hunt build configs too

@@ -81,6 +81,8 @@ class RunConfig:
     # a benchmark-shaped load instead of the synthetic one (emu.workload.benchmarks), and its parameter
     benchmark: str = ""
     bench_tasks: int = 0  # will-it-scale's -t, hackbench's groups
+    # a scripted load instead (emu.workload.scripted): the explorer's scenarios, nothing drawn at random
+    script: str = ""
 
     @property
     def deterministic(self) -> bool:
@@ -90,6 +92,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         if not self.benchmark:  # the synthetic load's reports stay as they were
             del d["benchmark"], d["bench_tasks"]
+        if not self.script:
+            del d["script"]
         return d
 
     @classmethod

@@ -5,15 +5,18 @@ first, ``emu.harness.plugins``), each given its own options, not the run's confi
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from emu.arch import resolve_arch
 from emu.harness.config import RunConfig
 from emu.harness.plugins import load_config
 from emu.kernel.cpu import Parts
+from emu.kernel.driver import TaskDriver
 from emu.kernel.protocols import PartOptions
 from emu.strategies import resolve
 from emu.workload import Synthetic
 from emu.workload.benchmarks import DRIVERS
+from emu.workload.scripted import Scripted
 
 # the counters only a benchmark's run carries: its iterations, wake-ups of another CPU's task, and
 # the mm-line atomics that land on mm_cpumask lines (emu.machine.atomics.count_mask_atomics)
@@ -34,7 +37,11 @@ def memory_model_for(cfg: RunConfig) -> str:
 def parts_for(cfg: RunConfig) -> Parts:
     cfg = load_config(cfg)
     arch, strategy = resolve_arch(cfg.arch, cfg.mutant), resolve(cfg.scheme)
-    driver = functools.partial(DRIVERS[cfg.benchmark], tasks=cfg.bench_tasks) if cfg.benchmark else Synthetic
+    driver: Callable[..., TaskDriver] = Synthetic
+    if cfg.benchmark:
+        driver = functools.partial(DRIVERS[cfg.benchmark], tasks=cfg.bench_tasks)
+    elif cfg.script:  # the explorer's scenarios (emu.harness.explore): nothing drawn at random
+        driver = functools.partial(Scripted, script=cfg.script)
     return Parts(
         arch=arch, strategy=strategy, driver=driver, scheme_options=options_for(cfg, strategy.options),
         arch_options=options_for(cfg, arch.options), memory_model=memory_model_for(cfg),

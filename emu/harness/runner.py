@@ -148,6 +148,7 @@ def _cpu_entry(
     gate: tuple[int, int],
     turns: list | None = None,  # type: ignore[type-arg]
     schedule: Schedule | None = None,
+    prefix: tuple[int, ...] = (),
 ) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
@@ -156,7 +157,7 @@ def _cpu_entry(
     seg.check()
     det = None
     if turns is not None:
-        policy = make_policy(policy_class(cfg.sched, schedule is not None), seg.words, layout, run_start(cfg, schedule))
+        policy = make_policy(policy_class(cfg.sched, schedule is not None), seg.words, layout, run_start(cfg, schedule, prefix))
         det = DetSched(seg.words, layout, cpu, policy, cfg.fail_fast, turns, Events(cfg, layout, seg.words))
     machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, parts_for(cfg), det)
     boot = machine.boot
@@ -186,15 +187,15 @@ def _cpu_entry(
     sys.exit(status)
 
 
-def run_start(cfg: RunConfig, schedule: Schedule | None) -> RunStart:
+def run_start(cfg: RunConfig, schedule: Schedule | None, prefix: tuple[int, ...] = ()) -> RunStart:
     """What the policy is told of the run (``emu.machine.policy``)."""
     handovers = schedule.handovers if schedule is not None else ()
-    return RunStart(ncpus=cfg.cpus, seed=cfg.seed, steps=cfg.steps, depth=cfg.depth, handovers=handovers)
+    return RunStart(ncpus=cfg.cpus, seed=cfg.seed, steps=cfg.steps, depth=cfg.depth, handovers=handovers, prefix=prefix)
 
 
-def begin_policy(cfg: RunConfig, words: memoryview, layout: Layout, schedule: Schedule | None) -> Policy:
+def begin_policy(cfg: RunConfig, words: memoryview, layout: Layout, schedule: Schedule | None, prefix: tuple[int, ...] = ()) -> Policy:
     """A run begins: the policy that steers it writes its starting state."""
-    policy = make_policy(policy_class(cfg.sched, schedule is not None), words, layout, run_start(cfg, schedule))
+    policy = make_policy(policy_class(cfg.sched, schedule is not None), words, layout, run_start(cfg, schedule, prefix))
     init_region(words, layout, policy, cfg.steps)
     return policy
 
@@ -219,6 +220,7 @@ class RunState:
     steps: int = 0  # a deterministic run's steps in all, and in its run phase
     run_steps: int = 0
     schedule_truncated: bool = False
+    policy_record: tuple[int, ...] = ()  # what the policy told of the run (``Policy.record``: the explorer's decisions)
 
 
 def layout_for(cfg: RunConfig) -> Layout:
@@ -233,13 +235,18 @@ def layout_for(cfg: RunConfig) -> Layout:
         raise ConfigError(str(e)) from None
     w = cfg.workload
     log = min(SCHED_LOG_MAX, cfg.steps + 16) if cfg.deterministic else 0
+    area = policy_class(cfg.sched, bool(cfg.replay)).area_words(run_start(cfg, None)) if cfg.deterministic else 0
     counters = tuple(strat.counters) + tuple(arch.counters) + extra_counters(cfg)
-    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, counters, log)
+    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, counters, log, area)
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None, profile_dir: str | None = None) -> None:
+    def __init__(
+        self, cfg: RunConfig, progress: Callable[[dict[str, float]], None] | None = None, profile_dir: str | None = None,
+        prefix: tuple[int, ...] = (),
+    ) -> None:  # fmt: skip
         self.cfg = cfg
+        self.prefix = prefix  # the explorer's answers at its first decisions (``--sched explore``)
         self.profile_dir = profile_dir  # each CPU runs under cProfile and writes cpuN.prof there
         self.layout = layout_for(cfg)
         self.progress = progress
@@ -346,11 +353,11 @@ class Runner:
         w, lay, cfg = seg.words, self.layout, self.cfg
         self._init_machine(w)
         schedule = load_replay(cfg) if cfg.replay else None
-        begin_policy(cfg, w, lay, schedule)
+        policy = begin_policy(cfg, w, lay, schedule, self.prefix)
         gate = os.pipe()  # unused by the deterministic boot; the CPU entry closes its ends
         try:
             for c in range(cfg.cpus):
-                args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate, turns, schedule)
+                args = (c, cfg, lay, seg, locks, doorbells, os.getpid(), self.profile_dir, gate, turns, schedule, self.prefix)
                 p = ctx.Process(target=_cpu_entry, args=args, name=f"lazytlb-cpu{c}", daemon=True)
                 try:
                     p.start()
@@ -394,6 +401,7 @@ class Runner:
         st.run_s = st.run_steps * STEP_NS / 1e9
         st.schedule = read_schedule(w, lay, cfg.sched)
         st.schedule_truncated = bool(w[base + S_TRUNCATED])
+        st.policy_record = policy.record()
         st.t_run_ns = -1  # the stamps are steps
         st.total_s = time.monotonic() - t0
         error = w[base + S_ERROR]

@@ -32,7 +32,7 @@ from emu.kernel.protocols import ArchHooks, PartOptions, RunSettings, SchemeHook
 from emu.kernel.runqueue import RunQueue
 from emu.kernel.sched import Scheduler
 from emu.kernel.tasks import Tasks
-from emu.machine.detsched import WAIT_SPIN, DetSched, install_points
+from emu.machine.detsched import WAIT_SPIN, WALK, DetSched, install_points
 from emu.machine.irq import IPI_SIGNAL, IpiTimeout, Irq, ipi_purpose
 from emu.machine.layout import (
     C_ACTIVE_MM,
@@ -171,7 +171,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
             walk = self.page_walk
 
             def page_walk() -> None:
-                det.point(False)
+                det.point(False, WALK)  # it reads (the mms, the masks): for the explorer, it conflicts with writes only
                 walk()
 
             self.page_walk = page_walk  # type: ignore[method-assign]

@@ -38,6 +38,7 @@ LOCK_SPINS = 50
 # whatever its name or ordering (READ_ONCE, atomic_read, smp_load_acquire, rcu_dereference, a
 # cpumask test or walk), so CPUs that only read while they spin are seen to wait.
 READ, PROGRESS = sched_point(progress=False), sched_point(progress=True)
+BARRIER = sched_point(progress=True, word=None)  # no one word: it conflicts with every access
 
 
 def _walk_nothing(mm: int) -> bool:
@@ -136,7 +137,7 @@ class Atomics:
     def smp_store_release(self, i: int, v: int) -> None:
         self.w[i] = v
 
-    @PROGRESS
+    @BARRIER
     def smp_mb(self) -> None:
         """A full barrier: nothing to do when every access is already ordered."""
 
@@ -237,11 +238,11 @@ class Atomics:
     # -- the ordering vocabulary (Documentation/atomic_t.txt, memory-barriers.txt) -----------
     # Here every access is already ordered, so each name is the same operation; a weaker model
     # (``emu.machine.memory_model``) gives each its documented ordering. Plain aliases cost nothing.
-    @PROGRESS
+    @BARRIER
     def smp_rmb(self) -> None:
         """Order earlier loads before later loads: nothing to do here."""
 
-    @PROGRESS
+    @BARRIER
     def smp_wmb(self) -> None:
         """Order earlier stores before later stores: nothing to do here."""
 

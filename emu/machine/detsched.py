@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from emu.machine.layout import H_NVIOL, H_PHASE, PHASE_DRAIN, PHASE_EXIT, PHASE_RUN, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
-from emu.machine.points import declared_points
-from emu.machine.policy import Policy, RunStart
+from emu.machine.points import declared_points, declared_words
+from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN, P_ACCESS, Policy, RunStart
 from emu.machine.trace import STEP_SHIFT
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ STEP_S = STEP_NS / 1e9
 FAIL_FAST_GRACE_STEPS = 20_000  # after the first violation, as the free mode's grace: its aftermath
 DRAIN_STEPS = 5_000_000  # a drain that does not end within this many steps is a harness failure
 RACE_STALL_STEPS = 500  # a stall in a marked race window: about a preemption's worth of other CPUs' work
+WALK = -2  # a point's ``word`` for a step that reads, but no one word: the page walk
 
 # the header (words from layout.sched_base); 7 is the policies' generator, 25..31 their own (emu.machine.policy)
 (S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, _S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
@@ -66,7 +67,8 @@ RACE_STALL_STEPS = 500  # a stall in a marked race window: about a preemption's 
 S_PERTURB, PERTURB_SLOTS = 16, 4  # (next step, count) for each perturbation kind: 16..23
 S_TRUNCATED = 24  # the log filled up: the schedule written is its first part only
 # a CPU's record (10..15 are the policy's)
-P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, _P_FREE8, P_SETTLED_PASS = range(10)
+P_BLOCKED, P_WAIT_WHAT, P_WAIT_ON, P_SLEEP_UNTIL, P_WAKEABLE, P_WAKE, P_IPI, P_EXITED, _P_ACCESS, P_SETTLED_PASS = range(10)
+assert _P_ACCESS == P_ACCESS  # the policy's interface names it (emu.machine.policy)
 
 # S_ERROR
 ERR_DEADLOCK, ERR_DRAIN = 1, 2
@@ -131,8 +133,10 @@ class Schedule:
 
 
 def make_policy(cls: type[Policy], words: memoryview, layout: Layout, run: RunStart) -> Policy:
-    """A policy bound to this machine's scheduler region."""
-    return cls(words, layout.sched_base, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, run)
+    """A policy bound to this machine's scheduler region (and its own area, where the layout reserved one)."""
+    policy = cls(words, layout.sched_base, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, run)
+    policy.bind_area(layout.policy_area_base, layout.policy_area)
+    return policy
 
 
 def init_region(w: memoryview, layout: Layout, policy: Policy, steps: int) -> None:
@@ -208,11 +212,16 @@ class DetSched:
         return (w[self.STEP] << STEP_SHIFT) | (seq & ((1 << STEP_SHIFT) - 1))
 
     # -- scheduling points --------------------------------------------------------------------
-    def point(self, progress: bool = True) -> None:
-        """An ordinary scheduling point: one step, and perhaps another CPU's turn."""
+    def point(self, progress: bool = True, word: int = -1) -> None:
+        """An ordinary scheduling point: one step, and perhaps another CPU's turn. ``word``: the
+        segment word this CPU accesses next (-1: not one word; ``WALK``: reads of any), kept for the explorer (``P_ACCESS``)."""
         if not self.active:
             return
         w = self.w
+        if w[self.me + P_IPI] or word == -1:
+            w[self.me + P_ACCESS] = ACCESS_UNKNOWN
+        else:
+            w[self.me + P_ACCESS] = ACCESS_READ_ALL if word == WALK else (word + 1) << 1 | progress
         s = w[self.STEP] + 1
         w[self.STEP] = s
         if progress:
@@ -263,6 +272,7 @@ class DetSched:
 
     def _yield_turn(self, yielding: bool) -> None:
         w = self.w
+        w[self.me + P_ACCESS] = ACCESS_UNKNOWN
         s = w[self.STEP] + 1
         w[self.STEP] = s
         if s >= w[self.NEXT_EVENT] or w[self.base + S_INTERRUPT]:
@@ -282,6 +292,7 @@ class DetSched:
     def raise_ipi(self, cpu: int) -> None:
         """An IPI's doorbell: the target looks at its mailbox at its next point."""
         self.w[self.rec[cpu] + P_IPI] = 1
+        self.w[self.rec[cpu] + P_ACCESS] = ACCESS_UNKNOWN  # it takes the interrupt first when it runs
 
     def _deliver(self) -> None:
         irq = self.irq
@@ -468,8 +479,9 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     """Make every method the atomics API declares a scheduling point (``emu.machine.points``), with
     the progress it declares; the machine's lock a point, its acquisition a wait loop, and its release progress."""
     point = det.point
+    words = declared_words(type(atomics))
     for name, progress in declared_points(type(atomics)).items():
-        setattr(atomics, name, _wrap(getattr(atomics, name), point, progress))
+        setattr(atomics, name, _wrap(getattr(atomics, name), point, progress, words.get(name)))
     raw = list(atomics._acq)
 
     def spin_acquire(acq: Callable[..., bool]) -> Callable[..., bool]:
@@ -484,7 +496,7 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     lock, unlock = atomics.lock, atomics.unlock
 
     def det_lock(i: int) -> int:
-        point(True)
+        point(True, i)  # the lock of word i's line: a write of it, for the explorer
         return lock(i)
 
     def det_unlock(k: int) -> None:
@@ -495,10 +507,18 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     atomics.unlock = det_unlock  # type: ignore[method-assign]
 
 
-def _wrap(fn: Callable[..., Any], point: Callable[[bool], None], progress: bool) -> Callable[..., Any]:
-    def at_point(*args: Any) -> Any:
-        point(progress)
-        return fn(*args)
+def _wrap(fn: Callable[..., Any], point: Callable[[bool, int], None], progress: bool, word: int | None) -> Callable[..., Any]:
+    if word is None:
+
+        def at_point(*args: Any) -> Any:
+            point(progress, -1)
+            return fn(*args)
+
+    else:
+
+        def at_point(*args: Any) -> Any:
+            point(progress, args[word])
+            return fn(*args)
 
     at_point.__name__ = fn.__name__
     return at_point

@@ -176,13 +176,16 @@ class Layout:
     user_tasks_per_cpu: int
     counters: tuple[str, ...]
     sched_log: int = 0  # the deterministic scheduler's log of hand-overs (entries; 0: free mode, no region)
+    policy_area: int = 0  # words past the log for the scheduling policy (emu.machine.policy.Policy.area_words)
 
     @classmethod
-    def for_run(cls, ncpus: int, procs: int, threads: int, kthreads: int, counters: tuple[str, ...], sched_log: int = 0) -> Layout:
+    def for_run(
+        cls, ncpus: int, procs: int, threads: int, kthreads: int, counters: tuple[str, ...], sched_log: int = 0, policy_area: int = 0
+    ) -> Layout:
         mm_per_cpu = max(8, math.ceil(4 * procs / ncpus) + 4)
         user_per_cpu = max(16, math.ceil(3 * procs * threads / ncpus) + 8)
         names = tuple(dict.fromkeys(BASE_COUNTERS + counters))
-        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names, sched_log)
+        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names, sched_log, policy_area)
 
     # -- sizes -------------------------------------------------------------------------
     @cached_property
@@ -278,7 +281,12 @@ class Layout:
 
     @cached_property
     def sched_words(self) -> int:
-        return SCHED_HEADER_WORDS + self.ncpus * SCHED_CPU_WORDS + 2 * self.sched_log if self.sched_log else 0
+        return SCHED_HEADER_WORDS + self.ncpus * SCHED_CPU_WORDS + 2 * self.sched_log + self.policy_area if self.sched_log else 0
+
+    @cached_property
+    def policy_area_base(self) -> int:
+        """The scheduling policy's own words, after the hand-over's log."""
+        return self.sched_base + SCHED_HEADER_WORDS + self.ncpus * SCHED_CPU_WORDS + 2 * self.sched_log
 
     @cached_property
     def words(self) -> int:

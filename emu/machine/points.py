@@ -22,13 +22,17 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 POINT_ATTR = "__sched_point__"
+WORD_ATTR = "__sched_point_word__"
 
 
-def sched_point(*, progress: bool) -> Callable[[F], F]:
-    """Declare an atomics method a scheduling point, and whether it counts as progress."""
+def sched_point(*, progress: bool, word: int | None = 0) -> Callable[[F], F]:
+    """Declare an atomics method a scheduling point, whether it counts as progress, and which of its
+    arguments is the word it accesses (None: no one word, as a barrier's). The explorer's reduction
+    reads the word (``declared_words``): two accesses conflict when they touch the same word and one writes."""
 
     def mark(fn: F) -> F:
         setattr(fn, POINT_ATTR, progress)
+        setattr(fn, WORD_ATTR, word)
         return fn
 
     return mark
@@ -43,3 +47,13 @@ def declared_points(cls: type) -> dict[str, bool]:
             if mark is not None:
                 points[name] = bool(mark)
     return points
+
+
+def declared_words(cls: type) -> dict[str, int | None]:
+    """Every scheduling point of ``cls`` (method name -> the position of its accessed word's argument, or None)."""
+    words: dict[str, int | None] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if getattr(value, POINT_ATTR, None) is not None:
+                words[name] = getattr(value, WORD_ATTR, 0)
+    return words

@@ -37,6 +37,10 @@ from typing import ClassVar
 S_RNG = 7  # next_u64's generator
 S_POLICY, POLICY_GLOBAL_WORDS = 25, 7  # header words 25..31
 P_POLICY, POLICY_CPU_WORDS = 10, 6  # words 10..15 of each CPU's record
+# word 8 of a CPU's record: the access it makes when it next runs (the hand-over writes it at each point):
+# (word + 1) << 1 | writes, or 0 where it is not one word of the atomics API (a wait, a lock, a page walk, an IPI to take)
+P_ACCESS, ACCESS_UNKNOWN = 8, 0
+ACCESS_READ_ALL = 1  # reads, of any word: a page walk (it conflicts with every write)
 LCG_MUL, LCG_INC, U62 = 6364136223846793005, 1442695040888963407, (1 << 62) - 1
 
 
@@ -49,6 +53,7 @@ class RunStart:
     steps: int  # the run phase's length, in steps
     depth: int = 3  # pct's bug depth (a policy that declares ``options = ("depth",)`` reads it)
     handovers: tuple[tuple[int, int], ...] = ()  # a schedule to follow, as (cpu, step) hand-overs, for a policy that follows one
+    prefix: tuple[int, ...] = ()  # the explorer's answers at its first branching decisions (emu.machine.policies.explore)
 
 
 class Policy:
@@ -61,6 +66,12 @@ class Policy:
     GLOBAL_WORDS: ClassVar[int] = 0
     CPU_WORDS: ClassVar[int] = 0
 
+    @classmethod
+    def area_words(cls, run: RunStart) -> int:
+        """Words of its own past the hand-over's log, for a policy whose state grows with the run
+        (the explorer's record of its decisions): the layout reserves them (``Layout.policy_area``)."""
+        return 0
+
     def __init__(self, words: memoryview, sched_base: int, record_words: int, header_words: int, run: RunStart) -> None:
         if self.GLOBAL_WORDS > POLICY_GLOBAL_WORDS or self.CPU_WORDS > POLICY_CPU_WORDS:
             most = f"at most {POLICY_GLOBAL_WORDS}, {POLICY_CPU_WORDS} a CPU"
@@ -71,6 +82,30 @@ class Policy:
         self._g = sched_base + S_POLICY
         self._rng = sched_base + S_RNG
         self._rec = [sched_base + header_words + c * record_words + P_POLICY for c in range(run.ncpus)]
+        self._area, self._area_n = 0, 0  # bound by ``bind_area`` when the layout reserved any
+        self._access = [sched_base + header_words + c * record_words + P_ACCESS for c in range(run.ncpus)]
+
+    def bind_area(self, base: int, words: int) -> None:
+        """Where the layout put the policy's area, and its size (at least ``area_words(run)``, checked)."""
+        need = self.area_words(self.run)
+        if words < need:
+            raise ValueError(f"policy {self.name}: its area needs {need} words, the layout has {words}")
+        self._area, self._area_n = base, words
+
+    def a(self, k: int) -> int:
+        """The index of the policy's ``k``-th area word (IndexError past the area: never another region's word)."""
+        if not 0 <= k < self._area_n:
+            raise IndexError(f"policy {self.name}: area word {k} of {self._area_n}")
+        return self._area + k
+
+    def pending_access(self, cpu: int) -> int:
+        """What ``cpu`` accesses when it next runs (``P_ACCESS``'s encoding)."""
+        return self.w[self._access[cpu]]
+
+    def record(self) -> tuple[int, ...]:
+        """What the policy tells the runner of the run after it (the explorer: its decisions); read
+        from the segment by the runner, before the segment goes."""
+        return ()
 
     # -- the policy's shared words --------------------------------------------------------------
     def g(self, k: int) -> int:

@@ -292,8 +292,8 @@ class RoundRobin(Policy):
 
 
 def test_the_registry_is_the_package_and_the_choices_follow_it() -> None:
-    assert set(registry()) == {"pct", "random", "replay"}
-    assert sched_choices() == ("pct", "random")  # replay is chosen by --replay, not named by --sched
+    assert set(registry()) == {"explore", "pct", "random", "replay"}
+    assert sched_choices() == ("explore", "pct", "random")  # replay is chosen by --replay, not named by --sched
     assert policy_class("pct", True) is registry()["replay"] and policy_class("random", False) is registry()["random"]
 
 

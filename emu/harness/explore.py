@@ -1,0 +1,354 @@
+"""Systematic exploration: every schedule of a small scenario with at most K preemptions.
+
+A scenario is a small scripted machine, as data (``Scenario``: CPUs, kernel threads, a script of
+``emu.workload.scripted``, the run phase's steps); ``SCENARIOS`` holds the shipped ones, and a
+user's is a JSON file with the same fields (``load_scenario``).
+
+The exploration is stateless model checking as CHESS does it (Musuvathi et al., OSDI 2008): each
+schedule is a whole run of the scenario under ``--sched explore``
+(``emu.machine.policies.explore``), steered through the hand-over by a prefix of answers at its
+branching decisions; the run records every branching decision (who could run, who held the turn),
+and each alternative answer at a decision past the prefix is a new prefix to run. Iterative context
+bounding: the schedules are run in order of their preemptions, 0 first, so the first violation
+found has the fewest preemptions any violating schedule has, and a bound K stops the schedules
+with more than K.
+
+Reduction (``reduce=True``, under ``--memory-model sc`` only): sleep sets (Godefroid 1996) over
+the accesses the atomics API sees. A step is what a CPU runs from one scheduling point to the next;
+its access is the word its point declares (``emu.machine.points``: ``P_ACCESS``), and two steps
+conflict when they touch the same word and one writes; a step that is not one word's access (a
+wait, a lock, a page walk, a barrier, an interrupt to take: an IPI delivery lands in whatever the
+target runs) conflicts with every step. Once the subtree where CPU c ran at a decision has been
+explored, c sleeps in its sibling subtrees and is not chosen there until a step that conflicts with
+c's pending one ran; a run whose default path chooses a sleeping CPU branches no further. Two
+approximations, said in ``docs/deterministic-mode.md``: a step's plain (non-API) reads and writes
+of the segment are not seen, and sleep sets with a preemption bound may miss a schedule whose
+equivalent one lies beyond the bound; the test against the unreduced exploration checks both on
+the small scenarios.
+
+The schedules run on CPU processes kept alive between them (``emu.harness.session.Session``: the
+segment is reset, the machine rebuilt in each process, nothing forked), or each on a new machine
+(``run_one``, as ``run`` does it: the same schedules, at a slower rate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emu.harness.config import ConfigError, RunConfig, Workload
+from emu.harness.report import Report
+from emu.harness.runner import Runner
+from emu.harness.session import Session
+from emu.machine.atomics import LINE_SHIFT
+from emu.machine.policies.explore import is_preemption, unpack
+from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
+from emu.workload.scripted import parse_script
+
+EXPLORE_SCHED = "explore"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A small scripted machine: nothing in it is drawn at random."""
+
+    name: str
+    summary: str
+    cpus: int
+    script: str  # emu.workload.scripted's text
+    kthreads: int = 1
+    steps: int = 400  # the run phase, in scheduling points (idle CPUs sleep through the rest)
+    covers: tuple[str, ...] = ()  # the matrix's defects that live in this situation
+    # the cells it is meant for: (strategy or mutant, arch, fix, expected verdict or kind)
+    cells: tuple[tuple[str, str, str, str], ...] = ()
+
+    def config(self, strategy: str, arch: str, fix: str = "", memory_model: str = "sc", mutant: str | None = None) -> RunConfig:
+        wl = Workload(procs=self.cpus, threads=1, kthreads=self.kthreads)
+        return RunConfig(
+            cpus=self.cpus, strategy=strategy, mutant=mutant, arch=arch, fix=fix, memory_model=memory_model, seed=0,
+            workload=wl, sched=EXPLORE_SCHED, steps=self.steps, script=self.script, fail_fast=True,
+        )  # fmt: skip
+
+    def check(self) -> None:
+        if not 2 <= self.cpus <= 4:
+            raise ConfigError(f"scenario {self.name}: 2 to 4 CPUs, not {self.cpus}")
+        try:
+            parse_script(self.script, self.cpus)
+        except ValueError as e:
+            raise ConfigError(f"scenario {self.name}: {e}") from None
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "lazy-exit",
+            "cpu0 forks, starts a thread of the process on cpu1, exits and goes lazy on the mm; cpu1's thread, its last user, exits",
+            cpus=2,
+            script="0:fork,clone=1,run,exit;1:sleep=300",
+            covers=("D1", "D2", "B1", "B9"),
+            cells=(
+                ("refcount", "x86", "", "clean"),
+                ("luto-hazard", "arm64", "", "clean"),
+                ("shoot-lazies", "arm64", "", "use_after_free"),
+                ("refcount-no-grab", "x86", "", "use_after_free"),
+                ("luto-rfc", "arm64", "integrated", "freed_while_lazy"),
+                ("luto-rfc", "arm64", "drop-check,integrated", "freed_while_lazy"),
+                ("luto-rfc", "x86", "drop-check,integrated", "freed_while_lazy"),
+            ),
+        ),
+        Scenario(
+            "b3-rescan",
+            "cpu0 is lazy on A while A's exit on cpu2 scans it; cpu0 then runs C's thread and goes lazy on C, whose exit on cpu1 parks C",
+            cpus=3,
+            # cpu2's process A has a thread on cpu0, which exits first (cpu0 lazy on A); cpu1's process C starts a
+            # thread on cpu0 after its sleep, exits last and forks again; A's last user exits on cpu2 and scans
+            script="0:exit,exit;1:fork,sleep=120,clone=0,exit,fork;2:fork,clone=0,sleep=150,exit",
+            covers=("B3",),
+            cells=(
+                ("luto-rfc", "arm64", "drop-check,scan-online,integrated", "freed_while_lazy"),
+                ("luto-hazard", "arm64", "", "clean"),
+            ),
+        ),
+        Scenario(
+            "hazptr-retire-busy",
+            "hazptr: cpu0's thread exits first, lazy on the mm (its slot names it); the last user exits on cpu1 and retires the slot",
+            cpus=2,
+            script="0:fork,clone=1,run,exit;1:sleep=100,run,exit",
+            covers=("hazptr busy-wait",),
+            cells=(("hazptr", "x86", "skip-init-mm,drop-irqs-off", "clean"),),
+        ),
+    )
+}
+
+
+def load_scenario(name: str) -> Scenario:
+    """A shipped scenario by name, or a user's from a JSON file with ``Scenario``'s fields."""
+    if name in SCENARIOS:
+        return SCENARIOS[name]
+    if not name.endswith(".json"):
+        raise ConfigError(f"unknown scenario '{name}' (choose from {', '.join(sorted(SCENARIOS))}, or give a .json file)")
+    try:
+        with open(name, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"--scenario: cannot read '{name}': {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"--scenario {name}: not JSON") from None
+    names = {f.name for f in dataclasses.fields(Scenario)}
+    if not isinstance(data, dict) or set(data) - names or not {"name", "cpus", "script"} <= set(data):
+        raise ConfigError(f"--scenario {name}: expected an object with name, cpus, script (and summary, kthreads, steps)")
+    try:
+        data = {"summary": "", **data, "covers": tuple(data.get("covers", ())), "cells": tuple(tuple(c) for c in data.get("cells", ()))}
+        scenario = Scenario(**data)
+    except TypeError as e:
+        raise ConfigError(f"--scenario {name}: {e}") from None
+    if not isinstance(scenario.cpus, int) or not isinstance(scenario.script, str) or not isinstance(scenario.steps, int):
+        raise ConfigError(f"--scenario {name}: cpus and steps are numbers, script is text")
+    scenario.check()
+    return scenario
+
+
+@dataclass
+class Decision:
+    runnable: tuple[int, ...]
+    current: int
+    chosen: int
+    yielding: bool
+    step: int
+    access: tuple[int, ...] = ()  # each CPU's pending access (emu.machine.policy.P_ACCESS)
+
+
+def independent(a: int, b: int) -> bool:
+    """Two pending accesses commute: neither unknown, and different cache lines (a lock, a record's
+    plain writes after its API access: a line is the grain) or both reads; a page walk reads every word."""
+    if a == ACCESS_UNKNOWN or b == ACCESS_UNKNOWN:
+        return False
+    if a == ACCESS_READ_ALL or b == ACCESS_READ_ALL:
+        return not ((a if b == ACCESS_READ_ALL else b) & 1) or a == b
+    return ((a >> 1) - 1) >> LINE_SHIFT != ((b >> 1) - 1) >> LINE_SHIFT or not (a | b) & 1
+
+
+@dataclass
+class Exploration:
+    """What an exploration did: ``complete`` only if every schedule within the bound ran."""
+
+    scenario: str
+    bound: int
+    complete: bool = False
+    schedules: int = 0
+    verdict: str = "clean"
+    kind: str = ""
+    found_at: int = -1  # the preemptions of the violating schedule
+    prefix: tuple[int, ...] = ()  # its answers at the branching decisions
+    report: Report | None = None  # the violating run's report (its schedule replays with run --replay)
+    by_bound: dict[int, int] = field(default_factory=dict)  # schedules run, by their preemptions
+    outcomes: set[tuple[str, ...]] = field(default_factory=set)  # the distinct outcomes seen (violation kinds; () clean)
+    runs: dict[tuple[int, ...], tuple[str, ...]] = field(default_factory=dict)  # each schedule run (its answers) -> its outcome
+    pruned: int = 0  # alternatives the sleep sets skipped
+    diverged: int = 0  # prefixes the run did not follow (nondeterminism: never expected)
+    elapsed_s: float = 0.0
+    stopped: str = ""  # why it ended early: the budget, an interruption
+
+    @property
+    def rate(self) -> float:
+        return self.schedules / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "complete": self.complete,
+            "schedules": self.schedules,
+            "verdict": self.verdict,
+            "kind": self.kind or None,
+            "preemptions": self.bound,
+            "found_at_preemptions": self.found_at if self.found_at >= 0 else None,
+            "schedules_by_preemptions": {str(k): v for k, v in sorted(self.by_bound.items())},
+            "pruned": self.pruned,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "schedules_per_s": round(self.rate, 2),
+            "stopped": self.stopped or None,
+            "prefix": list(self.prefix),
+        }
+
+
+def decisions_of(record: tuple[int, ...], ncpus: int) -> tuple[bool, list[Decision]]:
+    """A run's ``Policy.record``: whether its prefix diverged, and its branching decisions."""
+    if not record:
+        return False, []
+    k = 1 + ncpus
+    body = record[1:]
+    return bool(record[0]), [Decision(*unpack(body[i]), access=tuple(body[i + 1 : i + k])) for i in range(0, len(body) - k + 1, k)]
+
+
+def preemptions(ds: list[Decision], upto: int) -> int:
+    return sum(is_preemption(d.runnable, d.current, d.chosen, d.yielding) for d in ds[:upto])
+
+
+RunOne = Callable[[RunConfig, tuple[int, ...]], tuple[Report, tuple[int, ...]]]
+
+
+def run_one(cfg: RunConfig, prefix: tuple[int, ...]) -> tuple[Report, tuple[int, ...]]:
+    """One schedule: a run of the scenario steered by ``prefix``, its report and its policy's record."""
+    runner = Runner(cfg, prefix=prefix)
+    report = runner.run()
+    return report, runner.state.policy_record
+
+
+def outcome(report: Report) -> tuple[str, ...]:
+    if report.verdict == "harness_failure":
+        error = str(report.harness.get("error", ""))
+        return ("deadlock",) if error.startswith("deadlock") else ("harness_failure",)
+    return tuple(sorted(report.violation_counts))
+
+
+def explore(
+    cfg: RunConfig,
+    scenario: str,
+    bound: int,
+    *,
+    reduce: bool = True,
+    budget: int = 0,
+    stop_at_violation: bool = True,
+    run: RunOne | None = None,
+    progress: Callable[[Exploration], None] | None = None,
+) -> Exploration:
+    """Every schedule of ``cfg``'s scenario with at most ``bound`` preemptions, fewest first
+    (``budget``: at most that many schedules, 0 none). Stops at the first violation unless told not to."""
+    if run is None:
+        with Session(cfg) as session:
+            return explore(
+                cfg, scenario, bound, reduce=reduce, budget=budget, stop_at_violation=stop_at_violation,
+                run=lambda _cfg, prefix: session.run(prefix), progress=progress,
+            )  # fmt: skip
+    t0 = time.monotonic()
+    ex = Exploration(scenario=scenario, bound=bound)
+    # work by preemptions: (prefix, sleep set at the prefix's last decision)
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]] = [[] for _ in range(bound + 1)]
+    queues[0].append(((), frozenset()))
+    try:
+        for p in range(bound + 1):
+            queue = queues[p]
+            while queue:
+                if budget and ex.schedules >= budget:
+                    ex.stopped = f"the budget of {budget:,} schedules ran out"
+                    return ex
+                prefix, asleep = queue.pop()
+                report, record = run(cfg, prefix)
+                ex.schedules += 1
+                ex.by_bound[p] = ex.by_bound.get(p, 0) + 1
+                diverged, ds = decisions_of(record, cfg.cpus)
+                ex.diverged += diverged
+                seen = outcome(report)
+                ex.outcomes.add(seen)
+                ex.runs[tuple(d.chosen for d in ds)] = seen
+                if progress:
+                    progress(ex)
+                if seen and seen != ("harness_failure",) or report.verdict == "violation":
+                    if ex.report is None:
+                        first = report.violations[0]["kind"] if report.violations else seen[0]
+                        ex.verdict, ex.kind, ex.found_at, ex.prefix, ex.report = "violation", first, p, prefix, report
+                    if stop_at_violation:
+                        return ex
+                elif seen == ("harness_failure",):
+                    raise HarnessFailed(str(report.harness.get("error")))
+                _branch(ds, prefix, asleep, bound, queues, ex, reduce and cfg.memory_model == "sc")
+        ex.complete = True
+        return ex
+    finally:
+        ex.elapsed_s = time.monotonic() - t0
+
+
+class HarnessFailed(RuntimeError):
+    """A schedule's run failed in the harness itself (not a finding about the scheme)."""
+
+
+def _branch(
+    ds: list[Decision], prefix: tuple[int, ...], asleep: frozenset[int], bound: int,
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]], ex: Exploration, reduce: bool,
+) -> None:  # fmt: skip
+    """The alternatives at each decision past the prefix, each a new prefix in the queue of its
+    preemptions, with the CPUs that sleep there (explored already at that decision, or before it)."""
+    chosen = tuple(d.chosen for d in ds)
+    n = len(prefix)
+    pre = preemptions(ds, n)
+    sleep: set[int] = set()
+    if n and reduce and n <= len(ds):
+        sleep = _wake(asleep, ds, n - 1)
+    for i in range(n, len(ds)):
+        d = ds[i]
+        done = {d.chosen} | sleep
+        for c in d.runnable:
+            if c == d.chosen:
+                continue
+            cost = pre + is_preemption(d.runnable, d.current, c, d.yielding)
+            if cost > bound:
+                continue
+            if reduce and c in sleep:
+                ex.pruned += 1
+                continue
+            queues[cost].append(((*chosen[:i], c), frozenset(done) if reduce else frozenset()))
+            if reduce:
+                done.add(c)
+        if reduce and d.chosen in sleep:
+            ex.pruned += 1
+            return  # the default path runs a sleeping CPU: what lies below was explored in a sibling subtree
+        pre += is_preemption(d.runnable, d.current, d.chosen, d.yielding)
+        if reduce:
+            sleep = _wake(frozenset(sleep), ds, i)
+
+
+def _wake(asleep: frozenset[int], ds: list[Decision], i: int) -> set[int]:
+    """The sleepers that still sleep after decision ``i``'s step: those whose pending access commutes
+    with the step, and did not change under it (an IPI raised at them, a wake-up)."""
+    d = ds[i]
+    ran = d.access[d.chosen] if d.access else ACCESS_UNKNOWN
+    after = ds[i + 1].access if i + 1 < len(ds) else None
+    return {
+        t for t in asleep
+        if t != d.chosen and d.access and independent(d.access[t], ran) and (after is None or after[t] == d.access[t])
+    }  # fmt: skip

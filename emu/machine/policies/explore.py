@@ -1,0 +1,115 @@
+"""``--sched explore``: one schedule of a systematic exploration (``emu.harness.explore``).
+
+The explorer runs a scenario again and again, each time under another schedule; this policy steers
+one of them. A decision branches when more than one CPU may run during the run phase (the boot and
+the drain are not explored: they follow the default). At its first branching decisions it answers
+the run's prefix (``RunStart.prefix``, one CPU a decision, which ``begin`` writes into the policy's
+area: the CPU processes read it from the segment, so they can be kept alive between schedules); after the prefix it answers the default,
+which never preempts: the CPU holding the turn keeps it while it may run and does not yield, else
+the next CPU after it that may run. Every branching decision is recorded in the policy's area (one
+word for who could run, who held the turn, whether it yielded, who ran and the step; then one a CPU
+for the access it makes when it next runs, ``P_ACCESS``), and the harness reads the record back to
+branch from it and to tell which steps commute (``record``).
+
+A preemption is a decision that takes the turn from a CPU that may go on and does not yield: the
+explorer bounds their number (iterative context bounding, Musuvathi and Qadeer, PLDI 2007).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from emu.machine.layout import H_PHASE, PHASE_RUN
+from emu.machine.policy import Policy, RunStart
+
+N_DECISIONS, N_PREEMPTIONS, DIVERGED = 0, 1, 2  # header words
+AREA_SLACK = 64  # decisions at the boot's end, before the first step of the run phase
+# a decision's record: runnable mask, current, chosen, yielding, step
+MASK_BITS, CPU_BITS, STEP_SHIFT, STEP_MASK = 16, 8, 40, (1 << 22) - 1
+MAX_CPUS = MASK_BITS
+
+
+def pack(runnable: Sequence[int], current: int, chosen: int, yielding: bool, step: int) -> int:
+    mask = 0
+    for c in runnable:
+        mask |= 1 << c
+    return mask | current << 16 | chosen << 24 | int(yielding) << 32 | (min(step, STEP_MASK) << STEP_SHIFT)
+
+
+def unpack(word: int) -> tuple[tuple[int, ...], int, int, bool, int]:
+    """(runnable, current, chosen, yielding, step) of a recorded decision."""
+    mask = word & ((1 << MASK_BITS) - 1)
+    runnable = tuple(c for c in range(MASK_BITS) if mask >> c & 1)
+    return runnable, word >> 16 & 0xFF, word >> 24 & 0xFF, bool(word >> 32 & 1), word >> STEP_SHIFT & STEP_MASK
+
+
+def default_choice(runnable: Sequence[int], current: int, yielding: bool) -> int:
+    """The answer that never preempts: the CPU holding the turn while it may go on, else the next one after it."""
+    if current in runnable and not yielding:
+        return current
+    n = max(max(runnable), current) + 1
+    for k in range(1, n + 1):
+        c = (current + k) % n
+        if c in runnable:
+            return c
+    return runnable[0]
+
+
+def is_preemption(runnable: Sequence[int], current: int, chosen: int, yielding: bool) -> bool:
+    return chosen != current and current in runnable and not yielding
+
+
+class Explore(Policy):
+    name = "explore"
+    GLOBAL_WORDS = 3
+
+    def __init__(self, words: memoryview, sched_base: int, record_words: int, header_words: int, run: RunStart) -> None:
+        if run.ncpus > MAX_CPUS:
+            raise ValueError(f"the explorer records at most {MAX_CPUS} CPUs")
+        super().__init__(words, sched_base, record_words, header_words, run)
+        self.most = run.steps + AREA_SLACK  # at most one branching decision a step of the run phase
+        self.rec0 = 1 + self.most  # the area: the prefix's length, the prefix, then the record
+
+    @classmethod
+    def area_words(cls, run: RunStart) -> int:
+        most = run.steps + AREA_SLACK
+        return 1 + most + most * (1 + run.ncpus)
+
+    def begin(self) -> None:
+        super().begin()
+        for k in range(self.GLOBAL_WORDS):
+            self.w[self.g(k)] = 0
+        prefix = self.run.prefix
+        if len(prefix) > self.most:
+            raise ValueError(f"a prefix of {len(prefix)} decisions, more than a run of {self.run.steps} steps has")
+        self.w[self.a(0)] = len(prefix)
+        for k, c in enumerate(prefix):
+            self.w[self.a(1 + k)] = c
+
+    def next_cpu(self, runnable: Sequence[int], current: int, yielding: bool, step: int) -> int:
+        default = default_choice(runnable, current, yielding)
+        w = self.w
+        if len(runnable) < 2 or w[H_PHASE] != PHASE_RUN:
+            return default
+        i = self.g(N_DECISIONS)
+        k = w[i]
+        chosen = default
+        if k < w[self.a(0)]:
+            chosen = w[self.a(1 + k)]
+            if chosen not in runnable:  # the prefix was recorded on another run: not this scenario's schedule
+                w[self.g(DIVERGED)] = 1
+                chosen = default
+        at = self.rec0 + k * (1 + self.n)
+        if at + self.n < self._area_n:
+            w[self.a(at)] = pack(runnable, current, chosen, yielding, step)
+            for c in range(self.n):
+                w[self.a(at + 1 + c)] = self.pending_access(c)
+            w[i] = k + 1
+        if is_preemption(runnable, current, chosen, yielding):
+            w[self.g(N_PREEMPTIONS)] += 1
+        return chosen
+
+    def record(self) -> tuple[int, ...]:
+        """Whether the prefix diverged (1) or not (0), then every branching decision's words (1 + ncpus each)."""
+        n = self.w[self.g(N_DECISIONS)] * (1 + self.n)
+        return (self.w[self.g(DIVERGED)], *(self.w[self._area + self.rec0 + k] for k in range(n)))

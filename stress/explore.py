@@ -1,0 +1,129 @@
+"""``python -m stress explore --scenario NAME --strategy S --arch A --preemptions K``: every schedule
+of a small scripted scenario with at most K preemptions (``emu.harness.explore``).
+
+Exit status: 0 no violation (complete, or the budget ran out: said), 1 a violation (its schedule
+replays with ``run --replay`` on the JSON, and shrinks with ``shrink``), 2 usage, 3 the harness failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from emu.harness.config import ConfigError
+from stress.output import write_json
+
+MAX_PREEMPTIONS = 20  # far beyond what a small scenario can run through: each bound multiplies the schedules
+MAX_BUDGET = 100_000_000
+
+
+def add_parser(sub: Any) -> None:
+    from emu.harness.explore import SCENARIOS
+    from stress.options import ARCH, FIX, INT, MEMORY_MODEL, Names
+
+    class ScenarioName(Names):
+        """A shipped scenario's name, or a JSON file of one (read, and checked, by ``load_scenario``)."""
+
+        def __call__(self, text: str) -> str:
+            return text if text.endswith(".json") else super().__call__(text)
+
+    e = sub.add_parser("explore", help="run a small scenario under every schedule with at most K preemptions")
+    e.add_argument(
+        "--scenario",
+        type=ScenarioName("scenario", lambda: list(SCENARIOS)),
+        default=None,
+        help="a scenario's name (see 'list') or a JSON file of one (docs/deterministic-mode.md)",
+    )
+    e.add_argument(
+        "--strategy",
+        type=Names("strategy or mutant", _schemes),
+        default="refcount",
+        help="lazy-TLB scheme, or a scheme's mutant (default: refcount; see 'list')",
+    )
+    e.add_argument("--arch", type=ARCH, default="x86", help="architecture model (default: x86)")
+    e.add_argument("--fix", type=FIX, default="", metavar="NAME[,NAME...]", help="apply later patches' fixes to the scheme (see 'list')")
+    e.add_argument(
+        "--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), tso, weak, arch (the reduction applies under sc only)"
+    )
+    e.add_argument("--preemptions", type=INT, default=None, help="the bound: schedules with at most this many preemptions")
+    e.add_argument("--budget", type=INT, default=0, help="at most this many schedules (default: 0, no limit)")
+    e.add_argument("--no-reduce", action="store_true", help="run every schedule, equivalent ones too (no sleep sets)")
+    e.add_argument(
+        "--json", metavar="PATH", default=None, help="write the result as JSON; with a violation, its run's report too (replayable)"
+    )
+    e.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _schemes() -> list[str]:
+    from emu.strategies import MUTANTS, STRATEGIES
+
+    return sorted({*STRATEGIES, *MUTANTS})
+
+
+def cmd_explore(ns: argparse.Namespace) -> int:
+    from emu.arch import ARCHES
+    from emu.harness.config import validate, validate_fix
+    from emu.harness.explore import HarnessFailed, explore, load_scenario
+    from emu.harness.report import headline
+    from emu.strategies import MUTANTS, STRATEGIES, resolve
+    from stress.options import check_writable
+
+    check_writable(ns.json)
+    if ns.preemptions is not None and not 0 <= ns.preemptions <= MAX_PREEMPTIONS:
+        raise ConfigError(f"--preemptions must be between 0 and {MAX_PREEMPTIONS}, got {ns.preemptions}")
+    if not 0 <= ns.budget <= MAX_BUDGET:
+        raise ConfigError(f"--budget must be between 0 (no limit) and {MAX_BUDGET:,}, got {ns.budget}")
+    if ns.scenario is None or ns.preemptions is None:
+        raise ConfigError("explore: give --scenario NAME (see 'list') and --preemptions K")
+    scenario = load_scenario(ns.scenario)
+    strategy, mutant = ns.strategy, None
+    if strategy in MUTANTS:
+        strategy, mutant = MUTANTS[strategy].mutant_of or strategy, ns.strategy
+    cfg = scenario.config(strategy, ns.arch, ns.fix, ns.memory_model, mutant)
+    validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
+    validate_fix(cfg, resolve(cfg.scheme).FIXES)
+    who = f"{ns.strategy}{' --fix ' + ns.fix if ns.fix else ''} on {ns.arch} ({ns.memory_model})"
+    print(f"explore: {scenario.name} ({scenario.cpus} CPUs), {who}, at most {ns.preemptions} preemptions", file=sys.stderr)
+
+    def progress(ex: Any) -> None:
+        if not ns.quiet and ex.schedules % 25 == 0:
+            print(f"\rexplore: {ex.schedules:,} schedules, {ex.rate:.1f}/s", end="", file=sys.stderr, flush=True)
+
+    try:
+        ex = explore(cfg, scenario.name, ns.preemptions, reduce=not ns.no_reduce, budget=ns.budget, progress=progress)
+    except HarnessFailed as e:
+        print(f"\nexplore: a schedule's run failed in the harness: {e}", file=sys.stderr)
+        return 3
+    finally:
+        if not ns.quiet:
+            print("", file=sys.stderr)
+    rate = f"{ex.schedules:,} schedules in {ex.elapsed_s:.1f}s ({ex.rate:.1f}/s; {ex.pruned:,} equivalent skipped)"
+    doc: dict[str, Any] = {"config": cfg.to_dict(), **ex.to_json()}
+    if ex.report is not None:
+        from emu.harness.columns import columns_text
+        from emu.harness.events import from_json as events_from_json
+        from stress.shrink import story
+
+        run = ex.report.to_json()
+        doc = {**run, **ex.to_json()}  # the violating run's report, with the exploration's result: replayable, shrinkable
+        print(headline(ex.report))
+        print(f"found after {rate}, in a schedule with {ex.found_at} preemption{'s' if ex.found_at != 1 else ''}")
+        events = story(run) if ex.report.violations else []
+        if not events and events_from_json(run.get("events"), "explore"):
+            events = events_from_json(run.get("events"), "explore")[0][-40:]
+        if events:
+            print()
+            print("\n".join(columns_text(events, "step")))
+            print()
+        if ns.json:
+            print(f"replay: python -m stress run --replay {ns.json}")
+            print(f"shrink: python -m stress shrink {ns.json}")
+    elif ex.complete:
+        print(f"no violation in any schedule with at most {ns.preemptions} preemptions: {rate}")
+    else:
+        got = ", ".join(f"{v:,} with {k}" for k, v in sorted(ex.by_bound.items()))
+        print(f"NOT COMPLETE: {ex.stopped}; {rate} ({got} preemptions); no violation in those")
+    if ns.json:
+        write_json(ns.json, doc)
+    return 1 if ex.report is not None else 0

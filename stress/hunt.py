@@ -231,7 +231,8 @@ def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
                 0, cpus=base.cpus, duration=base.duration, workload=base.workload, sched=base.sched, steps=base.steps, depth=base.depth
             )
             cfg = replace(cfg, **{k: v or getattr(cfg, k) for k, v in perturb.items()})
-            out.append(Target(cell.id, cfg, cell.expect_verdict, needed=cell.catch_runs if cell.expect != "clean" else 1))
+            verdict = cell.verdict_expected(cfg.deterministic)
+            out.append(Target(cell.id, cfg, verdict, needed=cell.catch_runs if verdict != "clean" else 1))
         return out
     options = {
         k: getattr(base, k)
@@ -243,7 +244,7 @@ def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
     # the deterministic hunt's small machine is not part of what the cell is
     workload = {k: v for k, v in vars(base.workload).items() if not (base.deterministic and DET_MACHINE.get(k) == v)}
     cell = find(base.scheme, base.arch, options, arch_mutant=base.arch_mutant, workload=workload)
-    expect = ns.expect or (cell.expect_verdict if cell else ("violation" if base.mutant else "clean"))
+    expect = ns.expect or (cell.verdict_expected(base.deterministic) if cell else ("violation" if base.mutant else "clean"))
     # a configuration outside the matrix is named as a cell would be, with every option it sets
     name = (cell or Cell(base.scheme, base.arch, arch_mutant=base.arch_mutant, options=_set(options, RunConfig()),
                          workload=_set(workload, Workload()))).id  # fmt: skip

@@ -57,6 +57,9 @@ class Arch:
     counters: ClassVar[tuple[str, ...]] = ()
     labels: ClassVar[dict[str, str]] = {}  # counter -> what the report says it counts
     cells: ClassVar[tuple[CellDecl, ...]] = ()  # its matrix cells, its mutants' included
+    # False for a kernel version with a defect of its own (x86 v6.14's X2): the rows every scheme declares
+    # for every arch ("*", which would expect it clean) leave it out; it declares its own
+    in_generic_cells: ClassVar[bool] = True
     mutant_of: ClassVar[str | None] = None  # an arch mutant: the name of the model it patches
     maintains_mm_cpumask: ClassVar[bool] = True  # False: every mask stays empty (arm64)
     # its flushes reach other CPUs through mm_cpumask (IPIs to the mask, or a local-only flush when the
@@ -158,6 +161,9 @@ class Arch:
         """A flush every CPU's TLB obeys, sent by the hardware (TLBI IS, tlbie, IDTE): no IPI."""
         self.c.trace(EV_TLB_BROADCAST, mm)
         self.c.count("tlb_broadcasts")
+
+    def destroy_context(self, mm: int) -> None:
+        """At ``__mmdrop``, before the mm is freed: the arch's per-mm state goes (x86-invlpgb's global ASID)."""
 
     def leave_mm(self) -> None:
         """An idle state that loses the TLB (``CPUIDLE_FLAG_TLB_FLUSHED``): x86 only."""

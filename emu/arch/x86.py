@@ -38,10 +38,29 @@ Models arch/x86/mm/tlb.c as of v6.13 (before 209954cbc7d0 made the mask lazy; th
   ``mm_cpumask`` keeps every CPU lazy on the mm and, as 22/23 does,
   ``for_each_possible_lazymm_cpu`` may return the mask. Without it, it returns every online CPU.
 
+The TLB-generation protocol (reference section 4.1), as v6.13 has it: ``flush_tlb_mm_range``
+bumps ``mm->context.tlb_gen`` (``inc_mm_tlb_gen``, fully ordered) before it reads the mask;
+``switch_mm_irqs_off`` to another mm sets its bit (a locked op) and then reads ``tlb_gen`` ("Start
+remote flushes and then read tlb_gen"), and its TLB is flushed up to what it read; a lazy CPU
+switching back to the same mm re-reads ``tlb_gen`` after ``smp_mb()`` and flushes if it fell
+behind; ``flush_tlb_func`` brings a non-lazy CPU with the mm loaded up to the mm's ``tlb_gen``.
+Each CPU's flushed generation is its per-CPU field ``tlb_gen`` (``cpu_tlbstate.ctxs[asid].tlb_gen``, one ASID slot:
+the loaded mm's), and a completed flush records its generation for the oracle (``TG_DONE``), a
+completed freed-tables flush also ``TG_FREED``: a CPU that runs user code of the mm with an older
+TLB, or that keeps the mm in CR3 (lazy or not) older than a completed freed-tables flush (its
+paging-structure cache may walk the freed tables: 016c4d92cd16 "x86/mm/tlb: Only send page table
+free TLB flush to lazy TLB CPUs", v4.19, is why the freed-tables flush reaches lazy CPUs), is a
+``missed_flush``. The arch mutant ``x86-freed-tables-skip-lazy`` skips lazy CPUs at a freed-tables
+flush too (that commit's other half undone): the lazy CPU keeps the freed tables in CR3 and is
+caught at its next page walk. v6.13 writes ``cpu_tlbstate.loaded_mm = LOADED_MM_SWITCHING`` after
+the ``tlb_gen`` read, but only for ``nmi_uaccess_okay()``: nothing a flush reads, so it is not modelled
+here (``emu.arch.x86_stable`` models it, for the stable trees whose flushes read it).
+
 Interpretations (the literal reading in brackets):
 
-- A flush's other details (tlb_gen, ASIDs, the range) are not modelled; the mask and the
-  switches to init_mm are what a lazy mm's lifetime depends on.
+- A flush's other details (ASIDs, the range, partial flushes) are not modelled; the mask, the
+  switches to init_mm and the TLB generations are what a lazy mm's lifetime and the flush
+  invariant depend on.
 - ``switch_mm_irqs_off`` sets next's bit and loads next before it clears the bit of the mm it
   left, so that at every moment a CPU with an mm loaded is in its mask, which the oracle checks
   [v6.13 clears prev's bit, sets next's, then writes CR3 and ``loaded_mm``, all with interrupts
@@ -57,13 +76,26 @@ from typing import TYPE_CHECKING, ClassVar
 
 from emu.arch.base import Arch
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
+from emu.kernel.protocols import CellDecl
+from emu.machine.atomics import Atomics
 from emu.machine.irq import ipi_function
-from emu.machine.layout import CPU_WORDS, INIT_MM, MM_SLOT_MASK
+from emu.machine.layout import (
+    CPU_WORDS,
+    INIT_MM,
+    LINE,
+    M_ARCH,
+    MM_SLOT_MASK,
+    TG_DONE,
+    TG_FREED,
+    TG_GEN,
+    TLB_GEN_FIELD,
+)
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
 
 FLUSH_TLB_FUNC = ipi_function("flush_tlb_func", purpose="ipis_flush")
+TRIM_INTERVAL_NS = 1_000_000_000  # mm->context.next_trim_cpumask = jiffies + HZ
 
 
 class X86(Arch):
@@ -71,12 +103,26 @@ class X86(Arch):
     source = "arch/x86/mm/tlb.c as of v6.13"
     memory_model = "tso"  # x86-TSO: only a store before a later load may be reordered
     options = ("x86_unlazy_on_flush", "x86_idle_leave_mm")
+    cells: ClassVar[tuple[CellDecl, ...]] = (
+        *(
+            CellDecl("refcount", "x86", options={"memory_model": m}, why=f"every flush reaches the CPUs it must, under {m} too")
+            for m in ("tso", "weak")
+        ),
+        CellDecl(
+            "refcount",
+            "x86",
+            "missed_flush",
+            arch_mutant="x86-freed-tables-skip-lazy",
+            why="a freed-tables flush skips a lazy CPU whose CR3 still holds the mm: its page walk may use the freed tables",
+        ),
+    )
     summary = "mask follows the loaded mm; a freed-tables flush moves lazy CPUs to init_mm and drops their bits (v6.13)"
     lazy_may_load_init_mm = True
-    # cpu_tlbstate_shared.is_lazy: shared, since a flush's sender reads it to skip lazy CPUs
-    percpu: ClassVar[tuple[tuple[str, int], ...]] = (("is_lazy", 1),)
-    clear_on_switch: ClassVar[bool] = True  # switching away clears the bit of the mm that was loaded
-    set_only_if_clear: ClassVar[bool] = False  # the switch to an mm tests the bit before setting it
+    tracks_tlb_gen = True
+    # cpu_tlbstate_shared.is_lazy (shared: a flush's sender reads it to skip lazy CPUs) and the TLB's generation
+    percpu: ClassVar[tuple[tuple[str, int], ...]] = (("is_lazy", 1), (TLB_GEN_FIELD, 1))
+    freed_tables_skip_lazy: ClassVar[bool] = False  # the arch mutant: a freed-tables flush skips lazy CPUs too
+    is_lazy_buffered: ClassVar[bool] = False  # is_lazy written through the memory model (read back by READ_ONCE)
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
@@ -85,6 +131,17 @@ class X86(Arch):
         self.is_lazy = cpu.layout.cpu(cpu.cpu) + is_lazy  # cpu_tlbstate_shared.is_lazy
         self.is_lazy_base = cpu.layout.cpu_base + is_lazy
         self.unlazy = cpu.arch_options.flag("x86_unlazy_on_flush")
+        self.tlb_gen = cpu.layout.cpu(cpu.cpu) + cpu.layout.arch_field(TLB_GEN_FIELD)  # cpu_tlbstate.ctxs[loaded_mm_asid].tlb_gen
+        self.tlbgen_base = cpu.layout.tlbgen_base
+        self.tg_done_base = self.tlbgen_base + TG_DONE
+        assert TG_DONE == TG_GEN + 1  # the switch reads tlb_gen just before TG_DONE
+        # sequentially consistent and free-running: the barrier is a no-op and a read is the word itself, so the hot
+        # switch reads tlb_gen inline (a deterministic mode keeps every call: each is a point it may switch CPUs at)
+        self.plain = type(cpu.atomics) is Atomics and cpu.det is None  # the sc model: the base class itself
+
+    def tg(self, mm: int) -> int:
+        """``&mm->context.tlb_gen`` (``TG_DONE``, ``TG_FREED`` follow it)."""
+        return self.tlbgen_base + (mm & MM_SLOT_MASK) * LINE
 
     def enter_lazy_tlb(self, mm: int) -> None:
         w = self.w
@@ -97,7 +154,8 @@ class X86(Arch):
             self.lockdep_assert_irqs_disabled(next)  # reports; the test is inline on this hot path
         w, a = self.w, self.atomics
         real_prev = w[self.loaded]
-        if w[self.is_lazy]:
+        was_lazy = w[self.is_lazy]
+        if was_lazy:
             w[self.is_lazy] = 0
         user_next = next != INIT_MM and next != 0
         if real_prev == next:
@@ -105,18 +163,44 @@ class X86(Arch):
             if user_next and not self.in_mm_cpumask(next):
                 self.oracle.report(CPUMASK_MISSING, next, MASK_AT_SWITCH_PREV, other=self.cpu)
                 a.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)
+            if was_lazy and user_next:
+                if self.plain:  # lazy_tlb_gen_check, inline
+                    gen = w[self.tg_done_base - 1 + (next & MM_SLOT_MASK) * LINE]
+                    if w[self.tlb_gen] < gen:
+                        w[self.tlb_gen] = gen
+                else:
+                    self.lazy_tlb_gen_check(next)
             return
-        base, stride, bit = self.cpumask_base, self.cpumask_stride, self.mask_bit
-        # "Start remote flushes and then read tlb_gen" (v6.13: always; the lazy mask: if not set yet)
-        if user_next and (not self.set_only_if_clear or not (w[self.my_cpumask_word + (next & MM_SLOT_MASK) * stride] >> bit) & 1):
-            a.cpumask_set_cpu(base + (next & MM_SLOT_MASK) * stride, self.cpu)
+        base, stride = self.cpumask_base, self.cpumask_stride
+        slot = next & MM_SLOT_MASK
+        done_at = self.tg_done_base + slot * LINE  # &next->context.tlb_gen's TG_DONE
+        if user_next:
+            # "Start remote flushes and then read tlb_gen": the locked set orders the bit before the read
+            a.cpumask_set_cpu(base + slot * stride, self.cpu)
+            if self.plain:
+                w[self.tlb_gen] = w[done_at - 1]
+            else:
+                a.smp_mb__after_atomic()  # x86's set_bit is a locked op, a full barrier: so under every memory model
+                w[self.tlb_gen] = a.atomic_read(done_at - 1)  # next_tlb_gen: the TLB is flushed up to it
+        self.c.tlb_done_at = done_at  # where the kernel's every-quantum look finds the completed flushes
         self.load_mm(next)
         if real_prev != INIT_MM and real_prev != 0:
             prev_mask = base + (real_prev & MM_SLOT_MASK) * stride  # mm_cpumask(real_prev), inline
-            if not (w[self.my_cpumask_word - base + prev_mask] >> bit) & 1:  # VM_WARN_ON_ONCE(!cpumask_test_cpu(...))
+            if not (w[self.my_cpumask_word - base + prev_mask] >> self.mask_bit) & 1:  # VM_WARN_ON_ONCE(!cpumask_test_cpu(...))
                 self.oracle.report(CPUMASK_MISSING, real_prev, MASK_AT_SWITCH_PREV, other=self.cpu)
-            if self.clear_on_switch:
-                a.cpumask_clear_cpu(prev_mask, self.cpu)  # "Stop remote flushes for the previous mm"
+            a.cpumask_clear_cpu(prev_mask, self.cpu)  # "Stop remote flushes for the previous mm"
+
+    def lazy_tlb_gen_check(self, mm: int) -> None:
+        """Back from lazy on the same mm, v6.13's "Read the tlb_gen to check whether a flush is needed",
+        after the barrier that "synchronizes with the tlb_gen increment in the TLB shootdown code"."""
+        a = self.atomics
+        if self.plain:
+            gen = self.w[self.tg(mm) + TG_GEN]
+        else:
+            a.smp_mb()
+            gen = a.atomic_read(self.tg(mm) + TG_GEN)
+        if self.w[self.tlb_gen] < gen:  # "TLB contents went out of date while we were in lazy mode"
+            self.w[self.tlb_gen] = gen
 
     # -- flushes ---------------------------------------------------------------------------------
     def flush_tlb_mm_exit(self, mm: int) -> None:
@@ -127,6 +211,25 @@ class X86(Arch):
         self.flush_tlb_mm_range(mm, freed_tables)
 
     def flush_tlb_mm_range(self, mm: int, freed_tables: bool) -> None:
+        tg = self.tlbgen_base + (mm & MM_SLOT_MASK) * LINE  # self.tg(mm), inline
+        new_gen = self.atomics.atomic_inc_return(tg + TG_GEN)  # inc_mm_tlb_gen(): atomic64_inc_return, fully ordered
+        self.flush_tlb_send(mm, freed_tables)
+        w = self.w  # flush_done, inline
+        if w[tg + TG_DONE] < new_gen:
+            w[tg + TG_DONE] = new_gen
+        if freed_tables and w[tg + TG_FREED] < new_gen:
+            w[tg + TG_FREED] = new_gen
+
+    def flush_done(self, tg: int, new_gen: int, freed_tables: bool) -> None:
+        """The oracle's record: a flush to ``new_gen`` has completed (every CPU it was sent to has run it)."""
+        w = self.w
+        if w[tg + TG_DONE] < new_gen:
+            w[tg + TG_DONE] = new_gen
+        if freed_tables and w[tg + TG_FREED] < new_gen:
+            w[tg + TG_FREED] = new_gen
+
+    def flush_tlb_send(self, mm: int, freed_tables: bool) -> None:
+        """``flush_tlb_mm_range`` after the generation bump: IPIs by the mask, or the local flush."""
         mask = self.mm_cpumask(mm)
         self.oracle.mask_covers_loaded(mm, mask)
         cpus = self.mm_cpumask_cpus(mm)
@@ -139,11 +242,11 @@ class X86(Arch):
 
     def flush_tlb_multi(self, mm: int, cpus: list[int], freed_tables: bool) -> None:
         """``native_flush_tlb_multi``: this CPU runs the function too if it is in ``cpus``."""
-        if not freed_tables:
+        if not freed_tables or self.freed_tables_skip_lazy:
             cpus = [c for c in cpus if self.should_flush_tlb(c, mm)]
         self.c.irq.on_each_cpu_mask(cpus, FLUSH_TLB_FUNC, mm, wait=True)
 
-    def should_flush_tlb(self, cpu: int, mm: int) -> bool:
+    def should_flush_tlb(self, cpu: int, mm: int, trim: bool = False) -> bool:
         """``tlb_is_not_lazy``."""
         return not self.w[self.is_lazy_base + cpu * CPU_WORDS]
 
@@ -154,12 +257,28 @@ class X86(Arch):
         if w[self.loaded] != mm:
             self.flush_tlb_func_not_loaded(mm)
             return
-        if w[self.is_lazy]:
+        if not (self.atomics.READ_ONCE(self.is_lazy) if self.is_lazy_buffered else w[self.is_lazy]):
+            tg = self.tlbgen_base + (mm & MM_SLOT_MASK) * LINE  # flushed up to the mm's tlb_gen
+            w[self.tlb_gen] = w[tg] if self.plain else self.atomics.atomic_read(tg)
+        elif self.unlazy:
+            self.c.strategy.unlazy_mm_irqs_off()
+        else:
             # "We're in lazy mode. We need to at least flush our paging-structure cache ..."
-            if self.unlazy:
-                self.c.strategy.unlazy_mm_irqs_off()
-            else:
-                self.switch_mm_irqs_off(0, INIT_MM)
+            self.switch_mm_irqs_off(0, INIT_MM)
+
+    def should_trim_cpumask(self, mm: int) -> bool:
+        """6db2526c1d69: true at most once a second per mm (``mm->context.next_trim_cpumask``, the mm
+        record's arch word)."""
+        next_trim = self.mm_record(mm) + M_ARCH
+        now = self.c.clock_ns()
+        due = self.w[next_trim]
+        if not due:  # init_new_context's "next_trim_cpumask = jiffies + HZ", at the first look
+            self.w[next_trim] = now + TRIM_INTERVAL_NS
+            return False
+        if now >= due:  # time_after(jiffies, READ_ONCE(mm->context.next_trim_cpumask))
+            self.w[next_trim] = now + TRIM_INTERVAL_NS
+            return True
+        return False
 
     def flush_tlb_func_not_loaded(self, mm: int) -> None:
         """A remote CPU that no longer has the mm loaded: "Can only happen on remote CPUs"."""
@@ -177,3 +296,10 @@ class X86(Arch):
         """22/23 "x86/mm: Optimize for_each_possible_lazymm_cpu()": the mask, which holds every lazy
         CPU only once a flush ends the lazy use too (``--x86-unlazy-on-flush``); else every online CPU."""
         return self.mm_cpumask_cpus(mm) if self.unlazy else self.c.online_cpus()
+
+
+class X86FreedTablesSkipLazy(X86):
+    name = "x86-freed-tables-skip-lazy"
+    summary = "a freed-tables flush skips lazy CPUs too (016c4d92cd16 undone): a lazy CR3 keeps freed page tables"
+    mutant_of = "x86"
+    freed_tables_skip_lazy = True

@@ -13,9 +13,11 @@
   page walk, in ``switch_mm_irqs_off`` (the mm left and the mm loaded), after every clear of a
   bit (``Arch.cpumask_clear``: also of another CPU's bit), and at every flush that goes by the
   mask (``mask_covers_loaded``: every CPU with the mm loaded, not only the sender).
-- On an architecture that models TLB generations (``Arch.tracks_tlb_gen``: x86-lazy-mask), a CPU
+- On an architecture that models TLB generations (``Arch.tracks_tlb_gen``: the x86 models), a CPU
   that runs user code of its loaded mm holds a TLB generation no older than the newest flush of
-  that mm that has completed (``missed_flush``): a completed flush reached every CPU running it.
+  that mm that has completed, and a CPU that has an mm loaded at all (lazy too) one no older than
+  the newest completed flush that freed its page tables (``missed_flush``, with the place: user
+  code, or a page walk): a completed flush reached every CPU it had to.
 - When the machine is quiet, every mm created has been freed (checked by the runner).
 - A kernel wait loop does not wait on a CPU that cannot end the wait (``liveness``: reported by
   the waiting CPU, with the awaited CPU as ``other``; a scheme's busy-wait checks it).
@@ -47,6 +49,7 @@ from emu.machine.layout import (
     MM_WORDS,
     SNAP_CAP,
     TG_DONE,
+    TG_FREED,
     V_AUX,
     V_CLOCK,
     V_CPU,
@@ -117,6 +120,7 @@ MASK_AT_CLEAR = site("cpumask_clear_cpu of a CPU that has the mm loaded")
 MASK_AT_FLUSH = site("TLB flush by mm_cpumask: a CPU with the mm loaded is not in the mask")
 IRQ_ENTRY = site("interrupt entry")
 AT_RUN_USER = site("user code runs on the loaded mm")
+AT_WALK_FREED = site("page-table walk after a completed flush that freed page tables")
 SWITCH_MM_IRQS_ON = site("switch_mm_irqs_off: lockdep_assert_irqs_disabled()")
 EV_VIOLATION = event("violation", "VIOLATION {kind:a} on {mm:b}")
 
@@ -179,6 +183,15 @@ class Oracle:
         done = w[self.layout.tlbgen(mm) + TG_DONE]
         if w[cpu_gen] < done:
             self.report(MISSED_FLUSH, mm, AT_RUN_USER, aux=done - w[cpu_gen])
+
+    def check_freed_tables(self, mm: int, cpu_gen: int) -> None:
+        """This CPU has ``mm`` in its MMU (running it or lazy on it) with its TLB and paging-structure
+        cache at generation ``w[cpu_gen]``: no flush of ``mm`` that freed page tables and is newer may
+        have completed, or the MMU may walk freed page tables."""
+        w = self.w
+        done = w[self.layout.tlbgen(mm) + TG_FREED]
+        if w[cpu_gen] < done:
+            self.report(MISSED_FLUSH, mm, AT_WALK_FREED, aux=done - w[cpu_gen])
 
     def check_free(self, mm: int, where: int) -> None:
         """At ``__mmdrop``: no CPU may still run on, or be lazy on, the mm."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle
+from emu.checks.oracle import CPUMASK_MISSING, INCONSISTENT_MM, IRQ_ENTRY, PAGE_WALK, USE_AFTER_FREE, Oracle, site
 from emu.kernel.drain import Drain, drain_settled
 from emu.kernel.driver import TaskDriver
 from emu.kernel.hotplug import FINISH_CPU, Hotplug
@@ -77,6 +77,8 @@ from emu.machine.layout import (
     T_KIND,
     T_STATE,
     TASK_RUNNABLE,
+    TG_DONE,
+    TG_FREED,
     TLB_GEN_FIELD,
     Layout,
     e2f_bucket,
@@ -92,6 +94,9 @@ if TYPE_CHECKING:
 
 
 EXIT_HARNESS = 3  # a CPU process's exit status when the harness itself failed
+# the walk of the tables of an mm this CPU was lazy on, up to the CR3 write that left it; a weak model
+# performs it late (``WeakAtomics.mmu_walk``), so a freed mm found there was freed before the walk
+SWITCH_WALK = site("page-table walk of the outgoing lazy mm, up to the CR3 write")
 
 
 class Parts(NamedTuple):
@@ -106,6 +111,9 @@ class Parts(NamedTuple):
     scheme_options: PartOptions = PartOptions()
     arch_options: PartOptions = PartOptions()
     memory_model: str = "sc"
+
+
+FREED_AFTER_DONE = TG_FREED - TG_DONE  # a TG_FREED's distance from its TG_DONE
 
 
 class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
@@ -181,8 +189,14 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.arch = parts.arch(self)
         self.tracks_tlb_gen = self.arch.tracks_tlb_gen
         # the oracle reads the TLB generation from the arch's per-CPU field (kept here: read on every user quantum)
-        self.TLB_GEN = base + layout.arch_field(TLB_GEN_FIELD) if self.tracks_tlb_gen else -1
+        # the loaded mm's TG_DONE word (its TG_FREED follows), kept by an arch that tracks TLB generations; read
+        # every quantum, so a plain attribute: elsewhere init_mm's, never flushed (0, as this CPU's TLB_GEN)
+        self.tlb_done_at = layout.tlbgen(INIT_MM) + TG_DONE
+        # the TLB generation, in the arch's per-CPU field; an arch that keeps none: init_mm's TG_DONE, 0 for good
+        self.TLB_GEN = base + layout.arch_field(TLB_GEN_FIELD) if self.tracks_tlb_gen else self.tlb_done_at
         self.strategy = parts.strategy(self)
+        if self.atomics.walks_late:  # a model that may perform the MMU's walk of an outgoing mm late
+            self.route_mmu_walks()
         self.flush_relies_on_mask = self.arch.flush_relies_on_mask
         self.idle_leave_mm = parts.arch_options.flag("x86_idle_leave_mm")  # an x86 model's option (X86.options)
 
@@ -309,6 +323,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         w[self.CURR] = idle
         w[self.ACTIVE] = INIT_MM
         w[self.LOADED] = INIT_MM
+        self.tlb_done_at = lay.tlbgen(INIT_MM) + TG_DONE
         self.strategy.mmgrab_lazy_tlb(INIT_MM)  # the idle task starts lazy on init_mm
         w[lay.cpu(self.cpu) + C_PID] = os.getpid()
         w[self.HP_WANT] = 1
@@ -337,15 +352,30 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
                 if curr == self.drain_task:
                     self.run_drain_task(curr)
                     continue
-                if self.tracks_tlb_gen:
+                # Oracle.check_tlb_gen, its test inline, every user quantum: false on an arch that keeps no TLB
+                # generations (tlb_done_at stays at init_mm's TG_DONE, never flushed: 0, as its TLB_GEN)
+                if w[self.TLB_GEN] < w[self.tlb_done_at]:
                     self.oracle.check_tlb_gen(w[self.LOADED], self.TLB_GEN)
                 self.user_quantum(self, curr, phase)
-            elif kind == KIND_KTHREAD:
-                self.run_kthread(curr, phase)
-            elif kind == KIND_IDLE:
-                self.run_idle(phase)
             else:
-                self.run_resuming(curr, kind & ~KIND_RESUMING, phase)
+                # a kernel thread or the idle task: the loaded mm (lazy) may still be walked (walk_freed_tables, inline)
+                if w[self.TLB_GEN] < w[self.tlb_done_at + FREED_AFTER_DONE]:
+                    self.walk_freed_tables()
+                if kind == KIND_KTHREAD:
+                    self.run_kthread(curr, phase)
+                elif kind == KIND_IDLE:
+                    self.run_idle(phase)
+                else:
+                    self.run_resuming(curr, kind & ~KIND_RESUMING, phase)
+
+    def walk_freed_tables(self) -> None:
+        """A kernel thread or the idle task has the quantum, the loaded mm (lazy, on x86) still in the MMU,
+        whose page walks may use its paging-structure cache: no flush that freed the mm's page tables
+        and is newer than this CPU's TLB may have completed (``Oracle.check_freed_tables``; a user
+        quantum's check, against every completed flush, covers these)."""
+        w = self.w
+        if w[self.LOADED] != INIT_MM:
+            self.oracle.check_freed_tables(w[self.LOADED], self.TLB_GEN)
 
     def page_walk(self) -> None:
         """The MMU may walk the loaded page tables at any time, and an active_mm is dereferenced:
@@ -371,6 +401,46 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         irq.disabled = flags
         if not flags and irq.pending:
             irq.replay()
+
+    def route_mmu_walks(self) -> None:
+        """Up to the CR3 write (``Arch.load_mm``) the MMU may walk the outgoing tables: that walk is a
+        load of the old mm through the memory model (``Atomics.mmu_walk``), which a weak model may
+        perform late, at the latest at the next barrier that orders it: the model's own, csd_unlock's
+        RELEASE before an IPI's acknowledgement, and ``__schedule``'s ``smp_mb__after_spinlock``. The
+        loaded mm itself stays the machine's truth, written at once (the oracle reads it). Installed
+        only under such a model: under ``sc`` and ``tso`` the walk is performed at once, while the mm
+        is loaded, where the oracle has nothing to find that ``check_free`` did not (an mm freed while
+        loaded), so those models pay nothing for it."""
+        atomics, arch = self.atomics, self.arch
+        atomics.walk_check = self.walk_outgoing
+        atomics.walk_late = self.lazy_outgoing
+        self.irq.csd_unlock = atomics.perform_walks
+        load_mm, walk, loaded = arch.load_mm, atomics.mmu_walk, self.LOADED
+        w = self.w
+
+        def load_mm_walked(mm: int) -> None:
+            walk(w[loaded])
+            load_mm(mm)
+
+        arch.load_mm = load_mm_walked  # type: ignore[method-assign]
+        schedule, perform = self.schedule, atomics.perform_walks
+
+        def schedule_ordered() -> None:
+            perform()  # __schedule's smp_mb__after_spinlock
+            schedule()
+
+        self.schedule = schedule_ordered  # type: ignore[method-assign]
+
+    def walk_outgoing(self, mm: int) -> None:
+        """The MMU's walk of an mm this CPU switched away from, performed (``Atomics.mmu_walk``): it must be live."""
+        self.oracle.touch(mm, SWITCH_WALK)
+
+    def lazy_outgoing(self, mm: int) -> bool:
+        """At the CR3 write: the outgoing ``mm`` is not the current task's own (``current->mm``), so
+        this CPU was lazy on it (or a kernel thread's ``kthread_use_mm`` / ``exec_mmap`` leaves it), and
+        only the scheme orders the walk before the mm's free; a task's own mm is kept by the task, whose
+        next CPU the scheduler orders after this one (``prev->on_cpu``)."""
+        return mm != INIT_MM and mm != self.arch.current_mm()
 
     # -- what a task does with its quantum ------------------------------------------------------
     def run_resuming(self, task: int, kind: int, phase: int) -> None:

@@ -203,6 +203,7 @@ class MmOps:
         finally:
             self.tearing_down -= 1
         self.oracle.check_free(mm, AT_FREE)
+        self.c.arch.destroy_context(mm)
         self.free_mm(mm)
 
     def free_mm(self, mm: int) -> None:

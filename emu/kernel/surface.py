@@ -31,6 +31,7 @@ class KernelCpu(Protocol):
     CURR: int  # the word of rq->curr
     task_base: int  # the task table (task_struct's mm, kind)
     counter_words: dict[str, int]  # each counter's word in this CPU's block (``count``, inline)
+    tlb_done_at: int  # an arch that tracks TLB generations: the loaded mm's TG_DONE word, for the oracle's every-quantum look
     # the primitives
     atomics: Atomics  # READ_ONCE, WRITE_ONCE, the RMWs, the barriers
     irq: Irq  # local_irq_save, smp_call_function_many, on_each_cpu_mask

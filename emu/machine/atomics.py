@@ -41,6 +41,14 @@ READ, PROGRESS = sched_point(progress=False), sched_point(progress=True)
 BARRIER = sched_point(progress=True, word=None)  # no one word: it conflicts with every access
 
 
+def _walk_nothing(mm: int) -> bool:
+    return True
+
+
+def _not_late(mm: int) -> bool:
+    return False
+
+
 def make_locks(ctx, n: int = 256) -> list[Lock]:  # type: ignore[no-untyped-def]
     """The lock table, created by the runner before the CPUs fork. ``n`` is a power of two."""
     assert n & (n - 1) == 0
@@ -59,6 +67,10 @@ class Atomics:
         # what the locks cost, in the machine's own counters (set by the CPU; -1: not counted)
         self._mm_lo = self._mm_hi = self._mask_lo = 0
         self._c_mm_atomics = self._c_mask_atomics = self._c_contended = self._c_wait_ns = -1
+        # the oracle's look at an mm whose page tables the MMU walks (set by the CPU: ``Oracle.touch``)
+        self.walk_check: Callable[[int], object] = _walk_nothing
+        # which walks a model that performs loads late may hold (set by the CPU; ``WeakAtomics.mmu_walk``)
+        self.walk_late: Callable[[int], bool] = _not_late
 
     def count_costs(self, mm_lo: int, mm_hi: int, mm_atomics: int, contended: int, wait_ns: int) -> None:
         """Count atomics on mm lines ([mm_lo, mm_hi): mm records and masks) and lock contention."""
@@ -134,6 +146,20 @@ class Atomics:
 
     atomic_read = READ_ONCE
     atomic_set = WRITE_ONCE
+
+    # -- the MMU's own load -------------------------------------------------------------------
+    def mmu_walk(self, mm: int) -> None:
+        """The MMU walks ``mm``'s page tables as the CPU switches away from it (the loaded tables may
+        be walked up to the CR3 write): a load of ``mm``'s memory. Under ``sc`` and ``tso`` it is
+        performed at once (no load is performed after a later store), while ``mm`` is still loaded:
+        an mm freed by then was freed while loaded, which ``Oracle.check_free`` reported at the free,
+        so there is nothing to look at (``WeakAtomics`` may perform it late and looks with
+        ``walk_check``). Not a scheduling point: no scheme reads its value."""
+
+    walks_late = False  # a model whose mmu_walk may be performed late (``WeakAtomics``)
+
+    def perform_walks(self) -> None:
+        """Perform every walk held (a RELEASE the machine makes: csd_unlock): none is held here."""
 
     # -- read-modify-writes --------------------------------------------------------------
     @PROGRESS

@@ -93,6 +93,8 @@ class Irq:
         self.on_receive: Callable[[int], None] | None = None
         self.on_entry: Callable[[], None] | None = None  # the oracle's look at the interrupted state
         self.fence: Callable[[], None] | None = None  # the memory model's full barrier (llist_add is a cmpxchg)
+        # csd_unlock's RELEASE, where the model needs one: the handler's loads performed before its ack
+        self.csd_unlock: Callable[[], None] | None = None
         self._mine = layout.xslot(cpu, 0)
         self._stride = XSLOT_WORDS
         self._ring = [d._semlock.release for d in doorbells]  # type: ignore[attr-defined]
@@ -159,6 +161,8 @@ class Irq:
                 if self.on_receive:
                     self.on_receive(fid)
                 self.handlers[fid](w[x + X_ARG])
+                if self.csd_unlock:
+                    self.csd_unlock()
                 w[x + X_ACK] = req
 
     # -- the sending side ------------------------------------------------------------------

@@ -79,11 +79,14 @@ XSLOT_WORDS = 4
 M_GEN, M_STATE, M_USERS, M_COUNT, M_FREED_BY, M_T_MMPUT, M_SERIAL, M_ARCH = range(8)  # M_ARCH: one word the arch model may use
 MM_WORDS = LINE
 ARCH_MM_WORDS = MM_WORDS - M_ARCH  # what an arch model may declare (Arch.mm_words)
-MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)
+MM_UNUSED, MM_LIVE, MM_EXITED, MM_FREED = range(4)  # EXITED: mm_users hit 0, mm_count still held
 # per mm slot, a line of its own: mm->context.tlb_gen (x86, an atomic64), and the newest generation whose
 # flush has completed (the oracle's: no CPU may run the mm with an older TLB). Never reset: a reused slot's
 # generations go on growing, so a new mm starts where the old one stopped.
-TG_GEN, TG_DONE = 0, 1  # EXITED: mm_users hit 0, mm_count still held
+# TG_FREED: the newest generation whose flush freed page tables (``freed_tables``) and has completed: no CPU
+# may keep the mm in CR3 with an older TLB and paging-structure cache, lazy or not (it may walk freed tables).
+# TG_ASID, TG_ASID_TRANSITION: x86-invlpgb's mm->context.global_asid (0: none) and asid_transition.
+TG_GEN, TG_DONE, TG_FREED, TG_ASID, TG_ASID_TRANSITION = 0, 1, 2, 3, 4
 POISON = -0x6B6B6B6B  # the slab poison pattern: a freed record's counters read as this
 
 # -- task table -----------------------------------------------------------------------------
@@ -286,7 +289,7 @@ class Layout:
 
     @cached_property
     def tlbgen_base(self) -> int:
-        """Per mm slot, one line: ``TG_GEN``, ``TG_DONE``."""
+        """Per mm slot, one line: ``TG_GEN``, ``TG_DONE``, ``TG_FREED``."""
         return self.ran_base + self.nmm * self.cpumask_stride
 
     @cached_property

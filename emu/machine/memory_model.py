@@ -30,7 +30,9 @@ s390 on ``tso``; arm64, powerpc, riscv (both models) and loongarch on ``weak``; 
 
 Only what schemes access through this API is buffered. The machine's own bookkeeping (the
 scheduler's ``active_mm``/loaded mm, task table, inboxes, mailboxes, counters), which writes
-the segment directly, is always visible at once, so the oracle keeps seeing the true state.
+the segment directly, is always visible at once, so the oracle keeps seeing the true state. The
+lazy user's own load of the mm, the MMU's walk of the outgoing tables up to the CR3 write, goes
+through the model (``mmu_walk``): ``weak`` may perform it late (``WeakAtomics.mmu_walk``).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class TsoAtomics(Atomics):
 WEAK_BUFFER_ENTRIES = 8  # stores a CPU may hold back; more gives nothing the litmus patterns need
 VIEW_ENTRIES = 16  # words a CPU keeps a possibly stale copy of (the lines in its cache)
 STALE_P = 0.5  # per load, the chance that it is satisfied from the copy, not from memory
+WALK_ENTRIES = 4  # walks a CPU may hold unperformed; more are performed oldest first
 WEAK_COMMIT_P = 0.5  # per access: the buffer is shallow and leaky, so that another CPU sees the reordered stores
 
 
@@ -189,17 +192,23 @@ class WeakAtomics(Atomics):
     Memory itself is one array that every store reaches at once when it commits, so the model
     is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
 
+    The MMU's walk of an outgoing lazy mm (``mmu_walk``) is a load performed late: held until a
+    barrier that orders an earlier load before later accesses, so a plain store after it (a hazard
+    pointer's clear) can be visible first.
+
     What it cannot produce, all allowed by LKMM: load buffering (LB: a load never returns a
     value from a store that is later in another CPU's program order, since a load returns at
-    once); outcomes that need stores to reach CPUs at different times (IRIW or WRC with
-    ``smp_rmb``/acquire on the readers, which powerpc, not multi-copy atomic, allows: only the
-    barrier-free IRIW, through the readers' load reordering, appears); a failed ``cmpxchg``
+    once; only the MMU's walk, whose value no code consumes, is performed late); outcomes that
+    need stores to reach CPUs at different times (IRIW or WRC with ``smp_rmb``/acquire on the
+    readers, which powerpc, not multi-copy atomic, allows: only the barrier-free IRIW, through
+    the readers' load reordering, appears); a failed ``cmpxchg``
     letting an earlier store pass it (the buffer is emptied before every fully ordered
     attempt; the *later* loads are unordered, which cmpxchg-fail-unordered shows); stores
     after a release passing the stores before it. Address dependencies are not tracked: a
     load whose address comes from an earlier load must use ``rcu_dereference`` (here an
     acquire) or ``smp_load_acquire``. The machine's own bookkeeping written straight into the
-    segment (task table, inboxes, CR3's truth) is outside the model.
+    segment (task table, inboxes, CR3's truth) is outside the model; why each of these is so, and
+    what it would cost, is in docs/memory-models.md.
     """
 
     def __init__(self, words: memoryview, locks: Sequence[Lock], irq: Irq, seed: int) -> None:
@@ -212,6 +221,7 @@ class WeakAtomics(Atomics):
         self._view: dict[int, int] = {}  # addr -> the value this CPU last saw there, oldest first
         self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
         self._deferred = False  # applying a buffered RMW without return value (rmw_no_return)
+        self._walks: list[int] = []  # mms whose page-table walk (mmu_walk) is issued, not yet performed
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -256,7 +266,11 @@ class WeakAtomics(Atomics):
         view[i] = v
 
     def _drain(self) -> None:
-        """Empty the buffer, in any order its epochs and addresses allow (another CPU may look meanwhile)."""
+        """Empty the buffer, in any order its epochs and addresses allow (another CPU may look meanwhile);
+        every barrier that drains (smp_mb, a fully ordered or release RMW, the machine's locks) performs
+        the pending walks first: they are earlier loads."""
+        if self._walks:
+            self._perform_walks()
         buf = self._buf
         if buf:
             self.irq.in_atomic += 1
@@ -301,6 +315,36 @@ class WeakAtomics(Atomics):
         self._drain()
         self._refresh()
 
+    # -- the MMU's walk of an mm the CPU leaves: a load that may be performed late -------------
+    def mmu_walk(self, mm: int) -> None:
+        """The walk of the outgoing mm's page tables at the CR3 write (``Arch.load_mm``). When the CPU
+        was lazy on that mm (``walk_late``: it is not the current task's own, whose later users the
+        scheduler's ``prev->on_cpu`` release and acquire order after it), the load is held and
+        performed at the next barrier that orders an earlier load before later accesses (``smp_mb``,
+        ``smp_rmb``, a RELEASE store or RMW, a fully ordered RMW, the machine's locks, interrupt
+        entry, idling), not at a plain store: so a plain ``WRITE_ONCE`` that ends the lazy use (a
+        hazard pointer's clear) may be visible, and the mm freed, before the walk reads it. LKMM
+        allows that (a load is not ordered before a later independent store: LB); the walk's value
+        feeds no program logic, so performing it late needs no speculation, unlike LB in general."""
+        if self.walk_late(mm):
+            walks = self._walks
+            walks.append(mm)
+            if len(walks) > WALK_ENTRIES:
+                self.walk_check(walks.pop(0))
+        else:
+            self.walk_check(mm)
+
+    walks_late = True
+
+    def _perform_walks(self) -> None:
+        walks, self._walks = self._walks, []
+        for mm in walks:
+            self.walk_check(mm)
+
+    def perform_walks(self) -> None:
+        if self._walks:
+            self._perform_walks()
+
     # -- plain accesses --------------------------------------------------------------------
     def READ_ONCE(self, i: int) -> int:
         self.irq.in_atomic += 1
@@ -336,6 +380,8 @@ class WeakAtomics(Atomics):
         return v
 
     def smp_store_release(self, i: int, v: int) -> None:
+        if self._walks:
+            self._perform_walks()  # earlier loads before the release (stronger than LKMM: before later stores too)
         if self._buf:
             self._epoch += 1  # every earlier store first
         self.WRITE_ONCE(i, v)
@@ -345,6 +391,8 @@ class WeakAtomics(Atomics):
         self._refresh()
 
     def smp_rmb(self) -> None:
+        if self._walks:
+            self._perform_walks()
         self._refresh()
 
     def smp_wmb(self) -> None:

@@ -76,7 +76,10 @@ exercises. The mutant stays to check that claim.
 
 Mutant ``hazptr-no-drop-mb``: only the barrier of ``mmdrop_lazy_tlb`` (the one the reference calls
 load-bearing) removed, so the clear of the slot may become visible before the lazy use's earlier
-accesses; checked under ``--memory-model weak``.
+accesses: the MMU's last walk of the mm, up to the CR3 write, is a load that nothing then orders
+before the clear (the ``prev->on_cpu`` RELEASE of ``finish_task`` orders it before ``on_cpu``'s store
+only). Under ``--memory-model weak``, which performs that walk late (``WeakAtomics.mmu_walk``), the
+slot is seen empty, the mm freed, and the walk reports ``use_after_free``.
 """
 
 from __future__ import annotations
@@ -200,11 +203,17 @@ class Hazptr(Strategy):
             options={"fix": "skip-init-mm,drop-irqs-off", "memory_model": "weak"},
             why="B6: the publish reaches the scanner through fully ordered mmput/mmdrop and the scheduler's handoff (reference 3.5)",
         ),
+        # the lazy use's last walk of the mm (the MMU's, up to the CR3 write) before the clear that ends it: a load
+        # before a later store, which only a barrier orders (LKMM: no R->W order without one); weak performs it late
         CellDecl(
             "hazptr-no-drop-mb",
             "arm64",
+            "use_after_free",
             options={"fix": "skip-init-mm,drop-irqs-off", "memory_model": "weak"},
-            why="the CPU has switched away (CR3, outside the model) before it clears its slot: nothing left for the barrier to order",
+            why="no smp_mb before the clear: the slot is seen empty, and the mm freed, before the lazy use's last walk of it",
+            min_seconds=30.0,
+            catch_runs=8,  # 4 and 8 of 10 runs of 30 s caught it in two campaigns (docs/memory-models.md)
+            det_expect="clean",
         ),
     )
     has_race_window = True

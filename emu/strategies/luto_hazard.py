@@ -42,6 +42,12 @@ meanwhile drops a reference that was never taken, and the mm is freed while park
 had this order: it inverts a rule the 2022 code already kept (16/23 raises ``mm_count`` before any
 ``try_mm_drop_rq_ref``; Peter Zijlstra asked in June 2021 for a comment saying the count must be
 raised before any ``rq->drop_mm`` is set). The mutant checks that the oracle sees the inversion.
+
+Mutant ``luto-hazard-plain-clear``: ``lazy_mm`` cleared with ``WRITE_ONCE`` where 16/23 has
+``smp_store_release(&rq->lazy_mm, NULL)``. The RELEASE orders the lazy use's accesses to the mm
+(the MMU's walk of its tables up to the CR3 write) before the clear; without it, under
+``--memory-model weak``, the clear may be seen by ``mm_unlazy_mm_count``, and the mm freed, before
+that walk is performed (``WeakAtomics.mmu_walk``).
 """
 
 from __future__ import annotations
@@ -142,6 +148,16 @@ class LutoHazard(Strategy):
             "x86",
             options={"memory_model": "tso", "race_delay": 1.0},
             why="x86: every locked instruction is a full barrier, so the relaxed exchanges are ordered anyway",
+        ),
+        CellDecl(
+            "luto-hazard-plain-clear",
+            "arm64",
+            "use_after_free",
+            options={"memory_model": "weak"},
+            why="WRITE_ONCE for 16/23's smp_store_release: lazy_mm is seen NULL, and the mm freed, before the lazy use's last walk",
+            min_seconds=30.0,
+            catch_runs=5,  # 6 and 7 of 10 runs of 30 s caught it in two campaigns (docs/memory-models.md)
+            det_expect="clean",
         ),
     )
     has_race_window = True
@@ -290,6 +306,20 @@ class LutoHazardRelaxedXchg(LutoHazard):
         self.count("mm_line_atomics")
         self.mmdrop(old)
         return True
+
+
+class LutoHazardPlainClear(LutoHazard):
+    name = "luto-hazard-plain-clear"
+    summary = "lazy_mm cleared with WRITE_ONCE, not smp_store_release: the clear may be seen before the lazy use's last walk"
+    mutant_of = "luto-hazard"
+
+    def mmdrop_lazy_tlb(self, mm: int) -> None:
+        if self.READ_ONCE(self.lazy_mm) == mm:
+            self.WRITE_ONCE(self.lazy_mm, 0)  # no RELEASE
+        self.mmdrop_lazy()
+
+    def lazy_switch_to_user(self, mm: int) -> None:
+        self.WRITE_ONCE(self.lazy_mm, 0)  # no RELEASE: the walk of mm's tables at the CR3 write may be performed after it
 
 
 class LutoHazardInitMmFirst(LutoHazard):

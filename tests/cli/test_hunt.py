@@ -77,3 +77,15 @@ def test_a_cell_may_run_another_load_under_the_deterministic_scheduler() -> None
     assert free.workload.procs == 0  # the free mode's load is the cell's own, derived from --cpus
     plain = next(c for c in CELLS if not c.det_workload and not c.workload)
     assert plain.det_config(1).workload.procs == DET_MACHINE["procs"]
+
+
+def test_a_cell_may_expect_clean_under_the_deterministic_scheduler_only() -> None:
+    from emu.harness.matrix import CELLS, CLEAN
+
+    window = next(c for c in CELLS if c.det_expect == CLEAN)
+    assert window.expect != CLEAN and window.det_kinds == () and not window.det_config(1).fail_fast
+    assert window.verdict_expected(True) == CLEAN and window.verdict_expected(False) == "violation"
+    clean = next(c for c in CELLS if c.expect == CLEAN)
+    assert clean.det_kinds == () and clean.verdict_expected(False) == clean.verdict_expected(True) == CLEAN
+    broken = next(c for c in CELLS if c.expect != CLEAN and c.det_expect is None)
+    assert broken.det_kinds == broken.kinds and broken.det_config(1).fail_fast and broken.verdict_expected(True) == "violation"

@@ -54,3 +54,63 @@ def test_a_later_store_to_the_word_still_wins_over_the_buffered_rmw() -> None:
         assert a.READ_ONCE(x) == 7
         a.smp_mb()
         assert tb.words[x] == 7
+
+
+# -- the MMU's walk of an outgoing lazy mm (WeakAtomics.mmu_walk) --------------------------------
+def _walking(tb: Testbed) -> tuple[WeakAtomics, list[int]]:
+    a = tb.local_cpu(0).atomics
+    assert isinstance(a, WeakAtomics)
+    done: list[int] = []
+    a.walk_check, a.walk_late = done.append, lambda mm: mm != 9  # mm 9 stands for the task's own
+    a._rand = lambda: 0.99  # type: ignore[method-assign]  # nothing commits on its own
+    return a, done
+
+
+@pytest.mark.parametrize("plain", ["WRITE_ONCE", "READ_ONCE", "smp_load_acquire", "atomic_inc", "xchg_relaxed", "xchg_acquire", "smp_wmb"])
+def test_a_walk_of_a_lazy_mm_is_not_performed_by_plain_stores_acquires_or_relaxed_rmws(plain: str) -> None:
+    """A load is not ordered before a later plain store or relaxed RMW (LKMM: no ppo from a load to an
+    independent store), nor by an ACQUIRE after it: the clear of a hazard pointer can reach memory first."""
+    with Testbed(cpus=1, memory_model="weak") as tb:
+        a, done = _walking(tb)
+        x = tb.scratch(0)
+        a.mmu_walk(5)
+        if plain == "smp_wmb":
+            a.smp_wmb()
+        elif plain in ("READ_ONCE", "smp_load_acquire", "atomic_inc"):
+            getattr(a, plain)(x)
+        else:
+            getattr(a, plain)(x, 1)
+        if a._buf:
+            a._commit_one()
+        assert done == [], f"{plain} performed the walk"
+        assert plain not in ("WRITE_ONCE",) or tb.words[x] == 1, "the store reached memory before the walk"
+
+
+BARRIERS = ["smp_mb", "smp_rmb", "smp_store_release", "xchg", "xchg_release", "store_buffer_drain", "perform_walks", "lock"]
+
+
+@pytest.mark.parametrize("barrier", BARRIERS)
+def test_a_walk_is_performed_by_the_barriers_that_order_an_earlier_load(barrier: str) -> None:
+    with Testbed(cpus=1, memory_model="weak") as tb:
+        a, done = _walking(tb)
+        x = tb.scratch(0)
+        a.mmu_walk(5)
+        if barrier in ("smp_store_release", "xchg", "xchg_release"):
+            getattr(a, barrier)(x, 1)
+        elif barrier == "lock":
+            a.unlock(a.lock(x))  # the machine's own lock: a full barrier
+        else:
+            getattr(a, barrier)()
+        assert done == [5]
+
+
+def test_a_walk_of_the_tasks_own_mm_is_performed_at_once_and_held_walks_are_bounded() -> None:
+    with Testbed(cpus=1, memory_model="weak") as tb:
+        a, done = _walking(tb)
+        a.mmu_walk(9)
+        assert done == [9]
+        for mm in range(10, 16):
+            a.mmu_walk(mm)
+        assert done == [9, 10, 11], "beyond WALK_ENTRIES the oldest held walk is performed"
+        a.smp_mb()
+        assert done == [9, *range(10, 16)]

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from emu.harness.matrix import CELLS, CLEAN, Cell
+from emu.harness.matrix import CELLS, Cell
 from emu.harness.runner import run
 
 pytestmark = [pytest.mark.race, pytest.mark.timeout(600)]
@@ -26,7 +26,7 @@ CATCH_WITHIN = 300  # deterministic runs of one broken cell (B3 on x86, the rare
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
 def test_det_cell(cell: Cell, request: pytest.FixtureRequest) -> None:
     seed = zlib.crc32(request.node.nodeid.encode())
-    if cell.expect == CLEAN:
+    if not cell.det_kinds:  # clean, or a broken cell whose window PCT misses (Cell.det_expect)
         report = run(cell.det_config(seed))
         assert report.harness["error"] is None, report.harness
         assert report.verdict == "clean", f"{report.violations[:3]} ({cell.why}; rerun: {report.command})"

@@ -126,7 +126,10 @@ def test_an_ipi_to_a_stopped_cpu_is_reported_lost_after_a_bounded_wait() -> None
         assert "cpu 1 stalled" in lines[-1] and "process stopped, running task" in lines[-1], lines[-1]
         if "lost an IPI" in lines[-1]:
             break
-    assert re.search(r"cpu [02] lost an IPI: \w+ to cpu 1 not acknowledged after 0\.\ds; cpu 1 stalled: process stopped", lines[-1]), lines
+    m = re.search(r"cpu [02] lost an IPI: \w+ to cpu 1 not acknowledged after (\d+\.\d)s; cpu 1 stalled: process stopped", lines[-1])
+    assert m, lines
+    # the sender gives up once it has waited --ipi-timeout; a loaded host may deschedule it past that
+    assert float(m.group(1)) >= 0.5, lines
 
 
 def test_an_ipi_to_a_cpu_spinning_with_interrupts_off_times_out() -> None:

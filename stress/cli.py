@@ -149,24 +149,27 @@ def build_parser() -> Parser:
 
 
 def cmd_list() -> int:
+    # the names' column fits the longest name (a spec's long path aside), so that no name runs into its summary
+    names = [*STRATEGIES, *MUTANTS, *ARCH_MUTANTS, *ARCHES, *(f"{n} {f}" for n, s in STRATEGIES.items() for f in s.FIXES)]
+    wd = max([26, *(len(n) + 1 for n in names if len(n) <= 40)])
     print("strategies:")
     for name, s in sorted(STRATEGIES.items()):
-        print(f"  {name:<26} {s.summary}")
+        print(f"  {name:<{wd}} {s.summary}")
     print("mutants (deliberately broken; --mutant NAME):")
     for name, s in sorted(MUTANTS.items()):
-        print(f"  {name:<26} [{s.mutant_of}] {s.summary}")
+        print(f"  {name:<{wd}} [{s.mutant_of}] {s.summary}")
     for name, a in sorted(ARCH_MUTANTS.items()):
-        print(f"  {name:<26} [arch {a.mutant_of}, any scheme] {a.summary}")
+        print(f"  {name:<{wd}} [arch {a.mutant_of}, any scheme] {a.summary}")
     print("fixes (--strategy NAME --fix FIX[,FIX...]; later patches' fixes, one at a time or together):")
     for name, s in sorted(STRATEGIES.items()):
         for fix, what in s.FIXES.items():
-            print(f"  {name + ' ' + fix:<26} {what}")
+            print(f"  {name + ' ' + fix:<{wd}} {what}")
     print("architectures (--arch NAME):")
     for name, a in sorted(ARCHES.items()):
-        print(f"  {name:<26} {a.summary}")
+        print(f"  {name:<{wd}} {a.summary}")
     print("scenarios (explore --scenario NAME, or a JSON file of one):")
     for sc in SCENARIOS.values():
-        print(f"  {sc.name:<26} {sc.cpus} CPUs: {sc.summary}")
+        print(f"  {sc.name:<{wd}} {sc.cpus} CPUs: {sc.summary}")
     return 0
 
 
@@ -255,11 +258,13 @@ def preload(argv: Sequence[str]) -> None:
     from emu.harness.plugins import load_arch, load_installed, load_scheme
 
     load_installed()
+    flags = (("--strategy", load_scheme), ("--arch", load_arch), ("--strategies", load_scheme), ("--arches", load_arch))
     for i, arg in enumerate(argv):
-        for flag, load in (("--strategy", load_scheme), ("--arch", load_arch)):
+        for flag, load in flags:
             value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
-            if ":" in value:
-                load(value)
+            for part in value.split(",") if flag.endswith("es") else (value,):  # compare's comma lists
+                if ":" in part:
+                    load(part.strip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

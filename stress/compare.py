@@ -20,6 +20,7 @@ from typing import Any
 
 from rich import box
 
+from emu.harness import perturbations
 from emu.harness.config import ConfigError, RunConfig
 from emu.harness.matrix import find
 from emu.harness.projection import DEFAULT_COSTS, Costs, costs_with, project, slope_of
@@ -33,11 +34,19 @@ MAX_PROJECT_CPUS = 100_000
 
 
 class NameList(Names):
-    """``refcount,hazptr`` -> a list of known names, each checked (a typo gets the closest)."""
+    """``refcount,hazptr`` -> a list of known names, each checked (a typo gets the closest). A scheme or
+    an arch may be a spec (FILE.py:Class, module:Class), as in ``run``: ``stress.cli.preload`` has loaded
+    it, and the list holds it under its name in the tables (a file's path made absolute)."""
 
     def __call__(self, text: str) -> list[str]:  # type: ignore[override]
-        names = [super(NameList, self).__call__(p.strip()) for p in text.split(",")]
-        return list(dict.fromkeys(names))
+        from emu.harness.plugins import normalized
+
+        def one(part: str) -> str:
+            if ":" in part and self.what in ("strategy", "architecture") and normalized(part) in self.valid():
+                return normalized(part)
+            return super(NameList, self).__call__(part)
+
+        return list(dict.fromkeys(one(p.strip()) for p in text.split(",")))
 
 
 class CostOverride(Names):
@@ -137,8 +146,8 @@ def plan(ns: argparse.Namespace) -> list[RunConfig]:
     # the machine options compare does not offer keep run's defaults; config_from checks the rest
     mine = {k: v for k, v in vars(ns).items() if k not in ("mutant", "fix", "given")}
     base_ns = argparse.Namespace(
-        **mine, strategy=strategies[0], mutant=None, arch=arches[0], noise=0.0, stutter=False, shuffle=False,
-        hotplug=False, fail_fast=False, use_mm_bursts=False, race_delay=0.0, debug_check=False,
+        **mine, strategy=strategies[0], mutant=None, arch=arches[0], noise=0.0,
+        **{k.name.replace("-", "_"): False for k in perturbations.kinds()}, fail_fast=False, race_delay=0.0, debug_check=False,
         fix="", watchdog=RunConfig().watchdog, ipi_timeout=RunConfig().ipi_timeout,
     )  # fmt: skip
     base_ns.cpus, base_ns.shoot_all, base_ns.json = cpus[0], False, None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from emu.harness import perturbations
 from emu.harness.campaign import CampaignDB, RayExecutor, RayUnavailable, failed, summarize
 from emu.harness.config import ConfigError, RunConfig, Workload, suggest
 from emu.harness.matrix import CLEAN, DET_MACHINE, DET_STEPS, Cell, all_arches, all_cells, find
@@ -176,13 +177,11 @@ def small_machine_for_det(ns: argparse.Namespace, defaults: dict[str, Any]) -> N
             setattr(ns, name, value)
 
 
-# the perturbations a scheme is checked under, as RunConfig fields: none, then each of the runner's
-PERTURBATIONS: dict[str, dict[str, Any]] = {
-    "none": {},
-    "hotplug": {"hotplug": True},
-    "stutter": {"stutter": True},
-    "bursts": {"use_mm_bursts": True},
-}
+# the perturbations a scheme is checked under, as RunConfig options: none, then each declared one that
+# the deterministic mode runs too (emu.harness.perturbations), in the order of their columns
+def matrix_perturbations() -> dict[str, dict[str, Any]]:
+    columns = sorted((k for k in perturbations.kinds() if k.in_matrix), key=lambda k: (k.column_order, k.name))
+    return {"none": {}, **{k.column(): k.options() for k in columns}}
 
 
 def scheme_targets(base: RunConfig) -> list[Target]:
@@ -196,7 +195,7 @@ def scheme_targets(base: RunConfig) -> list[Target]:
         plain = next((c for c in cells if c.arch == arch and not (c.options or c.workload or c.mutant)), None)
         expect = plain.expect_verdict if plain else "clean"
         needed = plain.catch_runs if plain and plain.expect != CLEAN else 1
-        for pname, options in PERTURBATIONS.items():
+        for pname, options in matrix_perturbations().items():
             free = replace(base, arch=arch, sched="free", **options)
             det = Cell(base.strategy, arch, options=options).det_config(0, steps=base.steps if base.deterministic else DET_STEPS)
             det = replace(det, duration=base.duration, fail_fast=expect != "clean")
@@ -210,7 +209,12 @@ def scheme_targets(base: RunConfig) -> list[Target]:
 
 def targets_from(ns: argparse.Namespace, base: RunConfig) -> list[Target]:
     cell: Cell | None
-    perturb: dict[str, Any] = {"noise": base.noise, "stutter": base.stutter, "shuffle": base.shuffle, "hotplug": base.hotplug}
+    # the perturbations asked for apply to every cell (a field each, or named in perturb)
+    perturb: dict[str, Any] = {
+        "noise": base.noise,
+        "perturb": base.perturb,
+        **{k.field: getattr(base, k.field) for k in perturbations.kinds() if k.field},
+    }
     if ns.matrix and ns.strategy:
         return scheme_targets(base)
     if ns.matrix:
@@ -559,9 +563,10 @@ def verdict_table(targets: list[Target]) -> str:
         return t.kinds.most_common(1)[0][0] if t.violating else "clean"
 
     arches = list(dict.fromkeys(n.split(" ")[0] for n in by_name if n.endswith((" free", " pct"))))
-    rows = [["arch", *(f"{p} (free/pct)" for p in PERTURBATIONS)]]
+    columns = matrix_perturbations()
+    rows = [["arch", *(f"{p} (free/pct)" for p in columns)]]
     for a in arches:
-        rows.append([a, *(f"{word(by_name.get(f'{a} {p} free'))}/{word(by_name.get(f'{a} {p} pct'))}" for p in PERTURBATIONS)])
+        rows.append([a, *(f"{word(by_name.get(f'{a} {p} free'))}/{word(by_name.get(f'{a} {p} pct'))}" for p in columns)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 

@@ -12,14 +12,23 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from emu.arch import ARCH_MUTANTS, ARCHES
+from emu.harness import perturbations
 from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
 from emu.harness.plugins import load_config
 from emu.machine.policies import policy_class, registry
 from emu.machine.shm import shm_needed, shm_room
 from emu.strategies import MUTANTS, STRATEGIES, resolve
 from stress.output import to_stdout
+
+
+def perturbation_options(ns: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig options the perturbation flags set: a field each, or a name in ``perturb``."""
+    on = [k for k in perturbations.kinds() if getattr(ns, k.name.replace("-", "_"), False)]
+    fields: dict[str, Any] = {k.field: True for k in on if k.field}
+    return {**fields, "perturb": tuple(k.name for k in on if not k.field)}
 
 
 class Names:
@@ -175,10 +184,8 @@ def add_machine_options(p: argparse.ArgumentParser, cpus: int, duration: float) 
     p.add_argument("--seed", type=INT, default=None, help="run seed (default: random, printed)")
     t = p.add_argument_group("race hunting (all off by default; drawn from the seed)")
     t.add_argument("--noise", type=FLOAT, default=0.0, metavar="RATE", help="delay probability at each scheme access and atomic")
-    t.add_argument("--stutter", action="store_true", help="all CPUs run, pause together, run again")
-    t.add_argument("--shuffle", action="store_true", help="move CPU processes between the real cores at intervals")
-    t.add_argument("--hotplug", action="store_true", help="take random CPUs offline and back online")
-    t.add_argument("--use-mm-bursts", action="store_true", help="now and then every kernel thread adopts a live mm at once")
+    for kind in perturbations.kinds():  # each perturbation's flag, from its declaration (emu.harness.perturbations)
+        t.add_argument(f"--{kind.name}", action="store_true", help=kind.help)
     t.add_argument("--fail-fast", action="store_true", help="stop at the first violation")
     p.add_argument(
         "--memory-model",
@@ -228,8 +235,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         # the architecture group (compare offers none of it: the defaults)
         trim_timer=getattr(ns, "trim_timer", d.trim_timer), x86_unlazy_on_flush=getattr(ns, "x86_unlazy_on_flush", False),
         x86_idle_leave_mm=getattr(ns, "x86_idle_leave_mm", False),
-        noise=ns.noise, stutter=ns.stutter, shuffle=ns.shuffle, hotplug=ns.hotplug, fail_fast=ns.fail_fast,
-        use_mm_bursts=ns.use_mm_bursts,
+        noise=ns.noise, fail_fast=ns.fail_fast, **perturbation_options(ns),
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
         sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
         script=getattr(ns, "script", ""),

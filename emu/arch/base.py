@@ -42,7 +42,8 @@ class Arch:
     properties, and the hooks it overrides); the memory model it runs under with ``--memory-model
     arch`` (``memory_model``); the run options it reads (``options``, handed over in
     ``KernelCpu.arch_options``); the mm record's arch words it uses (``mm_words``, at most
-    ``ARCH_MM_WORDS``); its counters and their labels; its mutants (subclasses that set
+    ``ARCH_MM_WORDS``); its per-CPU fields (``percpu``: name and size, at most ``ARCH_PERCPU_WORDS``
+    in all); its counters and their labels; its mutants (subclasses that set
     ``mutant_of``); and its matrix cells (``cells``). ``emu.arch`` finds it by scanning its package."""
 
     name: ClassVar[str] = ""
@@ -51,6 +52,8 @@ class Arch:
     memory_model: ClassVar[str] = "sc"  # --memory-model arch: sc, tso or weak (emu.machine.memory_model)
     options: ClassVar[tuple[str, ...]] = ()  # the RunConfig fields of its own (--trim-timer), read from arch_options
     mm_words: ClassVar[int] = 0  # words of the mm record's M_ARCH it uses (mm->context)
+    # its per-CPU fields (name, words), laid out by emu.machine.layout (Layout.arch_field gives each one's word)
+    percpu: ClassVar[tuple[tuple[str, int], ...]] = ()
     counters: ClassVar[tuple[str, ...]] = ()
     labels: ClassVar[dict[str, str]] = {}  # counter -> what the report says it counts
     cells: ClassVar[tuple[CellDecl, ...]] = ()  # its matrix cells, its mutants' included

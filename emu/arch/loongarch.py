@@ -71,7 +71,7 @@ from emu.arch.base import Arch
 from emu.checks.oracle import CPUMASK_MISSING, site
 from emu.kernel.protocols import CellDecl
 from emu.machine.irq import ipi_function
-from emu.machine.layout import C_ARCH, INIT_MM, M_ARCH, M_USERS
+from emu.machine.layout import INIT_MM, M_ARCH, M_USERS
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class Loongarch(Arch):
     # (arch/loongarch/include/asm/barrier.h), not compiler barriers as on TSO: it reorders too
     memory_model = "weak"
     mm_words = 1  # M_ARCH: the count of zeroings of the mm's contexts (a context taken before the last one is invalid)
+    percpu = (("ctx_zeroings", 1),)  # the zeroing count when this CPU took its loaded mm's context
     flush_relies_on_mask = False
     counters = ("mask_clears_loaded",)  # bits cleared of a CPU that still has the mm loaded (lazy on it, or running it)
     labels = {"mask_clears_loaded": "mm_cpumask bits cleared with the mm still loaded"}
@@ -146,7 +147,9 @@ class Loongarch(Arch):
         super().__init__(cpu)
         cpu.irq.handlers[FLUSH_TLB_RANGE_IPI] = self.flush_tlb_range_ipi
         cpu.irq.handlers[FLUSH_TLB_RANGE_IPI_LARGE] = self.flush_tlb_range_ipi_large
-        self.ctx = cpu.layout.cpu(cpu.cpu) + C_ARCH  # the zeroing count when this CPU took its loaded mm's context
+        self.ctx = cpu.layout.cpu(cpu.cpu) + cpu.layout.arch_field(
+            "ctx_zeroings"
+        )  # the zeroing count when this CPU took its loaded mm's context
 
     def ctx_epoch(self, mm: int) -> int:
         """How many times ``mm``'s contexts on other CPUs were zeroed (its record's arch word)."""

@@ -44,7 +44,7 @@ bumps ``mm->context.tlb_gen`` (``inc_mm_tlb_gen``, fully ordered) before it read
 remote flushes and then read tlb_gen"), and its TLB is flushed up to what it read; a lazy CPU
 switching back to the same mm re-reads ``tlb_gen`` after ``smp_mb()`` and flushes if it fell
 behind; ``flush_tlb_func`` brings a non-lazy CPU with the mm loaded up to the mm's ``tlb_gen``.
-Each CPU's flushed generation is ``C_TLB_GEN`` (``cpu_tlbstate.ctxs[asid].tlb_gen``, one ASID slot:
+Each CPU's flushed generation is its per-CPU field ``tlb_gen`` (``cpu_tlbstate.ctxs[asid].tlb_gen``, one ASID slot:
 the loaded mm's), and a completed flush records its generation for the oracle (``TG_DONE``), a
 completed freed-tables flush also ``TG_FREED``: a CPU that runs user code of the mm with an older
 TLB, or that keeps the mm in CR3 (lazy or not) older than a completed freed-tables flush (its
@@ -80,8 +80,6 @@ from emu.kernel.protocols import CellDecl
 from emu.machine.atomics import Atomics
 from emu.machine.irq import ipi_function
 from emu.machine.layout import (
-    C_IS_LAZY,
-    C_TLB_GEN,
     CPU_WORDS,
     INIT_MM,
     LINE,
@@ -90,6 +88,7 @@ from emu.machine.layout import (
     TG_DONE,
     TG_FREED,
     TG_GEN,
+    TLB_GEN_FIELD,
 )
 
 if TYPE_CHECKING:
@@ -120,16 +119,19 @@ class X86(Arch):
     summary = "mask follows the loaded mm; a freed-tables flush moves lazy CPUs to init_mm and drops their bits (v6.13)"
     lazy_may_load_init_mm = True
     tracks_tlb_gen = True
+    # cpu_tlbstate_shared.is_lazy (shared: a flush's sender reads it to skip lazy CPUs) and the TLB's generation
+    percpu: ClassVar[tuple[tuple[str, int], ...]] = (("is_lazy", 1), (TLB_GEN_FIELD, 1))
     freed_tables_skip_lazy: ClassVar[bool] = False  # the arch mutant: a freed-tables flush skips lazy CPUs too
     is_lazy_buffered: ClassVar[bool] = False  # is_lazy written through the memory model (read back by READ_ONCE)
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
         cpu.irq.handlers[FLUSH_TLB_FUNC] = self.flush_tlb_func
-        self.is_lazy = cpu.layout.cpu(cpu.cpu) + C_IS_LAZY  # cpu_tlbstate_shared.is_lazy
-        self.is_lazy_base = cpu.layout.cpu_base + C_IS_LAZY
+        is_lazy = cpu.layout.arch_field("is_lazy")
+        self.is_lazy = cpu.layout.cpu(cpu.cpu) + is_lazy  # cpu_tlbstate_shared.is_lazy
+        self.is_lazy_base = cpu.layout.cpu_base + is_lazy
         self.unlazy = cpu.arch_options.flag("x86_unlazy_on_flush")
-        self.tlb_gen = cpu.layout.cpu(cpu.cpu) + C_TLB_GEN  # cpu_tlbstate.ctxs[loaded_mm_asid].tlb_gen
+        self.tlb_gen = cpu.layout.cpu(cpu.cpu) + cpu.layout.arch_field(TLB_GEN_FIELD)  # cpu_tlbstate.ctxs[loaded_mm_asid].tlb_gen
         self.tlbgen_base = cpu.layout.tlbgen_base
         self.tg_done_base = self.tlbgen_base + TG_DONE
         assert TG_DONE == TG_GEN + 1  # the switch reads tlb_gen just before TG_DONE

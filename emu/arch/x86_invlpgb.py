@@ -39,7 +39,7 @@ Interpretations (the literal reading in brackets):
 
 - The base is the lazy mask as fixed in 6.17.5 (83b0177a6c48 included) [v6.15 as released still
   had X1], so that the variant's own findings are not X1's.
-- A CPU on a global ASID holds ``C_TLB_GEN = TLB_GEN_BROADCAST``: every flush of such an mm is a
+- A CPU on a global ASID holds ``tlb_gen = TLB_GEN_BROADCAST`` (its per-CPU field): every flush of such an mm is a
   broadcast that reaches every CPU's entries for the ASID by hardware, so its TLB is as new as
   the newest completed flush [the kernel keeps no generation for a global ASID].
 - The global ASID space is 57 ASIDs (6 to 62, one word's bitmap), so that wrap-around and its
@@ -56,7 +56,6 @@ from emu.arch.x86_lazy_mask import X86LazyMask
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
 from emu.kernel.protocols import CellDecl
 from emu.machine.layout import (
-    C_LOADED_ASID,
     CPU_WORDS,
     INIT_MM,
     LOADED_MM_SWITCHING,
@@ -85,6 +84,8 @@ INVLPGB_DET_CPUS = 5  # mm_active_cpus_exceeds(mm, 3) needs 4 CPUs on the mm: mo
 
 class X86Invlpgb(X86LazyMask):
     name = "x86-invlpgb"
+    # cpu_tlbstate.loaded_mm_asid when it is the mm's global ASID, else 0
+    percpu = X86LazyMask.percpu + (("loaded_asid", 1),)
     summary = "v6.15 INVLPGB: an mm on more than 3 CPUs gets a global ASID; its flushes are broadcasts, no IPIs"
     source = "arch/x86/mm/tlb.c with the INVLPGB series v14 (20250226030129.530345-1-riel@surriel.com, 4afeb0ed1753 and siblings)"
     in_generic_cells = False  # its rows need a load that puts more than 3 CPUs on an mm: declared below
@@ -115,8 +116,9 @@ class X86Invlpgb(X86LazyMask):
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
-        self.loaded_asid = cpu.layout.cpu(cpu.cpu) + C_LOADED_ASID  # cpu_tlbstate.loaded_mm_asid, if global
-        self.loaded_asid_base = cpu.layout.cpu_base + C_LOADED_ASID
+        loaded_asid = cpu.layout.arch_field("loaded_asid")
+        self.loaded_asid = cpu.layout.cpu(cpu.cpu) + loaded_asid  # cpu_tlbstate.loaded_mm_asid, if global
+        self.loaded_asid_base = cpu.layout.cpu_base + loaded_asid
         self.g = cpu.layout.tlbgen(INIT_MM)  # global_asid_lock's line: last, used, freed, available
         if cpu.cpu == 0 and not self.w[self.g + G_AVAIL] and not self.w[self.g + G_USED]:
             self.w[self.g + G_LAST] = TLB_NR_DYN_ASIDS

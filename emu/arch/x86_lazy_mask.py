@@ -45,7 +45,7 @@ a remote plain load). So either
 the switch sees the new generation or the flush sees the switch. A lazy CPU switching back to
 the same mm re-reads ``tlb_gen`` after an ``smp_mb()``; ``flush_tlb_func`` brings a CPU with the
 mm loaded up to the mm's ``tlb_gen``. Each CPU's generation and each mm's ``tlb_gen`` are modelled
-(``emu.machine.layout``: ``C_TLB_GEN``, ``TG_GEN``), and a completed flush records its generation, so the
+(its per-CPU field ``tlb_gen``, and ``TG_GEN`` in ``emu.machine.layout``), and a completed flush records its generation, so the
 oracle sees a CPU running the mm with an older TLB (``missed_flush``). Arch mutants of
 ``x86-lazy-mask``: ``x86-lazy-mask-switch-no-mb``, the switch before 83b0177a6c48 (X1: the same
 code as ``x86-v6.14.7``), and ``x86-lazy-mask-switching-skipped``, X2's window reopened in the
@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, ClassVar
 from emu.arch.x86 import FLUSH_TLB_FUNC, X86
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
 from emu.kernel.protocols import CellDecl
-from emu.machine.layout import C_TLBSTATE_LOADED, CPU_WORDS, INIT_MM, LOADED_MM_SWITCHING, TG_DONE, TG_GEN
+from emu.machine.layout import CPU_WORDS, INIT_MM, LOADED_MM_SWITCHING, TG_DONE, TG_GEN
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -79,6 +79,8 @@ if TYPE_CHECKING:
 
 class X86LazyMask(X86):
     name = "x86-lazy-mask"
+    # cpu_tlbstate.loaded_mm: the kernel's per-CPU copy of the loaded mm, a plain store through the memory model
+    percpu = X86.percpu + (("tlbstate_loaded", 1),)
     source = "arch/x86/mm/tlb.c with 209954cbc7d0 (v6.14), fea4e317f9e7, 83b0177a6c48"
     # the matrix rows of this model and its arch mutants (emu.harness.matrix), under the schemes named
     cells: ClassVar[tuple[CellDecl, ...]] = (
@@ -116,8 +118,9 @@ class X86LazyMask(X86):
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
-        self.tlbstate = cpu.layout.cpu(cpu.cpu) + C_TLBSTATE_LOADED
-        self.tlbstate_base = cpu.layout.cpu_base + C_TLBSTATE_LOADED
+        tlbstate = cpu.layout.arch_field("tlbstate_loaded")  # cpu_tlbstate.loaded_mm
+        self.tlbstate = cpu.layout.cpu(cpu.cpu) + tlbstate
+        self.tlbstate_base = cpu.layout.cpu_base + tlbstate
 
     def enter_lazy_tlb(self, mm: int) -> None:
         if self.w[self.loaded] != INIT_MM:

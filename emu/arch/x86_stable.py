@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 from emu.arch.x86 import FLUSH_TLB_FUNC, X86
 from emu.checks.oracle import CPUMASK_MISSING, MASK_AT_SWITCH_PREV
 from emu.kernel.protocols import CellDecl
-from emu.machine.layout import C_TLBSTATE_LOADED, CPU_WORDS, INIT_MM, LOADED_MM_SWITCHING, MM_SLOT_MASK, TG_DONE, TG_GEN
+from emu.machine.layout import CPU_WORDS, INIT_MM, LOADED_MM_SWITCHING, MM_SLOT_MASK, TG_DONE, TG_GEN
 
 if TYPE_CHECKING:
     from emu.kernel.surface import KernelCpu
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 class X86Stable(X86):
     name = "x86-stable-6.12.29"
+    # cpu_tlbstate.loaded_mm: the kernel's per-CPU copy of the loaded mm, a plain store through the memory model
+    percpu = X86.percpu + (("tlbstate_loaded", 1),)
     summary = "stable 6.1.y/6.6.y/6.12.y: trim filter, no lazy mask; X2's backport stores SWITCHING after the tlb_gen read (X3)"
     source = "arch/x86/mm/tlb.c in the 6.1.y, 6.6.y and 6.12.y stable trees (6.12.29): 6db2526c1d69 and X2's backport"
     in_generic_cells = False  # X3 is its own
@@ -58,8 +60,9 @@ class X86Stable(X86):
 
     def __init__(self, cpu: KernelCpu) -> None:
         super().__init__(cpu)
-        self.tlbstate = cpu.layout.cpu(cpu.cpu) + C_TLBSTATE_LOADED
-        self.tlbstate_base = cpu.layout.cpu_base + C_TLBSTATE_LOADED
+        tlbstate = cpu.layout.arch_field("tlbstate_loaded")  # cpu_tlbstate.loaded_mm
+        self.tlbstate = cpu.layout.cpu(cpu.cpu) + tlbstate
+        self.tlbstate_base = cpu.layout.cpu_base + tlbstate
 
     def enter_lazy_tlb(self, mm: int) -> None:
         if self.w[self.loaded] != INIT_MM:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from emu.harness import perturbations
 from emu.machine.memory_model import MEMORY_MODELS
 from emu.machine.policies import sched_choices
 
@@ -68,6 +69,7 @@ class RunConfig:
     shuffle: bool = False  # move CPU processes between the real cores
     hotplug: bool = False  # take random CPUs offline and back
     use_mm_bursts: bool = False  # now and then every kernel thread adopts an mm at once
+    perturb: tuple[str, ...] = ()  # the perturbations (emu.harness.perturbations) that have no field of their own
     fail_fast: bool = False  # stop at the first violation
     memory_model: str = "sc"  # sc, or tso: a FIFO store buffer per CPU (emu.machine.memory_model)
     race_delay: float = 0.0  # per pass through a scheme's marked race window: chance to stall there
@@ -94,7 +96,16 @@ class RunConfig:
             del d["benchmark"], d["bench_tasks"]
         if not self.script:
             del d["script"]
+        if not self.perturb:  # so do those of the perturbations with a field of their own
+            del d["perturb"]
+        else:
+            d["perturb"] = list(self.perturb)
         return d
+
+    @property
+    def perturbed(self) -> bool:
+        """A perturbation asks CPUs to pause or go offline: they poll for it."""
+        return any(k.pauses_cpus for k in perturbations.enabled(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> RunConfig:
@@ -105,7 +116,8 @@ class RunConfig:
         if not isinstance(wl, dict) or set(wl) - wl_names or set(d) - names:
             raise ConfigError("not a run's configuration (from another version of lazytlb?)")
         try:
-            return cls(**{**{k: v for k, v in d.items() if k != "workload"}, "workload": Workload(**wl)})  # type: ignore[arg-type]
+            rest = {k: tuple(v) if k == "perturb" and isinstance(v, list) else v for k, v in d.items() if k != "workload"}
+            return cls(**{**rest, "workload": Workload(**wl)})  # type: ignore[arg-type]
         except TypeError as e:
             raise ConfigError(f"not a run's configuration: {e}") from None
 
@@ -212,8 +224,15 @@ def validate(
     check_part_options(cfg)
     if not 0.0 <= cfg.noise <= 1.0:
         raise ConfigError(f"--noise must be a probability in [0, 1], got {cfg.noise}")
-    if cfg.hotplug and cfg.cpus < 2:
-        raise ConfigError("--hotplug needs at least 2 CPUs (cpu0 stays online)")
+    unknown = [n for n in cfg.perturb if n not in perturbations.KINDS or perturbations.KINDS[n].field]
+    if unknown:
+        valid = [k.name for k in perturbations.kinds() if not k.field]
+        raise ConfigError(f"unknown perturbation '{unknown[0]}' {suggest(unknown[0], valid)}")
+    for k in perturbations.enabled(cfg):  # each perturbation's own conditions, from its declaration
+        if cfg.cpus < k.min_cpus:
+            raise ConfigError(f"--{k.name} needs at least {k.min_cpus} CPUs" + (f" ({k.min_cpus_why})" if k.min_cpus_why else ""))
+        if k.free_only and cfg.deterministic:
+            raise ConfigError(f"--{k.name} {k.free_only}: under a deterministic --sched it has no effect")
     if cfg.memory_model not in MEMORY_MODELS:
         raise ConfigError(f"unknown memory model '{cfg.memory_model}' {suggest(cfg.memory_model, list(MEMORY_MODELS))}")
     if not 0.0 <= cfg.race_delay <= 1.0:
@@ -227,8 +246,6 @@ def validate(
         raise ConfigError(f"--steps must be between 1 and {MAX_STEPS:,}, got {cfg.steps}")
     if not 1 <= cfg.depth <= 64:
         raise ConfigError(f"--depth must be between 1 and 64, got {cfg.depth}")
-    if cfg.deterministic and cfg.shuffle:
-        raise ConfigError("--shuffle moves CPU processes between host cores: under a deterministic --sched it has no effect")
     if cfg.replay and not cfg.deterministic:
         raise ConfigError("--replay follows a deterministic run's schedule: add the --sched it was recorded with")
     w = cfg.workload

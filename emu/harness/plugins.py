@@ -29,7 +29,7 @@ from emu import arch as arches
 from emu import strategies
 from emu.arch.base import Arch
 from emu.harness.config import ConfigError, RunConfig
-from emu.machine.layout import ARCH_MM_WORDS, SCHEME_PERCPU_WORDS, LayoutError, check_fits
+from emu.machine.layout import ARCH_MM_WORDS, SCHEME_PERCPU_WORDS, Layout, LayoutError, check_fits
 from emu.machine.memory_model import MACHINE_MODELS
 from emu.strategies.base import REQUIRED_HOOKS, Strategy
 
@@ -107,8 +107,9 @@ def check_arch(cls: type[Arch], key: str) -> None:
         raise ConfigError(f"architecture '{key}' does not implement switch_mm_irqs_off")
     try:
         check_fits(f"architecture '{key}': mm record words", cls.mm_words, ARCH_MM_WORDS)
+        Layout(1, 1, 0, 1, (), arch_percpu=cls.percpu)  # its per-CPU fields, placed as the machine will place them
     except LayoutError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(str(e) if str(e).startswith("architecture") else f"architecture '{key}': {e}") from None
     unknown = [o for o in cls.options if o not in _OPTIONS]
     if unknown:
         raise ConfigError(f"architecture '{key}': options {', '.join(unknown)} are not run settings (RunConfig fields)")

@@ -172,6 +172,9 @@ def command_for(cfg: RunConfig) -> str:
         value = getattr(cfg, f.name)
         if f.name in NOT_RUN_FLAGS or value == getattr(default, f.name):
             continue
+        if f.name == "perturb":  # perturbations without a field of their own: each its flag
+            args += [f"--{name}" for name in value]
+            continue
         flag = f.name.replace("_", "-")
         if isinstance(value, bool):
             args.append(f"--{flag}" if value else f"--no-{flag}")

@@ -230,14 +230,15 @@ def layout_for(cfg: RunConfig) -> Layout:
     try:  # every capacity a part's declaration fills, checked as the machine is laid out: never an overwrite
         # (the scheduler's perturbation slots: emu.machine.detsched, PERTURB_SLOTS)
         check_fits(f"scheme '{cfg.scheme}': per-CPU fields", len(strat.percpu), SCHEME_PERCPU_WORDS)
-        check_fits(f"architecture '{cfg.arch}': mm record words", arch.mm_words, ARCH_MM_WORDS)
+        check_fits("mm record words", arch.mm_words, ARCH_MM_WORDS)
+        w = cfg.workload
+        log = min(SCHED_LOG_MAX, cfg.steps + 16) if cfg.deterministic else 0
+        area = policy_class(cfg.sched, bool(cfg.replay)).area_words(run_start(cfg, None)) if cfg.deterministic else 0
+        counters = tuple(strat.counters) + tuple(arch.counters) + extra_counters(cfg)
+        # the arch's per-CPU fields are placed (and their sizes checked) by the machine layer, from the declaration
+        return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, counters, log, area, arch.percpu)
     except LayoutError as e:
-        raise ConfigError(str(e)) from None
-    w = cfg.workload
-    log = min(SCHED_LOG_MAX, cfg.steps + 16) if cfg.deterministic else 0
-    area = policy_class(cfg.sched, bool(cfg.replay)).area_words(run_start(cfg, None)) if cfg.deterministic else 0
-    counters = tuple(strat.counters) + tuple(arch.counters) + extra_counters(cfg)
-    return Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, counters, log, area)
+        raise ConfigError(str(e) if str(e).startswith("scheme") else f"architecture '{cfg.arch}': {e}") from None
 
 
 class Runner:

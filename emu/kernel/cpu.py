@@ -50,7 +50,6 @@ from emu.machine.layout import (
     C_PREV_MM,
     C_SCHEME,
     C_STATE,
-    C_TLB_GEN,
     CPU_EXITED,
     CPU_IDLE,
     CPU_QUIESCED,
@@ -80,6 +79,7 @@ from emu.machine.layout import (
     TASK_RUNNABLE,
     TG_DONE,
     TG_FREED,
+    TLB_GEN_FIELD,
     Layout,
     e2f_bucket,
 )
@@ -165,7 +165,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
 
         self.online = True
         self.going_down = False
-        self.perturbed = cfg.hotplug or cfg.stutter  # the runner may ask this CPU to pause or go down
+        self.perturbed = cfg.perturbed  # the runner may ask this CPU to pause or go down
         self.HP_WANT = base + C_HP_WANT
         noise_rng = random.Random((cfg.seed * 1_000_003 + cpu) ^ 0x6E6F697365)
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self.counter_words["noise_delays"])
@@ -188,10 +188,12 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.scheme_options, self.arch_options = parts.scheme_options, parts.arch_options
         self.arch = parts.arch(self)
         self.tracks_tlb_gen = self.arch.tracks_tlb_gen
-        self.TLB_GEN = base + C_TLB_GEN
+        # the oracle reads the TLB generation from the arch's per-CPU field (kept here: read on every user quantum)
         # the loaded mm's TG_DONE word (its TG_FREED follows), kept by an arch that tracks TLB generations; read
         # every quantum, so a plain attribute: elsewhere init_mm's, never flushed (0, as this CPU's TLB_GEN)
         self.tlb_done_at = layout.tlbgen(INIT_MM) + TG_DONE
+        # the TLB generation, in the arch's per-CPU field; an arch that keeps none: init_mm's TG_DONE, 0 for good
+        self.TLB_GEN = base + layout.arch_field(TLB_GEN_FIELD) if self.tracks_tlb_gen else self.tlb_done_at
         self.strategy = parts.strategy(self)
         if self.atomics.walks_late:  # a model that may perform the MMU's walk of an outgoing mm late
             self.route_mmu_walks()

@@ -131,4 +131,7 @@ class RunSettings(Protocol):
     hotplug: bool
 
     @property
+    def perturbed(self) -> bool: ...  # a perturbation may ask this CPU to pause or go offline
+
+    @property
     def workload(self) -> WorkloadKnobs: ...

@@ -37,7 +37,7 @@ PHASE_BOOT, PHASE_RUN, PHASE_DRAIN, PHASE_EXIT = range(4)
 
 # -- per-CPU record ------------------------------------------------------------------------
 (C_CURR, C_ACTIVE_MM, C_LOADED_MM, C_PREV_MM, C_ONLINE, C_STATE, C_PID) = range(7)
-C_IS_LAZY = 7  # x86's cpu_tlbstate_shared.is_lazy: shared, since a flush's sender reads it to skip lazy CPUs
+C_DRAIN_MM = 7  # drain: the mm of this CPU's drain task (emu.kernel.drain), 0 before it forks
 C_SCHEME = 8  # words 8-15: the scheme's per-CPU fields (rq.lazy_mm, rq.drop_mm, hazard slot...)
 C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
 # For the runner's watchdog, written off the hot path only: the CPU an IPI sender is spinning on in
@@ -45,15 +45,15 @@ C_INBOX_HEAD, C_INBOX_TAIL = 16, 17  # on their own line: senders lock it
 C_CSD_WAIT, C_LOST_IPI_TO, C_LOST_IPI_FN, C_LOST_IPI_MS = 18, 19, 20, 21
 C_HP_WANT = 22  # hotplug: the runner asks for online (1) or offline (0)
 C_DRAIN_PASS = 23  # drain: passes of the idle task through its settling step (the runner waits for one more)
-# x86's cpu_tlbstate.loaded_mm: the kernel's per-CPU copy of the loaded mm, a plain store that goes through
-# the memory model (C_LOADED_MM is CR3, the truth the oracle reads), read by a flush's sender (should_flush_tlb)
-C_TLBSTATE_LOADED = 24
-C_TLB_GEN = 25  # the flush generation this CPU's TLB holds for its loaded mm (cpu_tlbstate.ctxs[asid].tlb_gen)
-C_DRAIN_MM = 26  # drain: the mm of this CPU's drain task (emu.kernel.drain), 0 before it forks
-C_ARCH = 27  # one word the arch model may use (LoongArch: the epoch of its loaded mm's context)
-C_LOADED_ASID = C_ARCH  # x86-invlpgb's use of it: cpu_tlbstate.loaded_mm_asid when it is the mm's global ASID, else 0
+# words 24-31: the arch model's per-CPU fields (Arch.percpu: name and size in words), placed in the order
+# declared by Layout.arch_offsets (x86's cpu_tlbstate_shared.is_lazy, cpu_tlbstate.loaded_mm, its tlb_gen...)
+C_ARCH = 24
 CPU_WORDS = 32
 SCHEME_PERCPU_WORDS = C_INBOX_HEAD - C_SCHEME  # what a scheme may declare (Strategy.percpu): one word each
+ARCH_PERCPU_WORDS = CPU_WORDS - C_ARCH  # what an arch model may declare (Arch.percpu), all sizes together
+# the per-CPU field in which an arch that tracks TLB generations (Arch.tracks_tlb_gen) keeps the generation this
+# CPU's TLB holds for its loaded mm (x86's cpu_tlbstate.ctxs[asid].tlb_gen): the oracle reads it
+TLB_GEN_FIELD = "tlb_gen"
 
 
 class LayoutError(ValueError):
@@ -181,15 +181,54 @@ class Layout:
     counters: tuple[str, ...]
     sched_log: int = 0  # the deterministic scheduler's log of hand-overs (entries; 0: free mode, no region)
     policy_area: int = 0  # words past the log for the scheduling policy (emu.machine.policy.Policy.area_words)
+    arch_percpu: tuple[tuple[str, int], ...] = ()  # the arch model's per-CPU fields (name, words), as it declares them
+
+    def __post_init__(self) -> None:
+        check_fits(f"per-CPU fields {', '.join(f'{n}[{k}]' for n, k in self.arch_percpu)}", self.arch_words, ARCH_PERCPU_WORDS)
+        bad = [n for n, k in self.arch_percpu if k < 1]
+        if bad or len({n for n, _ in self.arch_percpu}) != len(self.arch_percpu):
+            raise LayoutError(
+                f"per-CPU fields: each needs a size of at least one word and its own name ({', '.join(bad) or 'a name twice'})"
+            )
 
     @classmethod
     def for_run(
-        cls, ncpus: int, procs: int, threads: int, kthreads: int, counters: tuple[str, ...], sched_log: int = 0, policy_area: int = 0
+        cls,
+        ncpus: int,
+        procs: int,
+        threads: int,
+        kthreads: int,
+        counters: tuple[str, ...],
+        sched_log: int = 0,
+        policy_area: int = 0,
+        arch_percpu: tuple[tuple[str, int], ...] = (),
     ) -> Layout:
         mm_per_cpu = max(8, math.ceil(4 * procs / ncpus) + 4)
         user_per_cpu = max(16, math.ceil(3 * procs * threads / ncpus) + 8)
         names = tuple(dict.fromkeys(BASE_COUNTERS + counters))
-        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names, sched_log, policy_area)
+        return cls(ncpus, mm_per_cpu, kthreads, user_per_cpu, names, sched_log, policy_area, tuple(arch_percpu))
+
+    # -- the arch model's per-CPU fields ---------------------------------------------------
+    @cached_property
+    def arch_words(self) -> int:
+        return sum(k for _, k in self.arch_percpu)
+
+    @cached_property
+    def arch_offsets(self) -> dict[str, int]:
+        """Each declared per-CPU field's word in a CPU record, packed from ``C_ARCH`` in declaration order."""
+        offsets, at = {}, C_ARCH
+        for name, size in self.arch_percpu:
+            offsets[name] = at
+            at += size
+        return offsets
+
+    def arch_field(self, name: str) -> int:
+        """The word of the arch's per-CPU field ``name`` in a CPU record (``cpu(c) + arch_field(name)``); read at
+        init and kept in an attribute, never on a hot path."""
+        try:
+            return self.arch_offsets[name]
+        except KeyError:
+            raise LayoutError(f"no per-CPU field '{name}': the arch model declares {', '.join(self.arch_offsets) or 'none'}") from None
 
     # -- sizes -------------------------------------------------------------------------
     @cached_property

@@ -10,7 +10,7 @@ import pytest
 
 from emu.harness.testbed import Testbed
 from emu.kernel.cpu import Cpu
-from emu.machine.layout import C_IS_LAZY, C_LOADED_MM, INIT_MM, M_ARCH, M_STATE, MM_EXITED
+from emu.machine.layout import C_LOADED_MM, INIT_MM, M_ARCH, M_STATE, MM_EXITED
 from tests.helpers import kthread, mm_count, switch, user_task, violations
 
 
@@ -51,7 +51,8 @@ def fake_remote(cpu: Cpu, other: int, mm: int, lazy: bool = False) -> None:
     """Make CPU ``other`` look as if it had ``mm`` loaded (and is in its mask), lazy or not."""
     base = cpu.layout.cpu(other)
     cpu.w[base + C_LOADED_MM] = mm
-    cpu.w[base + C_IS_LAZY] = int(lazy)
+    if "is_lazy" in cpu.layout.arch_offsets:  # x86's cpu_tlbstate_shared.is_lazy
+        cpu.w[base + cpu.layout.arch_field("is_lazy")] = int(lazy)
     cpu.atomics.cpumask_set_cpu(cpu.arch.mm_cpumask(mm), other)
 
 
@@ -65,10 +66,10 @@ def test_x86_mask_follows_the_loaded_mm_and_a_lazy_flush_drops_the_bit() -> None
         switch_mm(cpu, a, b)
         assert bits(cpu, a) == [] and bits(cpu, b) == [0]
         cpu.arch.enter_lazy_tlb(b)  # a kernel thread runs on b: cpu_tlbstate_shared.is_lazy, in the shared segment
-        assert cpu.w[cpu.layout.cpu(0) + C_IS_LAZY] == 1 and bits(cpu, b) == [0]
+        assert cpu.w[cpu.layout.cpu(0) + cpu.layout.arch_field("is_lazy")] == 1 and bits(cpu, b) == [0]
         in_irq(cpu, cpu.arch.flush_tlb_func, b)  # a freed-tables flush reaches the lazy CPU
         assert cpu.arch.loaded_mm() == INIT_MM and cpu.active_mm() == b  # the unreliable case
-        assert bits(cpu, b) == [] and cpu.w[cpu.layout.cpu(0) + C_IS_LAZY] == 0
+        assert bits(cpu, b) == [] and cpu.w[cpu.layout.cpu(0) + cpu.layout.arch_field("is_lazy")] == 0
         assert violations(cpu) == {}
 
 
@@ -147,7 +148,7 @@ def test_x86_lazy_mask_flush_targets() -> None:
         sent = record_targets(cpu)
         fake_remote(cpu, 1, a, lazy=True)
         cpu.arch.flush_tlb_munmap(a, freed_tables=False)  # should_flush_tlb: a lazy CPU is skipped
-        cpu.w[cpu.layout.cpu(1) + C_IS_LAZY] = 0
+        cpu.w[cpu.layout.cpu(1) + cpu.layout.arch_field("is_lazy")] = 0
         cpu.w[cpu.layout.cpu(1) + C_LOADED_MM] = INIT_MM
         cpu.arch.flush_tlb_munmap(a, freed_tables=False)  # not loaded there, no trim due: skipped
         cpu.w[cpu.layout.mm(a) + M_ARCH] = 1  # a trim is due

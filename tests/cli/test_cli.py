@@ -48,6 +48,11 @@ def test_list_names_strategies_mutants_and_arches() -> None:
     assert r.returncode == 0
     for name in ("refcount", "refcount-no-grab", "x86"):
         assert name in r.stdout
+    # every name stands in one column, apart from its summary (the longest, loongarch-drop-forgets-lazy, too)
+    rows = [line for line in r.stdout.splitlines() if line.startswith("  ")]
+    starts = {len(m.group(1)) for m in (re.match(r"(  \S+(?: [a-z0-9-]+)? {2,})\S", line) for line in rows) if m}
+    assert len(starts) == 1 and all(re.match(r"  \S+(?: [a-z0-9-]+)? {2,}\S", line) for line in rows), r.stdout
+    assert re.search(r"loongarch-drop-forgets-lazy {2,}\[arch loongarch", r.stdout)
 
 
 def test_run_writes_json_and_exits_by_verdict(tmp_path: Path) -> None:

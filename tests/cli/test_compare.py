@@ -197,3 +197,49 @@ def test_slopes_growth_and_cost_overrides() -> None:
         with pytest.raises(CostError):
             parse_cost(bad)
     assert math.isfinite(project({"context_switches": 1}, 1, 100_000).switches_per_second)
+
+
+# refcount under another name, in a file outside the repository
+MY_REFCOUNT = """
+from emu.strategies.refcount import Refcount
+
+
+class MyRefcount(Refcount):
+    name = "my-refcount"
+    summary = "refcount, out of tree"
+    source = "a test"
+    cells = ()
+"""
+MY_ARCH = """
+from emu.arch.powerpc import Powerpc
+
+
+class MyPowerpc(Powerpc):
+    name = "my-powerpc"
+    summary = "powerpc, out of tree"
+    source = "a test"
+    cells = ()
+"""
+
+
+@pytest.mark.race  # compare runs the free mode only: its rows' counts and verdicts are the host's
+def test_compare_takes_schemes_and_arches_by_spec_as_run_does(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.py"
+    mine.write_text(MY_REFCOUNT)
+    out = tmp_path / "c.json"
+    (tmp_path / "arch.py").write_text(MY_ARCH)
+    spec, arch = f"{mine}:MyRefcount", f"{tmp_path / 'arch.py'}:MyPowerpc"
+    args = ["compare", "--strategies", f"refcount,{spec}", "--arches", f"x86,{arch}", "--cpus", "2"]
+    r = stress_given_its_time(*args, "--duration", "0.5", "--seed", "3", "--json", str(out), timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((x["strategy"], x["arch"]) for x in rows) == sorted((s, a) for s in ("refcount", spec) for a in ("x86", arch))
+    assert all(x["verdict"] == "clean" for x in rows), rows
+    assert spec in r.stdout.split("\n\n")[1].splitlines()[0]  # its block, under its spec
+
+
+def test_compare_refuses_a_bad_spec_in_one_line(tmp_path: Path) -> None:
+    r = stress("compare", "--strategies", f"refcount,{tmp_path}/none.py:Mine", "--cpus", "2", "--duration", "0.5")
+    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1 and "none.py" in r.stderr
+    r = stress("compare", "--arches", "x86,no_such_package.arch:Mine", "--cpus", "2", "--duration", "0.5")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no_such_package" in r.stderr

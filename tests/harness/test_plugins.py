@@ -167,12 +167,12 @@ def test_a_declared_capacity_overflow_is_refused_when_the_machine_is_built(tmp_p
 
 def test_check_scheme_targets_every_arch_and_perturbation_in_both_modes(registries: None) -> None:
     """``hunt --matrix --strategy S``: the grid the verdict table is drawn from, expectations from S's cells."""
-    from stress.hunt import PERTURBATIONS, scheme_targets, verdict_table
+    from stress.hunt import matrix_perturbations, scheme_targets, verdict_table
 
     scheme = plugins.load_scheme(str(REPO / "examples" / "remote_active_mm.py") + ":RemoteActiveMm")
     targets = scheme_targets(RunConfig(strategy=scheme, duration=1.0))
     grid = [t for t in targets if t.name.endswith((" free", " pct"))]
-    assert len(grid) == len(arches.ARCHES) * len(PERTURBATIONS) * 2
+    assert len(grid) == len(arches.ARCHES) * len(matrix_perturbations()) * 2
     by_name = {t.name: t for t in targets}
     assert by_name["arm64 none free"].expect == "violation" and by_name["powerpc hotplug pct"].expect == "clean"
     assert by_name["powerpc hotplug pct"].cfg.sched == "pct" and by_name["powerpc hotplug pct"].cfg.hotplug
@@ -183,3 +183,55 @@ def test_check_scheme_targets_every_arch_and_perturbation_in_both_modes(registri
     table = verdict_table(targets).splitlines()
     assert table[0].split()[0] == "arch" and any(r.startswith("arm64") and "use_after_free/-" in r for r in table)
     assert any(r.startswith("s390") and "-/clean" in r for r in table)
+
+
+# an x86 variant with per-CPU fields of its own, beside x86's is_lazy: {fields}
+WIDE_ARCH = """
+from emu.arch.x86 import X86
+
+
+class Wide(X86):
+    name = "wide-x86"
+    summary = "x86 with per-CPU words of its own"
+    source = "a test"
+    percpu = X86.percpu + {fields}
+
+    def __init__(self, cpu):
+        super().__init__(cpu)
+        self.ctxs = cpu.layout.cpu(cpu.cpu) + cpu.layout.arch_field("ctxs")
+"""
+
+
+def test_an_arch_declares_its_per_cpu_fields_and_the_layout_places_them(tmp_path: Path, registries: None) -> None:
+    """Arch per-CPU words are laid out from the declaration, packed after one another in the arch region,
+    and every model's accessor finds its own: the built-in ones and one from a file."""
+    from emu.harness.runner import layout_for
+    from emu.machine.layout import ARCH_PERCPU_WORDS, C_ARCH, CPU_WORDS
+
+    for name, cls in arches.ARCHES.items():
+        lay = layout_for(RunConfig(cpus=2, arch=name))
+        assert lay.arch_words == sum(k for _, k in cls.percpu) <= ARCH_PERCPU_WORDS
+        assert sorted(lay.arch_offsets.values()) == list(lay.arch_offsets.values())  # declaration order
+    lay = layout_for(RunConfig(cpus=2, arch="x86-lazy-mask"))
+    assert lay.arch_offsets == {"is_lazy": C_ARCH, "tlb_gen": C_ARCH + 1, "tlbstate_loaded": C_ARCH + 2}
+    wide = write(tmp_path, "wide.py", WIDE_ARCH.format(fields='(("ctxs", 5), ("flag", 1))'))
+    arch = plugins.load_arch(f"{wide}:Wide")
+    lay = layout_for(RunConfig(cpus=2, arch=arch))
+    assert (
+        lay.arch_offsets == {"is_lazy": C_ARCH, "tlb_gen": C_ARCH + 1, "ctxs": C_ARCH + 2, "flag": C_ARCH + 7} and C_ARCH + 8 == CPU_WORDS
+    )
+    report = run(RunConfig(cpus=2, arch=arch, sched="pct", steps=3000, seed=3))
+    assert report.verdict == "clean"
+
+
+def test_an_arch_whose_per_cpu_fields_overflow_is_one_line_and_status_2(tmp_path: Path) -> None:
+    too_big = write(tmp_path, "big.py", WIDE_ARCH.format(fields='(("ctxs", 8),)'))
+    r = stress("run", "--arch", f"{too_big}:Wide", "--cpus", "2", "--sched", "pct", "--steps", "1000")
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"stress: error: architecture '{too_big}:Wide': per-CPU fields is_lazy[1], tlb_gen[1], ctxs[8]: "
+        "10 words declared, the region holds 8"
+    ]
+    twice = write(tmp_path, "twice.py", WIDE_ARCH.format(fields='(("is_lazy", 1),)'))
+    r = stress("run", "--arch", f"{twice}:Wide", "--cpus", "2", "--sched", "pct", "--steps", "1000")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "its own name" in r.stderr

@@ -311,6 +311,8 @@ def test_two_runs_at_once_do_not_interfere(tmp_path: Path) -> None:
     assert all(len(n) == 1 for n in names) and names[0] != names[1]
     # a third run's sweep sees two live runners and removes neither segment
     assert not any(n.startswith(PREFIX) for n in sweep_stale())
+    for _, proc in runs:
+        wait_for_run(proc)  # a signal during the boot ends a run undrained: on a loaded host the boot takes seconds
     for p, _ in runs:
         p.terminate()
     for (p, _), s in zip(runs, (11, 22), strict=True):

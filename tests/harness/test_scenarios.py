@@ -92,6 +92,8 @@ def test_each_broken_cell_is_found_at_its_stated_preemptions(p: tuple[str, Scena
     assert ex.verdict == "violation" and ex.report is not None, ex.to_json()
     assert ex.found_at == FOUND_AT[name]  # fewest first: no schedule with fewer preemptions has it
     assert c.expect in ex.report.violation_counts
+    if name == "rfc-reread":  # B3's signature: the scan's xchg displaced the mm parked there, and dropped it
+        assert "displace mm_to_mmdrop" in [e["kind"] for e in ex.report.events["timelines"][0]]
 
 
 @pytest.mark.parametrize("p", cells(expect_clean=True), ids=cell_id)

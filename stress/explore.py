@@ -83,6 +83,9 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     arch = ns.arch or ((ARCH_MUTANTS[ns.mutant].mutant_of if ns.mutant in ARCH_MUTANTS else None) or "x86")
     strategy = ns.strategy
     if ns.mutant in MUTANTS:  # --mutant M is --strategy M: the base scheme is the mutant's
+        base = MUTANTS[ns.mutant].mutant_of
+        if ns.strategy not in ("refcount", base):  # (refcount: the default, or given)
+            raise ConfigError(f"mutant '{ns.mutant}' belongs to strategy '{base}', not '{ns.strategy}'")
         strategy = ns.mutant
     cfg = scenario.cell_config(strategy, arch, ns.fix, ns.memory_model, ns.mutant if ns.mutant in ARCH_MUTANTS else None)
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))

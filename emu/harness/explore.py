@@ -165,11 +165,12 @@ SCENARIOS: dict[str, Scenario] = {
             "the last user, exits; then brings cpu1 back",
             cpus=2,
             script="0:fork,clone=1,offline=1,sleep=3000,exit,online=1;1:exit",
-            covers=("B2", "H4"),
+            covers=("B2", "H4", "H3"),
             cells=(
                 ScenarioCell("shoot-hotplug-race", "powerpc", "", "cpumask_missing"),
                 ScenarioCell("shoot-lazies", "powerpc", "", "clean"),
                 ScenarioCell("hazptr", "x86", "skip-init-mm,drop-irqs-off", "liveness"),
+                ScenarioCell("hazptr", "x86", "drop-irqs-off,sched-force-init-mm", "scheme_warning"),
                 ScenarioCell("hazptr", "x86", "skip-init-mm,drop-irqs-off,sched-force-init-mm", "clean"),
             ),
         ),

@@ -66,7 +66,7 @@ class TsoAtomics(Atomics):
     # -- the buffer: every change with interrupts masked, since an IPI handler uses it too ------
     def _commit_oldest(self) -> None:
         i, v = self._fifo.popleft()
-        self.w[i] = v
+        self._store(i, v)
         f = self._fwd[i]
         f[0] -= 1
         if not f[0]:
@@ -82,10 +82,10 @@ class TsoAtomics(Atomics):
         fifo = self._fifo
         if fifo:
             self.irq.in_atomic += 1
-            w = self.w
+            store = self._store
             while fifo:
                 i, v = fifo.popleft()
-                w[i] = v
+                store(i, v)
             self._fwd.clear()
             self._unmask()
 
@@ -245,7 +245,7 @@ class WeakAtomics(Atomics):
 
     def _apply(self, i: int, v: int | Callable[[], object]) -> None:
         if isinstance(v, int):
-            self.w[i] = v
+            self._store(i, v)
         else:  # a deferred RMW without return value: it takes the word's lock now
             self._deferred = True  # its lock_rmw must not commit this CPU's later stores before it (CoWW)
             try:

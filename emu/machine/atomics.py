@@ -344,6 +344,13 @@ class Atomics:
         self.w[i] &= ~(1 << (cpu & 31))
         self.unlock(k)
 
+    # a model whose loads may be satisfied from a stale view of memory (``WeakAtomics``); ``view_load`` is
+    # such a load (a plain one here), not a scheduling point: for an inline read (``Arch.in_mm_cpumask``)
+    loads_stale = False
+
+    def view_load(self, i: int) -> int:
+        return self.w[i]
+
     @READ
     def cpumask_test_cpu(self, mask: int, cpu: int) -> bool:
         return bool(self.w[mask + (cpu >> 5)] >> (cpu & 31) & 1)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.synchronize import Lock
 from typing import TYPE_CHECKING
 
@@ -222,6 +222,7 @@ class WeakAtomics(Atomics):
         self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
         self._deferred = False  # applying a buffered RMW without return value (rmw_no_return)
         self._walks: list[int] = []  # mms whose page-table walk (mmu_walk) is issued, not yet performed
+        self._machine_locks = 0  # machine locks (lock(), not an RMW's) held: their unlock re-reads the view
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -414,7 +415,17 @@ class WeakAtomics(Atomics):
             return self.lock_rmw(i)
         self._drain()
         self._refresh()
-        return self.lock_rmw(i)
+        k = self.lock_rmw(i)
+        self._machine_locks += 1
+        return k
+
+    def unlock(self, k: int) -> None:
+        """A machine lock's section writes the segment directly (a new mm's masks at ``mm_alloc``): the
+        view is re-read after it, so that this CPU's later loads see its own writes (coherence)."""
+        super().unlock(k)
+        if self._machine_locks:
+            self._machine_locks -= 1
+            self._refresh()
 
     def lock_rmw(self, i: int) -> int:
         """Coherence with this CPU's own buffered stores and view for the word's line, then the lock."""
@@ -439,6 +450,28 @@ class WeakAtomics(Atomics):
 
     def unlocked_inc(self, i: int) -> None:
         self.WRITE_ONCE(i, self.READ_ONCE(i) + 1)
+
+    # -- mm_cpumask reads: plain loads (test_bit, find_next_bit), each word through the view ------------
+    loads_stale = True
+
+    def view_load(self, i: int) -> int:
+        return WeakAtomics.READ_ONCE(self, i)  # the class's: not a second scheduling point
+
+    def cpumask_test_cpu(self, mask: int, cpu: int) -> bool:
+        return bool(WeakAtomics.READ_ONCE(self, mask + (cpu >> 5)) >> (cpu & 31) & 1)
+
+    def for_each_cpu(self, mask: int, ncpus: int) -> Iterator[int]:
+        load = WeakAtomics.READ_ONCE
+        for wi in range((ncpus + 31) >> 5):
+            bits = load(self, mask + wi)
+            while bits:
+                low = bits & -bits
+                yield (wi << 5) + low.bit_length() - 1
+                bits ^= low
+
+    def cpumask_weight(self, mask: int, ncpus: int) -> int:
+        load = WeakAtomics.READ_ONCE
+        return sum(bin(load(self, mask + wi)).count("1") for wi in range((ncpus + 31) >> 5))
 
     def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
         """Buffered like a store (arm64's ``STADD``): it reaches memory, atomically, when committed."""

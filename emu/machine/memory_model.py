@@ -144,6 +144,9 @@ VIEW_ENTRIES = 16  # words a CPU keeps a possibly stale copy of (the lines in it
 STALE_P = 0.5  # per load, the chance that it is satisfied from the copy, not from memory
 WALK_ENTRIES = 4  # walks a CPU may hold unperformed; more are performed oldest first
 WEAK_COMMIT_P = 0.5  # per access: the buffer is shallow and leaky, so that another CPU sees the reordered stores
+# a deterministic mode: when a store after a held walk reaches memory (the reordering is visible), the
+# chance that the CPU loses the turn there (``window_stall``), as a host may deschedule a free-running CPU
+WINDOW_STALL_P = 0.5
 
 
 class WeakAtomics(Atomics):
@@ -223,6 +226,10 @@ class WeakAtomics(Atomics):
         self._deferred = False  # applying a buffered RMW without return value (rmw_no_return)
         self._walks: list[int] = []  # mms whose page-table walk (mmu_walk) is issued, not yet performed
         self._machine_locks = 0  # machine locks (lock(), not an RMW's) held: their unlock re-reads the view
+        # a deterministic mode's stall (DetSched.preempt, set by the CPU); None in free-running mode
+        self.window_stall: Callable[[], None] | None = None
+        self._stored_after_walk = False  # a store issued since a walk was held
+        self._window = False  # such a store reached memory while the walk is still held
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -243,6 +250,17 @@ class WeakAtomics(Atomics):
                 ok.append(j)
         i, v, _ = buf.pop(ok[self._pick(len(ok))])
         self._apply(i, v)
+        if self._stored_after_walk and self._walks:
+            self._window = True
+
+    def _open_window(self) -> None:
+        """A store after a held walk became visible: in a deterministic mode the CPU may lose the turn
+        here, for a stall, with ``WINDOW_STALL_P`` (from its seeded draws), so that another CPU can act
+        on the store (free the mm) while the walk is still unperformed: the schedule a free-running host
+        makes when it deschedules the CPU process there. The walk stays held: nothing here orders it."""
+        self._window = False
+        if self.window_stall is not None and self._walks and self._rand() < WINDOW_STALL_P:
+            self.window_stall()
 
     def _apply(self, i: int, v: int | Callable[[], object]) -> None:
         if isinstance(v, int):
@@ -329,6 +347,8 @@ class WeakAtomics(Atomics):
         feeds no program logic, so performing it late needs no speculation, unlike LB in general."""
         if self.walk_late(mm):
             walks = self._walks
+            if not walks:
+                self._stored_after_walk = False
             walks.append(mm)
             if len(walks) > WALK_ENTRIES:
                 self.walk_check(walks.pop(0))
@@ -357,6 +377,8 @@ class WeakAtomics(Atomics):
                 v = self.w[i]
             self._remember(i, v)
         self._unmask()
+        if self._window:
+            self._open_window()
         return v
 
     def WRITE_ONCE(self, i: int, v: int) -> None:
@@ -364,10 +386,14 @@ class WeakAtomics(Atomics):
         buf = self._buf
         buf.append((i, v, self._epoch))
         self._remember(i, v)
+        if self._walks:
+            self._stored_after_walk = True
         if len(buf) > WEAK_BUFFER_ENTRIES:
             self._commit_one()
         self._maybe_commit()
         self._unmask()
+        if self._window:
+            self._open_window()
 
     def smp_load_acquire(self, i: int) -> int:
         self.irq.in_atomic += 1
@@ -378,6 +404,8 @@ class WeakAtomics(Atomics):
         self._remember(i, v)
         self._unmask()
         self._refresh()
+        if self._window:
+            self._open_window()
         return v
 
     def smp_store_release(self, i: int, v: int) -> None:

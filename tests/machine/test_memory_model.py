@@ -166,3 +166,24 @@ def test_an_arch_mask_clear_is_unordered_and_a_machine_lock_section_leaves_the_v
         a.unlock(k)
         a._rand = lambda: 0.0  # type: ignore[method-assign]
         assert a.atomic_read(mask) == 1, "this CPU's load missed its own write in a machine lock section"
+
+
+def test_a_deterministic_mode_may_stall_a_cpu_where_a_store_after_a_held_walk_becomes_visible() -> None:
+    """``window_stall`` (a deterministic mode's ``DetSched.preempt``) is offered where a store issued after
+    a held walk reaches memory, the walk still held (the reordering visible to other CPUs), and only there:
+    not for a store before the walk, nor once a barrier performed the walk."""
+    with Testbed(cpus=1, memory_model="weak") as tb:
+        a, done = _walking(tb)
+        stalls: list[list[int]] = []
+        a.window_stall = lambda: stalls.append(list(a._walks))
+        x, y = tb.scratch(0), tb.scratch(1)
+        a.WRITE_ONCE(y, 1)  # before the walk
+        a.mmu_walk(5)
+        a._rand = lambda: 0.0  # type: ignore[method-assign]  # every draw: commit, stall
+        a.READ_ONCE(x)  # commits the older store only
+        assert stalls == [], "stalled for a store older than the walk"
+        a.WRITE_ONCE(x, 1)  # the clear after the walk: committed at once here
+        assert tb.words[x] == 1 and stalls == [[5]] and done == [], (stalls, done)
+        a.smp_mb()
+        a.WRITE_ONCE(y, 2)
+        assert done == [5] and stalls == [[5]], "stalled with no walk held"

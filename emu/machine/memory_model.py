@@ -190,14 +190,19 @@ class WeakAtomics(Atomics):
     ``atomic_add``/``atomic_sub`` of ``mm_count``) enters the buffer like a store and is applied,
     atomically, when it commits (arm64's ``STADD``), so a later store or RMW to another word can
     become visible before it; to its own word, it keeps its place among this CPU's writes (its
-    lock commits none of this CPU's later stores ahead of it: CoWW). The machine's own locks (``lock()``) are full barriers.
+    lock commits none of this CPU's later stores ahead of it: CoWW). The machine's own locks (``lock()``) are full barriers,
+    and their unlock re-reads the view (the section's direct writes, a new mm's masks, are this CPU's own).
+    ``mm_cpumask`` reads (``for_each_cpu``, ``cpumask_test_cpu``, ``cpumask_weight``, ``view_load`` for an
+    arch's look at its own bit) are plain loads, each word through the view.
 
     Memory itself is one array that every store reaches at once when it commits, so the model
     is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
 
     The MMU's walk of an outgoing lazy mm (``mmu_walk``) is a load performed late: held until a
     barrier that orders an earlier load before later accesses, so a plain store after it (a hazard
-    pointer's clear) can be visible first.
+    pointer's clear) can be visible first. In a deterministic mode the CPU may lose the turn where a store
+    issued after the held walk reaches memory (``window_stall``, ``WINDOW_STALL_P``), as a host may
+    deschedule a free-running CPU there: without it PCT almost never paused the CPU in that window.
 
     What it cannot produce, all allowed by LKMM: load buffering (LB: a load never returns a
     value from a store that is later in another CPU's program order, since a load returns at

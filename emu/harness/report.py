@@ -450,7 +450,7 @@ METRICS: dict[str, Metric] = {
     "mm_exits": Metric(PER_EXIT, ALWAYS, "mms torn down (last mmput)"),
     "ipis_per_exit": Metric(PER_EXIT, ALWAYS, "IPIs sent to tear an mm down"),
     "footprint_per_exit": Metric(PER_EXIT, ALWAYS, "CPUs that ever ran the mm"),
-    "tlb_broadcasts": Metric(PER_EXIT, NONZERO, "exit flushes by broadcast, no IPI"),
+    "tlb_broadcasts": Metric(PER_EXIT, NONZERO, "flushes by hardware broadcast (exit, munmap), no IPI"),
     "exit_to_free_us_p50": Metric(PER_EXIT, ALWAYS, "last mmput to free, median (us)"),
     "exit_to_free_us_p99": Metric(PER_EXIT, ALWAYS, "last mmput to free, p99 (us)"),
     "exit_to_free_us_mean": Metric(PER_EXIT, VERBOSE, "last mmput to free, mean (us)"),

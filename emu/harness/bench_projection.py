@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from emu.harness.benchmark import BENCHMARKS, BenchSpec, OpCounts
+from emu.harness.benchmark import BENCHMARKS, GLOBAL_ASID_ARCHES, BenchSpec, OpCounts
 from emu.harness.config import ConfigError, suggest
 from emu.harness.projection import line_throughput
 
@@ -298,7 +298,7 @@ class Published:
     flush_share: float | None = None  # or TLB invalidation's share of the CPU time (a profile)
 
     def applies_to(self, arch: str) -> bool:
-        return self.invlpgb is None or self.invlpgb == (arch in INVLPGB_ARCHES)
+        return self.invlpgb is None or self.invlpgb == (arch in GLOBAL_ASID_ARCHES)
 
     def text(self) -> str:
         if self.flush_share is not None:
@@ -341,9 +341,6 @@ NOT_MODELLED = (
         "the LRU lock the series' profile found the contention moved to is not modelled: no lock but the mm's lines is priced",
     ),
 )
-
-
-INVLPGB_ARCHES = frozenset({"x86-invlpgb"})  # the arch models whose flushes of a global-ASID mm are INVLPGB broadcasts
 
 
 def published_for(machine: str, benchmark: str, arch: str | None = None) -> list[Published]:

@@ -29,7 +29,7 @@ MEASURE_CPUS = 4  # emulated CPUs: enough for two pairs on CPUs of their own, sm
 # CPUs (mm_active_cpus_exceeds(mm, 3), 4afeb0ed1753): 8 emulated CPUs let a load of one task per two CPUs (-t 36 on
 # milan-36's 72) run on 4, as the real one runs on 36
 GLOBAL_ASID_CPUS = 8
-GLOBAL_ASID_ARCHES = frozenset({"x86-invlpgb"})
+GLOBAL_ASID_ARCHES = frozenset({"x86-invlpgb"})  # its flushes of a global-ASID mm are INVLPGB broadcasts
 
 
 def measure_cpus(arch: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from emu.harness.config import ConfigError
-from emu.harness.explore import SCENARIOS, Scenario, explore, independent, load_scenario, run_one
+from emu.harness.explore import SCENARIOS, Scenario, decisions_of, explore, independent, load_scenario, run_one
 from emu.harness.session import Session
 from emu.machine.policies.explore import default_choice, is_preemption, pack, unpack
 from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
@@ -92,11 +92,24 @@ def test_a_user_scenario_file_loads_and_a_bad_one_is_one_line(tmp_path: Path) ->
 # -- the explorer -------------------------------------------------------------------------------
 def test_a_prefix_replays_the_same_schedule_on_a_new_machine_and_on_a_kept_one() -> None:
     cfg = SCENARIOS["lazy-exit"].config("refcount", "x86")
-    fresh, rec = run_one(cfg, (1,))
+    _, rec, fresh = run_one(cfg, (1,))
+    assert fresh is not None
     with Session(cfg) as session:
         again = [session.run((1,)) for _ in range(2)]
-    assert all(r == rec for _, r in again)
+        light = session.outcome((1,))
+    assert all(r == rec for _, r in again) and light == ((), rec, None)  # a clean run: no report built
     assert all(rep.schedule == fresh.schedule and rep.metrics["context_switches"] == fresh.metrics["context_switches"] for rep, _ in again)
+
+
+def test_a_violating_run_comes_back_with_its_report_and_every_step_of_the_run_phase_is_recorded() -> None:
+    cfg = cell_config(SCENARIOS["lazy-exit"], "shoot-lazies", "arm64", "")
+    with Session(cfg) as session:
+        kinds, rec, report = session.outcome(())
+    assert report is not None and kinds == tuple(sorted(report.violation_counts)) and "freed_while_lazy" in kinds
+    _, steps = decisions_of(rec, cfg.cpus)
+    branching = [d for d in steps if len(d.runnable) > 1]
+    assert 0 < len(branching) < len(steps)  # steps only one CPU could take are recorded too (the reduction's races)
+    assert [d.step for d in steps] == sorted(d.step for d in steps)
 
 
 def test_bound_zero_is_the_schedules_without_preemption_and_each_bound_adds_schedules() -> None:
@@ -117,6 +130,28 @@ def test_the_reduced_exploration_finds_what_the_unreduced_one_finds_in_a_subset(
     broken = SCENARIOS["lazy-exit"].config("shoot-lazies", "arm64")
     b, r = (explore(broken, "lazy-exit", 1, reduce=red, stop_at_violation=False) for red in (False, True))
     assert r.outcomes == b.outcomes and set(r.runs) <= set(b.runs)
+
+
+def test_dpor_finds_every_outcome_the_unreduced_exploration_finds_in_fewer_schedules() -> None:
+    """b3-rescan under luto-rfc without the re-read has two outcomes within one preemption (clean, and
+    B3's freed_while_lazy with its use_after_free): DPOR meets both, running a subset of the schedules,
+    fewer of them; under the bound it drops reversals, and so says nothing for every schedule."""
+    sc = SCENARIOS["b3-rescan"]
+    cfg = sc.config("luto-rfc", "arm64", B3_FIXES)
+    brute = explore(cfg, sc.name, 1, reduce="none", stop_at_violation=False)
+    dpor = explore(cfg, sc.name, 1, reduce="dpor", stop_at_violation=False)
+    assert brute.complete and dpor.complete and dpor.diverged == 0
+    assert dpor.outcomes == brute.outcomes and len(brute.outcomes) == 2
+    assert set(dpor.runs) <= set(brute.runs) and dpor.schedules < brute.schedules
+    assert dpor.dropped > 0 and dpor.to_json()["reduction"] == "dpor"
+
+
+def test_dpor_that_dropped_reversals_under_the_bound_claims_nothing() -> None:
+    """DPOR with a preemption bound is not complete for that bound: a reversal it dropped may be the
+    only way to a schedule within it; the command then says so instead of "no violation in any schedule"."""
+    r = stress("explore", "--scenario", "lazy-exit", "--strategy", "refcount", "--arch", "x86", "--preemptions", "0", "--reduce", "dpor")
+    assert r.returncode == 0, r.stderr
+    assert "NOT A PROOF: dpor with the bound dropped" in r.stdout and "no violation in any schedule" not in r.stdout
 
 
 @pytest.mark.parametrize("cell", [c for c in SCENARIOS["lazy-exit"].cells if c[3] != "clean"], ids=lambda c: "@".join(c[:3]))

@@ -107,7 +107,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     skipped = f"{ex.pruned:,} equivalent skipped" if ex.reduction == "sleep" else f"dpor, {ex.dropped:,} reversals dropped by the bound"
     if ex.reduction == "none":
         skipped = "no reduction"
-    rate = f"{ex.schedules:,} schedules in {ex.elapsed_s:.1f}s ({ex.rate:.1f}/s; {skipped})"
+    rate = f"{ex.schedules:,} schedules in {ex.elapsed_s:.1f}s ({ex.rate:.1f}/s, {ex.cpu_rate:.0f} per CPU second; {skipped})"
     doc: dict[str, Any] = {"config": cfg.to_dict(), **ex.to_json()}
     if ex.report is not None:
         from emu.harness.columns import columns_text

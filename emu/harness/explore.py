@@ -204,11 +204,17 @@ class Exploration:
     dropped: int = 0  # dpor: reversals of a race that the bound dropped (then not every schedule was covered)
     diverged: int = 0  # prefixes the run did not follow (nondeterminism: never expected)
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # the CPU time of the lead and the CPU processes (0: not measured, a caller's ``run``)
     stopped: str = ""  # why it ended early: the budget, an interruption
 
     @property
     def rate(self) -> float:
         return self.schedules / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        """Schedules per CPU second: the rate where nothing else runs on the host (a loaded host's wall rate is lower)."""
+        return self.schedules / self.cpu_s if self.cpu_s > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -225,6 +231,8 @@ class Exploration:
             "dpor_dropped": self.dropped if self.reduction == "dpor" else None,
             "elapsed_s": round(self.elapsed_s, 3),
             "schedules_per_s": round(self.rate, 2),
+            "cpu_s": round(self.cpu_s, 3),
+            "schedules_per_cpu_s": round(self.cpu_rate, 2),
             "stopped": self.stopped or None,
             "prefix": list(self.prefix),
         }
@@ -286,11 +294,14 @@ def explore(
     if cfg.memory_model != "sc":
         mode = "none"
     if run is None:
+        lead0 = time.process_time()
         with Session(cfg) as session:
-            return explore(
+            ex = explore(
                 cfg, scenario, bound, reduce=mode, budget=budget, stop_at_violation=stop_at_violation,
                 run=lambda _cfg, prefix: session.outcome(prefix), progress=progress,
             )  # fmt: skip
+            ex.cpu_s = session.cpu_seconds() + time.process_time() - lead0
+        return ex
     t0 = time.monotonic()
     ex = Exploration(scenario=scenario, bound=bound, reduction=mode)
     # work by preemptions: (prefix, sleep set at the prefix's last decision)

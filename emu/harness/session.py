@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import numpy as np
+import psutil
 
 from emu.checks.oracle import KINDS
 from emu.checks.watchdog import describe_cpu
@@ -206,6 +207,19 @@ class Session:
         st.drained = w[H_PHASE] == PHASE_EXIT
         self.runs += 1
         return st
+
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) its CPU processes have used so far, these ones (a session
+        restarted after a failed run lost its first processes' time). With the lead's own, it is what a
+        schedule costs on a host where nothing else runs: the wall time there, the hand-over being serial."""
+        total = 0.0
+        for p in self.procs:
+            try:
+                t = psutil.Process(p.pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def _kill(self) -> None:
         for p in self.procs:

@@ -55,7 +55,7 @@ from emu.harness.report import Report
 from emu.harness.runner import Runner
 from emu.harness.session import Session
 from emu.machine.atomics import LINE_SHIFT
-from emu.machine.policies.explore import is_preemption, unpack
+from emu.machine.policies.explore import MASK_BITS, is_preemption, unpack
 from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
 from emu.workload.scripted import parse_script
 
@@ -238,13 +238,23 @@ class Exploration:
         }
 
 
-def decisions_of(record: tuple[int, ...], ncpus: int) -> tuple[bool, list[Decision]]:
-    """A run's ``Policy.record``: whether its prefix diverged, and its branching decisions."""
+def decisions_of(record: tuple[int, ...], ncpus: int, every_step: bool = False) -> tuple[bool, list[Decision]]:
+    """A run's ``Policy.record``: whether its prefix diverged, and its branching decisions (with
+    ``every_step``, every step of its run phase, the ones only one CPU could take too)."""
     if not record:
         return False, []
     k = 1 + ncpus
     body = record[1:]
-    return bool(record[0]), [Decision(*unpack(body[i]), access=tuple(body[i + 1 : i + k])) for i in range(0, len(body) - k + 1, k)]
+    return bool(record[0]), [
+        Decision(*unpack(body[i]), access=tuple(body[i + 1 : i + k]))
+        for i in range(0, len(body) - k + 1, k)
+        if every_step or _branches(body[i])
+    ]
+
+
+def _branches(word: int) -> bool:
+    mask = word & ((1 << MASK_BITS) - 1)
+    return bool(mask & (mask - 1))  # more than one CPU could run
 
 
 def preemptions(ds: list[Decision], upto: int) -> int:
@@ -322,7 +332,7 @@ def explore(
             kinds, record, report = run(cfg, prefix)
             ex.schedules += 1
             ex.by_bound[p] = ex.by_bound.get(p, 0) + 1
-            diverged, steps = decisions_of(record, cfg.cpus)
+            diverged, steps = decisions_of(record, cfg.cpus, every_step=mode == "dpor")
             ds = [d for d in steps if len(d.runnable) > 1]  # the branching decisions
             ex.diverged += diverged
             seen = outcome(kinds, report)

@@ -106,7 +106,7 @@ def test_a_violating_run_comes_back_with_its_report_and_every_step_of_the_run_ph
     with Session(cfg) as session:
         kinds, rec, report = session.outcome(())
     assert report is not None and kinds == tuple(sorted(report.violation_counts)) and "freed_while_lazy" in kinds
-    _, steps = decisions_of(rec, cfg.cpus)
+    _, steps = decisions_of(rec, cfg.cpus, every_step=True)
     branching = [d for d in steps if len(d.runnable) > 1]
     assert 0 < len(branching) < len(steps)  # steps only one CPU could take are recorded too (the reduction's races)
     assert [d.step for d in steps] == sorted(d.step for d in steps)

@@ -18,6 +18,7 @@ explorer bounds their number (iterative context bounding, Musuvathi and Qadeer, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from emu.machine.layout import H_PHASE, PHASE_RUN
@@ -39,9 +40,12 @@ def pack(runnable: Sequence[int], current: int, chosen: int, yielding: bool, ste
 
 def unpack(word: int) -> tuple[tuple[int, ...], int, int, bool, int]:
     """(runnable, current, chosen, yielding, step) of a recorded decision."""
-    mask = word & ((1 << MASK_BITS) - 1)
-    runnable = tuple(c for c in range(MASK_BITS) if mask >> c & 1)
-    return runnable, word >> 16 & 0xFF, word >> 24 & 0xFF, bool(word >> 32 & 1), word >> STEP_SHIFT & STEP_MASK
+    return _cpus(word & ((1 << MASK_BITS) - 1)), word >> 16 & 0xFF, word >> 24 & 0xFF, bool(word >> 32 & 1), word >> STEP_SHIFT & STEP_MASK
+
+
+@functools.cache
+def _cpus(mask: int) -> tuple[int, ...]:
+    return tuple(c for c in range(MASK_BITS) if mask >> c & 1)
 
 
 def default_choice(runnable: Sequence[int], current: int, yielding: bool) -> int:

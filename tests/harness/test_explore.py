@@ -5,9 +5,11 @@ unreduced exploration, the schedules replayed, and the CPU processes kept alive 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +247,39 @@ def test_luto_hazard_is_clean_in_every_schedule_of_the_b3_scenario_with_one_pree
     sc = SCENARIOS["b3-rescan"]
     ex = explore(sc.config("luto-hazard", "arm64"), sc.name, 1)
     assert ex.complete and ex.verdict == "clean" and ex.by_bound.get(1, 0) > 0
+
+
+# -- hazptr's busy-wait ---------------------------------------------------------------------------
+def test_hazptr_retire_busy_enters_the_busy_wait_and_never_spins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every schedule with at most two preemptions: the scan finds cpu0's slot naming the mm and
+    enters the wait, and the retire IPI (sent with wait=True) has cleared the slot before the wait
+    reads it again: the loop body never runs. Counted in the CPU processes, one file a process."""
+    from emu.strategies import resolve
+
+    hazptr = resolve("hazptr")
+    plain = hazptr.busy_wait  # type: ignore[attr-defined]
+
+    def busy_wait(self: Any, slot: int, mm: int, cpu: int) -> None:
+        spins = 0
+        relax = self.c.cpu_relax
+
+        def counting() -> None:
+            nonlocal spins
+            spins += 1
+            relax()
+
+        self.c.cpu_relax = counting
+        try:
+            plain(self, slot, mm, cpu)
+        finally:
+            self.c.cpu_relax = relax
+            with open(tmp_path / str(os.getpid()), "a", encoding="utf-8") as f:
+                f.write(f"{spins}\n")
+
+    monkeypatch.setattr(hazptr, "busy_wait", busy_wait)
+    sc = SCENARIOS["hazptr-retire-busy"]
+    ex = explore(sc.config("hazptr", "x86", "skip-init-mm,drop-irqs-off"), sc.name, 2, reduce="none", stop_at_violation=False)
+    assert ex.complete and ex.outcomes == {()}
+    spins = [int(x) for f in tmp_path.iterdir() for x in f.read_text().split()]
+    assert len(spins) >= ex.schedules  # each schedule enters the wait
+    assert sum(spins) == 0

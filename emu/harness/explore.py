@@ -185,7 +185,8 @@ def independent(a: int, b: int) -> bool:
 
 @dataclass
 class Exploration:
-    """What an exploration did: ``complete`` only if every schedule within the bound ran."""
+    """What an exploration did: ``complete`` only if every schedule within the bound ran, or one
+    equivalent to it (``dpor``: only if no reversal was dropped: then every schedule, whatever its preemptions)."""
 
     scenario: str
     bound: int
@@ -354,7 +355,10 @@ def explore(
                 _dpor(steps, prefix, bound, queues, tree, ex)
             else:
                 _branch(ds, prefix, asleep, bound, queues, ex, mode == "sleep")
-        ex.complete = True
+        # dpor under a bound: complete only if it dropped no reversal (then for every schedule, any preemptions)
+        ex.complete = not (mode == "dpor" and ex.dropped)
+        if not ex.complete:
+            ex.stopped = f"dpor dropped {ex.dropped:,} race reversals beyond the bound"
         return ex
     finally:
         ex.elapsed_s = time.monotonic() - t0

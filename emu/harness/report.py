@@ -107,7 +107,10 @@ class Report:
 def sum_counters(layout: Layout, arr: np.ndarray) -> dict[str, int]:
     block = arr[layout.counters_base : layout.counters_base + layout.ncpus * layout.counter_words]
     totals = block.reshape(layout.ncpus, layout.counter_words).sum(axis=0)
-    return {name: int(totals[i]) for i, name in enumerate(layout.counters)}
+    out = {name: int(totals[i]) for i, name in enumerate(layout.counters)}
+    if "mask_atomics" in out:  # the machine counts the mask's atomics apart (Atomics.count_mask_atomics): mm_atomics is both
+        out["mm_atomics"] += out["mask_atomics"]
+    return out
 
 
 def percentile_from_hist(hist: list[int], q: float) -> float | None:
@@ -141,6 +144,8 @@ def metrics_from(counters: dict[str, int], run_s: float) -> dict[str, float | No
         if name in counters:  # the costs a part declares per exit (Strategy.per_exit: the scanning schemes')
             m[f"{name}_per_exit"] = round(counters[name] / exits, 3) if exits else 0.0
     m["mm_atomics_per_switch"] = round(counters["mm_atomics"] / switches, 4) if switches else 0.0
+    if "mask_atomics" in counters:  # of those, the atomics on mm_cpumask lines (every run through the runner)
+        m["mask_atomics_per_switch"] = round(counters["mask_atomics"] / switches, 4) if switches else 0.0
     m["lock_wait_ns_per_switch"] = round(counters["lock_wait_ns"] / switches, 1) if switches else 0.0
     m["run_seconds"] = round(run_s, 3)
     return m
@@ -293,6 +298,35 @@ def _stamp(clock: int, t0_ns: int) -> str:
     return f"step {clock >> STEP_SHIFT:>9,}" if t0_ns < 0 else f"{(clock - t0_ns) / 1e6:+12.3f}ms"
 
 
+def leaked_mms(arr: np.ndarray, layout: Layout) -> tuple[list[dict[str, Any]], int]:
+    """On a drained machine: an mm still alive is a leak (its violation record), unless only idle
+    CPUs still lazy on it hold it (counted apart: a quiet kernel's idle task keeps its last mm)."""
+    leaks: list[dict[str, Any]] = []
+    held_lazily = 0
+    lazy_on_drain_mm: dict[int, int] = {}  # a quiet kernel's idle task stays lazy on the last mm it ran (emu.kernel.drain)
+    for c in range(layout.ncpus):
+        rec_c = layout.cpu(c)
+        if arr[rec_c + C_DRAIN_MM] and arr[rec_c + C_ACTIVE_MM] == arr[rec_c + C_DRAIN_MM]:
+            h = int(arr[rec_c + C_DRAIN_MM])
+            lazy_on_drain_mm[h] = lazy_on_drain_mm.get(h, 0) + 1
+    for slot in range(1, layout.nmm):
+        rec = arr[layout.mm_base + slot * MM_WORDS : layout.mm_base + (slot + 1) * MM_WORDS].tolist()
+        handle = (rec[M_GEN] << MM_SLOT_BITS) | slot
+        if rec[M_STATE] not in (MM_LIVE, MM_EXITED):
+            continue
+        # a lazy user holds at most one count (its lazy reference, or one parked for it): any more is a leak
+        if rec[M_USERS] == 0 and 0 < rec[M_COUNT] <= lazy_on_drain_mm.get(handle, 0):
+            held_lazily += 1
+        else:
+            name = mm_name(handle)
+            leaks.append({
+                "kind": KINDS[LEAK], "cpu": -1, "mm": name,
+                "detail": f"{name} never freed on the quiet machine (mm_users {rec[M_USERS]}, mm_count {rec[M_COUNT]})",
+                "other_cpu": -1, "freed_by": -1, "snapshot": -1, "site": "", "t_s": None,
+            })  # fmt: skip
+    return leaks, held_lazily
+
+
 def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Report:
     arr = np.frombuffer(seg.buf, dtype=np.int64)
     try:
@@ -312,28 +346,10 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         drained = state.drained and int(arr[H_PHASE]) == PHASE_EXIT and not state.harness_error
         held_lazily = 0  # mms alive at the end only because an idle CPU is still lazy on them: not leaks
         if drained:
-            lazy_on_drain_mm: dict[int, int] = {}  # a quiet kernel's idle task stays lazy on the last mm it ran (emu.kernel.drain)
-            for c in range(layout.ncpus):
-                rec_c = layout.cpu(c)
-                if arr[rec_c + C_DRAIN_MM] and arr[rec_c + C_ACTIVE_MM] == arr[rec_c + C_DRAIN_MM]:
-                    h = int(arr[rec_c + C_DRAIN_MM])
-                    lazy_on_drain_mm[h] = lazy_on_drain_mm.get(h, 0) + 1
-            for slot in range(1, layout.nmm):
-                rec = arr[layout.mm_base + slot * MM_WORDS : layout.mm_base + (slot + 1) * MM_WORDS].tolist()
-                handle = (rec[M_GEN] << MM_SLOT_BITS) | slot
-                if rec[M_STATE] not in (MM_LIVE, MM_EXITED):
-                    continue
-                # a lazy user holds at most one count (its lazy reference, or one parked for it): any more is a leak
-                if rec[M_USERS] == 0 and 0 < rec[M_COUNT] <= lazy_on_drain_mm.get(handle, 0):
-                    held_lazily += 1
-                else:
-                    name = mm_name(handle)
-                    violations.append({
-                        "kind": KINDS[LEAK], "cpu": -1, "mm": name,
-                        "detail": f"{name} never freed on the quiet machine (mm_users {rec[M_USERS]}, mm_count {rec[M_COUNT]})",
-                        "other_cpu": -1, "freed_by": -1, "snapshot": -1, "site": "", "t_s": None,
-                    })  # fmt: skip
-                    counts["leak"] = counts.get("leak", 0) + 1
+            leaks, held_lazily = leaked_mms(arr, layout)
+            violations.extend(leaks)
+            if leaks:
+                counts["leak"] = counts.get("leak", 0) + len(leaks)
     finally:
         del arr
     if state.harness_error and not counts:
@@ -437,13 +453,15 @@ METRICS: dict[str, Metric] = {
     "tlb_flushes": Metric(WORKLOAD, NONZERO, "flushes of a live mm (munmap)"),
     "lazy_refcount_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "mm_count atomics for lazy use"),
     "mm_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "atomics on mm lines (count, mask)"),
+    "mask_atomics_per_switch": Metric(PER_SWITCH, ALWAYS, "of those, atomics on mm_cpumask lines"),
     "lock_wait_ns_per_switch": Metric(HARNESS, ALWAYS, "emulator lock wait per switch (the emulator's, not the scheme's)"),
     "lazy_refcount_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
     "mm_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
+    "mask_atomics": Metric(PER_SWITCH, VERBOSE, "total, all switches"),
     "mm_exits": Metric(PER_EXIT, ALWAYS, "mms torn down (last mmput)"),
     "ipis_per_exit": Metric(PER_EXIT, ALWAYS, "IPIs sent to tear an mm down"),
     "footprint_per_exit": Metric(PER_EXIT, ALWAYS, "CPUs that ever ran the mm"),
-    "tlb_broadcasts": Metric(PER_EXIT, NONZERO, "exit flushes by broadcast, no IPI"),
+    "tlb_broadcasts": Metric(PER_EXIT, NONZERO, "flushes by hardware broadcast (exit, munmap), no IPI"),
     "exit_to_free_us_p50": Metric(PER_EXIT, ALWAYS, "last mmput to free, median (us)"),
     "exit_to_free_us_p99": Metric(PER_EXIT, ALWAYS, "last mmput to free, p99 (us)"),
     "exit_to_free_us_mean": Metric(PER_EXIT, VERBOSE, "last mmput to free, mean (us)"),
@@ -470,7 +488,6 @@ METRICS: dict[str, Metric] = {
     # a benchmark's run only (compare --benchmark): its iterations, and what they cost
     "bench_ops": Metric(WORKLOAD, NONZERO, "the benchmark's iterations (messages for hackbench)"),
     "remote_wakeups": Metric(WORKLOAD, NONZERO, "try_to_wake_up of a task on another CPU"),
-    "mask_atomics": Metric(PER_SWITCH, NONZERO, "of mm_atomics, those on mm_cpumask lines"),
 }
 
 

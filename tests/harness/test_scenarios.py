@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.harness.explore import SCENARIOS, ScenarioCell, explore, load_scenario, run_one
+from emu.harness.explore import SCENARIOS, ScenarioCell, explore, load_scenario
 from emu.harness.runner import Runner
 from emu.workload.scripted import parse_script, uses_hotplug
 
@@ -60,7 +60,7 @@ def test_the_new_actions_parse_and_only_a_cpu_going_down_makes_the_cpus_poll() -
 
 
 def test_a_scripted_offline_takes_the_cpu_down_and_brings_it_back() -> None:
-    report, _ = run_one(SCENARIOS["offline-lazy"].config("refcount", "x86"), ())
+    report = Runner(SCENARIOS["offline-lazy"].config("refcount", "x86")).run()
     assert report.verdict == "clean"
     assert report.metrics["hotplug_offline"] == 1 and report.metrics["hotplug_online"] == 1
 

@@ -138,6 +138,7 @@ class X86(Arch):
         # sequentially consistent and free-running: the barrier is a no-op and a read is the word itself, so the hot
         # switch reads tlb_gen inline (a deterministic mode keeps every call: each is a point it may switch CPUs at)
         self.plain = type(cpu.atomics) is Atomics and cpu.det is None  # the sc model: the base class itself
+        self.det = cpu.det
 
     def tg(self, mm: int) -> int:
         """``&mm->context.tlb_gen`` (``TG_DONE``, ``TG_FREED`` follow it)."""
@@ -189,6 +190,25 @@ class X86(Arch):
             if not (w[self.my_cpumask_word - base + prev_mask] >> self.mask_bit) & 1:  # VM_WARN_ON_ONCE(!cpumask_test_cpu(...))
                 self.oracle.report(CPUMASK_MISSING, real_prev, MASK_AT_SWITCH_PREV, other=self.cpu)
             a.cpumask_clear_cpu(prev_mask, self.cpu)  # "Stop remote flushes for the previous mm"
+
+    def choose_new_asid(self, next_tlb_gen: int) -> None:
+        """The switch's steps between its ``tlb_gen`` read and CR3, as the kernel has them, each a scheduling
+        point (where another CPU's flush may interleave): ``choose_new_asid`` reads the ASID slot's flushed
+        generation (``this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen) < next_tlb_gen``: ``need_flush``), and
+        ``this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)`` records it (the oracle's TLB
+        generation: the TLB is flushed up to what was read). Free-running, the same accesses without the points."""
+        if self.det is None:
+            self.w[self.tlb_gen] = next_tlb_gen
+            return
+        self.atomics.READ_ONCE(self.tlb_gen)  # ctxs[asid].tlb_gen, per-CPU: need_flush if behind next_tlb_gen
+        self.det.point(True, self.tlb_gen)  # this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)
+        self.w[self.tlb_gen] = next_tlb_gen  # a plain per-CPU write that the oracle reads: never buffered
+
+    def load_new_mm_cr3(self, next: int) -> None:
+        """``load_new_mm_cr3``: the CR3 write, a scheduling point of its own in a deterministic mode."""
+        if self.det is not None:
+            self.det.point(True, self.loaded)
+        self.load_mm(next)
 
     def lazy_tlb_gen_check(self, mm: int) -> None:
         """Back from lazy on the same mm, v6.13's "Read the tlb_gen to check whether a flush is needed",

@@ -12,32 +12,15 @@ Models from outside the package join the same tables through ``emu.harness.plugi
 from __future__ import annotations
 
 import importlib
-import pkgutil
-from types import ModuleType
 
 from emu.arch.base import Arch
+from emu.kernel.catalogue import Catalogue
 
 ARCHES: dict[str, type[Arch]] = {}
 ARCH_MUTANTS: dict[str, type[Arch]] = {}
-
-
-def declared_in(module: ModuleType) -> list[type[Arch]]:
-    """The models and arch mutants a module defines (not those it imports), in source order."""
-    return [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Arch) and c.__module__ == module.__name__ and c.name]
-
-
-def register(cls: type[Arch], key: str | None = None) -> None:
-    (ARCH_MUTANTS if cls.mutant_of is not None else ARCHES)[key or cls.name] = cls
-
-
-def _scan() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name != "base":
-            for cls in declared_in(importlib.import_module(f"{__name__}.{info.name}")):
-                register(cls)
-
-
-_scan()
+CATALOGUE = Catalogue(Arch, ARCHES, ARCH_MUTANTS)
+declared_in, register = CATALOGUE.declared_in, CATALOGUE.register
+CATALOGUE.scan(__path__, lambda m: importlib.import_module(f"{__name__}.{m}"))
 
 
 def resolve_arch(arch: str, mutant: str | None = None) -> type[Arch]:
@@ -47,4 +30,4 @@ def resolve_arch(arch: str, mutant: str | None = None) -> type[Arch]:
     return ARCHES[arch]
 
 
-__all__ = ["ARCHES", "ARCH_MUTANTS", "Arch", "declared_in", "register", "resolve_arch"]
+__all__ = ["ARCHES", "ARCH_MUTANTS", "CATALOGUE", "Arch", "declared_in", "register", "resolve_arch"]

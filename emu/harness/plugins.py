@@ -22,19 +22,23 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from emu import arch as arches
 from emu import strategies
 from emu.arch.base import Arch
 from emu.harness.config import ConfigError, RunConfig
+from emu.kernel.catalogue import Catalogue, Declared
 from emu.machine.layout import ARCH_MM_WORDS, SCHEME_PERCPU_WORDS, Layout, LayoutError, check_fits
 from emu.machine.memory_model import MACHINE_MODELS
 from emu.strategies.base import REQUIRED_HOOKS, Strategy
 
 SCHEME_GROUP, ARCH_GROUP = "lazytlb.schemes", "lazytlb.arches"
 _OPTIONS = {f.name for f in dataclasses.fields(RunConfig)}
+P = TypeVar("P", bound=Declared)
 _loaded: dict[str, ModuleType] = {}  # spec's module part -> module, each loaded once
 
 
@@ -115,30 +119,27 @@ def check_arch(cls: type[Arch], key: str) -> None:
         raise ConfigError(f"architecture '{key}': options {', '.join(unknown)} are not run settings (RunConfig fields)")
 
 
-def _add_scheme(cls: type[Strategy], key: str) -> None:
-    check_scheme(cls, key)
+def _add(cls: type[Strategy] | type[Arch], key: str) -> None:
+    if issubclass(cls, Arch):
+        _register(cls, key, arches.CATALOGUE, check_arch, "arch")
+    else:
+        _register(cls, key, strategies.CATALOGUE, check_scheme, "strategy")
+
+
+def _register(cls: type[P], key: str, kind: Catalogue[P], check: Callable[[type[P], str], None], cell_field: str) -> None:
+    """Register ``cls`` under ``key``, with the mutants its module defines of it; each checked first."""
+    check(cls, key)
     if cls.mutant_of is None and cls.name != key:  # the report, the list and the rerun command call it what the user named it
-        cls.cells = tuple(dataclasses.replace(d, strategy=key) if d.strategy == cls.name else d for d in vars(cls).get("cells", ()))
+        cls.cells = tuple(
+            dataclasses.replace(d, **{cell_field: key}) if getattr(d, cell_field) == cls.name else d for d in vars(cls).get("cells", ())
+        )
         cls.name = key
-    for other in strategies.declared_in(sys.modules[cls.__module__]):
+    for other in kind.declared_in(sys.modules[cls.__module__]):
         if other is not cls and other.mutant_of is not None and issubclass(other, cls):
-            check_scheme(other, other.name)
+            check(other, other.name)
             other.mutant_of = key
-            strategies.register(other)
-    strategies.register(cls, key)
-
-
-def _add_arch(cls: type[Arch], key: str) -> None:
-    check_arch(cls, key)
-    if cls.mutant_of is None and cls.name != key:
-        cls.cells = tuple(dataclasses.replace(d, arch=key) if d.arch == cls.name else d for d in vars(cls).get("cells", ()))
-        cls.name = key
-    for other in arches.declared_in(sys.modules[cls.__module__]):
-        if other is not cls and other.mutant_of is not None and issubclass(other, cls):
-            check_arch(other, other.name)
-            other.mutant_of = key
-            arches.register(other)
-    arches.register(cls, key)
+            kind.register(other)
+    kind.register(cls, key)
 
 
 def normalized(spec: str) -> str:
@@ -149,23 +150,23 @@ def normalized(spec: str) -> str:
     return spec
 
 
-def load_scheme(spec: str) -> str:
-    """Make ``spec`` (a scheme's name, FILE.py:Class or module:Class) known; its name in the tables."""
-    if not is_spec(spec) or spec in strategies.STRATEGIES or spec in strategies.MUTANTS:
+def _load(spec: str, base: type[Strategy] | type[Arch]) -> str:
+    kind = arches.CATALOGUE if base is Arch else strategies.CATALOGUE
+    if not is_spec(spec) or spec in kind.parts or spec in kind.mutants:
         return spec
     key = normalized(spec)
-    if key not in strategies.STRATEGIES:
-        _add_scheme(_class(key, Strategy), key)
+    if key not in kind.parts:
+        _add(_class(key, base), key)
     return key
+
+
+def load_scheme(spec: str) -> str:
+    """Make ``spec`` (a scheme's name, FILE.py:Class or module:Class) known; its name in the tables."""
+    return _load(spec, Strategy)
 
 
 def load_arch(spec: str) -> str:
-    if not is_spec(spec) or spec in arches.ARCHES or spec in arches.ARCH_MUTANTS:
-        return spec
-    key = normalized(spec)
-    if key not in arches.ARCHES:
-        _add_arch(_class(key, Arch), key)
-    return key
+    return _load(spec, Arch)
 
 
 _installed = False
@@ -179,10 +180,10 @@ def load_installed() -> None:
     _installed = True
     for ep in importlib.metadata.entry_points(group=SCHEME_GROUP):
         if ep.name not in strategies.STRATEGIES:
-            _add_scheme(_entry(ep, Strategy), ep.name)
+            _add(_entry(ep, Strategy), ep.name)
     for ep in importlib.metadata.entry_points(group=ARCH_GROUP):
         if ep.name not in arches.ARCHES:
-            _add_arch(_entry(ep, Arch), ep.name)
+            _add(_entry(ep, Arch), ep.name)
 
 
 def _entry(ep: importlib.metadata.EntryPoint, base: type) -> type:

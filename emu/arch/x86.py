@@ -191,23 +191,23 @@ class X86(Arch):
                 self.oracle.report(CPUMASK_MISSING, real_prev, MASK_AT_SWITCH_PREV, other=self.cpu)
             a.cpumask_clear_cpu(prev_mask, self.cpu)  # "Stop remote flushes for the previous mm"
 
-    def choose_new_asid(self, next_tlb_gen: int) -> None:
-        """The switch's steps between its ``tlb_gen`` read and CR3, as the kernel has them, each a scheduling
-        point (where another CPU's flush may interleave): ``choose_new_asid`` reads the ASID slot's flushed
-        generation (``this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen) < next_tlb_gen``: ``need_flush``), and
-        ``this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)`` records it (the oracle's TLB
-        generation: the TLB is flushed up to what was read). Free-running, the same accesses without the points."""
-        if self.det is None:
-            self.w[self.tlb_gen] = next_tlb_gen
-            return
-        self.atomics.READ_ONCE(self.tlb_gen)  # ctxs[asid].tlb_gen, per-CPU: need_flush if behind next_tlb_gen
-        self.det.point(True, self.tlb_gen)  # this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)
-        self.w[self.tlb_gen] = next_tlb_gen  # a plain per-CPU write that the oracle reads: never buffered
-
-    def load_new_mm_cr3(self, next: int) -> None:
-        """``load_new_mm_cr3``: the CR3 write, a scheduling point of its own in a deterministic mode."""
+    def choose_new_asid(self) -> None:
+        """``choose_new_asid``'s read of the ASID slot's flushed generation (``this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen)
+        < next_tlb_gen``: ``need_flush``), right after the ``tlb_gen`` read: a scheduling point of a deterministic
+        mode, where another CPU's flush may interleave (free-running the value is not needed: nothing here)."""
         if self.det is not None:
-            self.det.point(True, self.loaded)
+            self.atomics.READ_ONCE(self.tlb_gen)
+
+    def load_new_mm_cr3(self, next: int, next_tlb_gen: int) -> None:
+        """``this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)`` (the oracle's TLB generation: the TLB
+        is flushed up to what was read), then ``load_new_mm_cr3``, the CR3 write: in a deterministic mode each a
+        scheduling point of its own."""
+        det = self.det
+        if det is not None:
+            det.point(True, self.tlb_gen)
+        self.w[self.tlb_gen] = next_tlb_gen  # a plain per-CPU write that the oracle reads: never buffered
+        if det is not None:
+            det.point(True, self.loaded)
         self.load_mm(next)
 
     def lazy_tlb_gen_check(self, mm: int) -> None:

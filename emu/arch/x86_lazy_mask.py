@@ -157,9 +157,9 @@ class X86LazyMask(X86):
         else:
             self.switch_mm_mb()
         gen = a.atomic_read(self.tg(next) + TG_GEN) if user_next else 0  # next_tlb_gen
-        self.choose_new_asid(gen)  # the TLB is flushed up to what was read (before CR3: the oracle's look)
+        self.choose_new_asid()
         self.c.tlb_done_at = self.tg(next) + TG_DONE
-        self.load_new_mm_cr3(next)
+        self.load_new_mm_cr3(next, gen)  # the TLB is flushed up to what was read (before CR3: the oracle's look)
         a.WRITE_ONCE(self.tlbstate, next)  # this_cpu_write(cpu_tlbstate.loaded_mm, next)
         if real_prev != INIT_MM and real_prev != 0 and not self.in_mm_cpumask(real_prev):
             self.oracle.report(CPUMASK_MISSING, real_prev, MASK_AT_SWITCH_PREV, other=self.cpu)

@@ -80,6 +80,8 @@ class Arch:
         self.cpumask_base, self.cpumask_stride = cpu.layout.cpumask_base, cpu.layout.cpumask_stride
         self.mm_base = cpu.layout.mm_base
         self.my_cpumask_word, self.mask_bit = cpu.layout.cpumask_base + (cpu.cpu >> 5), cpu.cpu & 31
+        if self.atomics.loads_stale:  # weak: test_bit is a plain load, which another CPU's clear may not have reached
+            self.in_mm_cpumask = self.in_mm_cpumask_loaded  # type: ignore[method-assign]
 
     def loaded_mm(self, cpu: int | None = None) -> int:
         if cpu is None:
@@ -100,6 +102,12 @@ class Arch:
     def in_mm_cpumask(self, mm: int) -> bool:
         """``cpumask_test_cpu(smp_processor_id(), mm_cpumask(mm))``, inline."""
         return bool((self.w[self.my_cpumask_word + (mm & MM_SLOT_MASK) * self.cpumask_stride] >> self.mask_bit) & 1)
+
+    def in_mm_cpumask_loaded(self, mm: int) -> bool:
+        """``in_mm_cpumask`` as a load through the memory model (a weak model's view): this CPU's bit is
+        set and cleared by its own RMWs, which leave the line out of the view, and by another CPU's
+        clear only where a model clears other CPUs' bits (powerpc's B8 mutant, s390's reset)."""
+        return bool((self.atomics.view_load(self.my_cpumask_word + (mm & MM_SLOT_MASK) * self.cpumask_stride) >> self.mask_bit) & 1)
 
     def mm_record(self, mm: int) -> int:
         return self.mm_base + (mm & MM_SLOT_MASK) * MM_WORDS  # layout.mm(mm), inline
@@ -125,7 +133,7 @@ class Arch:
         meanwhile (every model sets a CPU's bit before loading the mm)."""
         i = self.mm_cpumask(mm) + (cpu >> 5)
         a, w = self.atomics, self.w
-        k = a.lock(i)
+        k = a.lock_rmw(i)  # clear_bit: an RMW without return value, unordered (lock() is a full barrier under weak)
         w[i] &= ~(1 << (cpu & 31))
         missing = self.flush_relies_on_mask and w[self.c.layout.cpu(cpu) + C_LOADED_MM] == mm
         a.unlock(k)

@@ -13,18 +13,28 @@ bounding: the schedules are run in order of their preemptions, 0 first, so the f
 found has the fewest preemptions any violating schedule has, and a bound K stops the schedules
 with more than K.
 
-Reduction (``reduce=True``, under ``--memory-model sc`` only): sleep sets (Godefroid 1996) over
-the accesses the atomics API sees. A step is what a CPU runs from one scheduling point to the next;
-its access is the word its point declares (``emu.machine.points``: ``P_ACCESS``), and two steps
-conflict when they touch the same word and one writes; a step that is not one word's access (a
-wait, a lock, a page walk, a barrier, an interrupt to take: an IPI delivery lands in whatever the
-target runs) conflicts with every step. Once the subtree where CPU c ran at a decision has been
-explored, c sleeps in its sibling subtrees and is not chosen there until a step that conflicts with
-c's pending one ran; a run whose default path chooses a sleeping CPU branches no further. Two
-approximations, said in ``docs/deterministic-mode.md``: a step's plain (non-API) reads and writes
-of the segment are not seen, and sleep sets with a preemption bound may miss a schedule whose
-equivalent one lies beyond the bound; the test against the unreduced exploration checks both on
-the small scenarios.
+Reduction (under ``--memory-model sc`` only), over the accesses the atomics API sees. A step is
+what a CPU runs from one scheduling point to the next; its access is the word its point declares
+(``emu.machine.points``: ``P_ACCESS``), and two steps conflict when they touch the same word and
+one writes; a step that is not one word's access (a wait, a lock, a page walk, a barrier, an
+interrupt to take: an IPI delivery lands in whatever the target runs) conflicts with every step.
+
+- ``sleep`` (the default): sleep sets (Godefroid 1996). Once the subtree where CPU c ran at a
+  decision has been explored, c sleeps in its sibling subtrees and is not chosen there until a step
+  that conflicts with c's pending one ran; a run whose default path chooses a sleeping CPU branches
+  no further.
+- ``dpor``: dynamic partial-order reduction (``_dpor``): after each run, every race of its steps
+  (two CPUs' conflicting steps that nothing else orders) is reversed at the decision before the
+  first one, by trying there a CPU that can start the reversed order, unless one that can was tried.
+  Under a preemption bound this is not complete for the bound (a reversal beyond the bound may be
+  the only way to a schedule within it): the reversals the bound drops are counted, and only an
+  exploration that dropped none claims anything (every schedule, any number of preemptions).
+- ``none``: every schedule within the bound.
+
+Two approximations, said in ``docs/deterministic-mode.md``: a step's plain (non-API) reads and
+writes of the segment are not seen, and sleep sets with a preemption bound may miss a schedule whose
+equivalent one lies beyond the bound; the tests against the unreduced exploration check both
+reductions on small scenarios.
 
 The schedules run on CPU processes kept alive between them (``emu.harness.session.Session``: the
 segment is reset, the machine rebuilt in each process, nothing forked), or each on a new machine
@@ -45,7 +55,7 @@ from emu.harness.report import Report
 from emu.harness.runner import Runner
 from emu.harness.session import Session
 from emu.machine.atomics import LINE_SHIFT
-from emu.machine.policies.explore import is_preemption, unpack
+from emu.machine.policies.explore import MASK_BITS, is_preemption, unpack
 from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
 from emu.workload.scripted import parse_script
 
@@ -175,7 +185,8 @@ def independent(a: int, b: int) -> bool:
 
 @dataclass
 class Exploration:
-    """What an exploration did: ``complete`` only if every schedule within the bound ran."""
+    """What an exploration did: ``complete`` only if every schedule within the bound ran, or one
+    equivalent to it (``dpor``: only if no reversal was dropped: then every schedule, whatever its preemptions)."""
 
     scenario: str
     bound: int
@@ -190,13 +201,21 @@ class Exploration:
     outcomes: set[tuple[str, ...]] = field(default_factory=set)  # the distinct outcomes seen (violation kinds; () clean)
     runs: dict[tuple[int, ...], tuple[str, ...]] = field(default_factory=dict)  # each schedule run (its answers) -> its outcome
     pruned: int = 0  # alternatives the sleep sets skipped
+    reduction: str = "sleep"  # sleep, dpor or none
+    dropped: int = 0  # dpor: reversals of a race that the bound dropped (then not every schedule was covered)
     diverged: int = 0  # prefixes the run did not follow (nondeterminism: never expected)
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # the CPU time of the lead and the CPU processes (0: not measured, a caller's ``run``)
     stopped: str = ""  # why it ended early: the budget, an interruption
 
     @property
     def rate(self) -> float:
         return self.schedules / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        """Schedules per CPU second: the rate where nothing else runs on the host (a loaded host's wall rate is lower)."""
+        return self.schedules / self.cpu_s if self.cpu_s > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,41 +228,60 @@ class Exploration:
             "found_at_preemptions": self.found_at if self.found_at >= 0 else None,
             "schedules_by_preemptions": {str(k): v for k, v in sorted(self.by_bound.items())},
             "pruned": self.pruned,
+            "reduction": self.reduction,
+            "dpor_dropped": self.dropped if self.reduction == "dpor" else None,
             "elapsed_s": round(self.elapsed_s, 3),
             "schedules_per_s": round(self.rate, 2),
+            "cpu_s": round(self.cpu_s, 3),
+            "schedules_per_cpu_s": round(self.cpu_rate, 2),
             "stopped": self.stopped or None,
             "prefix": list(self.prefix),
         }
 
 
-def decisions_of(record: tuple[int, ...], ncpus: int) -> tuple[bool, list[Decision]]:
-    """A run's ``Policy.record``: whether its prefix diverged, and its branching decisions."""
+def decisions_of(record: tuple[int, ...], ncpus: int, every_step: bool = False) -> tuple[bool, list[Decision]]:
+    """A run's ``Policy.record``: whether its prefix diverged, and its branching decisions (with
+    ``every_step``, every step of its run phase, the ones only one CPU could take too)."""
     if not record:
         return False, []
     k = 1 + ncpus
     body = record[1:]
-    return bool(record[0]), [Decision(*unpack(body[i]), access=tuple(body[i + 1 : i + k])) for i in range(0, len(body) - k + 1, k)]
+    return bool(record[0]), [
+        Decision(*unpack(body[i]), access=tuple(body[i + 1 : i + k]))
+        for i in range(0, len(body) - k + 1, k)
+        if every_step or _branches(body[i])
+    ]
+
+
+def _branches(word: int) -> bool:
+    mask = word & ((1 << MASK_BITS) - 1)
+    return bool(mask & (mask - 1))  # more than one CPU could run
 
 
 def preemptions(ds: list[Decision], upto: int) -> int:
     return sum(is_preemption(d.runnable, d.current, d.chosen, d.yielding) for d in ds[:upto])
 
 
-RunOne = Callable[[RunConfig, tuple[int, ...]], tuple[Report, tuple[int, ...]]]
+# one schedule: (its violation kinds, sorted, () none; its policy's record; its report, None for a clean run)
+RunOne = Callable[[RunConfig, tuple[int, ...]], tuple[tuple[str, ...], tuple[int, ...], Report | None]]
 
 
-def run_one(cfg: RunConfig, prefix: tuple[int, ...]) -> tuple[Report, tuple[int, ...]]:
-    """One schedule: a run of the scenario steered by ``prefix``, its report and its policy's record."""
+def run_one(cfg: RunConfig, prefix: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...], Report | None]:
+    """One schedule on a new machine (as ``run`` does it): a run of the scenario steered by ``prefix``."""
     runner = Runner(cfg, prefix=prefix)
     report = runner.run()
-    return report, runner.state.policy_record
+    return tuple(sorted(report.violation_counts)), runner.state.policy_record, report
 
 
-def outcome(report: Report) -> tuple[str, ...]:
-    if report.verdict == "harness_failure":
+def outcome(kinds: tuple[str, ...], report: Report | None) -> tuple[str, ...]:
+    """A schedule's outcome: its violation kinds, or its harness failure (a deadlock is a finding)."""
+    if report is not None and report.verdict == "harness_failure":
         error = str(report.harness.get("error", ""))
         return ("deadlock",) if error.startswith("deadlock") else ("harness_failure",)
-    return tuple(sorted(report.violation_counts))
+    return kinds
+
+
+REDUCTIONS = ("sleep", "dpor", "none")
 
 
 def explore(
@@ -251,53 +289,76 @@ def explore(
     scenario: str,
     bound: int,
     *,
-    reduce: bool = True,
+    reduce: bool | str = True,
     budget: int = 0,
     stop_at_violation: bool = True,
     run: RunOne | None = None,
     progress: Callable[[Exploration], None] | None = None,
 ) -> Exploration:
     """Every schedule of ``cfg``'s scenario with at most ``bound`` preemptions, fewest first
-    (``budget``: at most that many schedules, 0 none). Stops at the first violation unless told not to."""
+    (``budget``: at most that many schedules, 0 none). Stops at the first violation unless told not to.
+    ``reduce``: "sleep" (or True) sleep sets, "dpor" dynamic partial-order reduction, "none" (or False)
+    every schedule; the reductions apply under ``--memory-model sc`` only (else "none")."""
+    mode = "sleep" if reduce is True else "none" if reduce is False else reduce
+    if mode not in REDUCTIONS:
+        raise ValueError(f"reduce: one of {', '.join(REDUCTIONS)}, not {mode!r}")
+    if cfg.memory_model != "sc":
+        mode = "none"
     if run is None:
+        lead0 = time.process_time()
         with Session(cfg) as session:
-            return explore(
-                cfg, scenario, bound, reduce=reduce, budget=budget, stop_at_violation=stop_at_violation,
-                run=lambda _cfg, prefix: session.run(prefix), progress=progress,
+            ex = explore(
+                cfg, scenario, bound, reduce=mode, budget=budget, stop_at_violation=stop_at_violation,
+                run=lambda _cfg, prefix: session.outcome(prefix), progress=progress,
             )  # fmt: skip
+            ex.cpu_s = session.cpu_seconds() + time.process_time() - lead0
+        return ex
     t0 = time.monotonic()
-    ex = Exploration(scenario=scenario, bound=bound)
+    ex = Exploration(scenario=scenario, bound=bound, reduction=mode)
     # work by preemptions: (prefix, sleep set at the prefix's last decision)
     queues: list[list[tuple[tuple[int, ...], frozenset[int]]]] = [[] for _ in range(bound + 1)]
     queues[0].append(((), frozenset()))
+    tree: dict[tuple[int, ...], set[int]] = {}  # dpor: each node's CPUs run or queued there (its prefix: the answers to it)
     try:
-        for p in range(bound + 1):
+        while True:
+            # the lowest bound with work first (dpor may add work below the one at hand: a race found late)
+            p = next((k for k in range(bound + 1) if queues[k]), -1)
+            if p < 0:
+                break
             queue = queues[p]
-            while queue:
-                if budget and ex.schedules >= budget:
-                    ex.stopped = f"the budget of {budget:,} schedules ran out"
+            if budget and ex.schedules >= budget:
+                ex.stopped = f"the budget of {budget:,} schedules ran out"
+                return ex
+            prefix, asleep = queue.pop()
+            kinds, record, report = run(cfg, prefix)
+            ex.schedules += 1
+            ex.by_bound[p] = ex.by_bound.get(p, 0) + 1
+            diverged, steps = decisions_of(record, cfg.cpus, every_step=mode == "dpor")
+            ds = [d for d in steps if len(d.runnable) > 1]  # the branching decisions
+            ex.diverged += diverged
+            seen = outcome(kinds, report)
+            ex.outcomes.add(seen)
+            ex.runs[tuple(d.chosen for d in ds)] = seen
+            ex.elapsed_s = time.monotonic() - t0
+            if progress:
+                progress(ex)
+            if seen and seen != ("harness_failure",):
+                assert report is not None
+                if ex.report is None:
+                    first = report.violations[0]["kind"] if report.violations else seen[0]
+                    ex.verdict, ex.kind, ex.found_at, ex.prefix, ex.report = "violation", first, p, prefix, report
+                if stop_at_violation:
                     return ex
-                prefix, asleep = queue.pop()
-                report, record = run(cfg, prefix)
-                ex.schedules += 1
-                ex.by_bound[p] = ex.by_bound.get(p, 0) + 1
-                diverged, ds = decisions_of(record, cfg.cpus)
-                ex.diverged += diverged
-                seen = outcome(report)
-                ex.outcomes.add(seen)
-                ex.runs[tuple(d.chosen for d in ds)] = seen
-                if progress:
-                    progress(ex)
-                if seen and seen != ("harness_failure",) or report.verdict == "violation":
-                    if ex.report is None:
-                        first = report.violations[0]["kind"] if report.violations else seen[0]
-                        ex.verdict, ex.kind, ex.found_at, ex.prefix, ex.report = "violation", first, p, prefix, report
-                    if stop_at_violation:
-                        return ex
-                elif seen == ("harness_failure",):
-                    raise HarnessFailed(str(report.harness.get("error")))
-                _branch(ds, prefix, asleep, bound, queues, ex, reduce and cfg.memory_model == "sc")
-        ex.complete = True
+            elif seen == ("harness_failure",):
+                raise HarnessFailed(str(report.harness.get("error")) if report is not None else "")
+            if mode == "dpor":
+                _dpor(steps, prefix, bound, queues, tree, ex)
+            else:
+                _branch(ds, prefix, asleep, bound, queues, ex, mode == "sleep")
+        # dpor under a bound: complete only if it dropped no reversal (then for every schedule, any preemptions)
+        ex.complete = not (mode == "dpor" and ex.dropped)
+        if not ex.complete:
+            ex.stopped = f"dpor dropped {ex.dropped:,} race reversals beyond the bound"
         return ex
     finally:
         ex.elapsed_s = time.monotonic() - t0
@@ -352,3 +413,97 @@ def _wake(asleep: frozenset[int], ds: list[Decision], i: int) -> set[int]:
         t for t in asleep
         if t != d.chosen and d.access and independent(d.access[t], ran) and (after is None or after[t] == d.access[t])
     }  # fmt: skip
+
+
+def _dpor(
+    steps: list[Decision], prefix: tuple[int, ...], bound: int,
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]], tree: dict[tuple[int, ...], set[int]], ex: Exploration,
+) -> None:  # fmt: skip
+    """Dynamic partial-order reduction (source-DPOR's race reversal, Abdulla et al., POPL 2014, with
+    Flanagan and Godefroid's fallback to every CPU that may run): over every step of the run, two
+    steps race when they are of two CPUs, conflict (``independent`` says not) and no third step
+    orders them (happens-before: each CPU's program order and the conflicts, by vector clocks). For
+    each race, the branching decision before the first step must also try a CPU that starts the
+    reversed order (an initial of the steps after it that do not depend on it, then the second
+    step); one already tried there is enough. A try that would exceed ``bound`` preemptions is
+    dropped and counted (``Exploration.dropped``): then the exploration covers less than every
+    schedule, and says so."""
+    n = max((len(d.access) for d in steps), default=0)
+    if n == 0:
+        return
+    procs = [d.chosen for d in steps]
+    acc = [d.access[d.chosen] for d in steps]
+    # the branching decisions: each one's place among them, and its node (the answers before it)
+    bpos: list[int] = []
+    key: list[tuple[int, ...]] = []
+    pre: list[int] = []  # preemptions before each step
+    answers: list[int] = []
+    pcount = 0
+    for d in steps:
+        bpos.append(len(answers) if len(d.runnable) > 1 else -1)
+        key.append(tuple(answers))
+        pre.append(pcount)
+        if len(d.runnable) > 1:
+            answers.append(d.chosen)
+        pcount += is_preemption(d.runnable, d.current, d.chosen, d.yielding)
+    for i, d in enumerate(steps):  # this run's own path: its answer at each node past the prefix is tried
+        if bpos[i] >= len(prefix):
+            tree.setdefault(key[i], set()).add(d.chosen)
+    # vector clocks: vc[k][c] = how many of CPU c's steps happen before step k (itself included)
+    vc: list[list[int]] = []
+    last = [-1] * n
+    count = [0] * n
+    for j in range(len(steps)):
+        pj, aj = procs[j], acc[j]
+        c = list(vc[last[pj]]) if last[pj] >= 0 else [0] * n
+        races: list[int] = []
+        for i in range(j - 1, -1, -1):  # latest first: a race is a conflicting step not yet ordered before j
+            pi = procs[i]
+            if pi == pj or vc[i][pi] <= c[pi] or independent(acc[i], aj):
+                continue
+            races.append(i)
+            vi = vc[i]
+            for q in range(n):
+                if vi[q] > c[q]:
+                    c[q] = vi[q]
+        count[pj] += 1
+        c[pj] = count[pj]
+        vc.append(c)
+        last[pj] = j
+        for i in races:
+            if bpos[i] < 0:
+                continue  # one CPU could run there: nothing to reverse at that point (an earlier race reverses it)
+            _reverse(steps, procs, vc, i, j, key[i], pre[i], bound, queues, tree, ex)
+
+
+def _reverse(
+    steps: list[Decision], procs: list[int], vc: list[list[int]], i: int, j: int, node: tuple[int, ...], pre: int, bound: int,
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]], tree: dict[tuple[int, ...], set[int]], ex: Exploration,
+) -> None:  # fmt: skip
+    """Race (i, j): at i's node, make sure some CPU that can start the reversed order is tried."""
+    pi = procs[i]
+    # v: the steps after i that do not depend on i, then j; its initials: CPUs whose first step in v nothing in v orders before
+    v = [k for k in range(i + 1, j) if vc[k][pi] < vc[i][pi]] + [j]
+    initials: list[int] = []
+    for x, k in enumerate(v):
+        pk = procs[k]
+        if pk in initials or any(procs[y] == pk for y in v[:x]):
+            continue
+        if not any(vc[y][procs[y]] <= vc[k][procs[y]] for y in v[:x]):
+            initials.append(pk)
+    d = steps[i]
+    tried = tree.setdefault(node, set())
+    if tried & set(initials):
+        return
+    can = [q for q in ([procs[j]] if procs[j] in initials else []) + initials if q in d.runnable]
+    # an initial that may not run at i (its enabling is not an access the API sees: a wake-up by the clock):
+    # every CPU that may run there, as Flanagan and Godefroid do
+    for q in can[:1] or [q for q in d.runnable if q not in tried]:
+        if q in tried:
+            continue
+        cost = pre + is_preemption(d.runnable, d.current, q, d.yielding)
+        tried.add(q)
+        if cost > bound:
+            ex.dropped += 1
+            continue
+        queues[cost].append(((*node, q), frozenset()))

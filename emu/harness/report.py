@@ -293,6 +293,35 @@ def _stamp(clock: int, t0_ns: int) -> str:
     return f"step {clock >> STEP_SHIFT:>9,}" if t0_ns < 0 else f"{(clock - t0_ns) / 1e6:+12.3f}ms"
 
 
+def leaked_mms(arr: np.ndarray, layout: Layout) -> tuple[list[dict[str, Any]], int]:
+    """On a drained machine: an mm still alive is a leak (its violation record), unless only idle
+    CPUs still lazy on it hold it (counted apart: a quiet kernel's idle task keeps its last mm)."""
+    leaks: list[dict[str, Any]] = []
+    held_lazily = 0
+    lazy_on_drain_mm: dict[int, int] = {}  # a quiet kernel's idle task stays lazy on the last mm it ran (emu.kernel.drain)
+    for c in range(layout.ncpus):
+        rec_c = layout.cpu(c)
+        if arr[rec_c + C_DRAIN_MM] and arr[rec_c + C_ACTIVE_MM] == arr[rec_c + C_DRAIN_MM]:
+            h = int(arr[rec_c + C_DRAIN_MM])
+            lazy_on_drain_mm[h] = lazy_on_drain_mm.get(h, 0) + 1
+    for slot in range(1, layout.nmm):
+        rec = arr[layout.mm_base + slot * MM_WORDS : layout.mm_base + (slot + 1) * MM_WORDS].tolist()
+        handle = (rec[M_GEN] << MM_SLOT_BITS) | slot
+        if rec[M_STATE] not in (MM_LIVE, MM_EXITED):
+            continue
+        # a lazy user holds at most one count (its lazy reference, or one parked for it): any more is a leak
+        if rec[M_USERS] == 0 and 0 < rec[M_COUNT] <= lazy_on_drain_mm.get(handle, 0):
+            held_lazily += 1
+        else:
+            name = mm_name(handle)
+            leaks.append({
+                "kind": KINDS[LEAK], "cpu": -1, "mm": name,
+                "detail": f"{name} never freed on the quiet machine (mm_users {rec[M_USERS]}, mm_count {rec[M_COUNT]})",
+                "other_cpu": -1, "freed_by": -1, "snapshot": -1, "site": "", "t_s": None,
+            })  # fmt: skip
+    return leaks, held_lazily
+
+
 def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Report:
     arr = np.frombuffer(seg.buf, dtype=np.int64)
     try:
@@ -312,28 +341,10 @@ def collect(cfg: RunConfig, layout: Layout, seg: Segment, state: RunState) -> Re
         drained = state.drained and int(arr[H_PHASE]) == PHASE_EXIT and not state.harness_error
         held_lazily = 0  # mms alive at the end only because an idle CPU is still lazy on them: not leaks
         if drained:
-            lazy_on_drain_mm: dict[int, int] = {}  # a quiet kernel's idle task stays lazy on the last mm it ran (emu.kernel.drain)
-            for c in range(layout.ncpus):
-                rec_c = layout.cpu(c)
-                if arr[rec_c + C_DRAIN_MM] and arr[rec_c + C_ACTIVE_MM] == arr[rec_c + C_DRAIN_MM]:
-                    h = int(arr[rec_c + C_DRAIN_MM])
-                    lazy_on_drain_mm[h] = lazy_on_drain_mm.get(h, 0) + 1
-            for slot in range(1, layout.nmm):
-                rec = arr[layout.mm_base + slot * MM_WORDS : layout.mm_base + (slot + 1) * MM_WORDS].tolist()
-                handle = (rec[M_GEN] << MM_SLOT_BITS) | slot
-                if rec[M_STATE] not in (MM_LIVE, MM_EXITED):
-                    continue
-                # a lazy user holds at most one count (its lazy reference, or one parked for it): any more is a leak
-                if rec[M_USERS] == 0 and 0 < rec[M_COUNT] <= lazy_on_drain_mm.get(handle, 0):
-                    held_lazily += 1
-                else:
-                    name = mm_name(handle)
-                    violations.append({
-                        "kind": KINDS[LEAK], "cpu": -1, "mm": name,
-                        "detail": f"{name} never freed on the quiet machine (mm_users {rec[M_USERS]}, mm_count {rec[M_COUNT]})",
-                        "other_cpu": -1, "freed_by": -1, "snapshot": -1, "site": "", "t_s": None,
-                    })  # fmt: skip
-                    counts["leak"] = counts.get("leak", 0) + 1
+            leaks, held_lazily = leaked_mms(arr, layout)
+            violations.extend(leaks)
+            if leaks:
+                counts["leak"] = counts.get("leak", 0) + len(leaks)
     finally:
         del arr
     if state.harness_error and not counts:

@@ -19,12 +19,14 @@ import time
 from typing import Any
 
 import numpy as np
+import psutil
 
+from emu.checks.oracle import KINDS
 from emu.checks.watchdog import describe_cpu
 from emu.harness.config import RunConfig
 from emu.harness.parts import parts_for
 from emu.harness.perturbation import Events
-from emu.harness.report import Report, collect
+from emu.harness.report import Report, collect, leaked_mms
 from emu.harness.runner import HarnessError, RunState, _die_with_parent, begin_policy, layout_for, run_start
 from emu.kernel.cpu import Cpu
 from emu.machine.atomics import make_locks
@@ -43,7 +45,7 @@ from emu.machine.detsched import (
     read_schedule,
 )
 from emu.machine.irq import make_doorbells
-from emu.machine.layout import H_MAGIC, H_PHASE, H_RUN_ID, PHASE_EXIT, Layout
+from emu.machine.layout import H_MAGIC, H_PHASE, H_RUN_ID, H_VIOL_KINDS, PHASE_EXIT, Layout
 from emu.machine.policies import policy_class
 from emu.machine.shm import Segment, sweep_stale
 
@@ -55,14 +57,21 @@ def _session_cpu(
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # what a run only reads, built once: the parts (classes and their options) and the policy's run
+    # description; the perturbation's events too when the run has none (nothing in them then to carry over)
+    parts, run, cls = parts_for(cfg), run_start(cfg, None), policy_class(cfg.sched, False)
+    events = Events(cfg, layout, seg.words)
+    keep_events = not events.on
     while True:
         go.acquire()
         if stop.value:
             os._exit(0)
         seg.check()
-        policy = make_policy(policy_class(cfg.sched, False), seg.words, layout, run_start(cfg, None))
-        det = DetSched(seg.words, layout, cpu, policy, cfg.fail_fast, turns, Events(cfg, layout, seg.words))
-        machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, parts_for(cfg), det)
+        policy = make_policy(cls, seg.words, layout, run)
+        if not keep_events:
+            events = Events(cfg, layout, seg.words)
+        det = DetSched(seg.words, layout, cpu, policy, cfg.fail_fast, turns, events)
+        machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, parts, det)
         boot = machine.boot
 
         def boot_in_turn(det: DetSched = det, boot: Any = boot) -> None:
@@ -87,6 +96,7 @@ class Session:
         self.procs: list[Any] = []
         self.runs = 0
         self.restarts = 0
+        self._failed: Report | None = None  # a failed run's report, collected before its session ended
 
     def __enter__(self) -> Session:
         return self
@@ -114,6 +124,31 @@ class Session:
 
     def run(self, prefix: tuple[int, ...] = ()) -> tuple[Report, tuple[int, ...]]:
         """One run steered by ``prefix``: its report, and its policy's record (``Policy.record``)."""
+        st = self._run(prefix)
+        assert self.seg is not None or st.harness_error
+        return self._report(st), st.policy_record
+
+    def outcome(self, prefix: tuple[int, ...] = ()) -> tuple[tuple[str, ...], tuple[int, ...], Report | None]:
+        """One run steered by ``prefix``, for the explorer: the violation kinds it had (sorted; () none),
+        its policy's record, and its report only when it had a violation or failed (a clean run's report
+        is never read: building it costs a tenth of a run)."""
+        st = self._run(prefix)
+        if not st.harness_error:
+            arr, lay = self.arr, self.layout
+            kinds = tuple(sorted(k for i, k in enumerate(KINDS) if arr[H_VIOL_KINDS + i]))
+            if not kinds and not (st.drained and leaked_mms(arr, lay)[0]):
+                return (), st.policy_record, None
+        report = self._report(st)
+        return tuple(sorted(report.violation_counts)), st.policy_record, report
+
+    def _report(self, st: RunState) -> Report:
+        if self._failed is not None:
+            report, self._failed = self._failed, None
+            return report
+        assert self.seg is not None
+        return collect(self.cfg, self.layout, self.seg, st)
+
+    def _run(self, prefix: tuple[int, ...]) -> RunState:
         if self.seg is None:
             self._start()
         assert self.seg is not None
@@ -151,11 +186,11 @@ class Session:
         except HarnessError as e:
             st.harness_error = str(e)
             w[H_PHASE] = PHASE_EXIT
-            report = collect(cfg, lay, seg, st)
-            record = policy.record()
+            self._failed = collect(cfg, lay, seg, st)  # before the segment goes with the session
+            st.policy_record = policy.record()
             self._kill()  # the CPUs are stuck: the next run starts a new session
             self.restarts += 1
-            return report, record
+            return st
         base = lay.sched_base
         st.steps = w[base + S_STEP]
         st.run_steps = w[base + S_DRAIN_AT] or st.steps
@@ -171,7 +206,20 @@ class Session:
             st.stopped_early = "stopped at the first violation (--fail-fast)"
         st.drained = w[H_PHASE] == PHASE_EXIT
         self.runs += 1
-        return collect(cfg, lay, seg, st), st.policy_record
+        return st
+
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) its CPU processes have used so far, these ones (a session
+        restarted after a failed run lost its first processes' time). With the lead's own, it is what a
+        schedule costs on a host where nothing else runs: the wall time there, the hand-over being serial."""
+        total = 0.0
+        for p in self.procs:
+            try:
+                t = psutil.Process(p.pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def _kill(self) -> None:
         for p in self.procs:

@@ -415,6 +415,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         atomics.walk_check = self.walk_outgoing
         atomics.walk_late = self.lazy_outgoing
         self.irq.csd_unlock = atomics.perform_walks
+        if self.det is not None:  # a deterministic mode: the turn may be lost where the late walk is visible
+            atomics.window_stall = self.det.preempt  # type: ignore[attr-defined]
         load_mm, walk, loaded = arch.load_mm, atomics.mmu_walk, self.LOADED
         w = self.w
 

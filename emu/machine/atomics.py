@@ -6,10 +6,12 @@ bounce); fields on different lines almost never do. Every read-modify-write runs
 CPU's soft interrupt mask raised, so an IPI handler never tries to take a lock that the code
 it interrupted already holds.
 
-Plain loads and stores (``READ_ONCE``/``WRITE_ONCE``) are single word accesses, which are
-atomic on their own. Under the default sequentially consistent model the barriers
-(``smp_mb``, acquire/release) have nothing to order and cost nothing; ``emu.machine.memory_model``
-adds a store buffer for the ``tso`` model.
+Plain loads (``READ_ONCE``) are single word accesses, atomic on their own; a plain store
+(``WRITE_ONCE``, and a model's commit of a buffered one) takes its line's lock too, only so that
+it cannot land between the read and the write of another CPU's RMW of the word and be lost.
+Under the default sequentially consistent model the barriers (``smp_mb``, acquire/release) have
+nothing to order and cost nothing; ``emu.machine.memory_model`` adds a store buffer for the
+``tso`` model.
 """
 
 from __future__ import annotations
@@ -127,7 +129,16 @@ class Atomics:
 
     @PROGRESS
     def WRITE_ONCE(self, i: int, v: int) -> None:
+        # under the line's lock, interrupts masked (an IPI handler may take that lock): see _store
+        irq = self.irq
+        irq.in_atomic += 1
+        k = (i >> LINE_SHIFT) & self._mask
+        self._acq[k]()
         self.w[i] = v
+        self._rel[k]()
+        irq.in_atomic -= 1
+        if irq.pending:
+            irq.replay()
 
     @READ
     def smp_load_acquire(self, i: int) -> int:
@@ -135,7 +146,26 @@ class Atomics:
 
     @PROGRESS
     def smp_store_release(self, i: int, v: int) -> None:
+        irq = self.irq
+        irq.in_atomic += 1
+        k = (i >> LINE_SHIFT) & self._mask
+        self._acq[k]()
         self.w[i] = v
+        self._rel[k]()
+        irq.in_atomic -= 1
+        if irq.pending:
+            irq.replay()
+
+    def _store(self, i: int, v: int) -> None:
+        """A plain store reaching memory (a model's commit of a buffered one; the caller masks
+        interrupts): under its line's lock, which every RMW of the word holds from its read to its
+        write, so that the store lands before the RMW's read or after its write, never between, where
+        the RMW's write would lose it (Documentation/atomic_t.txt: RMWs are atomic with respect to
+        ``atomic_set`` and plain stores too). Not ``lock()``: no barrier, no atomic counted."""
+        k = (i >> LINE_SHIFT) & self._mask
+        self._acq[k]()
+        self.w[i] = v
+        self._rel[k]()
 
     @BARRIER
     def smp_mb(self) -> None:
@@ -313,6 +343,13 @@ class Atomics:
         k = self.lock(i)
         self.w[i] &= ~(1 << (cpu & 31))
         self.unlock(k)
+
+    # a model whose loads may be satisfied from a stale view of memory (``WeakAtomics``); ``view_load`` is
+    # such a load (a plain one here), not a scheduling point: for an inline read (``Arch.in_mm_cpumask``)
+    loads_stale = False
+
+    def view_load(self, i: int) -> int:
+        return self.w[i]
 
     @READ
     def cpumask_test_cpu(self, mask: int, cpu: int) -> bool:

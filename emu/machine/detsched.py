@@ -482,17 +482,7 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
     words = declared_words(type(atomics))
     for name, progress in declared_points(type(atomics)).items():
         setattr(atomics, name, _wrap(getattr(atomics, name), point, progress, words.get(name)))
-    raw = list(atomics._acq)
-
-    def spin_acquire(acq: Callable[..., bool]) -> Callable[..., bool]:
-        def acquire(block: bool = True, timeout: float | None = None) -> bool:
-            while not acq(False):  # held across a scheduling point: yield until it is released
-                det.wait(WAIT_LOCK)
-            return True
-
-        return acquire
-
-    atomics._acq = [spin_acquire(a) for a in raw]
+    atomics._acq = _SpinAcquires(atomics._acq, det)  # type: ignore[assignment]
     lock, unlock = atomics.lock, atomics.unlock
 
     def det_lock(i: int) -> int:
@@ -505,6 +495,26 @@ def install_points(atomics: Atomics, det: DetSched) -> None:
 
     atomics.lock = det_lock  # type: ignore[method-assign]
     atomics.unlock = det_unlock  # type: ignore[method-assign]
+
+
+class _SpinAcquires(dict[int, Callable[..., bool]]):
+    """The locks' acquisitions as wait loops, each made when its lock is first taken: a run takes a
+    few of the hundreds of locks, and the explorer builds a machine for every schedule."""
+
+    def __init__(self, raw: Sequence[Callable[..., bool]], det: DetSched) -> None:
+        super().__init__()
+        self.raw, self.det = list(raw), det
+
+    def __missing__(self, k: int) -> Callable[..., bool]:
+        acq, det = self.raw[k], self.det
+
+        def acquire(block: bool = True, timeout: float | None = None) -> bool:
+            while not acq(False):  # held across a scheduling point: yield until it is released
+                det.wait(WAIT_LOCK)
+            return True
+
+        self[k] = acquire
+        return acquire
 
 
 def _wrap(fn: Callable[..., Any], point: Callable[[bool, int], None], progress: bool, word: int | None) -> Callable[..., Any]:

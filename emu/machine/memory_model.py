@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.synchronize import Lock
 from typing import TYPE_CHECKING
 
@@ -66,7 +66,7 @@ class TsoAtomics(Atomics):
     # -- the buffer: every change with interrupts masked, since an IPI handler uses it too ------
     def _commit_oldest(self) -> None:
         i, v = self._fifo.popleft()
-        self.w[i] = v
+        self._store(i, v)
         f = self._fwd[i]
         f[0] -= 1
         if not f[0]:
@@ -82,10 +82,10 @@ class TsoAtomics(Atomics):
         fifo = self._fifo
         if fifo:
             self.irq.in_atomic += 1
-            w = self.w
+            store = self._store
             while fifo:
                 i, v = fifo.popleft()
-                w[i] = v
+                store(i, v)
             self._fwd.clear()
             self._unmask()
 
@@ -144,6 +144,9 @@ VIEW_ENTRIES = 16  # words a CPU keeps a possibly stale copy of (the lines in it
 STALE_P = 0.5  # per load, the chance that it is satisfied from the copy, not from memory
 WALK_ENTRIES = 4  # walks a CPU may hold unperformed; more are performed oldest first
 WEAK_COMMIT_P = 0.5  # per access: the buffer is shallow and leaky, so that another CPU sees the reordered stores
+# a deterministic mode: when a store after a held walk reaches memory (the reordering is visible), the
+# chance that the CPU loses the turn there (``window_stall``), as a host may deschedule a free-running CPU
+WINDOW_STALL_P = 0.5
 
 
 class WeakAtomics(Atomics):
@@ -187,14 +190,19 @@ class WeakAtomics(Atomics):
     ``atomic_add``/``atomic_sub`` of ``mm_count``) enters the buffer like a store and is applied,
     atomically, when it commits (arm64's ``STADD``), so a later store or RMW to another word can
     become visible before it; to its own word, it keeps its place among this CPU's writes (its
-    lock commits none of this CPU's later stores ahead of it: CoWW). The machine's own locks (``lock()``) are full barriers.
+    lock commits none of this CPU's later stores ahead of it: CoWW). The machine's own locks (``lock()``) are full barriers,
+    and their unlock re-reads the view (the section's direct writes, a new mm's masks, are this CPU's own).
+    ``mm_cpumask`` reads (``for_each_cpu``, ``cpumask_test_cpu``, ``cpumask_weight``, ``view_load`` for an
+    arch's look at its own bit) are plain loads, each word through the view.
 
     Memory itself is one array that every store reaches at once when it commits, so the model
     is multi-copy atomic (other-multi-copy atomic, as arm64, for a CPU's own stores).
 
     The MMU's walk of an outgoing lazy mm (``mmu_walk``) is a load performed late: held until a
     barrier that orders an earlier load before later accesses, so a plain store after it (a hazard
-    pointer's clear) can be visible first.
+    pointer's clear) can be visible first. In a deterministic mode the CPU may lose the turn where a store
+    issued after the held walk reaches memory (``window_stall``, ``WINDOW_STALL_P``), as a host may
+    deschedule a free-running CPU there: without it PCT almost never paused the CPU in that window.
 
     What it cannot produce, all allowed by LKMM: load buffering (LB: a load never returns a
     value from a store that is later in another CPU's program order, since a load returns at
@@ -222,6 +230,11 @@ class WeakAtomics(Atomics):
         self._rmw = False  # inside an RMW of the vocabulary: lock() is lock_rmw()
         self._deferred = False  # applying a buffered RMW without return value (rmw_no_return)
         self._walks: list[int] = []  # mms whose page-table walk (mmu_walk) is issued, not yet performed
+        self._machine_locks = 0  # machine locks (lock(), not an RMW's) held: their unlock re-reads the view
+        # a deterministic mode's stall (DetSched.preempt, set by the CPU); None in free-running mode
+        self.window_stall: Callable[[], None] | None = None
+        self._stored_after_walk = False  # a store issued since a walk was held
+        self._window = False  # such a store reached memory while the walk is still held
 
     # -- the buffer and the view: changed with interrupts masked, since an IPI handler uses them --
     def _unmask(self) -> None:
@@ -242,10 +255,21 @@ class WeakAtomics(Atomics):
                 ok.append(j)
         i, v, _ = buf.pop(ok[self._pick(len(ok))])
         self._apply(i, v)
+        if self._stored_after_walk and self._walks:
+            self._window = True
+
+    def _open_window(self) -> None:
+        """A store after a held walk became visible: in a deterministic mode the CPU may lose the turn
+        here, for a stall, with ``WINDOW_STALL_P`` (from its seeded draws), so that another CPU can act
+        on the store (free the mm) while the walk is still unperformed: the schedule a free-running host
+        makes when it deschedules the CPU process there. The walk stays held: nothing here orders it."""
+        self._window = False
+        if self.window_stall is not None and self._walks and self._rand() < WINDOW_STALL_P:
+            self.window_stall()
 
     def _apply(self, i: int, v: int | Callable[[], object]) -> None:
         if isinstance(v, int):
-            self.w[i] = v
+            self._store(i, v)
         else:  # a deferred RMW without return value: it takes the word's lock now
             self._deferred = True  # its lock_rmw must not commit this CPU's later stores before it (CoWW)
             try:
@@ -328,6 +352,8 @@ class WeakAtomics(Atomics):
         feeds no program logic, so performing it late needs no speculation, unlike LB in general."""
         if self.walk_late(mm):
             walks = self._walks
+            if not walks:
+                self._stored_after_walk = False
             walks.append(mm)
             if len(walks) > WALK_ENTRIES:
                 self.walk_check(walks.pop(0))
@@ -356,6 +382,8 @@ class WeakAtomics(Atomics):
                 v = self.w[i]
             self._remember(i, v)
         self._unmask()
+        if self._window:
+            self._open_window()
         return v
 
     def WRITE_ONCE(self, i: int, v: int) -> None:
@@ -363,10 +391,14 @@ class WeakAtomics(Atomics):
         buf = self._buf
         buf.append((i, v, self._epoch))
         self._remember(i, v)
+        if self._walks:
+            self._stored_after_walk = True
         if len(buf) > WEAK_BUFFER_ENTRIES:
             self._commit_one()
         self._maybe_commit()
         self._unmask()
+        if self._window:
+            self._open_window()
 
     def smp_load_acquire(self, i: int) -> int:
         self.irq.in_atomic += 1
@@ -377,6 +409,8 @@ class WeakAtomics(Atomics):
         self._remember(i, v)
         self._unmask()
         self._refresh()
+        if self._window:
+            self._open_window()
         return v
 
     def smp_store_release(self, i: int, v: int) -> None:
@@ -414,7 +448,17 @@ class WeakAtomics(Atomics):
             return self.lock_rmw(i)
         self._drain()
         self._refresh()
-        return self.lock_rmw(i)
+        k = self.lock_rmw(i)
+        self._machine_locks += 1
+        return k
+
+    def unlock(self, k: int) -> None:
+        """A machine lock's section writes the segment directly (a new mm's masks at ``mm_alloc``): the
+        view is re-read after it, so that this CPU's later loads see its own writes (coherence)."""
+        super().unlock(k)
+        if self._machine_locks:
+            self._machine_locks -= 1
+            self._refresh()
 
     def lock_rmw(self, i: int) -> int:
         """Coherence with this CPU's own buffered stores and view for the word's line, then the lock."""
@@ -439,6 +483,28 @@ class WeakAtomics(Atomics):
 
     def unlocked_inc(self, i: int) -> None:
         self.WRITE_ONCE(i, self.READ_ONCE(i) + 1)
+
+    # -- mm_cpumask reads: plain loads (test_bit, find_next_bit), each word through the view ------------
+    loads_stale = True
+
+    def view_load(self, i: int) -> int:
+        return WeakAtomics.READ_ONCE(self, i)  # the class's: not a second scheduling point
+
+    def cpumask_test_cpu(self, mask: int, cpu: int) -> bool:
+        return bool(WeakAtomics.READ_ONCE(self, mask + (cpu >> 5)) >> (cpu & 31) & 1)
+
+    def for_each_cpu(self, mask: int, ncpus: int) -> Iterator[int]:
+        load = WeakAtomics.READ_ONCE
+        for wi in range((ncpus + 31) >> 5):
+            bits = load(self, mask + wi)
+            while bits:
+                low = bits & -bits
+                yield (wi << 5) + low.bit_length() - 1
+                bits ^= low
+
+    def cpumask_weight(self, mask: int, ncpus: int) -> int:
+        load = WeakAtomics.READ_ONCE
+        return sum(bin(load(self, mask + wi)).count("1") for wi in range((ncpus + 31) >> 5))
 
     def rmw_no_return(self, i: int, apply: Callable[[], object]) -> None:
         """Buffered like a store (arm64's ``STADD``): it reaches memory, atomically, when committed."""

@@ -157,7 +157,6 @@ class LutoHazard(Strategy):
             why="WRITE_ONCE for 16/23's smp_store_release: lazy_mm is seen NULL, and the mm freed, before the lazy use's last walk",
             min_seconds=30.0,
             catch_runs=5,  # 6 and 7 of 10 runs of 30 s caught it in two campaigns (docs/memory-models.md)
-            det_expect="clean",
         ),
     )
     has_race_window = True

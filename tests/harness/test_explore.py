@@ -5,14 +5,16 @@ unreduced exploration, the schedules replayed, and the CPU processes kept alive 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emu.harness.config import ConfigError
-from emu.harness.explore import SCENARIOS, Scenario, explore, independent, load_scenario, run_one
+from emu.harness.explore import SCENARIOS, Scenario, decisions_of, explore, independent, load_scenario, run_one
 from emu.harness.session import Session
 from emu.machine.policies.explore import default_choice, is_preemption, pack, unpack
 from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
@@ -92,11 +94,24 @@ def test_a_user_scenario_file_loads_and_a_bad_one_is_one_line(tmp_path: Path) ->
 # -- the explorer -------------------------------------------------------------------------------
 def test_a_prefix_replays_the_same_schedule_on_a_new_machine_and_on_a_kept_one() -> None:
     cfg = SCENARIOS["lazy-exit"].config("refcount", "x86")
-    fresh, rec = run_one(cfg, (1,))
+    _, rec, fresh = run_one(cfg, (1,))
+    assert fresh is not None
     with Session(cfg) as session:
         again = [session.run((1,)) for _ in range(2)]
-    assert all(r == rec for _, r in again)
+        light = session.outcome((1,))
+    assert all(r == rec for _, r in again) and light == ((), rec, None)  # a clean run: no report built
     assert all(rep.schedule == fresh.schedule and rep.metrics["context_switches"] == fresh.metrics["context_switches"] for rep, _ in again)
+
+
+def test_a_violating_run_comes_back_with_its_report_and_every_step_of_the_run_phase_is_recorded() -> None:
+    cfg = cell_config(SCENARIOS["lazy-exit"], "shoot-lazies", "arm64", "")
+    with Session(cfg) as session:
+        kinds, rec, report = session.outcome(())
+    assert report is not None and kinds == tuple(sorted(report.violation_counts)) and "freed_while_lazy" in kinds
+    _, steps = decisions_of(rec, cfg.cpus, every_step=True)
+    branching = [d for d in steps if len(d.runnable) > 1]
+    assert 0 < len(branching) < len(steps)  # steps only one CPU could take are recorded too (the reduction's races)
+    assert [d.step for d in steps] == sorted(d.step for d in steps)
 
 
 def test_bound_zero_is_the_schedules_without_preemption_and_each_bound_adds_schedules() -> None:
@@ -117,6 +132,28 @@ def test_the_reduced_exploration_finds_what_the_unreduced_one_finds_in_a_subset(
     broken = SCENARIOS["lazy-exit"].config("shoot-lazies", "arm64")
     b, r = (explore(broken, "lazy-exit", 1, reduce=red, stop_at_violation=False) for red in (False, True))
     assert r.outcomes == b.outcomes and set(r.runs) <= set(b.runs)
+
+
+def test_dpor_finds_every_outcome_the_unreduced_exploration_finds_in_fewer_schedules() -> None:
+    """b3-rescan under luto-rfc without the re-read has two outcomes within one preemption (clean, and
+    B3's freed_while_lazy with its use_after_free): DPOR meets both, running a subset of the schedules,
+    fewer of them; under the bound it drops reversals, and so says nothing for every schedule."""
+    sc = SCENARIOS["b3-rescan"]
+    cfg = sc.config("luto-rfc", "arm64", B3_FIXES)
+    brute = explore(cfg, sc.name, 1, reduce="none", stop_at_violation=False)
+    dpor = explore(cfg, sc.name, 1, reduce="dpor", stop_at_violation=False)
+    assert brute.complete and not dpor.complete and "dropped" in dpor.stopped and dpor.diverged == 0
+    assert dpor.outcomes == brute.outcomes and len(brute.outcomes) == 2
+    assert set(dpor.runs) <= set(brute.runs) and dpor.schedules < brute.schedules
+    assert dpor.dropped > 0 and dpor.to_json()["reduction"] == "dpor"
+
+
+def test_dpor_that_dropped_reversals_under_the_bound_claims_nothing() -> None:
+    """DPOR with a preemption bound is not complete for that bound: a reversal it dropped may be the
+    only way to a schedule within it; the command then says so instead of "no violation in any schedule"."""
+    r = stress("explore", "--scenario", "lazy-exit", "--strategy", "refcount", "--arch", "x86", "--preemptions", "0", "--reduce", "dpor")
+    assert r.returncode == 0, r.stderr
+    assert "NOT A PROOF: dpor with the bound dropped" in r.stdout and "no violation in any schedule" not in r.stdout
 
 
 @pytest.mark.parametrize("cell", [c for c in SCENARIOS["lazy-exit"].cells if c[3] != "clean"], ids=lambda c: "@".join(c[:3]))
@@ -210,3 +247,39 @@ def test_luto_hazard_is_clean_in_every_schedule_of_the_b3_scenario_with_one_pree
     sc = SCENARIOS["b3-rescan"]
     ex = explore(sc.config("luto-hazard", "arm64"), sc.name, 1)
     assert ex.complete and ex.verdict == "clean" and ex.by_bound.get(1, 0) > 0
+
+
+# -- hazptr's busy-wait ---------------------------------------------------------------------------
+def test_hazptr_retire_busy_enters_the_busy_wait_and_never_spins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every schedule with at most two preemptions: the scan finds cpu0's slot naming the mm and
+    enters the wait, and the retire IPI (sent with wait=True) has cleared the slot before the wait
+    reads it again: the loop body never runs. Counted in the CPU processes, one file a process."""
+    from emu.strategies import resolve
+
+    hazptr = resolve("hazptr")
+    plain = hazptr.busy_wait  # type: ignore[attr-defined]
+
+    def busy_wait(self: Any, slot: int, mm: int, cpu: int) -> None:
+        spins = 0
+        relax = self.c.cpu_relax
+
+        def counting() -> None:
+            nonlocal spins
+            spins += 1
+            relax()
+
+        self.c.cpu_relax = counting
+        try:
+            plain(self, slot, mm, cpu)
+        finally:
+            self.c.cpu_relax = relax
+            with open(tmp_path / str(os.getpid()), "a", encoding="utf-8") as f:
+                f.write(f"{spins}\n")
+
+    monkeypatch.setattr(hazptr, "busy_wait", busy_wait)
+    sc = SCENARIOS["hazptr-retire-busy"]
+    ex = explore(sc.config("hazptr", "x86", "skip-init-mm,drop-irqs-off"), sc.name, 2, reduce="none", stop_at_violation=False)
+    assert ex.complete and ex.outcomes == {()}
+    spins = [int(x) for f in tmp_path.iterdir() for x in f.read_text().split()]
+    assert len(spins) >= ex.schedules  # each schedule enters the wait
+    assert sum(spins) == 0

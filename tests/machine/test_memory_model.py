@@ -114,3 +114,76 @@ def test_a_walk_of_the_tasks_own_mm_is_performed_at_once_and_held_walks_are_boun
         assert done == [9, 10, 11], "beyond WALK_ENTRIES the oldest held walk is performed"
         a.smp_mb()
         assert done == [9, *range(10, 16)]
+
+
+# -- mm_cpumask reads by other CPUs: plain loads through the view -----------------------------------
+@pytest.mark.parametrize("read", ["for_each_cpu", "cpumask_test_cpu", "cpumask_weight", "in_mm_cpumask"])
+def test_a_mask_read_is_a_plain_load_another_cpus_set_bit_may_not_have_reached_until_a_barrier(read: str) -> None:
+    """``for_each_cpu``/``cpumask_test_cpu``/``cpumask_weight`` and an arch's look at its own bit are
+    test_bit and find_next_bit: plain loads. Under ``weak`` one may be satisfied from the CPU's view
+    (stale) until a barrier re-reads it; before this change they read memory, always fresh."""
+    with Testbed(cpus=2, arch="powerpc", memory_model="weak") as tb:
+        c = tb.local_cpu(0)
+        a = c.atomics
+        assert isinstance(a, WeakAtomics)
+        mm = 5
+        mask = c.arch.mm_cpumask(mm)
+
+        def look() -> object:
+            if read == "for_each_cpu":
+                return list(a.for_each_cpu(mask, 2))
+            if read == "cpumask_test_cpu":
+                return a.cpumask_test_cpu(mask, 0)
+            if read == "cpumask_weight":
+                return a.cpumask_weight(mask, 2)
+            return c.arch.in_mm_cpumask(mm)
+
+        empty = look()
+        tb.words[mask] = 0b11  # both CPUs' bits set by other CPUs' set_bit (memory, not this CPU's view)
+        a._rand = lambda: 0.0  # type: ignore[method-assign]  # a load answered from the view where it can be
+        assert look() == empty, f"{read} read memory, not this CPU's view"
+        a.smp_mb()
+        assert look() != empty, f"{read} missed a bit set before this CPU's smp_mb"
+
+
+def test_an_arch_mask_clear_is_unordered_and_a_machine_lock_section_leaves_the_view_coherent() -> None:
+    """``Arch.cpumask_clear`` is clear_bit (an RMW without return value): under ``weak`` it does not drain
+    the buffer as the machine's own locks do. A machine lock section's direct writes (a new mm's masks at
+    ``mm_alloc``) are seen by this CPU's later loads: its view is re-read at the unlock."""
+    with Testbed(cpus=1, arch="powerpc", memory_model="weak") as tb:
+        c = tb.local_cpu(0)
+        a = c.atomics
+        assert isinstance(a, WeakAtomics)
+        a._rand = lambda: 0.99  # type: ignore[method-assign]  # nothing commits on its own
+        x = tb.scratch(0)
+        a.WRITE_ONCE(x, 1)
+        c.arch.cpumask_clear(5, 0)
+        assert tb.words[x] == 0, "the mask clear acted as a full barrier"
+        mask = c.arch.mm_cpumask(7)
+        a.atomic_read(mask)  # the view holds the mask word (0)
+        k = a.lock(mask)
+        tb.words[mask] = 1  # the machine's write, inside its lock
+        a.unlock(k)
+        a._rand = lambda: 0.0  # type: ignore[method-assign]
+        assert a.atomic_read(mask) == 1, "this CPU's load missed its own write in a machine lock section"
+
+
+def test_a_deterministic_mode_may_stall_a_cpu_where_a_store_after_a_held_walk_becomes_visible() -> None:
+    """``window_stall`` (a deterministic mode's ``DetSched.preempt``) is offered where a store issued after
+    a held walk reaches memory, the walk still held (the reordering visible to other CPUs), and only there:
+    not for a store before the walk, nor once a barrier performed the walk."""
+    with Testbed(cpus=1, memory_model="weak") as tb:
+        a, done = _walking(tb)
+        stalls: list[list[int]] = []
+        a.window_stall = lambda: stalls.append(list(a._walks))
+        x, y = tb.scratch(0), tb.scratch(1)
+        a.WRITE_ONCE(y, 1)  # before the walk
+        a.mmu_walk(5)
+        a._rand = lambda: 0.0  # type: ignore[method-assign]  # every draw: commit, stall
+        a.READ_ONCE(x)  # commits the older store only
+        assert stalls == [], "stalled for a store older than the walk"
+        a.WRITE_ONCE(x, 1)  # the clear after the walk: committed at once here
+        assert tb.words[x] == 1 and stalls == [[5]] and done == [], (stalls, done)
+        a.smp_mb()
+        a.WRITE_ONCE(y, 2)
+        assert done == [5] and stalls == [[5]], "stalled with no walk held"

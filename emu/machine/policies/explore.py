@@ -4,12 +4,13 @@ The explorer runs a scenario again and again, each time under another schedule; 
 one of them. A decision branches when more than one CPU may run during the run phase (the boot and
 the drain are not explored: they follow the default). At its first branching decisions it answers
 the run's prefix (``RunStart.prefix``, one CPU a decision, which ``begin`` writes into the policy's
-area: the CPU processes read it from the segment, so they can be kept alive between schedules); after the prefix it answers the default,
-which never preempts: the CPU holding the turn keeps it while it may run and does not yield, else
-the next CPU after it that may run. Every branching decision is recorded in the policy's area (one
+area: the CPU processes read it from the segment, so they can be kept alive between schedules);
+after the prefix it answers the default, which never preempts: the CPU holding the turn keeps it
+while it may run and does not yield, else the next CPU after it that may run. Every decision of the
+run phase, a branching one or a step only one CPU may take, is recorded in the policy's area (one
 word for who could run, who held the turn, whether it yielded, who ran and the step; then one a CPU
 for the access it makes when it next runs, ``P_ACCESS``), and the harness reads the record back to
-branch from it and to tell which steps commute (``record``).
+branch from it and to tell which steps commute and which race (``record``).
 
 A preemption is a decision that takes the turn from a CPU that may go on and does not yield: the
 explorer bounds their number (iterative context bounding, Musuvathi and Qadeer, PLDI 2007).
@@ -17,12 +18,13 @@ explorer bounds their number (iterative context bounding, Musuvathi and Qadeer, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from emu.machine.layout import H_PHASE, PHASE_RUN
 from emu.machine.policy import Policy, RunStart
 
-N_DECISIONS, N_PREEMPTIONS, DIVERGED = 0, 1, 2  # header words
+N_DECISIONS, N_PREEMPTIONS, DIVERGED, N_BRANCHING = 0, 1, 2, 3  # header words
 AREA_SLACK = 64  # decisions at the boot's end, before the first step of the run phase
 # a decision's record: runnable mask, current, chosen, yielding, step
 MASK_BITS, CPU_BITS, STEP_SHIFT, STEP_MASK = 16, 8, 40, (1 << 22) - 1
@@ -38,9 +40,12 @@ def pack(runnable: Sequence[int], current: int, chosen: int, yielding: bool, ste
 
 def unpack(word: int) -> tuple[tuple[int, ...], int, int, bool, int]:
     """(runnable, current, chosen, yielding, step) of a recorded decision."""
-    mask = word & ((1 << MASK_BITS) - 1)
-    runnable = tuple(c for c in range(MASK_BITS) if mask >> c & 1)
-    return runnable, word >> 16 & 0xFF, word >> 24 & 0xFF, bool(word >> 32 & 1), word >> STEP_SHIFT & STEP_MASK
+    return _cpus(word & ((1 << MASK_BITS) - 1)), word >> 16 & 0xFF, word >> 24 & 0xFF, bool(word >> 32 & 1), word >> STEP_SHIFT & STEP_MASK
+
+
+@functools.cache
+def _cpus(mask: int) -> tuple[int, ...]:
+    return tuple(c for c in range(MASK_BITS) if mask >> c & 1)
 
 
 def default_choice(runnable: Sequence[int], current: int, yielding: bool) -> int:
@@ -61,7 +66,7 @@ def is_preemption(runnable: Sequence[int], current: int, chosen: int, yielding: 
 
 class Explore(Policy):
     name = "explore"
-    GLOBAL_WORDS = 3
+    GLOBAL_WORDS = 4
 
     def __init__(self, words: memoryview, sched_base: int, record_words: int, header_words: int, run: RunStart) -> None:
         if run.ncpus > MAX_CPUS:
@@ -89,16 +94,22 @@ class Explore(Policy):
     def next_cpu(self, runnable: Sequence[int], current: int, yielding: bool, step: int) -> int:
         default = default_choice(runnable, current, yielding)
         w = self.w
-        if len(runnable) < 2 or w[H_PHASE] != PHASE_RUN:
+        if w[H_PHASE] != PHASE_RUN:
             return default
+        chosen = default
+        if len(runnable) > 1:  # a branching decision: the prefix answers it while it lasts
+            b = self.g(N_BRANCHING)
+            nb = w[b]
+            if nb < w[self.a(0)]:
+                chosen = w[self.a(1 + nb)]
+                if chosen not in runnable:  # the prefix was recorded on another run: not this scenario's schedule
+                    w[self.g(DIVERGED)] = 1
+                    chosen = default
+            w[b] = nb + 1
+        # every step of the run phase is recorded, the ones with one CPU to run too: the reduction's
+        # happens-before and races are over all the steps (emu.harness.explore)
         i = self.g(N_DECISIONS)
         k = w[i]
-        chosen = default
-        if k < w[self.a(0)]:
-            chosen = w[self.a(1 + k)]
-            if chosen not in runnable:  # the prefix was recorded on another run: not this scenario's schedule
-                w[self.g(DIVERGED)] = 1
-                chosen = default
         at = self.rec0 + k * (1 + self.n)
         if at + self.n < self._area_n:
             w[self.a(at)] = pack(runnable, current, chosen, yielding, step)
@@ -110,6 +121,7 @@ class Explore(Policy):
         return chosen
 
     def record(self) -> tuple[int, ...]:
-        """Whether the prefix diverged (1) or not (0), then every branching decision's words (1 + ncpus each)."""
+        """Whether the prefix diverged (1) or not (0), then every decision's words (1 + ncpus each): the
+        run phase's steps, a branching decision where more than one CPU could run."""
         n = self.w[self.g(N_DECISIONS)] * (1 + self.n)
         return (self.w[self.g(DIVERGED)], *(self.w[self._area + self.rec0 + k] for k in range(n)))

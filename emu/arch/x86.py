@@ -138,7 +138,6 @@ class X86(Arch):
         # sequentially consistent and free-running: the barrier is a no-op and a read is the word itself, so the hot
         # switch reads tlb_gen inline (a deterministic mode keeps every call: each is a point it may switch CPUs at)
         self.plain = type(cpu.atomics) is Atomics and cpu.det is None  # the sc model: the base class itself
-        self.det = cpu.det
 
     def tg(self, mm: int) -> int:
         """``&mm->context.tlb_gen`` (``TG_DONE``, ``TG_FREED`` follow it)."""
@@ -195,14 +194,14 @@ class X86(Arch):
         """``choose_new_asid``'s read of the ASID slot's flushed generation (``this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen)
         < next_tlb_gen``: ``need_flush``), right after the ``tlb_gen`` read: a scheduling point of a deterministic
         mode, where another CPU's flush may interleave (free-running the value is not needed: nothing here)."""
-        if self.det is not None:
+        if self.c.det is not None:
             self.atomics.READ_ONCE(self.tlb_gen)
 
     def load_new_mm_cr3(self, next: int, next_tlb_gen: int) -> None:
         """``this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)`` (the oracle's TLB generation: the TLB
         is flushed up to what was read), then ``load_new_mm_cr3``, the CR3 write: in a deterministic mode each a
         scheduling point of its own."""
-        det = self.det
+        det = self.c.det
         if det is not None:
             det.point(True, self.tlb_gen)
         self.w[self.tlb_gen] = next_tlb_gen  # a plain per-CPU write that the oracle reads: never buffered

@@ -248,6 +248,7 @@ def add_projection(rows: list[dict[str, Any]], cpus: int, costs: Costs) -> None:
 # (key, header, group): group names the unit each count is divided by
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("mm_atomics_per_switch", "mm atom", "per context switch"),
+    ("mask_atomics_per_switch", "mask", "per context switch"),
     ("lazy_refcount_atomics_per_switch", "lazy rc", "per context switch"),
     ("ipis_per_exit", "IPIs", "per mm exit"),
     ("ipis_useful_per_exit", "useful", "per mm exit"),
@@ -260,8 +261,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lock_wait_ns_per_switch", "wait ns", "emulator"),
 )
 # the columns shown without --verbose: with a block per scheme they fit 80 columns
-MAIN_COLUMNS = frozenset({"mm_atomics_per_switch", "lazy_refcount_atomics_per_switch", "ipis_per_exit", "cpus_scanned_per_exit",
-                          "switches_per_second"})  # fmt: skip
+MAIN_COLUMNS = frozenset({"mm_atomics_per_switch", "mask_atomics_per_switch", "lazy_refcount_atomics_per_switch", "ipis_per_exit",
+                          "cpus_scanned_per_exit", "switches_per_second"})  # fmt: skip
 PROJ_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("proj_switches_per_second", "Mswitch/s", "MODEL"),
     ("proj_exit_us", "exit us", "MODEL"),

@@ -111,6 +111,23 @@ class Loongarch(Arch):
             workload=NO_SECOND_USER,
             why="without a second user after a zeroing no lazy CPU loses its bit: drop_mmu_context keeps it (!current->mm)",
         ),
+        # --hotplug: loongson_cpu_disable (arch/loongarch/kernel/smp.c) clears no mm_cpumask, unlike powerpc's __cpu_disable
+        CellDecl(
+            "shoot-lazies",
+            "loongarch",
+            options={"hotplug": True},
+            workload=NO_SECOND_USER,
+            why="the dying CPU leaves its lazy mm before going offline (sched_force_init_mm); its bit stays, and no IPI targets it",
+        ),
+        CellDecl(
+            "shoot-hotplug-race",
+            "loongarch",
+            "freed_while_lazy",
+            options={"hotplug": True},
+            workload=NO_SECOND_USER,
+            also=("use_after_free",),
+            why="B2 without powerpc's mask clear: offline while still lazy, the CPU takes no IPI, so cleanup_lazy_tlbs misses it",
+        ),
         CellDecl(
             "shoot-lazies",
             "loongarch",

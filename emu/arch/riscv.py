@@ -65,6 +65,22 @@ IPI_FLUSH_TLB_RANGE_ASID = ipi_function("__ipi_flush_tlb_range_asid", purpose="i
 
 FREQUENT_FREED_TABLES = {"p_munmap": 0.05, "p_free_tables": 1.0}  # every munmap frees page tables, five times as many
 HAZPTR_FIXED = "skip-init-mm,drop-irqs-off"
+# Under --hotplug, on an arch whose __cpu_disable clears no mm_cpumask (riscv's arch/riscv/kernel/cpu-hotplug.c,
+# LoongArch's loongson_cpu_disable: no clear_tasks_mm_cpumask, unlike powerpc): (scheme, expected, also, why)
+HOTPLUG_CELLS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (
+        "shoot-lazies",
+        "clean",
+        (),
+        "the dying CPU leaves its lazy mm before going offline (sched_force_init_mm); its bit stays, and no IPI targets it",
+    ),
+    (
+        "shoot-hotplug-race",
+        "freed_while_lazy",
+        ("use_after_free",),
+        "B2 without powerpc's mask clear: offline while still lazy, the CPU takes no IPI, so cleanup_lazy_tlbs misses it",
+    ),
+)
 
 
 class Riscv(Arch):
@@ -77,6 +93,7 @@ class Riscv(Arch):
     # neither RISC-V model selects MMU_LAZY_TLB_SHOOTDOWN: the shoot-lazies cells are the emulator's findings
     cells: ClassVar[tuple[CellDecl, ...]] = (
         CellDecl("shoot-lazies", "riscv", why="82dd33fde026: with ASIDs the mask keeps every CPU that ran the mm, lazy ones included"),
+        *(CellDecl(s, "riscv", expect, options={"hotplug": True}, also=also, why=why) for s, expect, also, why in HOTPLUG_CELLS),
         CellDecl(
             "hazptr",
             "riscv",
@@ -146,6 +163,7 @@ class RiscvTrim(Riscv):
     trim_after_flush_all = True
     cells: ClassVar[tuple[CellDecl, ...]] = (
         CellDecl("shoot-lazies", "riscv-trim", why="Xu Lu's trim tests active_mm: a CPU lazy on the mm keeps its bit"),
+        *(CellDecl(s, "riscv-trim", expect, options={"hotplug": True}, also=also, why=why) for s, expect, also, why in HOTPLUG_CELLS),
         CellDecl(
             "shoot-lazies",
             "riscv-trim",

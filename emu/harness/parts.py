@@ -18,9 +18,11 @@ from emu.workload import Synthetic
 from emu.workload.benchmarks import DRIVERS
 from emu.workload.scripted import Scripted
 
-# the counters only a benchmark's run carries: its iterations, wake-ups of another CPU's task, and
-# the mm-line atomics that land on mm_cpumask lines (emu.machine.atomics.count_mask_atomics)
-BENCH_COUNTERS = ("bench_ops", "remote_wakeups", "mask_atomics")
+# the counters every run carries besides the machine's own: the mm-line atomics that land on
+# mm_cpumask lines (emu.machine.atomics.count_mask_atomics), compare's `mask atom` column
+RUN_COUNTERS = ("mask_atomics",)
+# the counters only a benchmark's run carries: its iterations and wake-ups of another CPU's task
+BENCH_COUNTERS = ("bench_ops", "remote_wakeups")
 
 
 def options_for(cfg: RunConfig, declared: tuple[str, ...]) -> PartOptions:
@@ -49,4 +51,4 @@ def parts_for(cfg: RunConfig) -> Parts:
 
 
 def extra_counters(cfg: RunConfig) -> tuple[str, ...]:
-    return BENCH_COUNTERS if cfg.benchmark else ()
+    return RUN_COUNTERS + (BENCH_COUNTERS if cfg.benchmark else ())

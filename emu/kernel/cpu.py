@@ -133,7 +133,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
             layout.mm_base, layout.ran_base, layout.counter(cpu, "mm_atomics"),
             layout.counter(cpu, "lock_contended"), layout.counter(cpu, "lock_wait_ns"),
         )  # fmt: skip
-        if "mask_atomics" in layout.counters:  # a benchmark's run: the mm_cpumask lines apart from the mm records
+        if "mask_atomics" in layout.counters:  # a run laid out by the harness: the mm_cpumask lines apart from the mm records
             self.atomics.count_mask_atomics(layout.cpumask_base, layout.counter(cpu, "mask_atomics"))
         # the machine's clock: the host's, or a deterministic mode's step count (emu.machine.detsched)
         self.det = det

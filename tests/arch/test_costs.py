@@ -57,3 +57,17 @@ def test_scanning_schemes_count_their_costs() -> None:
     assert haz["ipis_flush"] == 0 and haz["ipis_shootdown"] > 0
     assert haz["ipis_shootdown"] == haz["ipis_useful"] + haz["ipis_wasted"]
     assert haz["mm_line_atomics"] == 0
+
+
+def test_mask_atomics_are_the_mm_cpumask_share_of_the_mm_line_atomics() -> None:
+    """compare's `mask` column: of the atomics on mm lines, those on `mm_cpumask`, counted in every run."""
+    arm = run(replace(LOCAL, strategy="refcount", arch="arm64")).metrics
+    old = run(replace(LOCAL, strategy="refcount", arch="x86")).metrics
+    lazy = run(replace(LOCAL, strategy="refcount", arch="x86-lazy-mask")).metrics
+    assert arm["mask_atomics"] == 0 and arm["mm_atomics"] >= arm["lazy_refcount_atomics"] > 0  # arm64 keeps no mask
+    for m in (old, lazy):
+        # refcount's lazy atomics are on the mm_count line: never counted as the mask's
+        assert 0 < m["mask_atomics"] <= m["mm_atomics"] - m["lazy_refcount_atomics"]
+        assert m["mask_atomics_per_switch"] == pytest.approx(m["mask_atomics"] / m["context_switches"], abs=1e-4)
+    # up to v6.13 a switch between mms clears one bit and sets another; v6.14's lazy mask sets a bit only when it is clear
+    assert old["mask_atomics_per_switch"] > 1.0 > 10 * lazy["mask_atomics_per_switch"]

@@ -46,6 +46,24 @@ def test_without_tasks_the_published_run_is_predicted(tmp_path: Path) -> None:
     assert r.stderr == ""  # --quiet: no progress lines
 
 
+def test_invlpgb_prices_broadcasts_where_v6_14_pays_ipis_and_is_set_beside_the_invlpgb_figures(tmp_path: Path) -> None:
+    docs = {}
+    for arch in ("x86-v6.14", "x86-invlpgb"):
+        out = tmp_path / f"{arch}.json"
+        r = stress("compare", "--benchmark", "tlb_flush2_threads", "--machine", "milan-36", "--arch", arch,
+                   "--strategies", "refcount", "--json", str(out), "--quiet", timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        docs[arch] = json.loads(out.read_text())
+    old, new = (docs[a]["rows"][0] for a in ("x86-v6.14", "x86-invlpgb"))
+    # a flush of the live mm per iteration: IPIs to the other CPUs on v6.14, one INVLPGB once the mm has a global ASID
+    assert old["counts"]["ipis"] >= 0.99 and old["counts"]["broadcasts"] == 0
+    assert new["counts"]["ipis"] == 0 and new["counts"]["broadcasts"] >= 0.99
+    assert new["flush_share"] < old["flush_share"] and new["ops_per_s"] > old["ops_per_s"]
+    assert docs["x86-invlpgb"]["machine_constants"]["broadcast_flush_ns"]["source"]
+    assert sorted(q["ops_per_s"] or 0 for q in docs["x86-invlpgb"]["published"]) == [0, 527e3, 1157e3]
+    assert sorted(q["ops_per_s"] or 0 for q in docs["x86-v6.14"]["published"]) == [0, 527e3]
+
+
 @pytest.mark.parametrize(
     ("args", "expect"),
     [

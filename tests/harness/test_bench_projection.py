@@ -16,9 +16,10 @@ from emu.harness.bench_projection import (
     parse_machine,
     placement,
     predict,
+    published_for,
     transfer_ns,
 )
-from emu.harness.benchmark import BENCHMARKS, PER_OP, OpCounts
+from emu.harness.benchmark import BENCHMARKS, MEASURE_CPUS, PER_OP, OpCounts, measure_cpus
 from emu.harness.config import ConfigError
 
 CS1 = BENCHMARKS["context_switch1_threads"]
@@ -29,7 +30,7 @@ def toy(**over: float) -> Machine:
     """Two sockets of two cores, two threads each: eight CPUs, round costs."""
     values = dict(
         sockets=2, cores=4, smt=2, ccx_cores=2, op_ns=1000, idle_exit_ns=0, line_smt_ns=5, line_ccx_ns=50, line_local_ns=50,
-        line_remote_ns=200, ipi_rtt_ns=2000, remote_read_ns=100, smt_core_throughput=1.0, lru_gen_store=0,
+        line_remote_ns=200, ipi_rtt_ns=2000, remote_read_ns=100, smt_core_throughput=1.0, lru_gen_store=0, broadcast_flush_ns=300,
     )  # fmt: skip
     values.update(over)
     return Machine("toy", "a toy", "x86", 4, "test", values, {k: "test" for k in values}, ())
@@ -215,3 +216,40 @@ def test_the_published_figures_name_machines_that_exist() -> None:
         (768, 1.0e6), (768, 1_827_952), (1536, 177_201_906)
     ]  # fmt: skip
     assert max(curve, key=lambda q: q.ratio or 0).tasks == 192  # the RFC's largest gain, +28%
+
+
+def test_a_broadcast_flush_is_priced_once_whatever_the_cpus_and_is_the_invalidation_share() -> None:
+    """INVLPGB reaches every CPU in one instruction: measured with two busy CPUs, priced with four, still one."""
+    c = op_counts(2, tlb_broadcasts=1.0)
+    c = OpCounts("tlb_flush2_threads", "refcount", "x86-invlpgb", 4, 2, c.per_op, 1000)
+    p = predict(TLB, toy(), 4, c)
+    assert c.ipis == 0 and p.cpu_ns == pytest.approx(1000 + 300)
+    assert p.flush_share == pytest.approx(300 / 1300)
+    ipi = OpCounts("tlb_flush2_threads", "refcount", "x86", 4, 2, op_counts(2, ipis_sent=1.0).per_op, 1000)
+    assert predict(TLB, toy(), 4, ipi).flush_share == pytest.approx(3 * 2000 / (1000 + 3 * 2000))  # three IPIs, each a round trip
+
+
+def test_a_machine_s_own_figure_for_one_benchmark_replaces_op_ns_for_that_benchmark_only() -> None:
+    m = toy()
+    own = Machine("toy", "a toy", "x86", 4, "test", m.values, m.sources, (), bench_op_ns={"tlb_flush2_threads": 3000.0})
+    c = OpCounts("tlb_flush2_threads", "refcount", "x86", 4, 2, op_counts(2).per_op, 1000)
+    assert predict(TLB, own, 4, c).cpu_ns == pytest.approx(3000)
+    assert predict(CS1, own, 1, op_counts(1)).cpu_ns == pytest.approx(1000)  # context_switch1 keeps op_ns
+    milan = load_machine("milan-36")
+    assert milan.op_ns("tlb_flush2_threads") == pytest.approx(1e9 / 315e3, abs=1) and len(milan.bench_op_sources["tlb_flush2_threads"]) > 20
+    text = json.dumps({"name": "x", "description": "d", "arch": "x86", "published_tasks": {"value": 1, "source": "s"},
+                       "constants": {k: {"value": 1 if k in ("ccx_cores", "sockets") else 0 if k == "lru_gen_store" else 2,
+                                         "source": "somewhere"} for k in CONSTANTS},
+                       "benchmark_op_ns": {"tlb_flush3": {"value": 5, "source": "somewhere"}}})  # fmt: skip
+    with pytest.raises(ConfigError, match="tlb_flush3"):
+        parse_machine("x", text)
+
+
+def test_the_invlpgb_figures_are_set_beside_the_invlpgb_model_and_the_vanilla_ones_beside_the_others() -> None:
+    vanilla = published_for("milan-36", "tlb_flush2_threads", "x86-v6.14")
+    invlpgb = published_for("milan-36", "tlb_flush2_threads", "x86-invlpgb")
+    assert sorted((q.ops_per_s or 0, q.flush_share or 0) for q in vanilla) == [(0, 0.40), (527e3, 0)]
+    assert sorted((q.ops_per_s or 0, q.flush_share or 0) for q in invlpgb) == [(0, 0.04), (527e3, 0), (1157e3, 0)]
+    assert len(published_for("milan-36", "tlb_flush2_threads")) == 5
+    # a global ASID needs the mm on more than 3 CPUs: x86-invlpgb is counted on enough emulated CPUs for it
+    assert measure_cpus("x86-invlpgb") >= 8 and measure_cpus("x86-v6.14") == MEASURE_CPUS

@@ -6,7 +6,8 @@ until one is caught by a kind the cell names (free mode: 8 CPUs, fail-fast, up t
 most 3 runs; deterministic: ``Cell.det_config``, at most 200 runs), timed on the wall clock. Then
 the first catching seed runs 10 more times: how many of them are caught again. Two seeds run at a
 time. The free mode's rerun repeats the configuration, not the interleaving; the deterministic
-one repeats the run.
+one repeats the run. ``--load dolan`` runs each cell under the load shaped like Stephen Dolan's
+reproducer (``emu.workload.dolan``) instead of the synthetic one.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ TRIES = {"free": 3, "det": 200}
 REPEATS = 10
 
 
-def config(mode: str, cell: Cell, seed: int) -> RunConfig:
-    if mode == "det":
-        return cell.det_config(seed)
-    return replace(cell.config(seed, cpus=8, duration=30.0), fail_fast=True)
+LOADS = ("synthetic", "dolan")
+
+
+def config(mode: str, cell: Cell, seed: int, load: str = "synthetic") -> RunConfig:
+    cfg = cell.det_config(seed) if mode == "det" else replace(cell.config(seed, cpus=8, duration=30.0), fail_fast=True)
+    return cfg if load == "synthetic" else replace(cfg, benchmark=load)
 
 
 def _cell(cid: str) -> Cell:
@@ -43,21 +46,21 @@ def _caught(cell: Cell, cfg: RunConfig) -> bool:
     return any(k in r.violation_counts for k in cell.kinds)
 
 
-def hunt_from(job: tuple[str, str, int]) -> tuple[str, float | None, int, int | None]:
+def hunt_from(job: tuple[str, str, int, str]) -> tuple[str, float | None, int, int | None]:
     """(cell, seconds to the catch or None, runs, the catching seed)."""
-    mode, cid, seed = job
+    mode, cid, seed, load = job
     cell = _cell(cid)
     t0 = time.monotonic()
     for tries in range(1, TRIES[mode] + 1):
-        if _caught(cell, config(mode, cell, seed + tries - 1)):
+        if _caught(cell, config(mode, cell, seed + tries - 1, load)):
             return cid, round(time.monotonic() - t0, 2), tries, seed + tries - 1
     return cid, None, TRIES[mode], None
 
 
-def repeats(job: tuple[str, str, int]) -> tuple[str, int]:
-    mode, cid, seed = job
+def repeats(job: tuple[str, str, int, str]) -> tuple[str, int]:
+    mode, cid, seed, load = job
     cell = _cell(cid)
-    return cid, sum(_caught(cell, config(mode, cell, seed)) for _ in range(REPEATS))
+    return cid, sum(_caught(cell, config(mode, cell, seed, load)) for _ in range(REPEATS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=10, help="first seeds per cell, each followed by consecutive ones (default: 10)")
     p.add_argument("--only", default="", help="broken cells' ids as hunt --matrix prints them, ';' between (default: every broken cell)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    p.add_argument("--load", choices=LOADS, default="synthetic", help="dolan: the load shaped like Dolan's reproducer (emu.workload.dolan)")
     ns = p.parse_args(argv)
     only = set(ns.only.split(";")) if ns.only else None
     broken = {c.id for c in CELLS if c.expect != CLEAN and (ns.mode == "free" or c.det_kinds)}  # det: the cells PCT catches
@@ -80,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = [c for c in CELLS if c.id in broken and (only is None or c.id in only)]
     found: dict[str, list[tuple[float | None, int, int | None]]] = {}
     with ProcessPoolExecutor(2) as ex:
-        for cid, dt, tries, hit in ex.map(hunt_from, [(ns.mode, c.id, 1000 * (i + 1)) for c in cells for i in range(ns.seeds)]):
+        for cid, dt, tries, hit in ex.map(hunt_from, [(ns.mode, c.id, 1000 * (i + 1), ns.load) for c in cells for i in range(ns.seeds)]):
             found.setdefault(cid, []).append((dt, tries, hit))
-        again = dict(ex.map(repeats, [(ns.mode, cid, next(h for *_, h in v if h is not None)) for cid, v in found.items()
+        again = dict(ex.map(repeats, [(ns.mode, cid, next(h for *_, h in v if h is not None), ns.load) for cid, v in found.items()
                                       if any(h is not None for *_, h in v)]))  # fmt: skip
     result: dict[str, Any] = {}
     for cid, v in found.items():

@@ -190,6 +190,25 @@ class X86(Arch):
                 self.oracle.report(CPUMASK_MISSING, real_prev, MASK_AT_SWITCH_PREV, other=self.cpu)
             a.cpumask_clear_cpu(prev_mask, self.cpu)  # "Stop remote flushes for the previous mm"
 
+    def choose_new_asid(self) -> None:
+        """``choose_new_asid``'s read of the ASID slot's flushed generation (``this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen)
+        < next_tlb_gen``: ``need_flush``), right after the ``tlb_gen`` read: a scheduling point of a deterministic
+        mode, where another CPU's flush may interleave (free-running the value is not needed: nothing here)."""
+        if self.c.det is not None:
+            self.atomics.READ_ONCE(self.tlb_gen)
+
+    def load_new_mm_cr3(self, next: int, next_tlb_gen: int) -> None:
+        """``this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)`` (the oracle's TLB generation: the TLB
+        is flushed up to what was read), then ``load_new_mm_cr3``, the CR3 write: in a deterministic mode each a
+        scheduling point of its own."""
+        det = self.c.det
+        if det is not None:
+            det.point(True, self.tlb_gen)
+        self.w[self.tlb_gen] = next_tlb_gen  # a plain per-CPU write that the oracle reads: never buffered
+        if det is not None:
+            det.point(True, self.loaded)
+        self.load_mm(next)
+
     def lazy_tlb_gen_check(self, mm: int) -> None:
         """Back from lazy on the same mm, v6.13's "Read the tlb_gen to check whether a flush is needed",
         after the barrier that "synchronizes with the tlb_gen increment in the TLB shootdown code"."""

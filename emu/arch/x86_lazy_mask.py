@@ -51,6 +51,11 @@ oracle sees a CPU running the mm with an older TLB (``missed_flush``). Arch muta
 code as ``x86-v6.14.7``), and ``x86-lazy-mask-switching-skipped``, X2's window reopened in the
 fixed code (``should_flush_tlb`` forgets ``LOADED_MM_SWITCHING``, the barrier kept).
 
+Between the ``tlb_gen`` read and ``loaded_mm = next`` the switch does what the kernel does there, each
+step a scheduling point of a deterministic mode where a flush on another CPU may interleave
+(``X86.choose_new_asid``, ``X86.load_new_mm_cr3``): the read of the ASID slot's flushed generation, its
+write (``cpu_tlbstate.ctxs[new_asid].tlb_gen``), the CR3 write, then the store of ``loaded_mm``.
+
 So the mask holds every CPU that has the mm loaded, but not every CPU lazy on it: a lazy CPU
 moved to init_mm by one freed-tables flush (``active_mm`` unchanged) loses its bit at the next
 flush that reaches it, while still lazy on the mm. ``for_each_possible_lazymm_cpu`` is the mask
@@ -152,9 +157,9 @@ class X86LazyMask(X86):
         else:
             self.switch_mm_mb()
         gen = a.atomic_read(self.tg(next) + TG_GEN) if user_next else 0  # next_tlb_gen
-        w[self.tlb_gen] = gen  # the TLB is flushed up to what was read (before CR3: the oracle's look)
+        self.choose_new_asid()
         self.c.tlb_done_at = self.tg(next) + TG_DONE
-        self.load_mm(next)
+        self.load_new_mm_cr3(next, gen)  # the TLB is flushed up to what was read (before CR3: the oracle's look)
         a.WRITE_ONCE(self.tlbstate, next)  # this_cpu_write(cpu_tlbstate.loaded_mm, next)
         if real_prev != INIT_MM and real_prev != 0 and not self.in_mm_cpumask(real_prev):
             self.oracle.report(CPUMASK_MISSING, real_prev, MASK_AT_SWITCH_PREV, other=self.cpu)

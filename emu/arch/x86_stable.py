@@ -15,8 +15,9 @@ What those trees took (reference section 4.1), checked against the stable review
   trees ``switch_mm_irqs_off`` writes ``LOADED_MM_SWITCHING`` only after ``choose_new_asid()``, that
   is after the ``tlb_gen`` read. Between the read and that store a flush that bumps ``tlb_gen``
   sees the old ``loaded_mm`` (the previous mm, not lazy) and skips the CPU, which then loads CR3
-  with the old generation: X3, X2's window left open (Stephen Dolan, "[PATCH] x86/mm: Fix
-  check/use ordering in switch_mm_irqs_off()",
+  with the old generation (``choose_new_asid``'s read of the ASID slot's generation lies in
+  between, a scheduling point of a deterministic mode: ``X86.choose_new_asid``): X3, X2's
+  window left open (Stephen Dolan, "[PATCH] x86/mm: Fix check/use ordering in switch_mm_irqs_off()",
   CAHDw0oE0334gEJ=ga1PAnZ3Av8+tFkKF-MJCF7Jj3i6pBVJvFQ@mail.gmail.com). A window: caught under ``sc``.
 - ``x86-stable-dolan-fix``: Dolan's patch as posted, the ``LOADED_MM_SWITCHING`` store moved before
   the bit is set and ``tlb_gen`` read (the locked ``cpumask_set_cpu``, done every time in these trees,
@@ -90,11 +91,12 @@ class X86Stable(X86):
         if user_next:
             a.cpumask_set_cpu(self.mm_cpumask(next), self.cpu)  # "Start remote flushes and then read tlb_gen."
             a.smp_mb__after_atomic()  # x86's set_bit is a locked op, a full barrier: so under every memory model
-        w[self.tlb_gen] = a.atomic_read(self.tg(next) + TG_GEN) if user_next else 0
+        gen = a.atomic_read(self.tg(next) + TG_GEN) if user_next else 0  # next_tlb_gen
+        self.choose_new_asid()
         if not self.switching_first:
             a.WRITE_ONCE(self.tlbstate, LOADED_MM_SWITCHING)  # the backport's place: after choose_new_asid()
         self.c.tlb_done_at = self.tg(next) + TG_DONE
-        self.load_mm(next)
+        self.load_new_mm_cr3(next, gen)
         a.WRITE_ONCE(self.tlbstate, next)
         if real_prev != INIT_MM and real_prev != 0:
             prev_mask = self.cpumask_base + (real_prev & MM_SLOT_MASK) * self.cpumask_stride

@@ -23,7 +23,8 @@ from emu.harness.explore import SCENARIOS
 from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
 from emu.strategies import MUTANTS, STRATEGIES
-from stress.options import ScriptText, add_machine_options, check_writable, config_from
+from emu.workload.benchmarks import DRIVERS
+from stress.options import INT, Names, ScriptText, add_machine_options, check_writable, config_from
 from stress.output import STATUS_INTERRUPTED, STATUS_OUTPUT, OutputError, to_stdout, write_json, write_text
 from stress.progress import ProgressLine, render_report
 
@@ -123,6 +124,13 @@ def build_parser() -> Parser:
         "--script", type=ScriptText("scenario", lambda: list(SCENARIOS)), default="",
         help="a scripted load instead of the synthetic one: a scenario's name (see 'list') or its script, CPU:ACTION,... (explore's)",
     )  # fmt: skip
+    run.add_argument(
+        "--benchmark", type=Names("benchmark-shaped load", lambda: sorted(DRIVERS)), default=None,
+        help="a benchmark-shaped load instead of the synthetic one (emu/workload: will-it-scale, hackbench, Dolan's reproducer)",
+    )  # fmt: skip
+    run.add_argument(
+        "--bench-tasks", type=INT, default=0, help="the benchmark's own task count (will-it-scale's -t, hackbench's groups; 0: its default)"
+    )
     run.add_argument(
         "--json", metavar="PATH", default=None, help="also write the report as JSON ('-': to standard output, the text report to stderr)"
     )

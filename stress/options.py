@@ -238,7 +238,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         noise=ns.noise, fail_fast=ns.fail_fast, **perturbation_options(ns),
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
         sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
-        script=getattr(ns, "script", ""),
+        script=getattr(ns, "script", ""), benchmark=getattr(ns, "benchmark", None) or "", bench_tasks=getattr(ns, "bench_tasks", 0),
     )  # fmt: skip
     given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):

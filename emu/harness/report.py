@@ -161,8 +161,8 @@ def _first(clock_ns: int, t_run_ns: int) -> float | None:
     return round(max(0, clock_ns - t_run_ns) / 1e9, 4) if clock_ns and t_run_ns else None
 
 
-# written apart, or not 'run' options at all: a benchmark's run is rerun by its 'compare --benchmark' command
-NOT_RUN_FLAGS = ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload", "benchmark", "bench_tasks")
+# written apart (the command's head and the workload's own flags)
+NOT_RUN_FLAGS = ("cpus", "strategy", "mutant", "arch", "duration", "seed", "workload")
 
 
 def command_for(cfg: RunConfig) -> str:

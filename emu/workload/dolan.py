@@ -7,8 +7,9 @@ reads B and then A, and traps if it sees the new B with the old A (a stale TLB e
 together what the windows of X1, X2 and X3 need: many flushes of one mm (each copy-on-write break
 is ``flush_tlb_mm_range`` of the writer's mm) while another CPU switches into that mm again and again.
 
-As a driver among the benchmark-shaped ones (``RunConfig.benchmark = "dolan"``; ``python -m
-stress.detection --load dolan`` and ``tests/race/test_det_races.py`` run the matrix's cells under it;
+As a driver among the benchmark-shaped ones (``RunConfig.benchmark = "dolan"``: ``python -m stress
+run --benchmark dolan``; ``python -m stress.detection --load dolan`` and
+``tests/race/test_det_races.py`` run the matrix's cells under it;
 its parameter ``tasks`` is the number of reader pairs, ``0``: one on each CPU but cpu0):
 
 * the main task (cpu0's first user task, the process whose mm is M) clones the writer, a thread

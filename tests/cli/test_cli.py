@@ -89,6 +89,10 @@ def test_the_rerun_command_reproduces_every_setting() -> None:
     )  # fmt: skip
     argv = command_for(cfg).split()[3:]  # after "python -m stress"
     assert config_from(build_parser().parse_args(argv)) == cfg
+    # a benchmark-shaped load's run (Dolan's reproducer: the race suite's x86 cells) reruns as such
+    bench = RunConfig(cpus=4, arch="x86-v6.14", seed=5, benchmark="dolan", bench_tasks=2)
+    assert "--benchmark dolan --bench-tasks 2" in command_for(bench)
+    assert config_from(build_parser().parse_args(command_for(bench).split()[3:])) == bench
 
 
 def test_version_on_the_module_and_the_script_entry_point() -> None:

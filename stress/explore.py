@@ -20,7 +20,7 @@ MAX_BUDGET = 100_000_000
 
 def add_parser(sub: Any) -> None:
     from emu.harness.explore import SCENARIOS
-    from stress.options import ARCH, FIX, INT, MEMORY_MODEL, Names
+    from stress.options import ARCH, FIX, INT, MEMORY_MODEL, MUTANT, Names
 
     class ScenarioName(Names):
         """A shipped scenario's name, or a JSON file of one (read, and checked, by ``load_scenario``)."""
@@ -41,7 +41,8 @@ def add_parser(sub: Any) -> None:
         default="refcount",
         help="lazy-TLB scheme, or a scheme's mutant (default: refcount; see 'list')",
     )
-    e.add_argument("--arch", type=ARCH, default="x86", help="architecture model (default: x86)")
+    e.add_argument("--arch", type=ARCH, default=None, help="architecture model (default: x86, or the one an arch mutant patches)")
+    e.add_argument("--mutant", type=MUTANT, default=None, help="a deliberately broken scheme or architecture, as run takes it (see 'list')")
     e.add_argument("--fix", type=FIX, default="", metavar="NAME[,NAME...]", help="apply later patches' fixes to the scheme (see 'list')")
     e.add_argument(
         "--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), tso, weak, arch (the reduction applies under sc only)"
@@ -68,7 +69,7 @@ def _schemes() -> list[str]:
 
 
 def cmd_explore(ns: argparse.Namespace) -> int:
-    from emu.arch import ARCHES
+    from emu.arch import ARCH_MUTANTS, ARCHES
     from emu.harness.config import validate, validate_fix
     from emu.harness.explore import HarnessFailed, explore, load_scenario
     from emu.harness.report import headline
@@ -83,13 +84,20 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     if ns.scenario is None or ns.preemptions is None:
         raise ConfigError("explore: give --scenario NAME (see 'list') and --preemptions K")
     scenario = load_scenario(ns.scenario)
-    strategy, mutant = ns.strategy, None
-    if strategy in MUTANTS:
-        strategy, mutant = MUTANTS[strategy].mutant_of or strategy, ns.strategy
-    cfg = scenario.config(strategy, ns.arch, ns.fix, ns.memory_model, mutant)
+    if ns.mutant is not None and ns.strategy in MUTANTS:
+        raise ConfigError(f"explore: --strategy {ns.strategy} is a mutant already; give --mutant or a mutant --strategy, not both")
+    arch = ns.arch or ((ARCH_MUTANTS[ns.mutant].mutant_of if ns.mutant in ARCH_MUTANTS else None) or "x86")
+    strategy = ns.strategy
+    if ns.mutant in MUTANTS:  # --mutant M is --strategy M: the base scheme is the mutant's
+        base = MUTANTS[ns.mutant].mutant_of
+        if ns.strategy not in ("refcount", base):  # (refcount: the default, or given)
+            raise ConfigError(f"mutant '{ns.mutant}' belongs to strategy '{base}', not '{ns.strategy}'")
+        strategy = ns.mutant
+    cfg = scenario.cell_config(strategy, arch, ns.fix, ns.memory_model, ns.mutant if ns.mutant in ARCH_MUTANTS else None)
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
-    who = f"{ns.strategy}{' --fix ' + ns.fix if ns.fix else ''} on {ns.arch} ({ns.memory_model})"
+    on = f"{cfg.arch_mutant} ({cfg.arch})" if cfg.arch_mutant else cfg.arch
+    who = f"{strategy}{' --fix ' + ns.fix if ns.fix else ''} on {on} ({ns.memory_model})"
     print(f"explore: {scenario.name} ({scenario.cpus} CPUs), {who}, at most {ns.preemptions} preemptions", file=sys.stderr)
 
     def progress(ex: Any) -> None:

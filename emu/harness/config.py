@@ -12,6 +12,7 @@ import psutil
 from emu.harness import perturbations
 from emu.machine.memory_model import MEMORY_MODELS
 from emu.machine.policies import sched_choices
+from emu.workload.scripted import uses_hotplug
 
 
 class ConfigError(ValueError):
@@ -105,7 +106,7 @@ class RunConfig:
     @property
     def perturbed(self) -> bool:
         """A perturbation asks CPUs to pause or go offline: they poll for it."""
-        return any(k.pauses_cpus for k in perturbations.enabled(self))
+        return any(k.pauses_cpus for k in perturbations.enabled(self)) or uses_hotplug(self.script)
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> RunConfig:

@@ -48,7 +48,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from emu.harness.config import ConfigError, RunConfig, Workload
 from emu.harness.report import Report
@@ -62,6 +62,16 @@ from emu.workload.scripted import parse_script
 EXPLORE_SCHED = "explore"
 
 
+class ScenarioCell(NamedTuple):
+    """A matrix cell a scenario is meant for, and what its exploration must show there."""
+
+    strategy: str  # a scheme or a scheme's mutant
+    arch: str  # an architecture or an arch mutant (emu.arch.ARCH_MUTANTS)
+    fix: str = ""
+    expect: str = "clean"  # clean, or the violation kind that catches it
+    memory_model: str = "sc"
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A small scripted machine: nothing in it is drawn at random."""
@@ -73,8 +83,8 @@ class Scenario:
     kthreads: int = 1
     steps: int = 400  # the run phase, in scheduling points (idle CPUs sleep through the rest)
     covers: tuple[str, ...] = ()  # the matrix's defects that live in this situation
-    # the cells it is meant for: (strategy or mutant, arch, fix, expected verdict or kind)
-    cells: tuple[tuple[str, str, str, str], ...] = ()
+    # the cells it is meant for: (strategy or mutant, arch or arch mutant, fix, expected verdict or kind[, memory model])
+    cells: tuple[ScenarioCell, ...] = ()
 
     def config(self, strategy: str, arch: str, fix: str = "", memory_model: str = "sc", mutant: str | None = None) -> RunConfig:
         wl = Workload(procs=self.cpus, threads=1, kthreads=self.kthreads)
@@ -82,6 +92,19 @@ class Scenario:
             cpus=self.cpus, strategy=strategy, mutant=mutant, arch=arch, fix=fix, memory_model=memory_model, seed=0,
             workload=wl, sched=EXPLORE_SCHED, steps=self.steps, script=self.script, fail_fast=True,
         )  # fmt: skip
+
+    def cell_config(self, strategy: str, arch: str, fix: str = "", memory_model: str = "sc", mutant: str | None = None) -> RunConfig:
+        """``config`` for a cell named as the matrix names it: ``strategy`` may be a scheme's mutant,
+        ``arch`` an arch mutant (``mutant`` either, as ``run --mutant`` takes it), each run under its base."""
+        from emu.arch import ARCH_MUTANTS
+        from emu.strategies import MUTANTS
+
+        for name in (strategy, arch, mutant):
+            if name in MUTANTS:
+                strategy, mutant = MUTANTS[name].mutant_of or strategy, name
+            elif name in ARCH_MUTANTS:
+                arch, mutant = ARCH_MUTANTS[name].mutant_of or arch, name
+        return self.config(strategy, arch, fix, memory_model, mutant)
 
     def check(self) -> None:
         if not 2 <= self.cpus <= 4:
@@ -102,13 +125,13 @@ SCENARIOS: dict[str, Scenario] = {
             script="0:fork,clone=1,run,exit;1:sleep=300",
             covers=("D1", "D2", "B1", "B9"),
             cells=(
-                ("refcount", "x86", "", "clean"),
-                ("luto-hazard", "arm64", "", "clean"),
-                ("shoot-lazies", "arm64", "", "use_after_free"),
-                ("refcount-no-grab", "x86", "", "use_after_free"),
-                ("luto-rfc", "arm64", "integrated", "freed_while_lazy"),
-                ("luto-rfc", "arm64", "drop-check,integrated", "freed_while_lazy"),
-                ("luto-rfc", "x86", "drop-check,integrated", "freed_while_lazy"),
+                ScenarioCell("refcount", "x86", "", "clean"),
+                ScenarioCell("luto-hazard", "arm64", "", "clean"),
+                ScenarioCell("shoot-lazies", "arm64", "", "use_after_free"),
+                ScenarioCell("refcount-no-grab", "x86", "", "use_after_free"),
+                ScenarioCell("luto-rfc", "arm64", "integrated", "freed_while_lazy"),
+                ScenarioCell("luto-rfc", "arm64", "drop-check,integrated", "freed_while_lazy"),
+                ScenarioCell("luto-rfc", "x86", "drop-check,integrated", "freed_while_lazy"),
             ),
         ),
         Scenario(
@@ -120,8 +143,8 @@ SCENARIOS: dict[str, Scenario] = {
             script="0:exit,exit;1:fork,sleep=120,clone=0,exit,fork;2:fork,clone=0,sleep=150,exit",
             covers=("B3",),
             cells=(
-                ("luto-rfc", "arm64", "drop-check,scan-online,integrated", "freed_while_lazy"),
-                ("luto-hazard", "arm64", "", "clean"),
+                ScenarioCell("luto-rfc", "arm64", "drop-check,scan-online,integrated", "freed_while_lazy"),
+                ScenarioCell("luto-hazard", "arm64", "", "clean"),
             ),
         ),
         Scenario(
@@ -130,7 +153,80 @@ SCENARIOS: dict[str, Scenario] = {
             cpus=2,
             script="0:fork,clone=1,run,exit;1:sleep=100,run,exit",
             covers=("hazptr busy-wait",),
-            cells=(("hazptr", "x86", "skip-init-mm,drop-irqs-off", "clean"),),
+            cells=(ScenarioCell("hazptr", "x86", "skip-init-mm,drop-irqs-off", "clean"),),
+        ),
+        Scenario(
+            "kthread-trim",
+            "cpu1's thread of cpu0's process exits (cpu1 lazy, in the mask); cpu0's now single-threaded process unmaps "
+            "and trims the mask while cpu1's kernel thread adopts the mm (kthread_use_mm)",
+            cpus=2,
+            script="0:fork,clone=1,run,munmap,exit;1:exit,use-mm=0",
+            covers=("B8",),
+            cells=(
+                ScenarioCell("shoot-lazies", "powerpc-trim-vs-kthread", "", "cpumask_missing"),
+                ScenarioCell("refcount", "powerpc-trim-vs-kthread", "", "cpumask_missing"),
+                ScenarioCell("shoot-lazies", "powerpc", "", "clean"),
+                ScenarioCell("refcount", "powerpc", "", "clean"),
+            ),
+        ),
+        Scenario(
+            "offline-lazy",
+            "cpu1's thread of cpu0's process exits (cpu1 lazy on the mm); cpu0 takes cpu1 down, sleeps, and its thread, "
+            "the last user, exits; then brings cpu1 back",
+            cpus=2,
+            script="0:fork,clone=1,offline=1,sleep=3000,exit,online=1;1:exit",
+            covers=("B2", "H4", "H3"),
+            cells=(
+                ScenarioCell("shoot-hotplug-race", "powerpc", "", "cpumask_missing"),
+                ScenarioCell("shoot-lazies", "powerpc", "", "clean"),
+                ScenarioCell("hazptr", "x86", "skip-init-mm,drop-irqs-off", "liveness"),
+                ScenarioCell("hazptr", "x86", "drop-irqs-off,sched-force-init-mm", "scheme_warning"),
+                ScenarioCell("hazptr", "x86", "skip-init-mm,drop-irqs-off,sched-force-init-mm", "clean"),
+            ),
+        ),
+        Scenario(
+            "preempted-drop",
+            "cpu0's thread exits (cpu0 lazy on the mm, which cpu1's thread keeps); cpu0 forks a process that starts in "
+            "kernel_execve, whose exec_mmap is preempted before its lazy drop and moves to cpu1",
+            cpus=2,
+            steps=120,
+            script="0:fork,clone=1,exit,fork-exec,preempt-migrate;1:run,exit",
+            covers=("H1",),
+            cells=(
+                ScenarioCell("hazptr", "x86", "", "scheme_warning"),
+                ScenarioCell("hazptr", "x86", "skip-init-mm", "scheme_warning"),
+                ScenarioCell("hazptr", "x86", "skip-init-mm,this-cpu-write", "scheme_warning"),
+                ScenarioCell("hazptr", "x86", "skip-init-mm,drop-irqs-off", "clean"),
+            ),
+        ),
+        Scenario(
+            "rfc-reread",
+            "B3 on two CPUs: cpu1's process A has a thread on cpu0, which exits (cpu0 lazy on A); A's last user exits on "
+            "cpu1 and scans while cpu0 forks C, which exits there (C parked in cpu0's mm_to_mmdrop, cpu0 lazy on C)",
+            cpus=2,
+            steps=200,
+            script="0:exit,fork,exit;1:fork,clone=0,sleep=20,exit",
+            covers=("B3",),
+            cells=(
+                ScenarioCell("luto-rfc", "arm64", "drop-check,scan-online,integrated", "freed_while_lazy"),
+                ScenarioCell("luto-hazard", "arm64", "", "clean"),
+            ),
+        ),
+        Scenario(
+            "switch-flush",
+            "cpu1 runs a thread of cpu0's process, sleeps, runs a process of its own and switches back (its bit "
+            "still set in the lazy mask) while cpu0 unmaps: the x86 switch against a concurrent flush",
+            cpus=2,
+            steps=200,
+            script="0:fork,clone=1,run,munmap,munmap,munmap,exit;1:sleep=50,fork,exit",
+            covers=("X1", "X2", "X3"),
+            cells=(
+                ScenarioCell("refcount", "x86-v6.14", "", "missed_flush"),
+                ScenarioCell("refcount", "x86-stable-6.12.29", "", "missed_flush"),
+                ScenarioCell("refcount", "x86-lazy-mask", "", "clean"),
+                ScenarioCell("refcount", "x86-v6.14.7", "", "clean"),
+                ScenarioCell("refcount", "x86-stable-dolan-fix", "", "clean"),
+            ),
         ),
     )
 }
@@ -153,8 +249,8 @@ def load_scenario(name: str) -> Scenario:
     if not isinstance(data, dict) or set(data) - names or not {"name", "cpus", "script"} <= set(data):
         raise ConfigError(f"--scenario {name}: expected an object with name, cpus, script (and summary, kthreads, steps)")
     try:
-        data = {"summary": "", **data, "covers": tuple(data.get("covers", ())), "cells": tuple(tuple(c) for c in data.get("cells", ()))}
-        scenario = Scenario(**data)
+        cells = tuple(ScenarioCell(*c) for c in data.get("cells", ()))
+        scenario = Scenario(**{"summary": "", **data, "covers": tuple(data.get("covers", ())), "cells": cells})
     except TypeError as e:
         raise ConfigError(f"--scenario {name}: {e}") from None
     if not isinstance(scenario.cpus, int) or not isinstance(scenario.script, str) or not isinstance(scenario.steps, int):

@@ -31,6 +31,7 @@ class TaskKernel(Protocol):
     def wait_event(self, task: int) -> None: ...  # sleep until try_to_wake_up (a pipe read that blocks)
     def try_to_wake_up(self, task: int) -> None: ...  # wake a sleeper where it slept (a pipe write)
     def kernel_clone(self, task: int, cpu: int, clone_vm: bool) -> int: ...  # a thread or process pinned to cpu; -1 if full
+    def cpu_hotplug_request(self, cpu: int, online: bool) -> None: ...  # a write to cpuN/online: that CPU goes down or up
     def count_if(self, name: str, n: int = 1) -> None: ...  # a load's own counter (benchmark operations), where the run has it
 
 

@@ -26,7 +26,7 @@ import math
 from typing import TYPE_CHECKING
 
 from emu.machine.irq import ipi_function
-from emu.machine.layout import C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING, INIT_MM
+from emu.machine.layout import C_HP_WANT, C_ONLINE, C_STATE, CPU_OFFLINE, CPU_RUNNING, INIT_MM
 from emu.machine.trace import event
 
 if TYPE_CHECKING:
@@ -62,6 +62,11 @@ class Hotplug:
             self.count("hotplug_offline")
             return True
         return False
+
+    def cpu_hotplug_request(self: CpuCore, cpu: int, online: bool) -> None:
+        """``cpu_device_down``/``cpu_device_up`` from this CPU (a write to ``cpuN/online``: a scripted
+        load's): the request the runner's hotplug perturbation makes; CPU ``cpu`` carries it out."""
+        self.w[self.layout.cpu(cpu) + C_HP_WANT] = int(online)
 
     def ready_to_die(self: CpuCore) -> bool:
         """Idle, nothing queued here, no kernel thread holding an mm: push what is left away."""

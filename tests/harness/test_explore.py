@@ -158,7 +158,7 @@ def test_dpor_that_dropped_reversals_under_the_bound_claims_nothing() -> None:
 
 @pytest.mark.parametrize("cell", [c for c in SCENARIOS["lazy-exit"].cells if c[3] != "clean"], ids=lambda c: "@".join(c[:3]))
 def test_each_broken_cell_of_the_lazy_exit_scenario_is_found(cell: tuple[str, str, str, str]) -> None:
-    strategy, arch, fix, kind = cell
+    strategy, arch, fix, kind = cell[:4]
     ex = explore(cell_config(SCENARIOS["lazy-exit"], strategy, arch, fix), "lazy-exit", 2)
     assert ex.verdict == "violation" and ex.report is not None
     assert kind in ex.report.violation_counts
@@ -169,7 +169,7 @@ def test_each_broken_cell_of_the_lazy_exit_scenario_is_found(cell: tuple[str, st
 def test_each_correct_cell_of_the_lazy_exit_scenario_is_clean_in_every_schedule_up_to_two_preemptions(
     cell: tuple[str, str, str, str],
 ) -> None:
-    strategy, arch, fix, _ = cell
+    strategy, arch, fix, _ = cell[:4]
     ex = explore(cell_config(SCENARIOS["lazy-exit"], strategy, arch, fix), "lazy-exit", 2)
     assert ex.complete and ex.verdict == "clean" and ex.diverged == 0
     assert ex.by_bound.get(2, 0) > 0

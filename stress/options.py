@@ -16,6 +16,7 @@ from typing import Any
 
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness import perturbations
+from emu.harness.benchmark import bench_workload
 from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
 from emu.harness.plugins import load_config
 from emu.machine.policies import policy_class, registry
@@ -228,6 +229,10 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         p_block=ns.p_block, p_migrate=ns.p_migrate, p_kthread=ns.p_kthread, p_use_mm=ns.p_use_mm, sleep_us=ns.sleep_us,
         p_munmap=ns.p_munmap, p_free_tables=ns.p_free_tables, p_exec=ns.p_exec, p_kernel_exec=ns.p_kernel_exec, p_preempt=ns.p_preempt,
     )  # fmt: skip
+    given: frozenset[str] = getattr(ns, "given", frozenset())
+    benchmark, bench_tasks = getattr(ns, "benchmark", None) or "", getattr(ns, "bench_tasks", 0)
+    if benchmark and not given & {"procs", "threads", "kthreads"}:  # its pools sized for its tasks, as compare's runs are
+        wl = bench_workload(benchmark, max(0, bench_tasks), max(1, ns.cpus), wl)
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=arch, duration=ns.duration, seed=seed, workload=wl,
@@ -238,9 +243,8 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
         noise=ns.noise, fail_fast=ns.fail_fast, **perturbation_options(ns),
         memory_model=ns.memory_model, race_delay=ns.race_delay, watchdog=ns.watchdog, ipi_timeout=ns.ipi_timeout,
         sched=getattr(ns, "sched", d.sched), steps=getattr(ns, "steps", d.steps), depth=getattr(ns, "depth", d.depth),
-        script=getattr(ns, "script", ""), benchmark=getattr(ns, "benchmark", None) or "", bench_tasks=getattr(ns, "bench_tasks", 0),
+        script=getattr(ns, "script", ""), benchmark=benchmark, bench_tasks=bench_tasks,
     )  # fmt: skip
-    given: frozenset[str] = getattr(ns, "given", frozenset())
     if getattr(ns, "replay", ""):
         cfg = replayed_config(ns.replay, cfg, given)
     cfg = load_config(cfg)  # a part named by spec: loaded, its path made absolute for the rerun command

@@ -18,7 +18,7 @@ count on the real machine to the emulated one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emu.harness.config import ConfigError, RunConfig, Workload
@@ -107,16 +107,23 @@ def tasks_for(spec: BenchSpec, units: int, machine_cpus: int, emu_cpus: int = ME
     return max(1, round(per_cpu * emu_cpus / spec.tasks_per_unit))
 
 
+def bench_workload(name: str, units: int, cpus: int, base: Workload) -> Workload:
+    """``base`` with pools that hold every task of benchmark ``name`` (``units``; 0: its default) and
+    its main task on cpu0, where the main task creates them, and no kernel threads (a quiet machine)."""
+    driver = DRIVERS[name]
+    total = driver.tasks_of(units or driver.default_units(cpus)) + 1
+    procs = math.ceil(cpus * total / 3) + 1  # Layout: 3 * procs * threads / cpus + 8 user tasks per CPU
+    return replace(base, procs=procs, threads=1, kthreads=0)
+
+
 def bench_config(
     name: str, strategy: str, arch: str, units: int, cpus: int = MEASURE_CPUS, steps: int = MEASURE_STEPS,
     seed: int = MEASURE_SEED, fix: str = "",
 ) -> RunConfig:  # fmt: skip
     """A run of benchmark ``name`` with ``units`` (-t, groups) on ``cpus`` emulated CPUs. Its pools
     hold every task and mm on cpu0, where the main task creates them (``Layout.for_run``)."""
-    spec = spec_of(name)
-    total = units * spec.tasks_per_unit + 1
-    procs = math.ceil(cpus * total / 3) + 1  # Layout: 3 * procs * threads / cpus + 8 user tasks per CPU
-    wl = Workload(procs=procs, threads=1, kthreads=0)
+    spec_of(name)
+    wl = bench_workload(name, units, cpus, Workload())
     shoot_all = strategy == "shoot-lazies" and arch == "arm64"  # the matrix's correct configuration there
     return RunConfig(
         cpus=cpus, strategy=strategy, arch=arch, duration=1.0, seed=seed, workload=wl, sched=MEASURE_SCHED, steps=steps,

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import psutil
 
 from emu.harness import perturbations
+from emu.machine.layout import Layout
 from emu.machine.memory_model import MEMORY_MODELS
 from emu.machine.policies import sched_choices
+from emu.workload.benchmarks import DRIVERS
 from emu.workload.scripted import uses_hotplug
 
 
@@ -268,6 +270,12 @@ def validate(
             raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {v}")
     if w.p_exit <= 0:
         raise ConfigError("--p-exit must be above 0, or no process would ever exit")
+    if cfg.bench_tasks and not cfg.benchmark:
+        raise ConfigError("--bench-tasks is a benchmark's parameter: add --benchmark NAME")
+    if not 0 <= cfg.bench_tasks <= 4096:
+        raise ConfigError(f"--bench-tasks must be between 0 (the benchmark's default) and 4096, got {cfg.bench_tasks}")
+    if cfg.benchmark:
+        _check_bench_room(cfg)
     if not 0 <= w.procs <= 4096:
         raise ConfigError(f"--procs must be between 0 (automatic) and 4096, got {w.procs}")
     if not 1 <= w.threads <= 64:
@@ -305,3 +313,15 @@ def validate_fix(cfg: RunConfig, fixes: dict[str, str]) -> None:
             raise ConfigError(f"--fix: unknown fix '{name}' for '{cfg.scheme}' {suggest(name, sorted(fixes))}")
     if len(set(names)) != len(names):
         raise ConfigError(f"--fix: a fix named twice in '{cfg.fix}'")
+
+
+def _check_bench_room(cfg: RunConfig) -> None:
+    """A benchmark's main task creates every task on cpu0: its pool must hold them (one line if not)."""
+    driver, w = DRIVERS[cfg.benchmark], cfg.workload
+    need = driver.tasks_of(cfg.bench_tasks or driver.default_units(cfg.cpus)) + 1
+    room = Layout.for_run(cfg.cpus, w.live_procs(cfg.cpus), w.threads, w.kthreads, ()).user_tasks_per_cpu
+    if need > room:
+        raise ConfigError(
+            f"--benchmark {cfg.benchmark} creates {need} tasks on cpu0, whose pool holds {room} with this workload: "
+            "leave --procs/--threads/--kthreads out (sized for it) or raise --procs"
+        )

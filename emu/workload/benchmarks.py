@@ -68,11 +68,21 @@ class Benchmark:
     def __init__(self, wl: Knobs, ncpus: int, rng: random.Random, tasks: int) -> None:
         self.rng = rng
         self.ncpus = ncpus
-        self.units = tasks
-        self.ntasks = tasks * self.tasks_per_unit
+        self.units = tasks or self.default_units(ncpus)
+        self.ntasks = self.tasks_of(self.units)
         self.main = ncpus * (1 + wl.kthreads)  # cpu0's first user task: the first do_fork takes it
         self.started = self.spawned = False
         self.running: set[int] = set()  # tasks past their first quantum (their loop's first read done)
+
+    @classmethod
+    def default_units(cls, ncpus: int) -> int:
+        """The parameter's value when none is given (``run --benchmark`` without ``--bench-tasks``): a unit a CPU."""
+        return ncpus
+
+    @classmethod
+    def tasks_of(cls, units: int) -> int:
+        """The tasks the main task creates for ``units``."""
+        return units * cls.tasks_per_unit
 
     # -- the task's role, from its id -------------------------------------------------------
     def index(self, task: int) -> int:

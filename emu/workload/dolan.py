@@ -55,9 +55,16 @@ class DolanReproducer(Benchmark):
     """The writer on cpu0 flushing its mm; reader threads of that mm ping-ponging with partner processes."""
 
     def __init__(self, wl: SleepKnobs, ncpus: int, rng: random.Random, tasks: int) -> None:
-        super().__init__(wl, ncpus, rng, tasks or max(1, ncpus - 1))
-        self.ntasks = 1 + 2 * self.units
+        super().__init__(wl, ncpus, rng, tasks)
         self.sleep_us = wl.sleep_us  # the mean of the writer's wait for its forked child (--sleep-us)
+
+    @classmethod
+    def default_units(cls, ncpus: int) -> int:
+        return max(1, ncpus - 1)  # a reader pair on each CPU but the writer's
+
+    @classmethod
+    def tasks_of(cls, units: int) -> int:
+        return 1 + 2 * units  # the writer, then a partner and a reader a pair
 
     def pair_cpu(self, p: int) -> int:
         return 1 + p % (self.ncpus - 1) if self.ncpus > 1 else 0

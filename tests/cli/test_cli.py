@@ -90,7 +90,9 @@ def test_the_rerun_command_reproduces_every_setting() -> None:
     argv = command_for(cfg).split()[3:]  # after "python -m stress"
     assert config_from(build_parser().parse_args(argv)) == cfg
     # a benchmark-shaped load's run (Dolan's reproducer: the race suite's x86 cells) reruns as such
-    bench = RunConfig(cpus=4, arch="x86-v6.14", seed=5, benchmark="dolan", bench_tasks=2)
+    argv = ["run", "--cpus", "4", "--arch", "x86-v6.14", "--seed", "5", "--benchmark", "dolan", "--bench-tasks", "2"]
+    bench = config_from(build_parser().parse_args(argv))
+    assert bench.benchmark == "dolan" and bench.workload.kthreads == 0  # its pools sized for it: a quiet machine
     assert "--benchmark dolan --bench-tasks 2" in command_for(bench)
     assert config_from(build_parser().parse_args(command_for(bench).split()[3:])) == bench
 
@@ -136,3 +138,13 @@ def test_list_quiet_prints_names_and_json_writes_them(tmp_path: Path) -> None:
     names = [x["name"] for items in lists.values() for x in items]
     assert r.stdout.split() == names and "refcount-no-grab" in names and "x86" in names
     assert {x["mutant_of"] for x in lists["mutants"]} <= {x["name"] for x in lists["strategies"]}
+
+
+def test_a_benchmark_run_says_in_one_line_what_it_cannot_do() -> None:
+    for argv, expect in (
+        (["run", "--bench-tasks", "3"], "add --benchmark NAME"),
+        (["run", "--benchmark", "context_switch1_threads", "--bench-tasks", "50", "--procs", "2"], "whose pool holds"),
+    ):
+        r = stress(*argv)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], (argv, r.returncode, r.stderr)

@@ -215,14 +215,19 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "switch-flush",
             "cpu1 runs a thread of cpu0's process, sleeps, runs a process of its own and switches back (its bit "
-            "still set in the lazy mask) while cpu0 unmaps: the x86 switch against a concurrent flush",
+            "still set in the lazy mask) while cpu0 unmaps, sleeping between its unmaps: the x86 switch against a "
+            "concurrent flush, the first switch in and the switch back",
             cpus=2,
             steps=200,
-            script="0:fork,clone=1,run,munmap,munmap,munmap,exit;1:sleep=50,fork,exit",
+            # cpu0's sleeps spread its unmaps past cpu1's sleep: without them all three are done before cpu1's
+            # switch back, while cpu1 sleeps and nothing can preempt cpu0 (X1's window is in the switch back)
+            script="0:fork,clone=1,run,munmap,sleep=40,munmap,sleep=40,munmap,exit;1:sleep=50,fork,exit",
             covers=("X1", "X2", "X3"),
             cells=(
                 ScenarioCell("refcount", "x86-v6.14", "", "missed_flush"),
                 ScenarioCell("refcount", "x86-stable-6.12.29", "", "missed_flush"),
+                ScenarioCell("refcount", "x86-v6.14.7", "", "missed_flush", "tso"),
+                ScenarioCell("refcount", "x86-lazy-mask", "", "clean", "tso"),
                 ScenarioCell("refcount", "x86-lazy-mask", "", "clean"),
                 ScenarioCell("refcount", "x86-v6.14.7", "", "clean"),
                 ScenarioCell("refcount", "x86-stable-dolan-fix", "", "clean"),

@@ -83,7 +83,7 @@ from emu.machine.layout import (
     Layout,
     e2f_bucket,
 )
-from emu.machine.memory_model import make_atomics
+from emu.machine.memory_model import TsoAtomics, make_atomics
 from emu.machine.perturb import install_noise
 from emu.machine.trace import Tracer
 
@@ -171,6 +171,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self.counter_words["noise_delays"])
         if det is not None:
             det.atomics, det.irq = self.atomics, self.irq
+            if cfg.sched == "explore" and isinstance(self.atomics, TsoAtomics):
+                self.atomics.commit_only_when_forced()  # the explorer enumerates schedules, not TSO's early commits
             install_points(self.atomics, det)  # before the scheme and the arch bind the primitives
             self.irq.use_det(det)
             walk = self.page_walk

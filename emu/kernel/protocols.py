@@ -125,6 +125,7 @@ class RunSettings(Protocol):
     """What the CPU loop reads of the run's configuration (the harness's ``RunConfig`` has it)."""
 
     seed: int
+    sched: str  # a deterministic mode's policy (free: "free"), the one a --replay was recorded with
     ipi_timeout: float
     noise: float
     stutter: bool

@@ -54,6 +54,10 @@ STORE_BUFFER_ENTRIES = 16  # a small buffer: x86 has ~50, but a Python access is
 COMMIT_P = 0.1  # per access, the chance that the oldest buffered store reaches memory
 
 
+def _no_commit() -> None:
+    pass
+
+
 class TsoAtomics(Atomics):
     """``Atomics`` with a per-CPU FIFO store buffer in front of the shared segment."""
 
@@ -95,6 +99,13 @@ class TsoAtomics(Atomics):
             if self._fifo:
                 self._commit_oldest()
             self._unmask()
+
+    def commit_only_when_forced(self) -> None:
+        """No early commits: a buffered store reaches memory only where TSO forces it (``smp_mb``, a locked op,
+        interrupt entry, before an IPI, before idling, a wait loop's spin, a full buffer). The explorer's choice
+        (``--sched explore`` and its replays): it enumerates schedules, not commit points, and with no early
+        commit every schedule shows each store->load reordering it can, with no draw of the seed in it."""
+        self._maybe_commit = _no_commit  # type: ignore[method-assign]
 
     # -- plain accesses --------------------------------------------------------------------
     def READ_ONCE(self, i: int) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -325,3 +327,15 @@ def _check_bench_room(cfg: RunConfig) -> None:
             f"--benchmark {cfg.benchmark} creates {need} tasks on cpu0, whose pool holds {room} with this workload: "
             "leave --procs/--threads/--kthreads out (sized for it) or raise --procs"
         )
+
+
+def read_json(path: str, who: str, not_json: str) -> Any:
+    """The JSON in file ``path``; ConfigError, one line starting with ``who``, if it cannot be read
+    (the OS's reason) or is not JSON (``not_json``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise ConfigError(f"{who}: cannot read '{path}': {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{who} {path}: {not_json}") from None

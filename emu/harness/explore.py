@@ -44,13 +44,12 @@ segment is reset, the machine rebuilt in each process, nothing forked), or each 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from emu.harness.config import ConfigError, RunConfig, Workload
+from emu.harness.config import ConfigError, RunConfig, Workload, read_json
 from emu.harness.report import Report
 from emu.harness.runner import Runner
 from emu.harness.session import Session
@@ -243,13 +242,7 @@ def load_scenario(name: str) -> Scenario:
         return SCENARIOS[name]
     if not name.endswith(".json"):
         raise ConfigError(f"unknown scenario '{name}' (choose from {', '.join(sorted(SCENARIOS))}, or give a .json file)")
-    try:
-        with open(name, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"--scenario: cannot read '{name}': {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"--scenario {name}: not JSON") from None
+    data = read_json(name, "--scenario", "not JSON")
     names = {f.name for f in dataclasses.fields(Scenario)}
     if not isinstance(data, dict) or set(data) - names or not {"name", "cpus", "script"} <= set(data):
         raise ConfigError(f"--scenario {name}: expected an object with name, cpus, script (and summary, kthreads, steps)")

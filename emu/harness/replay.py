@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from emu.harness.config import ConfigError, RunConfig
+from emu.harness.config import ConfigError, RunConfig, read_json
 from emu.machine.detsched import Schedule
 
 # settings a replay need not share with the recording: they do not steer the machine
@@ -24,13 +24,7 @@ def setup_digest(config: dict[str, Any]) -> str:
 def read_report(path: str, who: str) -> dict[str, Any]:
     """A JSON report written by ``run --json``, as a dict with its ``config``; ConfigError, one
     line starting with ``who``, if it cannot be read or is not one."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"{who}: cannot read '{path}': {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{who} {path}: not a JSON report (truncated, or not one?)") from None
+    data = read_json(path, who, "not a JSON report (truncated, or not one?)")
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise ConfigError(f"{who} {path}: not a lazytlb report")
     return data

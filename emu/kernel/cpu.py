@@ -83,7 +83,7 @@ from emu.machine.layout import (
     Layout,
     e2f_bucket,
 )
-from emu.machine.memory_model import TsoAtomics, make_atomics
+from emu.machine.memory_model import TsoAtomics, WeakAtomics, make_atomics
 from emu.machine.perturb import install_noise
 from emu.machine.trace import Tracer
 
@@ -417,8 +417,8 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         atomics.walk_check = self.walk_outgoing
         atomics.walk_late = self.lazy_outgoing
         self.irq.csd_unlock = atomics.perform_walks
-        if self.det is not None:  # a deterministic mode: the turn may be lost where the late walk is visible
-            atomics.window_stall = self.det.preempt  # type: ignore[attr-defined]
+        if self.det is not None and isinstance(atomics, WeakAtomics):  # the turn may be lost where the late walk is visible
+            atomics.window_stall = self.det.preempt
         load_mm, walk, loaded = arch.load_mm, atomics.mmu_walk, self.LOADED
         w = self.w
 

@@ -1,0 +1,34 @@
+"""What a newcomer meets in the first hour: a real Ctrl-C (to the whole process group, as a
+terminal sends it), a name typed as uname or the kernel spells it, a part's file named without
+its class, a progress display in a pipe. Each answer is one line, names the fix, and leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+
+from tests.procs import poll
+
+CEILING = "import sys\nfrom stress.bench import ceiling\ntry:\n    ceiling(2, 1.0, 4.0, 60)\nexcept KeyboardInterrupt:\n    sys.exit(130)\n"
+
+
+def test_ctrl_c_to_the_group_stops_bench_ceiling_workers_without_a_traceback() -> None:
+    # a terminal's Ctrl-C reaches every process of the group: the workers too, not only the parent
+    p = subprocess.Popen([sys.executable, "-c", CEILING], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    me = psutil.Process(p.pid)
+
+    def workers() -> list[psutil.Process] | None:
+        kids = [k for k in me.children() if "resource_tracker" not in " ".join(k.cmdline())]
+        return kids if len(kids) >= 2 else None
+
+    kids = poll(workers, 60, "the ceiling's workers")
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    _, alive = psutil.wait_procs(kids, timeout=10)
+    assert alive == []

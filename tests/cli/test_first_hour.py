@@ -11,7 +11,7 @@ import sys
 
 import psutil
 
-from tests.procs import poll
+from tests.procs import CMD, poll, stress
 
 CEILING = "import sys\nfrom stress.bench import ceiling\ntry:\n    ceiling(2, 1.0, 4.0, 60)\nexcept KeyboardInterrupt:\n    sys.exit(130)\n"
 
@@ -32,3 +32,25 @@ def test_ctrl_c_to_the_group_stops_bench_ceiling_workers_without_a_traceback() -
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     _, alive = psutil.wait_procs(kids, timeout=10)
     assert alive == []
+
+
+def test_explore_progress_in_a_pipe_is_plain_lines() -> None:
+    # a CI log has no carriage returns to redraw with: each progress line is a line
+    r = stress("explore", "--scenario", "lazy-exit", "--preemptions", "6", "--reduce", "none", "--budget", "60")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("explore: lazy-exit") and all(line.startswith("  ") and "schedules" in line for line in lines[1:])
+    assert r.stdout.startswith("NOT COMPLETE: the budget of 60 schedules ran out")
+
+
+def test_ctrl_c_in_explore_says_how_far_it_got() -> None:
+    args = ["explore", "--scenario", "lazy-exit", "--preemptions", "8", "--reduce", "none", "--quiet"]
+    p = subprocess.Popen([*CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    me = psutil.Process(p.pid)
+    poll(lambda: len(me.children()) >= 2, 60, "explore's CPUs")
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert out.startswith("NOT COMPLETE: interrupted "), out
+    assert err.strip() == "stress: interrupted"

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.columns import columns_svg
-from emu.harness.config import ConfigError
+from emu.harness.config import ConfigError, closest
 from emu.harness.explore import SCENARIOS
 from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
@@ -55,8 +55,8 @@ class Parser(argparse.ArgumentParser):
         """argparse names a bad command or option but not the one meant: add the closest."""
         bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if bad:
-            close = difflib.get_close_matches(bad.group(1), re.findall(r"[\w-]+", bad.group(2)), n=1)
-            return f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(bad.group(1), re.findall(r"[\w-]+", bad.group(2)))
+            return f"; did you mean '{close}'?" if close else ""
         return ""
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:

@@ -139,9 +139,31 @@ class RunConfig:
         return self.mutant if self.mutant in ARCH_MUTANTS else None
 
 
-def suggest(name: str, valid: list[str]) -> str:
+# uname -m's names (and Debian's), which a kernel developer types for the arch/ directory's: the closest name to offer
+UNAME_ARCHES = {
+    "x86_64": "x86", "amd64": "x86", "i386": "x86", "i686": "x86", "aarch64": "arm64",
+    "ppc64": "powerpc", "ppc64le": "powerpc", "ppc": "powerpc", "riscv64": "riscv", "loongarch64": "loongarch", "s390x": "s390",
+}  # fmt: skip
+
+
+def closest(name: str, valid: list[str]) -> str | None:
+    """The valid name meant by ``name``: uname's arch name, the same name in another case, a close
+    spelling, or the one name it begins (``b3`` for ``b3-rescan``); None when none is clear."""
+    if UNAME_ARCHES.get(name.lower()) in valid:
+        return UNAME_ARCHES[name.lower()]
+    folded = {v.lower(): v for v in valid}
+    if name.lower() in folded:
+        return folded[name.lower()]
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    if close:
+        return close[0]
+    begun = [v for v in valid if name and v.lower().startswith(name.lower())]
+    return begun[0] if len(begun) == 1 else None
+
+
+def suggest(name: str, valid: list[str]) -> str:
+    close = closest(name, valid)
+    hint = f"; did you mean '{close}'?" if close else ""
     return f"(valid: {', '.join(valid)}){hint}"
 
 

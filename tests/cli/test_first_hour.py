@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from tests.procs import CMD, poll, stress
 
@@ -54,3 +55,21 @@ def test_ctrl_c_in_explore_says_how_far_it_got() -> None:
     assert p.returncode == 130, err
     assert out.startswith("NOT COMPLETE: interrupted "), out
     assert err.strip() == "stress: interrupted"
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["run", "--arch", "x86_64"], "x86"),  # uname -m's name, not the closest spelling ('x86-v6.14')
+        (["run", "--arch", "aarch64"], "arm64"),
+        (["compare", "--arches", "x86,ppc64le"], "powerpc"),
+        (["run", "--sched", "PCT"], "pct"),  # another case
+        (["RUN"], "run"),
+        (["explore", "--reduce", "DPOR"], "dpor"),
+        (["explore", "--scenario", "b3", "--preemptions", "1"], "b3-rescan"),  # the one name it begins
+    ],
+)
+def test_a_name_typed_as_uname_or_in_another_case_gets_the_one_meant(argv: list[str], meant: str) -> None:
+    r = stress(*argv)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.rstrip().endswith(f"did you mean '{meant}'?"), r.stderr

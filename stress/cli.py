@@ -272,7 +272,10 @@ def preload(argv: Sequence[str]) -> None:
             value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
             for part in value.split(",") if flag.endswith("es") else (value,):  # compare's comma lists
                 if ":" in part:
-                    load(part.strip())
+                    try:
+                        load(part.strip())
+                    except ConfigError as e:  # an error that begins with the spec: say which option named it
+                        raise ConfigError(f"{flag} {e}" if str(e).startswith("'") else str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,9 +43,34 @@ class Names:
         valid = self.valid()
         if ":" in text and self.what in ("strategy", "architecture") and type(self) is Names:
             return text  # FILE.py:Class or module:Class, loaded before the run (emu.harness.plugins)
+        if self.what in ("strategy", "architecture") and text not in valid and (text.endswith(".py") or os.sep in text):
+            raise argparse.ArgumentTypeError(class_missing(text, self.what))
         if text not in valid:
             raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")
         return text
+
+
+def class_missing(path: str, what: str) -> str:
+    """A part's file named without its class: the spec it needs, with the class when the file has one at its root."""
+    import ast
+
+    if os.path.isdir(path):
+        return f"'{path}' is a directory: name the {what}'s file and its class, FILE.py:Class (docs/writing-a-scheme.md)"
+    if not os.path.exists(path):
+        return f"'{path}': no such file (a {what} from a file: FILE.py:Class, docs/writing-a-scheme.md)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return f"'{path}': name the {what}'s class too, {path}:Class (docs/writing-a-scheme.md)"
+    classes = [c for c in tree.body if isinstance(c, ast.ClassDef)]
+    here = {c.name for c in classes}
+    # the classes whose bases come from elsewhere (Strategy, Arch): the part, not its mutants
+    roots = [c.name for c in classes if not any(isinstance(b, ast.Name) and b.id in here for b in c.bases)]
+    if len(roots) == 1:
+        return f"'{path}' is a file: name its class too; did you mean '{path}:{roots[0]}'?"
+    listed = f" (its classes: {', '.join(sorted(here))})" if here else ""
+    return f"'{path}' is a file: name the {what}'s class too, {path}:Class{listed}"
 
 
 class ScriptText(Names):

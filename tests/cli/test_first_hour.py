@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -73,3 +74,24 @@ def test_a_name_typed_as_uname_or_in_another_case_gets_the_one_meant(argv: list[
     r = stress(*argv)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
     assert r.stderr.rstrip().endswith(f"did you mean '{meant}'?"), r.stderr
+
+
+EXAMPLE = str(Path(__file__).parents[2] / "examples" / "remote_active_mm.py")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        # the file without its class: the spec meant, with the class at the file's root (not its mutant)
+        (["run", "--strategy", EXAMPLE], f"'{EXAMPLE}' is a file: name its class too; did you mean '{EXAMPLE}:RemoteActiveMm'?"),
+        (["run", "--arch", "/"], "'/' is a directory: name the architecture's file and its class, FILE.py:Class"),
+        (["run", "--strategy", "/nowhere/scheme.py"], "'/nowhere/scheme.py': no such file (a strategy from a file: FILE.py:Class"),
+        # a directory named as the file: said so, and which option named it
+        (["run", "--strategy", "/tmp:Foo"], "--strategy '/tmp': a directory, not a Python file: FILE.py:Class"),
+        (["compare", "--strategies", "refcount,/nowhere/scheme.py:Foo"], "--strategies '/nowhere/scheme.py': no such file"),
+    ],
+)
+def test_a_part_named_by_file_is_told_what_the_spec_needs(argv: list[str], says: str) -> None:
+    r = stress(*argv)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert says in r.stderr, r.stderr

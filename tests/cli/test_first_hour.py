@@ -95,3 +95,17 @@ def test_a_part_named_by_file_is_told_what_the_spec_needs(argv: list[str], says:
     r = stress(*argv)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
     assert says in r.stderr, r.stderr
+
+
+FAKE_RAY = "def init(address=None, **kw):\n    raise RuntimeError(f'fake ray: address={address!r}')\n"
+
+
+def test_executor_ray_starts_its_own_cluster_whatever_one_was_left_running(tmp_path: Path) -> None:
+    # ray.init() without an address joins a cluster that `ray start` (or a stale address file) left,
+    # and refuses num_cpus there: hunt asks for a local one, and says what failed, not "--address None"
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text(FAKE_RAY)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    r = stress("hunt", "--executor", "ray", "--strategy", "refcount", "--runs", "1", env=env)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "stress: error: --executor ray: cannot start a Ray cluster here: fake ray: address='local'"

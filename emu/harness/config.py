@@ -161,10 +161,17 @@ def closest(name: str, valid: list[str]) -> str | None:
     return begun[0] if len(begun) == 1 else None
 
 
+SUGGEST_LIST_CHARS = 600  # a longer list of valid names (the matrix's cells) is not one readable line: the nearest few instead
+
+
 def suggest(name: str, valid: list[str]) -> str:
     close = closest(name, valid)
     hint = f"; did you mean '{close}'?" if close else ""
-    return f"(valid: {', '.join(valid)}){hint}"
+    listed = ", ".join(valid)
+    if len(listed) > SUGGEST_LIST_CHARS:
+        near = difflib.get_close_matches(name, valid, n=3, cutoff=0.4)
+        return f"(one of {len(valid)}{': the nearest ' + ', '.join(near) if near else ''}){hint}"
+    return f"(valid: {listed}){hint}"
 
 
 def max_cpus_here() -> int:

@@ -109,3 +109,11 @@ def test_executor_ray_starts_its_own_cluster_whatever_one_was_left_running(tmp_p
     r = stress("hunt", "--executor", "ray", "--strategy", "refcount", "--runs", "1", env=env)
     assert r.returncode == 2
     assert r.stderr.strip() == "stress: error: --executor ray: cannot start a Ray cluster here: fake ray: address='local'"
+
+
+def test_an_unknown_matrix_cell_is_a_readable_line() -> None:
+    # the matrix has a hundred cells: the nearest few and the one meant, not every id on one line
+    r = stress("hunt", "--matrix", "--cell", "refcount@x87")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    assert len(r.stderr) < 400 and r.stderr.rstrip().endswith("did you mean 'refcount@x86'?"), r.stderr
+    assert "unknown matrix cell 'refcount@x87' (one of " in r.stderr

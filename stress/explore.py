@@ -93,8 +93,9 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--preemptions must be between 0 and {MAX_PREEMPTIONS}, got {ns.preemptions}")
     if not 0 <= ns.budget <= MAX_BUDGET:
         raise ConfigError(f"--budget must be between 0 (no limit) and {MAX_BUDGET:,}, got {ns.budget}")
-    if ns.scenario is None or ns.preemptions is None:
-        raise ConfigError("explore: give --scenario NAME (see 'list') and --preemptions K")
+    missing = [m for m, v in (("--scenario NAME (see 'list')", ns.scenario), ("--preemptions K (e.g. 2)", ns.preemptions)) if v is None]
+    if missing:
+        raise ConfigError(f"explore: give {' and '.join(missing)}")
     scenario = load_scenario(ns.scenario)
     if ns.mutant is not None and ns.strategy in MUTANTS:
         raise ConfigError(f"explore: --strategy {ns.strategy} is a mutant already; give --mutant or a mutant --strategy, not both")

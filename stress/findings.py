@@ -150,6 +150,8 @@ def cmd_findings(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--replays: cannot write to '{ns.replays}' (no such writable directory)")
     if not ns.db:
         raise ConfigError("findings: give the database of a campaign (hunt --db PATH writes one)")
+    if os.path.isdir(ns.db):
+        raise ConfigError(f"findings: '{ns.db}' is a directory, not a campaign database (hunt --db PATH writes one)")
     if not os.path.isfile(ns.db):
         raise ConfigError(f"findings: no such database '{ns.db}' (hunt --db PATH writes one)")
     try:

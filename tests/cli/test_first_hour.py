@@ -117,3 +117,16 @@ def test_an_unknown_matrix_cell_is_a_readable_line() -> None:
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
     assert len(r.stderr) < 400 and r.stderr.rstrip().endswith("did you mean 'refcount@x86'?"), r.stderr
     assert "unknown matrix cell 'refcount@x87' (one of " in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["findings", "/"], "stress: error: findings: '/' is a directory, not a campaign database (hunt --db PATH writes one)"),
+        (["explore", "--scenario", "b3-rescan"], "stress: error: explore: give --preemptions K (e.g. 2)"),
+        (["explore", "--preemptions", "2"], "stress: error: explore: give --scenario NAME (see 'list')"),
+    ],
+)
+def test_what_is_missing_or_misplaced_is_named(argv: list[str], line: str) -> None:
+    r = stress(*argv)
+    assert r.returncode == 2 and r.stderr.strip() == line

@@ -8,6 +8,7 @@ replays with ``run --replay`` on the JSON, and shrinks with ``shrink``), 2 usage
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -129,6 +130,10 @@ def cmd_explore(ns: argparse.Namespace) -> int:
             next_line[0] = ex.elapsed_s + PLAIN_EVERY_S
             print(f"  {ex.elapsed_s:.1f}s elapsed: {ex.schedules:,} schedules, {ex.rate:.1f}/s", file=sys.stderr, flush=True)
 
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the session's CPUs and segment are cleaned up, what ran is said
+
+    old_term = signal.signal(signal.SIGTERM, terminated)
     try:
         ex = explore(cfg, scenario.name, ns.preemptions, reduce="none" if ns.no_reduce else ns.reduce, budget=ns.budget, progress=progress)
     except HarnessFailed as e:
@@ -139,6 +144,8 @@ def cmd_explore(ns: argparse.Namespace) -> int:
             print("", file=sys.stderr)
         print(interrupted(last[0] if last else None))
         raise  # stress: interrupted, status 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     if tty and not ns.quiet:
         print("", file=sys.stderr)
     skipped = f"{ex.pruned:,} equivalent skipped" if ex.reduction == "sleep" else f"dpor, {ex.dropped:,} reversals dropped by the bound"

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.procs import CMD, poll, stress
+from tests.conftest import segments_of
+from tests.procs import CMD, assert_nothing_left, poll, semaphores, start, stress, wait_for_cpus, wait_for_run
 
 CEILING = "import sys\nfrom stress.bench import ceiling\ntry:\n    ceiling(2, 1.0, 4.0, 60)\nexcept KeyboardInterrupt:\n    sys.exit(130)\n"
 
@@ -130,3 +131,29 @@ def test_an_unknown_matrix_cell_is_a_readable_line() -> None:
 def test_what_is_missing_or_misplaced_is_named(argv: list[str], line: str) -> None:
     r = stress(*argv)
     assert r.returncode == 2 and r.stderr.strip() == line
+
+
+def test_a_sigterm_to_the_group_drains_and_reports_as_one_to_the_runner_does(tmp_path: Path) -> None:
+    # timeout(1) and a cancelled CI job signal the whole group: the CPUs must not die of it (a harness failure)
+    sems = semaphores()
+    p, proc = start("--cpus", "2", "--duration", "60", "--seed", "1", "--quiet", start_new_session=True)
+    kids = wait_for_cpus(proc, 2)
+    wait_for_run(proc)  # a signal during the boot ends a run undrained
+    os.killpg(p.pid, signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, out + err
+    assert out.startswith("CLEAN: ") and "no violation (interrupted by SIGTERM)" in out.splitlines()[0]
+    assert_nothing_left(p.pid, kids, sems)
+
+
+def test_a_sigterm_to_explores_group_cleans_up_and_says_how_far_it_got() -> None:
+    args = ["explore", "--scenario", "lazy-exit", "--preemptions", "8", "--reduce", "none", "--quiet"]
+    p = subprocess.Popen([*CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    me = psutil.Process(p.pid)
+    kids = poll(lambda: me.children() if len(me.children()) >= 2 else None, 60, "explore's CPUs")
+    os.killpg(p.pid, signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert out.startswith("NOT COMPLETE: interrupted ") and err.strip() == "stress: interrupted"
+    _, alive = psutil.wait_procs(kids, timeout=10)
+    assert alive == [] and segments_of(p.pid) == []

@@ -174,6 +174,9 @@ def suggest(name: str, valid: list[str]) -> str:
     return f"(valid: {listed}){hint}"
 
 
+MAX_DURATION_S = 7 * 24 * 3600  # a longer load is a typo (a value in ms?), and past any watchdog's patience
+
+
 def max_cpus_here() -> int:
     """How many CPU processes this machine can hold: memory and the process limit."""
     avail = psutil.virtual_memory().available // _BYTES_PER_CPU
@@ -249,8 +252,8 @@ def validate(
             raise ConfigError(f"unknown mutant '{cfg.mutant}' {suggest(cfg.mutant, sorted({**mutants, **arch_mutants}))}")
         elif cfg.strategy != mutants[cfg.mutant]:
             raise ConfigError(f"mutant '{cfg.mutant}' belongs to strategy '{mutants[cfg.mutant]}', not '{cfg.strategy}'")
-    if not cfg.duration > 0 or cfg.duration > 7 * 24 * 3600:
-        raise ConfigError(f"--duration must be a positive number of seconds, got {cfg.duration}")
+    if not cfg.duration > 0 or cfg.duration > MAX_DURATION_S:
+        raise ConfigError(f"--duration must be a positive number of seconds up to a week ({MAX_DURATION_S:,}), got {cfg.duration:g}")
     if not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"--seed must be between 0 and 2**63-1, got {cfg.seed}")
     if not 1 <= cfg.trim_timer <= MAX_TRIM_TIMER:

@@ -157,3 +157,10 @@ def test_a_sigterm_to_explores_group_cleans_up_and_says_how_far_it_got() -> None
     assert out.startswith("NOT COMPLETE: interrupted ") and err.strip() == "stress: interrupted"
     _, alive = psutil.wait_procs(kids, timeout=10)
     assert alive == [] and segments_of(p.pid) == []
+
+
+def test_a_duration_past_the_limit_is_told_the_limit() -> None:
+    # 1e9 is positive: the line says what the bound is, not only that the number must be positive
+    r = stress("run", "--duration", "1e9")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "stress: error: --duration must be a positive number of seconds up to a week (604,800), got 1e+09"

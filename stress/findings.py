@@ -142,10 +142,11 @@ def page(findings: list[Finding], headline: str, paths: dict[str, str]) -> str:
 
 
 def cmd_findings(ns: argparse.Namespace) -> int:
-    from stress.options import check_writable
+    from stress.options import check_distinct, check_writable
 
     check_writable(ns.json)
     check_writable(ns.html, "--html")
+    check_distinct(DB=ns.db, **{"--json": ns.json, "--html": ns.html})
     if ns.replays and not (os.path.isdir(ns.replays) or os.access(os.path.dirname(os.path.abspath(ns.replays)), os.W_OK)):
         raise ConfigError(f"--replays: cannot write to '{ns.replays}' (no such writable directory)")
     if not ns.db:

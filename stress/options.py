@@ -288,6 +288,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     check_shm_room(cfg)
     check_writable(ns.json)
     check_writable(getattr(ns, "svg", None), "--svg")  # run's own: compare and hunt build configs too
+    check_distinct(**{"--replay": getattr(ns, "replay", None), "--json": ns.json, "--svg": getattr(ns, "svg", None)})
     return cfg
 
 
@@ -356,6 +357,19 @@ def check_writable(path: str | None, option: str = "--json") -> None:
             raise ConfigError(f"{option}: cannot write to '{path}' (no such writable directory)")
         if os.path.isdir(path):  # open() would fail only after the whole run
             raise ConfigError(f"{option}: cannot write to '{path}' (a directory)")
+
+
+def check_distinct(**paths: str | None) -> None:
+    """Refuse, before the work, two of a command's files that are one file: an output would overwrite
+    another output, or its input (``--json`` and ``--svg`` alike; ``findings --json DB``). Keys are option names."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if not path or to_stdout(path):
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"{seen[real]} and {option} name the same file '{path}': give each its own")
+        seen[real] = option
 
 
 def check_shm_room(cfg: RunConfig) -> None:

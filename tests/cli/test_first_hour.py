@@ -164,3 +164,22 @@ def test_a_duration_past_the_limit_is_told_the_limit() -> None:
     r = stress("run", "--duration", "1e9")
     assert r.returncode == 2
     assert r.stderr.strip() == "stress: error: --duration must be a positive number of seconds up to a week (604,800), got 1e+09"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["run", "--duration", "0.1", "--json", "{d}/r", "--svg", "{d}/r"], "--json and --svg name the same file '{d}/r'"),
+        (["run", "--duration", "0.1", "--json", "{d}/r", "--svg", "{d}/./r"], "--json and --svg name the same file '{d}/./r'"),
+        (["findings", "{d}/c.db", "--json", "{d}/c.db"], "DB and --json name the same file '{d}/c.db'"),
+        (["hunt", "--db", "{d}/c.db", "--json", "{d}/c.db"], "--db and --json name the same file '{d}/c.db'"),
+        (["shrink", "{d}/r.json", "--svg", "{d}/r.json"], "REPORT and --svg name the same file '{d}/r.json'"),
+    ],
+)
+def test_two_files_of_a_command_that_are_one_are_refused_before_anything_runs(tmp_path: Path, argv: list[str], line: str) -> None:
+    # the SVG written over the JSON report (or a database overwritten by its findings' JSON) is found out too late
+    (tmp_path / "c.db").write_bytes(b"")
+    (tmp_path / "r.json").write_text("{}")
+    r = stress(*(a.format(d=tmp_path) for a in argv))
+    assert r.returncode == 2 and r.stderr.strip() == f"stress: error: {line.format(d=tmp_path)}: give each its own"
+    assert (tmp_path / "c.db").read_bytes() == b"" and (tmp_path / "r.json").read_text() == "{}" and not (tmp_path / "r").exists()

@@ -351,6 +351,8 @@ def mode_notes(cfg: RunConfig, given: frozenset[str]) -> list[str]:
 
 def check_writable(path: str | None, option: str = "--json") -> None:
     """Refuse, before the run, a path that its file cannot be written to (``-``: standard output)."""
+    if path == "":  # `--json "$OUT"` with OUT unset: no file would be written, and nothing said
+        raise ConfigError(f"{option}: an empty path (an unset shell variable?); give a file, or '-' for standard output")
     if path and not to_stdout(path):
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):

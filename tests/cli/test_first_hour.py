@@ -183,3 +183,10 @@ def test_two_files_of_a_command_that_are_one_are_refused_before_anything_runs(tm
     r = stress(*(a.format(d=tmp_path) for a in argv))
     assert r.returncode == 2 and r.stderr.strip() == f"stress: error: {line.format(d=tmp_path)}: give each its own"
     assert (tmp_path / "c.db").read_bytes() == b"" and (tmp_path / "r.json").read_text() == "{}" and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv", [["run", "--json", ""], ["run", "--svg", ""], ["hunt", "--db", ""], ["list", "--json", ""]])
+def test_an_empty_output_path_is_refused_not_ignored(argv: list[str]) -> None:
+    # `--json "$OUT"` with OUT unset wrote nothing and said nothing
+    r = stress(*argv, "--quiet")
+    assert r.returncode == 2 and r.stderr.strip().startswith(f"stress: error: {argv[1]}: an empty path (an unset shell variable?)")

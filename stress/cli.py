@@ -57,6 +57,8 @@ class Parser(argparse.ArgumentParser):
         if bad:
             close = closest(bad.group(1), re.findall(r"[\w-]+", bad.group(2)))
             return f"; did you mean '{close}'?" if close else ""
+        if "required: COMMAND" in message:  # `python -m stress` alone: what there is to run
+            return f": one of {', '.join(subcommands(self))} (start with: stress run --help)"
         return ""
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:

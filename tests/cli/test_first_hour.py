@@ -190,3 +190,10 @@ def test_an_empty_output_path_is_refused_not_ignored(argv: list[str]) -> None:
     # `--json "$OUT"` with OUT unset wrote nothing and said nothing
     r = stress(*argv, "--quiet")
     assert r.returncode == 2 and r.stderr.strip().startswith(f"stress: error: {argv[1]}: an empty path (an unset shell variable?)")
+
+
+def test_the_program_alone_lists_its_commands() -> None:
+    r = stress()
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    commands = "run, hunt, shrink, compare, findings, bench, explore, list"
+    assert r.stderr.strip().endswith(f"COMMAND: one of {commands} (start with: stress run --help)")

@@ -17,7 +17,7 @@ from typing import Any
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness import perturbations
 from emu.harness.benchmark import bench_workload
-from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
+from emu.harness.config import MAX_PROCS, MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
 from emu.harness.plugins import load_config
 from emu.machine.policies import policy_class, registry
 from emu.machine.shm import shm_needed, shm_room
@@ -258,6 +258,11 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     benchmark, bench_tasks = getattr(ns, "benchmark", None) or "", getattr(ns, "bench_tasks", 0)
     if benchmark and not given & {"procs", "threads", "kthreads"}:  # its pools sized for its tasks, as compare's runs are
         wl = bench_workload(benchmark, max(0, bench_tasks), max(1, ns.cpus), wl)
+        if wl.procs > MAX_PROCS:  # the pools are sized from --bench-tasks and --cpus: name those, not --procs
+            raise ConfigError(
+                f"--benchmark {benchmark} --bench-tasks {bench_tasks or 'default'} on {ns.cpus} CPUs needs {wl.procs:,} process slots, "
+                f"more than {MAX_PROCS:,}: give fewer --bench-tasks or --cpus"
+            )
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=arch, duration=ns.duration, seed=seed, workload=wl,

@@ -174,6 +174,7 @@ def suggest(name: str, valid: list[str]) -> str:
     return f"(valid: {listed}){hint}"
 
 
+MAX_PROCS = 4096  # live user processes a run keeps (--procs), or a benchmark's pools hold
 MAX_DURATION_S = 7 * 24 * 3600  # a longer load is a typo (a value in ms?), and past any watchdog's patience
 
 
@@ -310,8 +311,8 @@ def validate(
         raise ConfigError(f"--bench-tasks must be between 0 (the benchmark's default) and 4096, got {cfg.bench_tasks}")
     if cfg.benchmark:
         _check_bench_room(cfg)
-    if not 0 <= w.procs <= 4096:
-        raise ConfigError(f"--procs must be between 0 (automatic) and 4096, got {w.procs}")
+    if not 0 <= w.procs <= MAX_PROCS:
+        raise ConfigError(f"--procs must be between 0 (automatic) and {MAX_PROCS}, got {w.procs}")
     if not 1 <= w.threads <= 64:
         raise ConfigError(f"--threads must be between 1 and 64, got {w.threads}")
     if not 0 <= w.kthreads <= 16:

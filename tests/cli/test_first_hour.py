@@ -197,3 +197,13 @@ def test_the_program_alone_lists_its_commands() -> None:
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
     commands = "run, hunt, shrink, compare, findings, bench, explore, list"
     assert r.stderr.strip().endswith(f"COMMAND: one of {commands} (start with: stress run --help)")
+
+
+def test_a_benchmark_too_big_for_the_pools_names_the_options_given() -> None:
+    # the pools are sized from --bench-tasks: the line named --procs, which was never given
+    r = stress("run", "--benchmark", "tlb_flush2_threads", "--bench-tasks", "4000", "--quiet")
+    assert r.returncode == 2 and "--procs" not in r.stderr
+    assert r.stderr.strip() == (
+        "stress: error: --benchmark tlb_flush2_threads --bench-tasks 4000 on 4 CPUs needs 5,336 process slots, "
+        "more than 4,096: give fewer --bench-tasks or --cpus"
+    )

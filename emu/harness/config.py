@@ -147,10 +147,13 @@ UNAME_ARCHES = {
 
 
 def closest(name: str, valid: list[str]) -> str | None:
-    """The valid name meant by ``name``: uname's arch name, the same name in another case, a close
+    """The valid name meant by ``name``: uname's arch name, a file's name for its path, the same name in another case, a close
     spelling, or the one name it begins (``b3`` for ``b3-rescan``); None when none is clear."""
     if UNAME_ARCHES.get(name.lower()) in valid:
         return UNAME_ARCHES[name.lower()]
+    stem = os.path.splitext(os.path.basename(name))[0]
+    if stem != name and stem in valid:  # the file a name stands for (machines/NAME.json): its name
+        return stem
     folded = {v.lower(): v for v in valid}
     if name.lower() in folded:
         return folded[name.lower()]

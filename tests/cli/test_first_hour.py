@@ -67,6 +67,7 @@ def test_ctrl_c_in_explore_says_how_far_it_got() -> None:
         (["compare", "--arches", "x86,ppc64le"], "powerpc"),
         (["run", "--sched", "PCT"], "pct"),  # another case
         (["RUN"], "run"),
+        (["compare", "--benchmark", "hackbench", "--machine", "emu/harness/machines/milan-36.json"], "milan-36"),  # the file's path
         (["explore", "--reduce", "DPOR"], "dpor"),
         (["explore", "--scenario", "b3", "--preemptions", "1"], "b3-rescan"),  # the one name it begins
     ],

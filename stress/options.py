@@ -335,9 +335,11 @@ def replayed_config(path: str, here: RunConfig, given: frozenset[str]) -> RunCon
 def check_mode(cfg: RunConfig, given: frozenset[str]) -> None:
     """Refuse an option that does nothing in this run's mode, rather than accept it silently."""
     if not cfg.deterministic:
+        what = {"steps": "sets a deterministic run's load", "depth": "sets PCT's bug depth"}
         for dest in ("steps", "depth"):
             if dest in given:
-                raise ConfigError(f"--{dest} sets a deterministic run's load: add --sched pct or random (a free run lasts --duration)")
+                fix = "add --sched pct or random (a free run lasts --duration)" if dest == "steps" else "add --sched pct"
+                raise ConfigError(f"--{dest} {what[dest]}: {fix}")
     else:
         for dest in given & {"depth"}:  # the policies' own options (emu.machine.policy's ``options``)
             if dest not in policy_class(cfg.sched, False).options:

@@ -38,7 +38,10 @@ class Parser(argparse.ArgumentParser):
         where = f"{self.prog}: " if " " in self.prog else ""  # a command's parser names it; main says "stress: error:"
         raise UsageError(f"{where}{message}{self._hint(message)}")
 
+    argv: list[str] = []  # the words parsed, for a hint in a command's parser's error
+
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> argparse.Namespace:  # type: ignore[override]
+        Parser.argv = list(sys.argv[1:] if args is None else args)
         ns, extras = self.parse_known_args(args, namespace)
         if extras:  # name the option meant from the command's own options (argparse knows no command here)
             command = subcommands(self).get(getattr(ns, "command", None) or "", self)
@@ -57,6 +60,12 @@ class Parser(argparse.ArgumentParser):
         if bad:
             close = closest(bad.group(1), re.findall(r"[\w-]+", bad.group(2)))
             return f"; did you mean '{close}'?" if close else ""
+        dash = re.search(r"argument (--[\w-]+): expected one argument", message)
+        if dash and dash.group(1) in Parser.argv:  # argparse takes a value like -5s for an option
+            i = Parser.argv.index(dash.group(1))
+            value = Parser.argv[i + 1] if i + 1 < len(Parser.argv) else ""
+            if value.startswith("-") and not value.startswith("--") and value not in ("-", "-h"):  # -5s, not the next option
+                return f" (a value that begins with '-' goes after '=': {dash.group(1)}={value})"
         if "required: COMMAND" in message:  # `python -m stress` alone: what there is to run
             return f": one of {', '.join(subcommands(self))} (start with: stress run --help)"
         return ""

@@ -208,3 +208,12 @@ def test_a_benchmark_too_big_for_the_pools_names_the_options_given() -> None:
         "stress: error: --benchmark tlb_flush2_threads --bench-tasks 4000 on 4 CPUs needs 5,336 process slots, "
         "more than 4,096: give fewer --bench-tasks or --cpus"
     )
+
+
+def test_a_value_that_begins_with_a_dash_is_told_to_use_equals() -> None:
+    # argparse takes -5s for an option and says only 'expected one argument'
+    r = stress("hunt", "--budget", "-5s")
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith("expected one argument (a value that begins with '-' goes after '=': --budget=-5s)")
+    r = stress("run", "--json", "--quiet")  # a path forgotten: no such hint
+    assert r.returncode == 2 and r.stderr.strip().endswith("argument --json: expected one argument")

@@ -64,14 +64,14 @@ def render(cmp: Any) -> str:
     lines = [
         f"{cmp.benchmark} on {m.name} ({m.description}; {m.cpus} CPUs), {cmp.arch} model: MODEL, not a measurement",
         "",
-        f"{'scheme':<14} {'tasks':>6} {'pred ops/s':>12} {'ratio':>7} {'bound':>8} {'inval':>6}   per op, emulated: "
+        f"{'scheme':<14} {'tasks':>6} {'pred ops/s':>12} {'ratio':>7} {'bound by':>10} {'inval':>6}   per op, emulated: "
         f"{'lazy':>5} {'mm_count':>8} {'mask':>6} {'IPIs':>6} {'bcast':>6} {'wakeups':>7}  emulated run",
     ]
     for p in cmp.rows:
         c = cmp.counts[(p.strategy, cmp.emulated[p.units])]
         verdict = "clean" if all(v == "clean" for v in c.verdicts) else "/".join(sorted(set(c.verdicts)))
         lines.append(
-            f"{p.strategy:<14} {p.units:>6} {p.ops_per_s:>12,.0f} {cmp.ratio(p):>7.3f} {p.bound:>8} {p.flush_share:>6.1%}   {'':>18}"
+            f"{p.strategy:<14} {p.units:>6} {p.ops_per_s:>12,.0f} {cmp.ratio(p):>7.3f} {bound_by(p):>10} {p.flush_share:>6.1%}   {'':>18}"
             f"{c.per_op['lazy_switches']:>5.2f} {c.count_line_atomics:>8.3f} {c.mask_line_atomics:>6.3f} {c.ipis:>6.2f} "
             f"{c.broadcasts:>6.2f} "
             f"{c.per_op['remote_wakeups']:>7.2f}  {c.units} on {c.cpus} CPUs, {verdict}"
@@ -86,10 +86,17 @@ def render(cmp: Any) -> str:
     lines.append("")
     lines.append(
         "counts: per benchmark operation in the emulator's steady state (--sched random); 'mm_count' are atomics on the mm's record "
-        "line, 'mask' on its mm_cpumask line, 'bcast' flushes by hardware broadcast (no IPI); 'inval': the IPIs' and broadcasts' "
-        "share of an operation's CPU time in the model; a violation in the emulated run is the scheme as posted (see docs/comparison.md)."
+        "line, 'mask' on its mm_cpumask line, 'bcast' flushes by hardware broadcast (no IPI); 'bound by': the busiest shared line "
+        "where a line's queue bounds the rate (the mm's, or a kernel line the benchmark's path writes: lru_lock, mmap_lock, ...), "
+        "else 'cpu' or 'latency'; 'inval': the IPIs' and broadcasts' share of a task's time per operation in the model, its waits "
+        "at the lines included; a violation in the emulated run is the scheme as posted (see docs/comparison.md)."
     )
     return "\n".join(lines)
+
+
+def bound_by(p: Any) -> str:
+    """What bounds the predicted rate: the busiest line's name where a line's queue does, else 'cpu' or 'latency'."""
+    return p.busiest if p.bound == "line" and p.busiest else p.bound
 
 
 def figure(cmp: Any) -> Any:

@@ -32,8 +32,7 @@ The model, for ``units`` of the benchmark's parameter (will-it-scale's ``-t``, h
   instruction reaches every CPU), are per operation whatever the size.
 * Time. One operation costs its CPU time ``op_ns + ipis * ipi_rtt_ns + broadcasts *
   broadcast_flush_ns + remote_reads * remote_read_ns`` (``op_ns``, or the machine's own figure
-  for that benchmark, ``benchmark_op_ns``; ``Prediction.flush_share`` is the IPIs' and broadcasts'
-  share of it); a chain of operations (a ping-pong pair, a tlb_flush2 thread, a hackbench
+  for that benchmark, ``benchmark_op_ns``); a chain of operations (a ping-pong pair, a tlb_flush2 thread, a hackbench
   sender) also waits for each wake-up of another CPU (a line transfer) and for an idle CPU to
   leave its idle state (``idle_exit_ns`` per lazy transition: a lazy transition here is a switch
   to the idle task and back). The mm's lines are single servers held for one transfer per
@@ -41,8 +40,14 @@ The model, for ``units`` of the benchmark's parameter (will-it-scale's ``-t``, h
   (``lru_gen_store``), the line of ``mm->lru_gen.bitmap``, which ``lru_gen_use_mm`` writes on every
   switch to a user task (``OpCounts.user_switches``) under every scheme; the chains form a closed
   network with them, solved exactly by mean value analysis
-  (``emu.harness.projection.line_throughput``). The CPUs cap it: the busy cores deliver at most
-  ``smt_core_throughput`` threads' worth each. When the tasks outnumber the CPUs every CPU has a
+  (``emu.harness.projection.line_throughput``). A benchmark also declares the kernel's own lines its
+  path writes outside the lazy-TLB code (``BenchSpec.kernel_lines``: tlb_flush2's lruvec ``lru_lock``,
+  ``mmap_lock``, ``tlb_flush_pending``, x86's ``tlb_gen``), each with the line transfers an operation
+  makes there COUNTED from the kernel source; they join the network as servers like the mm's lines
+  (a lock every busy CPU takes whatever the mm). The CPUs cap the rate: the busy cores deliver at
+  most ``smt_core_throughput`` threads' worth each. ``Prediction.flush_share`` is the IPIs' and
+  broadcasts' share of a task's whole time per operation, its waits at the lines included (a CPU
+  spinning on a lock is busy, and the series' profile is of CPU time). When the tasks outnumber the CPUs every CPU has a
   runnable task, so the lazy transitions (and their atomics) fall away in the counts themselves.
 """
 
@@ -74,6 +79,7 @@ CONSTANTS = (
     "smt_core_throughput",
     "lru_gen_store",
     "broadcast_flush_ns",
+    "zap_lru_add_drain",
 )
 MEANINGS = {
     "sockets": "sockets",
@@ -91,6 +97,7 @@ MEANINGS = {
     "smt_core_throughput": "threads' worth of work a core delivers with every SMT thread busy",
     "lru_gen_store": "1 if context_switch's lru_gen_use_mm() writes the mm on every switch to a user task (CONFIG_LRU_GEN_WALKS_MMU)",
     "broadcast_flush_ns": "a flush by hardware broadcast, paid by the flushing CPU (x86 INVLPGB + TLBSYNC, powerpc tlbie + tlbsync)",
+    "zap_lru_add_drain": "1 if zap_page_range_single() calls lru_add_drain() (mainline before van Riel's removal; 0: with it)",
 }
 
 
@@ -153,8 +160,9 @@ def parse_machine(name: str, text: str) -> Machine:
             raise ValueError("cores must divide evenly among the sockets")
         if values["ccx_cores"] < 1 or (values["cores"] // values["sockets"]) % values["ccx_cores"]:
             raise ValueError("'ccx_cores' must divide the cores of a socket evenly")
-        if values["lru_gen_store"] not in (0, 1):
-            raise ValueError("'lru_gen_store' is 0 or 1 (a kernel configuration, not a cost)")
+        for key in ("lru_gen_store", "zap_lru_add_drain"):
+            if values[key] not in (0, 1):
+                raise ValueError(f"'{key}' is 0 or 1 (a kernel configuration, not a cost)")
         fitted = tuple(str(f) for f in d.get("fitted", []))
         if set(fitted) - set(CONSTANTS):
             raise ValueError(f"'fitted' names unknown constants {sorted(set(fitted) - set(CONSTANTS))}")
@@ -186,18 +194,29 @@ class Prediction:
     sockets_used: int
     busy_cpus: int
     flush_ns: float = 0.0  # of cpu_ns, the TLB invalidation: flush IPIs' round trips and broadcast flushes
+    chains: int = 1  # operations in flight at once
+    busiest: str = ""  # the shared line with the most demand an operation ("" if none)
+    line_ns: dict[str, float] = field(default_factory=dict)  # each shared line's demand an operation (transfers x their cost)
+
+    @property
+    def cycle_ns(self) -> float:
+        """A chain's time per operation at the predicted rate: its latency plus its waits at the shared lines."""
+        return self.chains / self.ops_per_s * 1e9 if self.ops_per_s else math.inf
 
     @property
     def flush_share(self) -> float:
-        """TLB invalidation's share of an operation's CPU time (the series' profile gives it as a share of CPU time)."""
-        return self.flush_ns / self.cpu_ns if self.cpu_ns else 0.0
+        """TLB invalidation's share of a chain's time (the series' profile gives it as a share of CPU time: a CPU
+        spinning on a lock or stalled on a contended atomic is busy, so the waits at the lines count; a
+        will-it-scale thread of tlb_flush2 never sleeps). Without a queue it is the share of the CPU time."""
+        return self.flush_ns / max(self.cpu_ns, self.cycle_ns) if self.cpu_ns else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy, "tasks": self.units, "ops_per_s": round(self.ops_per_s), "bound": self.bound,
             "transfer_ns": round(self.transfer_ns, 1), "latency_ns": round(self.latency_ns, 1), "cpu_ns": round(self.cpu_ns, 1),
             "sockets_used": self.sockets_used, "busy_cpus": self.busy_cpus, "flush_ns": round(self.flush_ns, 1),
-            "flush_share": round(self.flush_share, 4),
+            "flush_share": round(self.flush_share, 4), "busiest_line": self.busiest,
+            "line_ns": {k: round(v, 1) for k, v in self.line_ns.items()},
         }  # fmt: skip
 
 
@@ -260,11 +279,17 @@ def predict(spec: BenchSpec, m: Machine, units: int, counts: OpCounts) -> Predic
     # the mm's lines: mm_count, mm_cpumask and (CONFIG_LRU_GEN_WALKS_MMU) lru_gen.bitmap, written by
     # every switch to a user task; shared by the busy CPUs only when the tasks share one mm (threads)
     mm_xfer = xfer if spec.driver.clone_vm else 0.0
-    lines = (
-        counts.count_line_atomics * mm_xfer,
-        counts.mask_line_atomics * mm_xfer,
-        v["lru_gen_store"] * counts.user_switches * mm_xfer,
-    )
+    named = {
+        "mm_count": counts.count_line_atomics * mm_xfer,
+        "mm_cpumask": counts.mask_line_atomics * mm_xfer,
+        "lru_gen": v["lru_gen_store"] * counts.user_switches * mm_xfer,
+    }
+    # the kernel's own lines on the benchmark's path (a lock, the mm's flush counters), counted from the source
+    drain = bool(v["zap_lru_add_drain"])
+    for kl in spec.kernel_lines:
+        named[kl.name] = kl.transfers_per_op(per, counts.arch, drain) * (mm_xfer if kl.per_mm else xfer)
+    lines = tuple(named.values())
+    busiest = max(named, key=lambda k: named[k]) if any(d > 0 for d in lines) else ""
     chains = spec.chains(units)
     x_net = line_throughput(chains, latency, lines)
     cores_worth = busy_cores * min(per_core, v["smt_core_throughput"])
@@ -274,7 +299,7 @@ def predict(spec: BenchSpec, m: Machine, units: int, counts: OpCounts) -> Predic
     else:
         free = chains / (latency + sum(lines)) * 1e9  # the chains with the lines never queued
         bound, x = ("line" if x_net < 0.9 * free else "latency"), x_net
-    return Prediction(counts.strategy, units, x, bound, xfer, latency, cpu_ns, used, busy_cpus, flush_ns)
+    return Prediction(counts.strategy, units, x, bound, xfer, latency, cpu_ns, used, busy_cpus, flush_ns, chains, busiest, named)
 
 
 # -- the published figures of the reference's section 9 ---------------------------------------------
@@ -296,9 +321,13 @@ class Published:
     # (False: with any other arch), or either (None)
     invlpgb: bool | None = None
     flush_share: float | None = None  # or TLB invalidation's share of the CPU time (a profile)
+    # with zap_page_range_single's lru_add_drain() (True: mainline), without it (False: van Riel's removal), or either
+    drain: bool | None = None
 
-    def applies_to(self, arch: str) -> bool:
-        return self.invlpgb is None or self.invlpgb == (arch in GLOBAL_ASID_ARCHES)
+    def applies_to(self, arch: str, drain: bool | None = None) -> bool:
+        return (self.invlpgb is None or self.invlpgb == (arch in GLOBAL_ASID_ARCHES)) and (
+            drain is None or self.drain is None or self.drain == drain
+        )
 
     def text(self) -> str:
         if self.flush_share is not None:
@@ -312,6 +341,7 @@ PIGGIN = "Piggin, '[PATCH v7 5/5] powerpc/64s: enable MMU_LAZY_TLB_SHOOTDOWN', 2
 PIGGIN_RAW = "Piggin, 'Re: [PATCH v6 4/5] powerpc/64s: enable MMU_LAZY_TLB_SHOOTDOWN' (19 Jan 2023), CPVU13AC1206.2SHGMTJDZK6H8@bobo"
 DESNOYERS = "Desnoyers, hazptr RFC v2/v3 cover (20241004182734.1761555-1-mathieu.desnoyers@efficios.com), will-it-scale speedup table"
 RIEL = "van Riel, INVLPGB v14 10/13, 20250226030129.530345-11-riel@surriel.com"
+RIEL_COVER = "van Riel, INVLPGB v5 and v7 covers (http://mail.spinics.net/lists/linux-mm/msg420067.html, msg420808.html)"
 _CURVE = ((1, -0.2), (2, 0.4), (3, 0.2), (6, 0.6), (12, 0.8), (24, 3), (48, 12), (96, 21), (192, 28), (384, 4), (768, -0.6))
 PUBLISHED: tuple[Published, ...] = (
     Published("power8-192", "context_switch1_threads", 768, "refcount", 1.0e6, None, None, PIGGIN + ": 'about 1 million'"),
@@ -325,27 +355,36 @@ PUBLISHED: tuple[Published, ...] = (
         Published("epyc-9654-2s", "context_switch1_threads", t, "hazptr", None, "refcount", 1 + p / 100, f"{DESNOYERS}: -t {t}: {p:+g}%")
         for t, p in _CURVE
     ),
-    Published("milan-36", "tlb_flush2_threads", 36, "refcount", 527e3, None, None, f"{RIEL}: 'vanilla kernel: 527k loops/second'", False),
-    Published("milan-36", "tlb_flush2_threads", 36, "refcount", None, None, None, f"{RIEL}: 'went down from 40%'", False, 0.40),
-    Published("milan-36", "tlb_flush2_threads", 36, "refcount", 527e3, None, None, f"{RIEL}: 'only INVLPGB: 527k loops/second'", True),
     Published(
-        "milan-36", "tlb_flush2_threads", 36, "refcount", 1157e3, None, None,
-        f"{RIEL}: 'lru_add_drain + INVLPGB: 1157k loops/second' (with the lru_add_drain removal, which the model does not price)", True,
+        "milan-36", "tlb_flush2_threads", 36, "refcount", 527e3, None, None, f"{RIEL}: 'vanilla kernel: 527k loops/second'", False,
+        drain=True,
     ),
-    Published("milan-36", "tlb_flush2_threads", 36, "refcount", None, None, None, f"{RIEL}: 'to only around 4%'", True, 0.04),
+    Published("milan-36", "tlb_flush2_threads", 36, "refcount", None, None, None, f"{RIEL}: 'went down from 40%'", False, 0.40, True),
+    Published(
+        "milan-36", "tlb_flush2_threads", 36, "refcount", 731e3, None, None, f"{RIEL_COVER}: 'lru_add_drain removal: 731k loops/second'",
+        False, drain=False,
+    ),
+    Published(
+        "milan-36", "tlb_flush2_threads", 36, "refcount", 527e3, None, None, f"{RIEL}: 'only INVLPGB: 527k loops/second'", True, drain=True
+    ),
+    Published("milan-36", "tlb_flush2_threads", 36, "refcount", None, None, None, f"{RIEL}: 'to only around 4%'", True, 0.04, True),
+    Published(
+        "milan-36", "tlb_flush2_threads", 36, "refcount", 1157e3, None, None, f"{RIEL}: 'lru_add_drain + INVLPGB: 1157k loops/second'",
+        True, drain=False,
+    ),
 )  # fmt: skip
 NOT_MODELLED = (
     ("314 additional IPIs over a kernel compile with shoot-lazies, 144-CPU system", "a kernel build is not one of the benchmark loads"),
-    (
-        "INVLPGB: the lru_add_drain removal of 1157k (731k with it alone)",
-        "the LRU lock the series' profile found the contention moved to is not modelled: no lock but the mm's lines is priced",
-    ),
 )
 
 
-def published_for(machine: str, benchmark: str, arch: str | None = None) -> list[Published]:
-    """The published figures of ``benchmark`` on ``machine``, those measured on a kernel like ``arch``'s (all if None)."""
-    return [p for p in PUBLISHED if p.machine == machine and p.benchmark == benchmark and (arch is None or p.applies_to(arch))]
+def published_for(machine: str, benchmark: str, arch: str | None = None, drain: bool | None = None) -> list[Published]:
+    """The published figures of ``benchmark`` on ``machine``, those measured on a kernel like ``arch``'s (all if
+    None) and with (``drain``: True) or without (False) zap_page_range_single's lru_add_drain() (either if None)."""
+    return [
+        p for p in PUBLISHED
+        if p.machine == machine and p.benchmark == benchmark and (arch is None or p.applies_to(arch, drain))
+    ]  # fmt: skip
 
 
 # -- the whole comparison: measure, then price -------------------------------------------------------
@@ -367,7 +406,7 @@ class BenchComparison:
         return next((p for p in self.rows if p.strategy == strategy and p.units == units), None)
 
     def published_points(self) -> list[Published]:
-        return published_for(self.machine.published_as, self.benchmark, self.arch)
+        return published_for(self.machine.published_as, self.benchmark, self.arch, bool(self.machine.values["zap_lru_add_drain"]))
 
     def published(self) -> list[tuple[Published, str]]:
         """Each published figure of this machine and benchmark with the prediction beside it."""
@@ -414,9 +453,10 @@ class BenchComparison:
                     "ratio": q.ratio,
                     "flush_share": q.flush_share,
                     "invlpgb": q.invlpgb,
+                    "drain": q.drain,
                     "source": q.source,
                 }
-                for q in published_for(m.published_as, self.benchmark, self.arch)
+                for q in self.published_points()
             ],
         }
 

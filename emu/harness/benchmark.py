@@ -43,11 +43,82 @@ MEASURE_SCHED = "random"
 
 
 @dataclass(frozen=True)
+class KernelLine:
+    """A line of the kernel's own that an operation writes and that every busy CPU writes in turn: a
+    lock or a counter on the benchmark's path outside the lazy-TLB code the emulator runs. Its cost is
+    COUNTED from the kernel source (``source``), not measured: ``transfers`` line transfers an
+    operation (``per``: an operation, or each of a counted event, e.g. ``tlb_flushes``), and
+    ``without_drain`` in place of it on a kernel without ``zap_page_range_single``'s
+    ``lru_add_drain()`` (the machine's ``zap_lru_add_drain`` = 0: van Riel's removal)."""
+
+    name: str
+    transfers: float
+    source: str
+    per_mm: bool = True  # a line of the mm: shared only by threads of one process
+    per: str = ""  # "" (an operation) or a PER_OP counter the transfers are paid on
+    without_drain: float | None = None
+    arch_family: str = ""  # "": every arch; else only the arch models whose name starts with it
+
+    def transfers_per_op(self, per_op: dict[str, float], arch: str, drain: bool) -> float:
+        if self.arch_family and not arch.startswith(self.arch_family):
+            return 0.0
+        t = self.transfers if drain or self.without_drain is None else self.without_drain
+        return t * (per_op[self.per] if self.per else 1.0)
+
+
+# folio_batch_move_lru() and folios_put_refs() take the lruvec's lru_lock once a batch; a batch holds
+# PAGEVEC_SIZE folios (include/linux/pagevec.h: 31 since v6.8)
+PAGEVEC_SIZE = 31
+# a section on the lru_lock: the lock's line, then the lines it writes that another CPU wrote last (list_add:
+# the lruvec's list head and the old first folio's lru; list_del: the two neighbours' lru; update_lru_size: the
+# memcg's lru_zone_size); the vmstat counters (__mod_lruvec_state) are per-CPU
+LRU_SECTION_TRANSFERS = 4
+V613 = "v6.13"
+TLB_FLUSH2_KERNEL_LINES = (
+    KernelLine(
+        "lru_lock", 2 * LRU_SECTION_TRANSFERS,
+        f"COUNTED ({V613}): the write fault's folio_add_lru_vma() puts the folio in this CPU's lru_add batch "
+        "(mm/swap.c); madvise(MADV_DONTNEED)'s zap_page_range_single() calls lru_add_drain() (mm/memory.c), which "
+        "moves that one folio to the LRU under the lruvec's lru_lock (folio_batch_move_lru: one section), and "
+        "tlb_finish_mmu() frees it, taking it off the LRU under the same lock (folios_put_refs -> "
+        "__page_cache_release: a second section). Without that lru_add_drain() the batch moves PAGEVEC_SIZE "
+        "folios a section and frees them together: two sections per 31 iterations. A section is "
+        f"{LRU_SECTION_TRANSFERS} transfers (the lock's line; list_add's head and old first folio, or list_del's two "
+        "neighbours; the memcg's lru_zone_size). ASSUMED: one lruvec (one NUMA node, one memory cgroup), shared by "
+        "every busy CPU",
+        per_mm=False, without_drain=2 * LRU_SECTION_TRANSFERS / PAGEVEC_SIZE,
+    ),
+    KernelLine(
+        "mmap_lock", 2,
+        f"COUNTED ({V613}): madvise() takes mmap_read_lock for MADV_DONTNEED (mm/madvise.c, "
+        "madvise_need_mmap_write() returns 0 for it): down_read() and up_read() are one atomic each on "
+        "mm->mmap_lock's count (kernel/locking/rwsem.c). The faults take the VMA's own lock "
+        "(lock_vma_under_rcu), not priced: each thread's mapping is ASSUMED a VMA of its own",
+    ),
+    KernelLine(
+        "tlb_flush_pending", 2,
+        f"COUNTED ({V613}): tlb_gather_mmu() -> inc_tlb_flush_pending(), tlb_finish_mmu() -> "
+        "dec_tlb_flush_pending() (mm/mmu_gather.c, include/linux/mm_types.h): an atomic each on the mm's "
+        "tlb_flush_pending",
+    ),
+    KernelLine(
+        "tlb_gen", 1,
+        f"COUNTED ({V613}): flush_tlb_mm_range() -> inc_mm_tlb_gen(): atomic64_inc_return on "
+        "mm->context.tlb_gen (arch/x86/mm/tlb.c, arch/x86/include/asm/mmu_context.h), once a flush; the "
+        "emulator runs it on a line of its own and does not count it among the mm's atomics",
+        per="tlb_flushes", arch_family="x86",
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class BenchSpec:
     name: str
     what: str  # what one operation is
     param: str  # what --tasks counts, in the benchmark's words
     source: str
+    # the kernel's own shared lines on the operation's path (beyond the mm's, which the emulator counts)
+    kernel_lines: tuple[KernelLine, ...] = ()
 
     @property
     def driver(self) -> type[Benchmark]:
@@ -79,7 +150,7 @@ BENCHMARKS: dict[str, BenchSpec] = {
     ),
     "tlb_flush2_threads": BenchSpec(
         "tlb_flush2_threads", "one madvise(MADV_DONTNEED) of a touched page (an iteration)", "-t: threads of one process",
-        f"{WIS} tests/tlb_flush2.c, main.c (THREADS)",
+        f"{WIS} tests/tlb_flush2.c, main.c (THREADS)", TLB_FLUSH2_KERNEL_LINES,
     ),
     "hackbench": BenchSpec(
         "hackbench", "one message", "groups of 20 senders and 20 receivers, processes", "perf bench sched messaging (hackbench.c)"

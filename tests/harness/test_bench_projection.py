@@ -4,6 +4,7 @@ and every constant carries its source."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -19,11 +20,12 @@ from emu.harness.bench_projection import (
     published_for,
     transfer_ns,
 )
-from emu.harness.benchmark import BENCHMARKS, MEASURE_CPUS, PER_OP, OpCounts, measure_cpus
+from emu.harness.benchmark import BENCHMARKS, MEASURE_CPUS, PAGEVEC_SIZE, PER_OP, BenchSpec, KernelLine, OpCounts, measure_cpus
 from emu.harness.config import ConfigError
 
 CS1 = BENCHMARKS["context_switch1_threads"]
 TLB = BENCHMARKS["tlb_flush2_threads"]
+BARE_TLB = replace(TLB, kernel_lines=())  # tlb_flush2's shape without the kernel's own lines: the lazy-TLB costs alone
 
 
 def toy(**over: float) -> Machine:
@@ -31,6 +33,7 @@ def toy(**over: float) -> Machine:
     values = dict(
         sockets=2, cores=4, smt=2, ccx_cores=2, op_ns=1000, idle_exit_ns=0, line_smt_ns=5, line_ccx_ns=50, line_local_ns=50,
         line_remote_ns=200, ipi_rtt_ns=2000, remote_read_ns=100, smt_core_throughput=1.0, lru_gen_store=0, broadcast_flush_ns=300,
+        zap_lru_add_drain=1,
     )  # fmt: skip
     values.update(over)
     return Machine("toy", "a toy", "x86", 4, "test", values, {k: "test" for k in values}, ())
@@ -54,6 +57,11 @@ def test_the_three_machines_of_section_9_load_with_a_source_for_every_constant()
         # nothing fitted to a published figure, but in the variant that says so and is no check
         assert m.fitted == (("lru_gen_store",) if name == "epyc-9654-2s-mglru" else ()), name
     assert load_machine("epyc-9654-2s-mglru").published_as == "epyc-9654-2s"
+    assert load_machine("milan-36-nodrain").published_as == "milan-36"
+    # the kernels of the published runs call lru_add_drain() in zap_page_range_single; the variant is van Riel's removal
+    assert {n: load_machine(n).values["zap_lru_add_drain"] for n in machine_names()} == {
+        n: 0 if n == "milan-36-nodrain" else 1 for n in machine_names()
+    }
     assert {load_machine(n).values["lru_gen_store"] for n in ("power8-192", "epyc-9654-2s", "milan-36")} == {0}
     p8, epyc = load_machine("power8-192"), load_machine("epyc-9654-2s")
     assert (p8.values["sockets"], p8.values["cores"], p8.arch) == (16, 192, "powerpc")
@@ -65,6 +73,7 @@ def test_a_machine_file_without_a_source_or_with_a_stray_constant_is_refused() -
                                   "constants": {k: {"value": 2, "source": "somewhere"} for k in CONSTANTS}}))  # fmt: skip
     good["constants"]["ccx_cores"]["value"] = 1  # a core a socket: a CCX of one
     good["constants"]["lru_gen_store"]["value"] = 0
+    good["constants"]["zap_lru_add_drain"]["value"] = 1
     assert parse_machine("x", json.dumps(good)).values["cores"] == 2
     bad = json.loads(json.dumps(good))
     bad["constants"]["ipi_rtt_ns"]["source"] = " "
@@ -88,6 +97,10 @@ def test_a_machine_file_without_a_source_or_with_a_stray_constant_is_refused() -
     half["constants"]["lru_gen_store"]["value"] = 0.5
     with pytest.raises(ConfigError, match="lru_gen_store"):
         parse_machine("x", json.dumps(half))
+    two = json.loads(json.dumps(good))
+    two["constants"]["zap_lru_add_drain"]["value"] = 2
+    with pytest.raises(ConfigError, match="zap_lru_add_drain"):
+        parse_machine("x", json.dumps(two))
     bad_fit = {**good, "fitted": ["switch_ns"]}
     with pytest.raises(ConfigError, match="fitted"):
         parse_machine("x", json.dumps(bad_fit))
@@ -202,7 +215,7 @@ def test_ipis_to_every_other_cpu_grow_with_the_busy_cpus() -> None:
     """Measured with two busy CPUs (one IPI an operation), priced with four: three."""
     c = op_counts(2, ipis_sent=1.0, ipis_flush=1.0)
     c = OpCounts("tlb_flush2_threads", "refcount", "x86", 4, 2, c.per_op, 1000)
-    p = predict(TLB, toy(), 4, c)
+    p = predict(BARE_TLB, toy(), 4, c)
     assert p.cpu_ns == pytest.approx(1000 + 3 * 2000)
 
 
@@ -222,23 +235,24 @@ def test_a_broadcast_flush_is_priced_once_whatever_the_cpus_and_is_the_invalidat
     """INVLPGB reaches every CPU in one instruction: measured with two busy CPUs, priced with four, still one."""
     c = op_counts(2, tlb_broadcasts=1.0)
     c = OpCounts("tlb_flush2_threads", "refcount", "x86-invlpgb", 4, 2, c.per_op, 1000)
-    p = predict(TLB, toy(), 4, c)
+    p = predict(BARE_TLB, toy(), 4, c)
     assert c.ipis == 0 and p.cpu_ns == pytest.approx(1000 + 300)
     assert p.flush_share == pytest.approx(300 / 1300)
     ipi = OpCounts("tlb_flush2_threads", "refcount", "x86", 4, 2, op_counts(2, ipis_sent=1.0).per_op, 1000)
-    assert predict(TLB, toy(), 4, ipi).flush_share == pytest.approx(3 * 2000 / (1000 + 3 * 2000))  # three IPIs, each a round trip
+    assert predict(BARE_TLB, toy(), 4, ipi).flush_share == pytest.approx(3 * 2000 / (1000 + 3 * 2000))  # three IPIs, each a round trip
 
 
 def test_a_machine_s_own_figure_for_one_benchmark_replaces_op_ns_for_that_benchmark_only() -> None:
     m = toy()
     own = Machine("toy", "a toy", "x86", 4, "test", m.values, m.sources, (), bench_op_ns={"tlb_flush2_threads": 3000.0})
     c = OpCounts("tlb_flush2_threads", "refcount", "x86", 4, 2, op_counts(2).per_op, 1000)
-    assert predict(TLB, own, 4, c).cpu_ns == pytest.approx(3000)
+    assert predict(BARE_TLB, own, 4, c).cpu_ns == pytest.approx(3000)
     assert predict(CS1, own, 1, op_counts(1)).cpu_ns == pytest.approx(1000)  # context_switch1 keeps op_ns
     milan = load_machine("milan-36")
     assert milan.op_ns("tlb_flush2_threads") == pytest.approx(1e9 / 315e3, abs=1) and len(milan.bench_op_sources["tlb_flush2_threads"]) > 20
+    ones = ("ccx_cores", "sockets", "zap_lru_add_drain")
     text = json.dumps({"name": "x", "description": "d", "arch": "x86", "published_tasks": {"value": 1, "source": "s"},
-                       "constants": {k: {"value": 1 if k in ("ccx_cores", "sockets") else 0 if k == "lru_gen_store" else 2,
+                       "constants": {k: {"value": 1 if k in ones else 0 if k == "lru_gen_store" else 2,
                                          "source": "somewhere"} for k in CONSTANTS},
                        "benchmark_op_ns": {"tlb_flush3": {"value": 5, "source": "somewhere"}}})  # fmt: skip
     with pytest.raises(ConfigError, match="tlb_flush3"):
@@ -246,10 +260,83 @@ def test_a_machine_s_own_figure_for_one_benchmark_replaces_op_ns_for_that_benchm
 
 
 def test_the_invlpgb_figures_are_set_beside_the_invlpgb_model_and_the_vanilla_ones_beside_the_others() -> None:
-    vanilla = published_for("milan-36", "tlb_flush2_threads", "x86-v6.14")
-    invlpgb = published_for("milan-36", "tlb_flush2_threads", "x86-invlpgb")
-    assert sorted((q.ops_per_s or 0, q.flush_share or 0) for q in vanilla) == [(0, 0.40), (527e3, 0)]
-    assert sorted((q.ops_per_s or 0, q.flush_share or 0) for q in invlpgb) == [(0, 0.04), (527e3, 0), (1157e3, 0)]
-    assert len(published_for("milan-36", "tlb_flush2_threads")) == 5
+    def figures(arch: str, drain: bool) -> list[tuple[float, float]]:
+        return sorted((q.ops_per_s or 0, q.flush_share or 0) for q in published_for("milan-36", "tlb_flush2_threads", arch, drain))
+
+    assert figures("x86-v6.14", True) == [(0, 0.40), (527e3, 0)]
+    assert figures("x86-invlpgb", True) == [(0, 0.04), (527e3, 0)]
+    # the runs without zap_page_range_single's lru_add_drain(): the removal alone, and with INVLPGB
+    assert figures("x86-v6.14", False) == [(731e3, 0)]
+    assert figures("x86-invlpgb", False) == [(1157e3, 0)]
+    assert len(published_for("milan-36", "tlb_flush2_threads")) == 6
     # a global ASID needs the mm on more than 3 CPUs: x86-invlpgb is counted on enough emulated CPUs for it
     assert measure_cpus("x86-invlpgb") >= 8 and measure_cpus("x86-v6.14") == MEASURE_CPUS
+
+
+# -- the kernel's own lines on a benchmark's path ------------------------------------------------------
+
+
+def tlb_counts(arch: str = "x86", **per: float) -> OpCounts:
+    return OpCounts("tlb_flush2_threads", "refcount", arch, 4, 4, op_counts(4, **per).per_op, 1000)
+
+
+def test_tlb_flush2_with_lru_add_drain_takes_the_lru_lock_twice_an_iteration() -> None:
+    """The drain moves the one faulted folio to the LRU under the lru_lock and the flush's free takes it off
+    again: two sections of four transfers an iteration, one lock every busy CPU takes, so at most one iteration
+    per eight transfers however many threads run; without the drain, two sections per PAGEVEC_SIZE iterations."""
+    lru = next(k for k in TLB.kernel_lines if k.name == "lru_lock")
+    per = tlb_counts().per_op
+    assert lru.transfers_per_op(per, "x86", drain=True) == pytest.approx(8)
+    assert lru.transfers_per_op(per, "x86", drain=False) == pytest.approx(8 / PAGEVEC_SIZE)
+    m = toy(sockets=1, cores=64, smt=2, ccx_cores=64, op_ns=3000, smt_core_throughput=2.0)
+    xfer = transfer_ns(m, 64, 1.0)
+    p = predict(TLB, m, 64, tlb_counts(tlb_flushes=1.0))
+    assert (p.bound, p.busiest) == ("line", "lru_lock")
+    assert p.ops_per_s <= 1e9 / (8 * xfer) and p.ops_per_s == pytest.approx(1e9 / (8 * xfer), rel=0.02)
+    assert p.line_ns["lru_lock"] == pytest.approx(8 * xfer)
+    nodrain = predict(TLB, toy(sockets=1, cores=64, smt=2, ccx_cores=64, op_ns=3000, smt_core_throughput=2.0, zap_lru_add_drain=0), 64,
+                      tlb_counts(tlb_flushes=1.0))  # fmt: skip
+    assert nodrain.line_ns["lru_lock"] == pytest.approx(8 / PAGEVEC_SIZE * xfer)
+    assert nodrain.busiest == "mmap_lock" and nodrain.ops_per_s > 3 * p.ops_per_s
+
+
+def test_tlb_gen_is_bumped_once_a_flush_and_only_by_the_x86_models() -> None:
+    tlb_gen = next(k for k in TLB.kernel_lines if k.name == "tlb_gen")
+    assert tlb_gen.transfers_per_op(tlb_counts(tlb_flushes=1.5).per_op, "x86-invlpgb", drain=True) == pytest.approx(1.5)
+    assert tlb_gen.transfers_per_op(tlb_counts(tlb_flushes=1.5).per_op, "powerpc", drain=True) == 0.0
+    assert tlb_gen.transfers_per_op(tlb_counts().per_op, "x86", drain=True) == 0.0  # no flush, no bump
+
+
+def test_a_kernel_line_of_the_mm_is_shared_by_threads_only_and_a_global_lock_by_processes_too() -> None:
+    """context_switch1's processes with one line of the mm and one global lock of a transfer each an
+    operation: the mm's stays with its CPU, the lock every busy CPU takes still bounds them."""
+    lines = (KernelLine("mm_thing", 1, "test"), KernelLine("global_lock", 1, "test", per_mm=False))
+    m = toy(sockets=1, cores=64, smt=2, ccx_cores=64, smt_core_throughput=2.0)
+    xfer = transfer_ns(m, 64, 2.0)
+    c = op_counts(4, context_switches=2, lazy_switches=1, remote_wakeups=1)
+    procs = predict(replace(BENCHMARKS["context_switch1_processes"], kernel_lines=lines), m, 64, c)
+    assert procs.line_ns == {"mm_count": 0, "mm_cpumask": 0, "lru_gen": 0, "mm_thing": 0, "global_lock": pytest.approx(xfer)}
+    assert procs.busiest == "global_lock" and procs.ops_per_s <= 1e9 / xfer
+    threads = predict(replace(CS1, kernel_lines=lines), m, 64, c)
+    assert threads.line_ns["mm_thing"] == pytest.approx(xfer) and threads.line_ns["global_lock"] == pytest.approx(xfer)
+
+
+def test_the_invalidation_share_counts_a_task_s_waits_at_the_lines() -> None:
+    """A spinning CPU is busy: with the lru_lock the bottleneck, a thread's time per iteration is the
+    chains over the rate, and the broadcast's share of it is smaller than its share of the CPU time."""
+    m = toy(sockets=1, cores=64, smt=2, ccx_cores=64, op_ns=3000, smt_core_throughput=2.0)
+    p = predict(TLB, m, 64, tlb_counts("x86-invlpgb", tlb_flushes=1.0, tlb_broadcasts=1.0))
+    assert p.busiest == "lru_lock" and p.cycle_ns == pytest.approx(64 / p.ops_per_s * 1e9)
+    assert p.cycle_ns > p.cpu_ns
+    assert p.flush_share == pytest.approx(300 / p.cycle_ns) and p.flush_share < 300 / 3300
+    alone = predict(TLB, m, 1, tlb_counts("x86-invlpgb", tlb_flushes=1.0, tlb_broadcasts=1.0))  # one thread: no queue
+    assert alone.flush_share == pytest.approx(300 / alone.cpu_ns)
+
+
+def test_context_switch1_and_hackbench_declare_no_kernel_line() -> None:
+    """Their paths write no kernel line that every busy CPU shares (each pair's pipe is its own):
+    only tlb_flush2 declares any, each with its source."""
+    assert {n for n, s in BENCHMARKS.items() if s.kernel_lines} == {"tlb_flush2_threads"}
+    assert {k.name for k in TLB.kernel_lines} == {"lru_lock", "mmap_lock", "tlb_flush_pending", "tlb_gen"}
+    assert all(len(k.source) > 80 and "COUNTED" in k.source for k in TLB.kernel_lines)
+    assert isinstance(TLB, BenchSpec)

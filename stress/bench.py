@@ -153,6 +153,9 @@ def calibrate(cfg: RunConfig, seconds: float = CALIBRATE_S) -> dict[str, float]:
 
 
 def _ceiling_worker(me: int, words: memoryview, locks: list, n_locked: int, n_plain: int, seconds: float, out: int) -> None:  # type: ignore[type-arg]
+    # Ctrl-C reaches the whole group: the parent decides (it kills the workers); a pending one is discarded here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     acq = [lk._semlock.acquire for lk in locks]
     rel = [lk._semlock.release for lk in locks]
     mask = len(locks) - 1
@@ -186,8 +189,13 @@ def ceiling(nproc: int, locked: float, accesses: float, seconds: float) -> float
     out = 64 + 64 * (nproc + 1)
     procs = [ctx.Process(target=_ceiling_worker, args=(p, seg.words, locks, n_locked, n_plain, seconds, out)) for p in range(nproc)]
     try:
-        for p in procs:
-            p.start()
+        # each worker starts with SIGINT blocked until it ignores it: a Ctrl-C in its start-up is no traceback
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for p in procs:
+                p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # here, a Ctrl-C held meanwhile is delivered
         for p in procs:
             p.join()
         return sum(seg.words[out + p] for p in range(nproc)) / seconds

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness.columns import columns_svg
-from emu.harness.config import ConfigError
+from emu.harness.config import ConfigError, closest
 from emu.harness.explore import SCENARIOS
 from emu.harness.report import STATUS_USAGE, Report, event_timelines, headline
 from emu.machine.shm import SegmentError
@@ -38,7 +38,10 @@ class Parser(argparse.ArgumentParser):
         where = f"{self.prog}: " if " " in self.prog else ""  # a command's parser names it; main says "stress: error:"
         raise UsageError(f"{where}{message}{self._hint(message)}")
 
+    argv: list[str] = []  # the words parsed, for a hint in a command's parser's error
+
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> argparse.Namespace:  # type: ignore[override]
+        Parser.argv = list(sys.argv[1:] if args is None else args)
         ns, extras = self.parse_known_args(args, namespace)
         if extras:  # name the option meant from the command's own options (argparse knows no command here)
             command = subcommands(self).get(getattr(ns, "command", None) or "", self)
@@ -55,8 +58,16 @@ class Parser(argparse.ArgumentParser):
         """argparse names a bad command or option but not the one meant: add the closest."""
         bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if bad:
-            close = difflib.get_close_matches(bad.group(1), re.findall(r"[\w-]+", bad.group(2)), n=1)
-            return f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(bad.group(1), re.findall(r"[\w-]+", bad.group(2)))
+            return f"; did you mean '{close}'?" if close else ""
+        dash = re.search(r"argument (--[\w-]+): expected one argument", message)
+        if dash and dash.group(1) in Parser.argv:  # argparse takes a value like -5s for an option
+            i = Parser.argv.index(dash.group(1))
+            value = Parser.argv[i + 1] if i + 1 < len(Parser.argv) else ""
+            if value.startswith("-") and not value.startswith("--") and value not in ("-", "-h"):  # -5s, not the next option
+                return f" (a value that begins with '-' goes after '=': {dash.group(1)}={value})"
+        if "required: COMMAND" in message:  # `python -m stress` alone: what there is to run
+            return f": one of {', '.join(subcommands(self))} (start with: stress run --help)"
         return ""
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
@@ -272,7 +283,10 @@ def preload(argv: Sequence[str]) -> None:
             value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith(flag + "=") else ""
             for part in value.split(",") if flag.endswith("es") else (value,):  # compare's comma lists
                 if ":" in part:
-                    load(part.strip())
+                    try:
+                        load(part.strip())
+                    except ConfigError as e:  # an error that begins with the spec: say which option named it
+                        raise ConfigError(f"{flag} {e}" if str(e).startswith("'") else str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ replays with ``run --replay`` on the JSON, and shrinks with ``shrink``), 2 usage
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -16,6 +17,7 @@ from stress.output import write_json
 
 MAX_PREEMPTIONS = 20  # far beyond what a small scenario can run through: each bound multiplies the schedules
 MAX_BUDGET = 100_000_000
+PLAIN_EVERY_S = 2.0  # progress lines in a pipe: at most one this often
 
 
 def add_parser(sub: Any) -> None:
@@ -59,7 +61,18 @@ def add_parser(sub: Any) -> None:
     e.add_argument(
         "--json", metavar="PATH", default=None, help="write the result as JSON; with a violation, its run's report too (replayable)"
     )
-    e.add_argument("--quiet", action="store_true", help="no progress line")
+    e.add_argument("--quiet", action="store_true", help="no header line and no progress line")
+
+
+def interrupted(ex: Any) -> str:
+    """What a Ctrl-C leaves known: the schedules run so far, and whether any of them violated."""
+    if ex is None:
+        return "NOT COMPLETE: interrupted before the first schedule finished"
+    done = f"{ex.schedules:,} schedules in {ex.elapsed_s:.1f}s"
+    if any(o and o != ("harness_failure",) for o in ex.outcomes):
+        return f"NOT COMPLETE: interrupted after {done}, as one of them violated (rerun to see it)"
+    got = ", ".join(f"{v:,} with {k}" for k, v in sorted(ex.by_bound.items()))
+    return f"NOT COMPLETE: interrupted after {done} ({got} preemptions); no violation in those"
 
 
 def _schemes() -> list[str]:
@@ -81,8 +94,9 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--preemptions must be between 0 and {MAX_PREEMPTIONS}, got {ns.preemptions}")
     if not 0 <= ns.budget <= MAX_BUDGET:
         raise ConfigError(f"--budget must be between 0 (no limit) and {MAX_BUDGET:,}, got {ns.budget}")
-    if ns.scenario is None or ns.preemptions is None:
-        raise ConfigError("explore: give --scenario NAME (see 'list') and --preemptions K")
+    missing = [m for m, v in (("--scenario NAME (see 'list')", ns.scenario), ("--preemptions K (e.g. 2)", ns.preemptions)) if v is None]
+    if missing:
+        raise ConfigError(f"explore: give {' and '.join(missing)}")
     scenario = load_scenario(ns.scenario)
     if ns.mutant is not None and ns.strategy in MUTANTS:
         raise ConfigError(f"explore: --strategy {ns.strategy} is a mutant already; give --mutant or a mutant --strategy, not both")
@@ -98,20 +112,42 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
     on = f"{cfg.arch_mutant} ({cfg.arch})" if cfg.arch_mutant else cfg.arch
     who = f"{strategy}{' --fix ' + ns.fix if ns.fix else ''} on {on} ({ns.memory_model})"
-    print(f"explore: {scenario.name} ({scenario.cpus} CPUs), {who}, at most {ns.preemptions} preemptions", file=sys.stderr)
+    if not ns.quiet:
+        print(f"explore: {scenario.name} ({scenario.cpus} CPUs), {who}, at most {ns.preemptions} preemptions", file=sys.stderr)
+
+    tty = sys.stderr.isatty()
+    last: list[Any] = []  # the exploration as the progress last saw it: what a Ctrl-C reports
+    next_line = [0.0]
 
     def progress(ex: Any) -> None:
-        if not ns.quiet and ex.schedules % 25 == 0:
-            print(f"\rexplore: {ex.schedules:,} schedules, {ex.rate:.1f}/s", end="", file=sys.stderr, flush=True)
+        last[:] = [ex]
+        if ns.quiet:
+            return
+        if tty:  # one live line
+            if ex.schedules % 25 == 0:
+                print(f"\rexplore: {ex.schedules:,} schedules, {ex.rate:.1f}/s", end="", file=sys.stderr, flush=True)
+        elif ex.elapsed_s >= next_line[0]:  # a pipe or a CI log: a plain line now and then, no carriage returns
+            next_line[0] = ex.elapsed_s + PLAIN_EVERY_S
+            print(f"  {ex.elapsed_s:.1f}s elapsed: {ex.schedules:,} schedules, {ex.rate:.1f}/s", file=sys.stderr, flush=True)
 
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the session's CPUs and segment are cleaned up, what ran is said
+
+    old_term = signal.signal(signal.SIGTERM, terminated)
     try:
         ex = explore(cfg, scenario.name, ns.preemptions, reduce="none" if ns.no_reduce else ns.reduce, budget=ns.budget, progress=progress)
     except HarnessFailed as e:
         print(f"\nexplore: a schedule's run failed in the harness: {e}", file=sys.stderr)
         return 3
-    finally:
-        if not ns.quiet:
+    except KeyboardInterrupt:
+        if tty and not ns.quiet:
             print("", file=sys.stderr)
+        print(interrupted(last[0] if last else None))
+        raise  # stress: interrupted, status 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    if tty and not ns.quiet:
+        print("", file=sys.stderr)
     skipped = f"{ex.pruned:,} equivalent skipped" if ex.reduction == "sleep" else f"dpor, {ex.dropped:,} reversals dropped by the bound"
     if ex.reduction == "none":
         skipped = "no reduction"

@@ -142,14 +142,17 @@ def page(findings: list[Finding], headline: str, paths: dict[str, str]) -> str:
 
 
 def cmd_findings(ns: argparse.Namespace) -> int:
-    from stress.options import check_writable
+    from stress.options import check_distinct, check_writable
 
     check_writable(ns.json)
     check_writable(ns.html, "--html")
+    check_distinct(DB=ns.db, **{"--json": ns.json, "--html": ns.html})
     if ns.replays and not (os.path.isdir(ns.replays) or os.access(os.path.dirname(os.path.abspath(ns.replays)), os.W_OK)):
         raise ConfigError(f"--replays: cannot write to '{ns.replays}' (no such writable directory)")
     if not ns.db:
         raise ConfigError("findings: give the database of a campaign (hunt --db PATH writes one)")
+    if os.path.isdir(ns.db):
+        raise ConfigError(f"findings: '{ns.db}' is a directory, not a campaign database (hunt --db PATH writes one)")
     if not os.path.isfile(ns.db):
         raise ConfigError(f"findings: no such database '{ns.db}' (hunt --db PATH writes one)")
     try:

@@ -602,7 +602,7 @@ def open_executor(ns: argparse.Namespace) -> RayExecutor | None:
 def cmd_hunt(ns: argparse.Namespace) -> int:
     import os
 
-    from stress.options import check_writable, config_from
+    from stress.options import check_distinct, check_writable, config_from
 
     if ns.jobs is not None and not 1 <= ns.jobs <= 256:
         raise ConfigError(f"--jobs must be between 1 and 256, got {ns.jobs}")
@@ -618,6 +618,7 @@ def cmd_hunt(ns: argparse.Namespace) -> int:
     base = config_from(ns)
     check_writable(ns.json)
     check_writable(ns.db, "--db")
+    check_distinct(**{"--db": ns.db, "--json": ns.json})
     targets = targets_from(ns, base)
     if ns.jobs is None and ns.executor == "ray" and ns.address is None:
         ns.jobs = len(os.sched_getaffinity(0))  # the local cluster's CPUs

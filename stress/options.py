@@ -17,7 +17,7 @@ from typing import Any
 from emu.arch import ARCH_MUTANTS, ARCHES
 from emu.harness import perturbations
 from emu.harness.benchmark import bench_workload
-from emu.harness.config import MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
+from emu.harness.config import MAX_PROCS, MEMORY_MODELS, SCHEDS, ConfigError, RunConfig, Workload, scheds, suggest, validate, validate_fix
 from emu.harness.plugins import load_config
 from emu.machine.policies import policy_class, registry
 from emu.machine.shm import shm_needed, shm_room
@@ -43,9 +43,34 @@ class Names:
         valid = self.valid()
         if ":" in text and self.what in ("strategy", "architecture") and type(self) is Names:
             return text  # FILE.py:Class or module:Class, loaded before the run (emu.harness.plugins)
+        if self.what in ("strategy", "architecture") and text not in valid and (text.endswith(".py") or os.sep in text):
+            raise argparse.ArgumentTypeError(class_missing(text, self.what))
         if text not in valid:
             raise argparse.ArgumentTypeError(f"unknown {self.what} '{text}' {suggest(text, valid)}")
         return text
+
+
+def class_missing(path: str, what: str) -> str:
+    """A part's file named without its class: the spec it needs, with the class when the file has one at its root."""
+    import ast
+
+    if os.path.isdir(path):
+        return f"'{path}' is a directory: name the {what}'s file and its class, FILE.py:Class (docs/writing-a-scheme.md)"
+    if not os.path.exists(path):
+        return f"'{path}': no such file (a {what} from a file: FILE.py:Class, docs/writing-a-scheme.md)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return f"'{path}': name the {what}'s class too, {path}:Class (docs/writing-a-scheme.md)"
+    classes = [c for c in tree.body if isinstance(c, ast.ClassDef)]
+    here = {c.name for c in classes}
+    # the classes whose bases come from elsewhere (Strategy, Arch): the part, not its mutants
+    roots = [c.name for c in classes if not any(isinstance(b, ast.Name) and b.id in here for b in c.bases)]
+    if len(roots) == 1:
+        return f"'{path}' is a file: name its class too; did you mean '{path}:{roots[0]}'?"
+    listed = f" (its classes: {', '.join(sorted(here))})" if here else ""
+    return f"'{path}' is a file: name the {what}'s class too, {path}:Class{listed}"
 
 
 class ScriptText(Names):
@@ -233,6 +258,11 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     benchmark, bench_tasks = getattr(ns, "benchmark", None) or "", getattr(ns, "bench_tasks", 0)
     if benchmark and not given & {"procs", "threads", "kthreads"}:  # its pools sized for its tasks, as compare's runs are
         wl = bench_workload(benchmark, max(0, bench_tasks), max(1, ns.cpus), wl)
+        if wl.procs > MAX_PROCS:  # the pools are sized from --bench-tasks and --cpus: name those, not --procs
+            raise ConfigError(
+                f"--benchmark {benchmark} --bench-tasks {bench_tasks or 'default'} on {ns.cpus} CPUs needs {wl.procs:,} process slots, "
+                f"more than {MAX_PROCS:,}: give fewer --bench-tasks or --cpus"
+            )
     seed = ns.seed if ns.seed is not None else secrets.randbits(32)
     cfg = RunConfig(
         cpus=ns.cpus, strategy=strategy, mutant=ns.mutant, arch=arch, duration=ns.duration, seed=seed, workload=wl,
@@ -263,6 +293,7 @@ def config_from(ns: argparse.Namespace) -> RunConfig:
     check_shm_room(cfg)
     check_writable(ns.json)
     check_writable(getattr(ns, "svg", None), "--svg")  # run's own: compare and hunt build configs too
+    check_distinct(**{"--replay": getattr(ns, "replay", None), "--json": ns.json, "--svg": getattr(ns, "svg", None)})
     return cfg
 
 
@@ -304,9 +335,11 @@ def replayed_config(path: str, here: RunConfig, given: frozenset[str]) -> RunCon
 def check_mode(cfg: RunConfig, given: frozenset[str]) -> None:
     """Refuse an option that does nothing in this run's mode, rather than accept it silently."""
     if not cfg.deterministic:
+        what = {"steps": "sets a deterministic run's load", "depth": "sets PCT's bug depth"}
         for dest in ("steps", "depth"):
             if dest in given:
-                raise ConfigError(f"--{dest} sets a deterministic run's load: add --sched pct or random (a free run lasts --duration)")
+                fix = "add --sched pct or random (a free run lasts --duration)" if dest == "steps" else "add --sched pct"
+                raise ConfigError(f"--{dest} {what[dest]}: {fix}")
     else:
         for dest in given & {"depth"}:  # the policies' own options (emu.machine.policy's ``options``)
             if dest not in policy_class(cfg.sched, False).options:
@@ -325,12 +358,27 @@ def mode_notes(cfg: RunConfig, given: frozenset[str]) -> list[str]:
 
 def check_writable(path: str | None, option: str = "--json") -> None:
     """Refuse, before the run, a path that its file cannot be written to (``-``: standard output)."""
+    if path == "":  # `--json "$OUT"` with OUT unset: no file would be written, and nothing said
+        raise ConfigError(f"{option}: an empty path (an unset shell variable?); give a file, or '-' for standard output")
     if path and not to_stdout(path):
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             raise ConfigError(f"{option}: cannot write to '{path}' (no such writable directory)")
         if os.path.isdir(path):  # open() would fail only after the whole run
             raise ConfigError(f"{option}: cannot write to '{path}' (a directory)")
+
+
+def check_distinct(**paths: str | None) -> None:
+    """Refuse, before the work, two of a command's files that are one file: an output would overwrite
+    another output, or its input (``--json`` and ``--svg`` alike; ``findings --json DB``). Keys are option names."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if not path or to_stdout(path):
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"{seen[real]} and {option} name the same file '{path}': give each its own")
+        seen[real] = option
 
 
 def check_shm_room(cfg: RunConfig) -> None:

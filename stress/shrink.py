@@ -176,10 +176,11 @@ class Shrinker:
 
 
 def cmd_shrink(ns: argparse.Namespace) -> int:
-    from stress.options import check_writable
+    from stress.options import check_distinct, check_writable
 
     check_writable(ns.json)
     check_writable(ns.svg, "--svg")
+    check_distinct(REPORT=ns.report, **{"--json": ns.json, "--svg": ns.svg})
     if not ns.report:
         raise ConfigError("shrink: give the JSON report of a failing run under --sched pct or random (run ... --json REPORT)")
     cfg, report = _load(ns.report)

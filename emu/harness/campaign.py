@@ -172,12 +172,18 @@ class RayExecutor:
         self.started = address is None
         try:
             if address is None:
-                ray.init(num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+                # "local": a new cluster here, even where a `ray start` (or RAY_ADDRESS) left one that
+                # ray.init() would join instead, refusing num_cpus there
+                ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                          log_to_driver=False, configure_logging=False)  # fmt: skip
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise RayUnavailable(f"--address {address}: cannot join the Ray cluster there: {str(e).splitlines()[0]}") from None
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            where = "--executor ray: cannot start a Ray cluster here"
+            if address:
+                where = f"--address {address}: cannot join the Ray cluster there"
+            raise RayUnavailable(f"{where}: {first}") from None
         self.remote = ray.remote(ray_task)
         self.pending: dict[Any, Any] = {}
 

@@ -139,10 +139,46 @@ class RunConfig:
         return self.mutant if self.mutant in ARCH_MUTANTS else None
 
 
-def suggest(name: str, valid: list[str]) -> str:
+# uname -m's names (and Debian's), which a kernel developer types for the arch/ directory's: the closest name to offer
+UNAME_ARCHES = {
+    "x86_64": "x86", "amd64": "x86", "i386": "x86", "i686": "x86", "aarch64": "arm64",
+    "ppc64": "powerpc", "ppc64le": "powerpc", "ppc": "powerpc", "riscv64": "riscv", "loongarch64": "loongarch", "s390x": "s390",
+}  # fmt: skip
+
+
+def closest(name: str, valid: list[str]) -> str | None:
+    """The valid name meant by ``name``: uname's arch name, a file's name for its path, the same name in another case, a close
+    spelling, or the one name it begins (``b3`` for ``b3-rescan``); None when none is clear."""
+    if UNAME_ARCHES.get(name.lower()) in valid:
+        return UNAME_ARCHES[name.lower()]
+    stem = os.path.splitext(os.path.basename(name))[0]
+    if stem != name and stem in valid:  # the file a name stands for (machines/NAME.json): its name
+        return stem
+    folded = {v.lower(): v for v in valid}
+    if name.lower() in folded:
+        return folded[name.lower()]
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"(valid: {', '.join(valid)}){hint}"
+    if close:
+        return close[0]
+    begun = [v for v in valid if name and v.lower().startswith(name.lower())]
+    return begun[0] if len(begun) == 1 else None
+
+
+SUGGEST_LIST_CHARS = 600  # a longer list of valid names (the matrix's cells) is not one readable line: the nearest few instead
+
+
+def suggest(name: str, valid: list[str]) -> str:
+    close = closest(name, valid)
+    hint = f"; did you mean '{close}'?" if close else ""
+    listed = ", ".join(valid)
+    if len(listed) > SUGGEST_LIST_CHARS:
+        near = difflib.get_close_matches(name, valid, n=3, cutoff=0.4)
+        return f"(one of {len(valid)}{': the nearest ' + ', '.join(near) if near else ''}){hint}"
+    return f"(valid: {listed}){hint}"
+
+
+MAX_PROCS = 4096  # live user processes a run keeps (--procs), or a benchmark's pools hold
+MAX_DURATION_S = 7 * 24 * 3600  # a longer load is a typo (a value in ms?), and past any watchdog's patience
 
 
 def max_cpus_here() -> int:
@@ -220,8 +256,8 @@ def validate(
             raise ConfigError(f"unknown mutant '{cfg.mutant}' {suggest(cfg.mutant, sorted({**mutants, **arch_mutants}))}")
         elif cfg.strategy != mutants[cfg.mutant]:
             raise ConfigError(f"mutant '{cfg.mutant}' belongs to strategy '{mutants[cfg.mutant]}', not '{cfg.strategy}'")
-    if not cfg.duration > 0 or cfg.duration > 7 * 24 * 3600:
-        raise ConfigError(f"--duration must be a positive number of seconds, got {cfg.duration}")
+    if not cfg.duration > 0 or cfg.duration > MAX_DURATION_S:
+        raise ConfigError(f"--duration must be a positive number of seconds up to a week ({MAX_DURATION_S:,}), got {cfg.duration:g}")
     if not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"--seed must be between 0 and 2**63-1, got {cfg.seed}")
     if not 1 <= cfg.trim_timer <= MAX_TRIM_TIMER:
@@ -278,8 +314,8 @@ def validate(
         raise ConfigError(f"--bench-tasks must be between 0 (the benchmark's default) and 4096, got {cfg.bench_tasks}")
     if cfg.benchmark:
         _check_bench_room(cfg)
-    if not 0 <= w.procs <= 4096:
-        raise ConfigError(f"--procs must be between 0 (automatic) and 4096, got {w.procs}")
+    if not 0 <= w.procs <= MAX_PROCS:
+        raise ConfigError(f"--procs must be between 0 (automatic) and {MAX_PROCS}, got {w.procs}")
     if not 1 <= w.threads <= 64:
         raise ConfigError(f"--threads must be between 1 and 64, got {w.threads}")
     if not 0 <= w.kthreads <= 16:

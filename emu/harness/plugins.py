@@ -51,6 +51,8 @@ def _module(where: str) -> ModuleType:
         return _loaded[where]
     if where.endswith(".py") or "/" in where:
         path = Path(where)
+        if path.is_dir():
+            raise ConfigError(f"'{where}': a directory, not a Python file: FILE.py:Class")
         if not path.is_file():
             raise ConfigError(f"'{where}': no such file")
         modname = f"lazytlb_part_{len(_loaded)}_{path.stem}"

@@ -151,8 +151,10 @@ def _cpu_entry(
     prefix: tuple[int, ...] = (),
 ) -> None:
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C, and a SIGTERM to the whole group (timeout(1), kill -- -PGID, a CI job cancelled), reach the
+    # CPUs too: the runner decides (it drains, then reaps; a CPU that does not leave gets SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.close(gate[1])
     seg.check()
     det = None

@@ -55,8 +55,9 @@ def _session_cpu(
     go: Any, done: Any, stop: Any, parent: int,
 ) -> None:  # fmt: skip
     _die_with_parent(parent)
+    # Ctrl-C and a SIGTERM to the whole group reach the CPUs too: the lead decides (it kills them)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # what a run only reads, built once: the parts (classes and their options) and the policy's run
     # description; the perturbation's events too when the run has none (nothing in them then to carry over)
     parts, run, cls = parts_for(cfg), run_start(cfg, None), policy_class(cfg.sched, False)

@@ -96,7 +96,7 @@ def test_the_story_shows_the_schemes_own_steps(b3_report: Path) -> None:
     "args, says",
     [
         (["--steps", "1000"], "--steps sets a deterministic run's load"),
-        (["--depth", "2"], "--depth sets a deterministic run's load"),
+        (["--depth", "2"], "--depth sets PCT's bug depth: add --sched pct"),  # not random, where --depth does nothing either
         (["--sched", "random", "--depth", "2"], "--depth is an option of --sched pct"),
         (["--race-delay", "1"], "refcount marks no race window"),
     ],

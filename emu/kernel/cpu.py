@@ -173,6 +173,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
             det.atomics, det.irq = self.atomics, self.irq
             if cfg.sched == "explore" and isinstance(self.atomics, TsoAtomics):
                 self.atomics.commit_only_when_forced()  # the explorer enumerates schedules, not TSO's early commits
+                det.track_store_buffer(self.atomics)  # early commits are the explorer's decisions (explore --tso-commits)
             install_points(self.atomics, det)  # before the scheme and the arch bind the primitives
             self.irq.use_det(det)
             walk = self.page_walk

@@ -107,6 +107,18 @@ class TsoAtomics(Atomics):
         commit every schedule shows each store->load reordering it can, with no draw of the seed in it."""
         self._maybe_commit = _no_commit  # type: ignore[method-assign]
 
+    def buffered(self) -> int:
+        """The stores in the buffer, not yet in memory."""
+        return len(self._fifo)
+
+    def commit_oldest(self) -> None:
+        """An early commit decided by the scheduler (``explore --tso-commits``, and its replays): the oldest
+        buffered store reaches memory now, the store buffer acting as a thread of its own that the schedule runs."""
+        if self._fifo:
+            self.irq.in_atomic += 1
+            self._commit_oldest()
+            self.irq.in_atomic -= 1
+
     # -- plain accesses --------------------------------------------------------------------
     def READ_ONCE(self, i: int) -> int:
         self._maybe_commit()

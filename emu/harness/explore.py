@@ -13,7 +13,12 @@ bounding: the schedules are run in order of their preemptions, 0 first, so the f
 found has the fewest preemptions any violating schedule has, and a bound K stops the schedules
 with more than K.
 
-Reduction (under ``--memory-model sc`` only), over the accesses the atomics API sees. A step is
+Under ``--memory-model tso`` a store buffer's commit is a decision too (``tso_commits``, the CLI's
+``--tso-commits K``): at a decision where CPU k's buffer holds a store, the answer ``COMMIT | k``
+commits its oldest store there (a step, no preemption), at most K times a schedule; with K = 0 a
+buffered store reaches memory only where TSO forces it (``TsoAtomics.commit_only_when_forced``).
+
+Reduction (under ``--memory-model sc`` only, and never with early commits), over the accesses the atomics API sees. A step is
 what a CPU runs from one scheduling point to the next; its access is the word its point declares
 (``emu.machine.points``: ``P_ACCESS``), and two steps conflict when they touch the same word and
 one writes; a step that is not one word's access (a wait, a lock, a page walk, a barrier, an

@@ -159,17 +159,18 @@ class Oracle:
     def mask_covers_loaded(self, mm: int, mask: int, where: int = MASK_AT_FLUSH) -> None:
         """A flush sent by ``mask`` (``mm_cpumask(mm)``) reaches every CPU that has ``mm`` loaded:
         each such CPU missing from the mask is reported (``other`` names it). A CPU that seems to
-        be missing is looked at again with the mask word's lock held, so that a CPU switching
-        away and clearing its bit meanwhile is not taken for one running outside the mask."""
+        be missing is looked at again with the mask word's line held (``Atomics.look``: not an atomic,
+        a barrier or a scheduling point), so that a CPU switching away and clearing its bit meanwhile
+        is not taken for one running outside the mask."""
         w, base = self.w, self.layout.cpu_base + C_LOADED_MM
         for c in range(self.layout.ncpus):
             if w[base + c * CPU_WORDS] != mm:
                 continue
             i, bit = mask + (c >> 5), 1 << (c & 31)
             if not w[i] & bit:
-                k = self.atomics.lock(i)
+                k = self.atomics.look(i)
                 missing = not w[i] & bit and w[self.layout.cpu(c) + C_LOADED_MM] == mm
-                self.atomics.unlock(k)
+                self.atomics.unlook(k)
                 if missing:
                     self.report(CPUMASK_MISSING, mm, where, other=c)
 
@@ -213,10 +214,16 @@ class Oracle:
         if key in self._seen:
             return
         self._seen.add(key)
-        a = self.atomics
+        a, w = self.atomics, self.w
         self.trace(EV_VIOLATION, kind, mm)
-        n = a.atomic_add_return(H_NVIOL, 1) - 1
-        a.atomic_inc(H_VIOL_KINDS + kind)
+        # the counts under their lines' locks, not by the CPU's atomics: a report is no barrier either
+        k = a.look(H_NVIOL)
+        n = w[H_NVIOL]
+        w[H_NVIOL] = n + 1
+        a.unlook(k)
+        k = a.look(H_VIOL_KINDS + kind)
+        w[H_VIOL_KINDS + kind] += 1
+        a.unlook(k)
         if n >= VIOL_CAP:
             return
         snap = -1
@@ -226,6 +233,5 @@ class Oracle:
             self.arr[lay.snap_base + n * ew : lay.snap_base + (n + 1) * ew] = self.arr[lay.events_base : lay.events_base + ew]
             snap = n
         v = self.layout.viol_base + n * VIOL_WORDS
-        w = self.w
         w[v + V_KIND], w[v + V_CPU], w[v + V_MM], w[v + V_SITE] = kind, self.cpu, mm, where
         w[v + V_AUX], w[v + V_CLOCK], w[v + V_SNAP], w[v + V_OTHER] = aux, self.clock_ns(), snap, other

@@ -123,6 +123,21 @@ class Atomics:
         if irq.pending:
             irq.replay()
 
+    # -- the oracle's look at a line: no atomic of the load, no barrier, no scheduling point ----------
+    def look(self, i: int) -> int:
+        """Hold word ``i``'s line, interrupts masked, so that no other CPU's RMW of it is half done while
+        the oracle reads it. Not counted among the mm's atomics, a barrier in no memory model (the weak
+        model's buffer and view are left as they are), and not a scheduling point: a check must not
+        change what it checks. A deterministic mode's acquisition still yields while another CPU holds
+        the line (``_acq``). Release with ``unlook``."""
+        self.irq.in_atomic += 1
+        k = (i >> LINE_SHIFT) & self._mask
+        self._acq[k]()
+        return k
+
+    def unlook(self, k: int) -> None:
+        Atomics.unlock(self, k)
+
     # -- plain accesses --------------------------------------------------------------------
     @READ
     def READ_ONCE(self, i: int) -> int:

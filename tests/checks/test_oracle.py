@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emu.harness.report import collect
 from emu.harness.runner import RunState
 from emu.harness.testbed import Testbed
-from emu.machine.layout import C_ACTIVE_MM, H_PHASE, M_USERS, PHASE_EXIT, mm_slot
+from emu.machine.layout import C_ACTIVE_MM, C_LOADED_MM, H_PHASE, M_USERS, PHASE_EXIT, mm_slot
 from tests.helpers import violations
+
+
+def counters(tb: Testbed, name: str) -> int:
+    return sum(int(tb.words[tb.layout.counter(c, name)]) for c in range(tb.layout.ncpus))
 
 
 def test_touching_a_freed_mm_is_use_after_free() -> None:
@@ -66,3 +72,25 @@ def test_an_mm_never_freed_on_the_quiet_machine_is_a_leak() -> None:
         assert report.verdict == "violation" and report.status == 1
         (leak,) = report.violations
         assert leak["kind"] == "leak" and "mm_count 1" in leak["detail"]
+
+
+@pytest.mark.parametrize("model", ["sc", "tso", "weak"])
+def test_the_mask_check_neither_orders_nor_counts_what_it_looks_at(model: str) -> None:
+    """A CPU that looks missing from the mask is looked at again with the mask's line held: the check
+    must catch it, and must not drain the flushing CPU's buffered stores (a barrier it does not make),
+    nor count as an atomic on the mask's line (a cost it does not pay)."""
+    with Testbed(cpus=2, memory_model=model) as tb:
+        cpu = tb.local_cpu()
+        a = cpu.mm.mm_alloc(users=1)
+        tb.words[tb.layout.cpu(1) + C_LOADED_MM] = a  # cpu1 runs a, its bit not in a's mask
+        x = tb.scratch(0)
+        if model != "sc":
+            cpu.atomics._rand = lambda: 0.99  # type: ignore[attr-defined]  # nothing commits on its own
+        cpu.atomics.WRITE_ONCE(x, 5)
+        buffered = tb.words[x] == 0
+        assert buffered == (model != "sc")
+        before = counters(tb, "mask_atomics")
+        cpu.oracle.mask_covers_loaded(a, tb.layout.cpumask(a))
+        assert violations(cpu) == {"cpumask_missing": 1}
+        assert counters(tb, "mask_atomics") == before
+        assert (tb.words[x] == 0) == buffered, "the check drained the flushing CPU's store buffer"

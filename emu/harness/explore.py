@@ -15,7 +15,9 @@ with more than K.
 
 Under ``--memory-model tso`` a store buffer's commit is a decision too (``tso_commits``, the CLI's
 ``--tso-commits K``): at a decision where CPU k's buffer holds a store, the answer ``COMMIT | k``
-commits its oldest store there (a step, no preemption), at most K times a schedule; with K = 0 a
+commits its oldest store there (a step, no preemption), at most K times a schedule. The schedules run
+fewest commits first, then fewest preemptions (so the exploration with K first runs the one without
+commits, schedule for schedule, and the first violation found has the fewest commits); with K = 0 a
 buffered store reaches memory only where TSO forces it (``TsoAtomics.commit_only_when_forced``).
 
 Reduction (under ``--memory-model sc`` only, and never with early commits), over the accesses the atomics API sees. A step is
@@ -416,7 +418,7 @@ def explore(
     every schedule; the reductions apply under ``--memory-model sc`` only (else "none").
     ``tso_commits``: under tso, a schedule may also take up to that many early commits of a store
     buffer's oldest store, each at any decision where some CPU's buffer holds one (0: none, a
-    buffered store reaches memory where TSO forces it alone)."""
+    buffered store reaches memory where TSO forces it alone); fewest commits first, then fewest preemptions."""
     mode = "sleep" if reduce is True else "none" if reduce is False else reduce
     if mode not in REDUCTIONS:
         raise ValueError(f"reduce: one of {', '.join(REDUCTIONS)}, not {mode!r}")
@@ -434,16 +436,18 @@ def explore(
     t0 = time.monotonic()
     ex = Exploration(scenario=scenario, bound=bound, reduction=mode, tso_commits=tso_commits)
     # work by preemptions: (prefix, sleep set at the prefix's last decision)
-    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]] = [[] for _ in range(bound + 1)]
+    # (work by early commits, then preemptions: queue c * (bound + 1) + p; without commits, by preemptions alone: a
+    # --tso-commits exploration first runs the schedules of the one without, in the same order, then those with one...)
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]] = [[] for _ in range((tso_commits + 1) * (bound + 1))]
     queues[0].append(((), frozenset()))
     tree: dict[tuple[int, ...], set[int]] = {}  # dpor: each node's CPUs run or queued there (its prefix: the answers to it)
     try:
         while True:
             # the lowest bound with work first (dpor may add work below the one at hand: a race found late)
-            p = next((k for k in range(bound + 1) if queues[k]), -1)
-            if p < 0:
+            q = next((k for k in range(len(queues)) if queues[k]), -1)
+            if q < 0:
                 break
-            queue = queues[p]
+            queue, p = queues[q], q % (bound + 1)
             if budget and ex.schedules >= budget:
                 ex.stopped = f"the budget of {budget:,} schedules ran out"
                 return ex
@@ -499,6 +503,7 @@ def _branch(
     n = len(prefix)
     pre = preemptions(ds, n)
     more = commits(prefix) < tso_commits
+    base = commits(prefix) * (bound + 1)  # the queue of this many commits and no preemption
     sleep: set[int] = set()
     if n and reduce and n <= len(ds):
         sleep = _wake(asleep, ds, n - 1)
@@ -514,13 +519,13 @@ def _branch(
             if reduce and c in sleep:
                 ex.pruned += 1
                 continue
-            queues[cost].append(((*chosen[:i], c), frozenset(done) if reduce else frozenset()))
+            queues[base + cost].append(((*chosen[:i], c), frozenset(done) if reduce else frozenset()))
             if reduce:
                 done.add(c)
         if more:  # never with a reduction: an early commit's independence is not worked out (explore() turns it off)
             for k in range(MASK_BITS):
                 if d.buffered >> k & 1:
-                    queues[pre].append(((*chosen[:i], COMMIT | k), frozenset()))
+                    queues[base + bound + 1 + pre].append(((*chosen[:i], COMMIT | k), frozenset()))
         if reduce and d.chosen in sleep:
             ex.pruned += 1
             return  # the default path runs a sleeping CPU: what lies below was explored in a sibling subtree

@@ -146,6 +146,7 @@ def test_no_commit_bound_is_the_exploration_without_early_commits_and_one_adds_s
     assert none.complete and one.complete and not none.diverged and not one.diverged
     assert all(a < COMMIT for answers in none.runs for a in answers)
     assert none.schedules < one.schedules and all(sum(a >= COMMIT for a in answers) <= 1 for answers in one.runs)
+    assert list(one.runs)[: len(none.runs)] == list(none.runs)  # fewest commits first: the one without, schedule for schedule
 
 
 def stress(*args: str) -> subprocess.CompletedProcess[str]:

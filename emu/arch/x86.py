@@ -191,11 +191,16 @@ class X86(Arch):
             a.cpumask_clear_cpu(prev_mask, self.cpu)  # "Stop remote flushes for the previous mm"
 
     def choose_new_asid(self) -> None:
-        """``choose_new_asid``'s read of the ASID slot's flushed generation (``this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen)
-        < next_tlb_gen``: ``need_flush``), right after the ``tlb_gen`` read: a scheduling point of a deterministic
-        mode, where another CPU's flush may interleave (free-running the value is not needed: nothing here)."""
+        """A scheduling point of a deterministic mode that stands for ``choose_new_asid``'s per-CPU reads (v6.13
+        arch/x86/mm/tlb.c: ``this_cpu_read(cpu_tlbstate.ctxs[asid].ctx_id)`` for each slot, then the matching slot's
+        ``.tlb_gen < next_tlb_gen``: ``need_flush``), between the ``tlb_gen`` read and ``load_new_mm_cr3``, where another
+        CPU's flush may interleave. The value read is unused, and cannot be given its meaning here: the model keeps one
+        ASID slot and no ``ctx_id``; on this path (``real_prev != next``) that slot holds the mm being left, so the
+        kernel's search would find no slot of next's and set ``need_flush``, which ``load_new_mm_cr3`` always does (it
+        writes ``next_tlb_gen``). The read is of this CPU's ``tlb_gen`` word through the memory model, so the point is
+        declared as a read of it (``P_ACCESS``, for the explorer); free-running there is no point, and no read."""
         if self.c.det is not None:
-            self.atomics.READ_ONCE(self.tlb_gen)
+            self.atomics.READ_ONCE(self.tlb_gen)  # the point; its value is unused
 
     def load_new_mm_cr3(self, next: int, next_tlb_gen: int) -> None:
         """``this_cpu_write(cpu_tlbstate.ctxs[new_asid].tlb_gen, next_tlb_gen)`` (the oracle's TLB generation: the TLB

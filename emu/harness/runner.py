@@ -158,7 +158,8 @@ def _cpu_entry(
     det = None
     if turns is not None:
         policy = make_policy(policy_class(cfg.sched, schedule is not None), seg.words, layout, run_start(cfg, schedule, prefix))
-        det = DetSched(seg.words, layout, cpu, policy, cfg.fail_fast, turns, Events(cfg, layout, seg.words))
+        recorded_by = policy_class(cfg.sched, False)  # a replay keeps the declarations of the policy that recorded it
+        det = DetSched(seg.words, layout, cpu, policy, cfg.fail_fast, turns, Events(cfg, layout, seg.words), recorded_by)
     machine = Cpu(cpu, cfg, layout, seg, locks, doorbells, parts_for(cfg), det)
     boot = machine.boot
 

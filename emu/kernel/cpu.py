@@ -171,9 +171,9 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
         self.noise = install_noise(self.atomics, cfg.noise, noise_rng, self.counter_words["noise_delays"])
         if det is not None:
             det.atomics, det.irq = self.atomics, self.irq
-            if cfg.sched == "explore" and isinstance(self.atomics, TsoAtomics):
-                self.atomics.commit_only_when_forced()  # the explorer enumerates schedules, not TSO's early commits
-                det.track_store_buffer(self.atomics)  # early commits are the explorer's decisions (explore --tso-commits)
+            if not det.tso_early_commits and isinstance(self.atomics, TsoAtomics):
+                self.atomics.commit_only_when_forced()  # the policy enumerates schedules, not TSO's early commits
+                det.track_store_buffer(self.atomics)  # early commits are the schedule's decisions (explore --tso-commits)
             install_points(self.atomics, det)  # before the scheme and the arch bind the primitives
             self.irq.use_det(det)
             walk = self.page_walk

@@ -181,6 +181,7 @@ class DetSched:
         fail_fast: bool,
         sems: Sequence[Any],
         events: MachineEvents | None = None,
+        recorded_by: type[Policy] | None = None,
     ) -> None:
         self.w = words
         self.layout = layout
@@ -192,6 +193,9 @@ class DetSched:
         self.STEP, self.PROGRESS, self.NEXT_EVENT, self.CURRENT = b + S_STEP, b + S_PROGRESS, b + S_NEXT_EVENT, b + S_CURRENT
         self.policy = policy
         self.next_cpu = policy.next_cpu
+        # what the machine below the scheduler keeps of the policy's declarations: those of the policy whose
+        # schedules the run follows (``recorded_by``: a replay's are those of the policy that recorded it)
+        self.tso_early_commits = (recorded_by or type(policy)).tso_early_commits
         self.fail_fast = fail_fast
         self.events: MachineEvents = events if events is not None else NoEvents()
         if len(self.events.kinds) > PERTURB_SLOTS:

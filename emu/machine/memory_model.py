@@ -102,9 +102,10 @@ class TsoAtomics(Atomics):
 
     def commit_only_when_forced(self) -> None:
         """No early commits: a buffered store reaches memory only where TSO forces it (``smp_mb``, a locked op,
-        interrupt entry, before an IPI, before idling, a wait loop's spin, a full buffer). The explorer's choice
-        (``--sched explore`` and its replays): it enumerates schedules, not commit points, and with no early
-        commit every schedule shows each store->load reordering it can, with no draw of the seed in it."""
+        interrupt entry, before an IPI, before idling, a wait loop's spin, a full buffer). The choice of a policy
+        that declares ``tso_early_commits = False`` (``--sched explore``, and replays of its schedules): it enumerates
+        schedules, not commit points, and with no early commit every schedule shows each store->load reordering
+        it can, with no draw of the seed in it."""
         self._maybe_commit = _no_commit  # type: ignore[method-assign]
 
     def buffered(self) -> int:

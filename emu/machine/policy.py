@@ -69,6 +69,8 @@ class Policy:
     selectable: ClassVar[bool] = True  # a --sched choice (replay is chosen by --replay instead)
     follows_schedule: ClassVar[bool] = False  # it steers by ``RunStart.handovers`` (--replay)
     options: ClassVar[tuple[str, ...]] = ()  # the RunConfig fields it reads besides seed and steps (--depth)
+    # TSO's store buffer commits early where the seed draws it; a policy that enumerates schedules must not depend on those draws
+    tso_early_commits: ClassVar[bool] = True
     GLOBAL_WORDS: ClassVar[int] = 0
     CPU_WORDS: ClassVar[int] = 0
 

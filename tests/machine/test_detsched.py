@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 
 from emu.harness.config import RunConfig, Workload
 from emu.harness.matrix import CELLS
+from emu.harness.parts import parts_for
 from emu.harness.report import event_timelines
 from emu.harness.runner import run
 from emu.harness.testbed import Testbed
+from emu.kernel.cpu import Cpu
 from emu.machine import policies
 from emu.machine.atomics import Atomics
 from emu.machine.detsched import (
@@ -466,3 +469,50 @@ def test_a_policy_declares_no_more_shared_words_than_it_has() -> None:
     w = memoryview(bytearray(lay.nbytes)).cast("q")
     with pytest.raises(ValueError, match="too many shared words"):
         make_policy(Greedy, w, lay, RunStart(ncpus=2, seed=1, steps=10))
+
+
+class _NoEarlyCommits(Policy):
+    """A policy (not the explorer) that declares TSO's early commits off."""
+
+    name = ""  # not registered
+    tso_early_commits = False
+
+    def next_cpu(self, runnable: Sequence[int], current: int, yielding: bool, step: int) -> int:
+        return runnable[0]
+
+
+@pytest.mark.parametrize(
+    ("sched", "policy", "recorded_by", "forced"),
+    [
+        ("pct", _NoEarlyCommits, None, True),  # declared off, whatever the run's --sched is named
+        ("pct", Pct, None, False),
+        ("explore", registry()["explore"], None, True),
+        ("explore", registry()["replay"], registry()["explore"], True),  # a replay of the explorer's schedule: as it was recorded
+        ("pct", registry()["replay"], Pct, False),
+    ],
+    ids=["declared-off", "pct", "explore", "explore-replay", "pct-replay"],
+)
+def test_a_cpu_commits_tso_stores_early_only_where_its_policy_declares_it(
+    sched: str, policy: type[Policy], recorded_by: type[Policy] | None, forced: bool
+) -> None:
+    """The policy declares whether TSO's store buffer commits early (``Policy.tso_early_commits``); the CPU
+    reads the declaration from its scheduler, never the policy's name: a store waits in the buffer until TSO
+    forces it out exactly when the declaration is off."""
+    cfg = RunConfig(cpus=2, sched=sched, steps=1_000, seed=3, memory_model="tso", workload=SMALL)
+    with Testbed(cfg) as tb:
+        start = RunStart(ncpus=2, seed=3, steps=1_000)
+        det = DetSched(tb.words, tb.layout, 0, make_policy(policy, tb.words, tb.layout, start), False, [_Sem(), _Sem()], None, recorded_by)
+        assert det.tso_early_commits is not forced
+        cpu = Cpu(0, cfg, tb.layout, tb.seg, tb.locks, tb.doorbells, parts_for(cfg), det)  # not booted: its points are no steps yet
+        a = cpu.atomics
+        assert isinstance(a, TsoAtomics)
+        word = tb.scratch(0)
+        a.WRITE_ONCE(word, 7)
+        loads = 0
+        while tb.words[word] == 0 and loads < 1_000:
+            a.READ_ONCE(tb.scratch(1))
+            loads += 1
+        assert a.READ_ONCE(word) == 7  # its own store, forwarded
+        assert (loads == 1_000) == forced  # early commits: within a few loads; forced: never
+        a.smp_mb()
+        assert tb.words[word] == 7

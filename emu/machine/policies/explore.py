@@ -74,6 +74,7 @@ def is_commit(chosen: int) -> bool:
 class Explore(Policy):
     name = "explore"
     GLOBAL_WORDS = 4
+    tso_early_commits = False  # a schedule's store->load reorderings are its own, not a draw of the seed
 
     def __init__(self, words: memoryview, sched_base: int, record_words: int, header_words: int, run: RunStart) -> None:
         if run.ncpus > MAX_CPUS:

@@ -36,7 +36,8 @@ policy in ``emu.machine.policies``: ``pct``, ``random``, ``replay``). This modul
 hand-over: the clock, who may run, the turn passed by semaphores, the log, the deadlock.
 
 The schedule is written compactly, as the hand-overs: (cpu, step) for every step at which the
-turn went to another CPU.
+turn went to another CPU, and (``COMMIT | k``, step) for every early commit of CPU k's TSO store
+buffer that the policy decided (``_commit``: the explorer's ``--tso-commits``, and its replays).
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ class TsoAtomics(Atomics):
         interrupt entry, before an IPI, before idling, a wait loop's spin, a full buffer). The choice of a policy
         that declares ``tso_early_commits = False`` (``--sched explore``, and replays of its schedules): it enumerates
         schedules, not commit points, and with no early commit every schedule shows each store->load reordering
-        it can, with no draw of the seed in it."""
+        it can, with no draw of the seed in it. The explorer may still commit early, as one of its decisions
+        (``commit_oldest``, ``explore --tso-commits``)."""
         self._maybe_commit = _no_commit  # type: ignore[method-assign]
 
     def buffered(self) -> int:

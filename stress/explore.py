@@ -18,6 +18,7 @@ from stress.output import write_json
 MAX_PREEMPTIONS = 20  # far beyond what a small scenario can run through: each bound multiplies the schedules
 MAX_BUDGET = 100_000_000
 PLAIN_EVERY_S = 2.0  # progress lines in a pipe: at most one this often
+MAX_TSO_COMMITS = 8  # each one multiplies the schedules by the decisions where a buffer holds a store
 
 
 def add_parser(sub: Any) -> None:
@@ -50,6 +51,13 @@ def add_parser(sub: Any) -> None:
         "--memory-model", type=MEMORY_MODEL, default="sc", help="sc (default), tso, weak, arch (the reduction applies under sc only)"
     )
     e.add_argument("--preemptions", type=INT, default=None, help="the bound: schedules with at most this many preemptions")
+    e.add_argument(
+        "--tso-commits",
+        type=INT,
+        default=0,
+        metavar="K",
+        help="under tso: a schedule may also commit a buffer's oldest store early, at most K times (default: 0, only where TSO forces it)",
+    )
     e.add_argument("--budget", type=INT, default=0, help="at most this many schedules (default: 0, no limit)")
     e.add_argument(
         "--reduce",
@@ -85,6 +93,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     from emu.arch import ARCH_MUTANTS, ARCHES
     from emu.harness.config import validate, validate_fix
     from emu.harness.explore import HarnessFailed, explore, load_scenario
+    from emu.harness.parts import memory_model_for
     from emu.harness.report import headline
     from emu.strategies import MUTANTS, STRATEGIES, resolve
     from stress.options import check_writable
@@ -94,6 +103,8 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--preemptions must be between 0 and {MAX_PREEMPTIONS}, got {ns.preemptions}")
     if not 0 <= ns.budget <= MAX_BUDGET:
         raise ConfigError(f"--budget must be between 0 (no limit) and {MAX_BUDGET:,}, got {ns.budget}")
+    if not 0 <= ns.tso_commits <= MAX_TSO_COMMITS:
+        raise ConfigError(f"--tso-commits must be between 0 and {MAX_TSO_COMMITS}, got {ns.tso_commits}")
     missing = [m for m, v in (("--scenario NAME (see 'list')", ns.scenario), ("--preemptions K (e.g. 2)", ns.preemptions)) if v is None]
     if missing:
         raise ConfigError(f"explore: give {' and '.join(missing)}")
@@ -110,10 +121,16 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     cfg = scenario.cell_config(strategy, arch, ns.fix, ns.memory_model, ns.mutant if ns.mutant in ARCH_MUTANTS else None)
     validate(cfg, sorted(STRATEGIES), {m: c.mutant_of or "" for m, c in MUTANTS.items()}, sorted(ARCHES))
     validate_fix(cfg, resolve(cfg.scheme).FIXES)
+    if ns.tso_commits and memory_model_for(cfg) != "tso":
+        model = memory_model_for(cfg)
+        raise ConfigError(f"--tso-commits: early commits are TSO's; the memory model here is {model}, give --memory-model tso")
     on = f"{cfg.arch_mutant} ({cfg.arch})" if cfg.arch_mutant else cfg.arch
     who = f"{strategy}{' --fix ' + ns.fix if ns.fix else ''} on {on} ({ns.memory_model})"
+    bound = f"at most {ns.preemptions} preemptions"
+    if ns.tso_commits:
+        bound += f" and {ns.tso_commits} early TSO commit{'s' if ns.tso_commits != 1 else ''}"
     if not ns.quiet:
-        print(f"explore: {scenario.name} ({scenario.cpus} CPUs), {who}, at most {ns.preemptions} preemptions", file=sys.stderr)
+        print(f"explore: {scenario.name} ({scenario.cpus} CPUs), {who}, {bound}", file=sys.stderr)
 
     tty = sys.stderr.isatty()
     last: list[Any] = []  # the exploration as the progress last saw it: what a Ctrl-C reports
@@ -135,7 +152,8 @@ def cmd_explore(ns: argparse.Namespace) -> int:
 
     old_term = signal.signal(signal.SIGTERM, terminated)
     try:
-        ex = explore(cfg, scenario.name, ns.preemptions, reduce="none" if ns.no_reduce else ns.reduce, budget=ns.budget, progress=progress)
+        reduce = "none" if ns.no_reduce else ns.reduce
+        ex = explore(cfg, scenario.name, ns.preemptions, reduce=reduce, budget=ns.budget, progress=progress, tso_commits=ns.tso_commits)
     except HarnessFailed as e:
         print(f"\nexplore: a schedule's run failed in the harness: {e}", file=sys.stderr)
         return 3
@@ -151,6 +169,8 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     skipped = f"{ex.pruned:,} equivalent skipped" if ex.reduction == "sleep" else f"dpor, {ex.dropped:,} reversals dropped by the bound"
     if ex.reduction == "none":
         skipped = "no reduction"
+        if ex.tso_commits:
+            skipped = "no reduction: an early commit's independence from other steps is not worked out"
     rate = f"{ex.schedules:,} schedules in {ex.elapsed_s:.1f}s ({ex.rate:.1f}/s, {ex.cpu_rate:.0f} per CPU second; {skipped})"
     doc: dict[str, Any] = {"config": cfg.to_dict(), **ex.to_json()}
     if ex.report is not None:
@@ -161,7 +181,8 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         run = ex.report.to_json()
         doc = {**run, **ex.to_json()}  # the violating run's report, with the exploration's result: replayable, shrinkable
         print(headline(ex.report))
-        print(f"found after {rate}, in a schedule with {ex.found_at} preemption{'s' if ex.found_at != 1 else ''}")
+        commits = f" and {ex.found_commits} early TSO commit{'s' if ex.found_commits != 1 else ''}" if ex.tso_commits else ""
+        print(f"found after {rate}, in a schedule with {ex.found_at} preemption{'s' if ex.found_at != 1 else ''}{commits}")
         events = story(run) if ex.report.violations else []
         if not events and events_from_json(run.get("events"), "explore"):
             events = events_from_json(run.get("events"), "explore")[0][-40:]
@@ -180,7 +201,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         # way to a schedule within it (docs/deterministic-mode.md); the claim stays with the other modes
         print(f"NOT A PROOF: dpor with the bound dropped {ex.dropped:,} race reversals; {rate}; no violation in those")
     elif ex.complete:
-        print(f"no violation in any schedule with at most {ns.preemptions} preemptions: {rate}")
+        print(f"no violation in any schedule with {bound}: {rate}")
     else:
         got = ", ".join(f"{v:,} with {k}" for k, v in sorted(ex.by_bound.items()))
         print(f"NOT COMPLETE: {ex.stopped}; {rate} ({got} preemptions); no violation in those")

@@ -13,7 +13,14 @@ bounding: the schedules are run in order of their preemptions, 0 first, so the f
 found has the fewest preemptions any violating schedule has, and a bound K stops the schedules
 with more than K.
 
-Reduction (under ``--memory-model sc`` only), over the accesses the atomics API sees. A step is
+Under ``--memory-model tso`` a store buffer's commit is a decision too (``tso_commits``, the CLI's
+``--tso-commits K``): at a decision where CPU k's buffer holds a store, the answer ``COMMIT | k``
+commits its oldest store there (a step, no preemption), at most K times a schedule. The schedules run
+fewest commits first, then fewest preemptions (so the exploration with K first runs the one without
+commits, schedule for schedule, and the first violation found has the fewest commits); with K = 0 a
+buffered store reaches memory only where TSO forces it (``TsoAtomics.commit_only_when_forced``).
+
+Reduction (under ``--memory-model sc`` only, and never with early commits), over the accesses the atomics API sees. A step is
 what a CPU runs from one scheduling point to the next; its access is the word its point declares
 (``emu.machine.points``: ``P_ACCESS``), and two steps conflict when they touch the same word and
 one writes; a step that is not one word's access (a wait, a lock, a page walk, a barrier, an
@@ -54,8 +61,8 @@ from emu.harness.report import Report
 from emu.harness.runner import Runner
 from emu.harness.session import Session
 from emu.machine.atomics import LINE_SHIFT
-from emu.machine.policies.explore import MASK_BITS, is_preemption, unpack
-from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN
+from emu.machine.policies.explore import MASK_BITS, is_commit, is_preemption, unpack
+from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN, COMMIT
 from emu.workload.scripted import parse_script
 
 EXPLORE_SCHED = "explore"
@@ -265,6 +272,12 @@ class Decision:
     yielding: bool
     step: int
     access: tuple[int, ...] = ()  # each CPU's pending access (emu.machine.policy.P_ACCESS)
+    buffered: int = 0  # the CPUs whose TSO store buffer holds a store, a bit each (early commits may be chosen)
+
+    @property
+    def branches(self) -> bool:
+        """The policy answers it from the prefix: more than one CPU could run, or a store buffer could commit."""
+        return len(self.runnable) > 1 or bool(self.buffered)
 
 
 def independent(a: int, b: int) -> bool:
@@ -301,6 +314,8 @@ class Exploration:
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # the CPU time of the lead and the CPU processes (0: not measured, a caller's ``run``)
     stopped: str = ""  # why it ended early: the budget, an interruption
+    tso_commits: int = 0  # the bound on a schedule's early commits of TSO store buffers (explore --tso-commits)
+    found_commits: int = -1  # the early commits of the violating schedule
 
     @property
     def rate(self) -> float:
@@ -320,6 +335,8 @@ class Exploration:
             "kind": self.kind or None,
             "preemptions": self.bound,
             "found_at_preemptions": self.found_at if self.found_at >= 0 else None,
+            "tso_commits": self.tso_commits,
+            "found_at_tso_commits": self.found_commits if self.found_commits >= 0 else None,
             "schedules_by_preemptions": {str(k): v for k, v in sorted(self.by_bound.items())},
             "pruned": self.pruned,
             "reduction": self.reduction,
@@ -338,22 +355,27 @@ def decisions_of(record: tuple[int, ...], ncpus: int, every_step: bool = False) 
     ``every_step``, every step of its run phase, the ones only one CPU could take too)."""
     if not record:
         return False, []
-    k = 1 + ncpus
+    k = 2 + ncpus
     body = record[1:]
     return bool(record[0]), [
-        Decision(*unpack(body[i]), access=tuple(body[i + 1 : i + k]))
+        Decision(*unpack(body[i]), access=tuple(body[i + 2 : i + k]), buffered=body[i + 1])
         for i in range(0, len(body) - k + 1, k)
-        if every_step or _branches(body[i])
+        if every_step or _branches(body[i], body[i + 1])
     ]
 
 
-def _branches(word: int) -> bool:
+def _branches(word: int, buffered: int) -> bool:
     mask = word & ((1 << MASK_BITS) - 1)
-    return bool(mask & (mask - 1))  # more than one CPU could run
+    return bool(mask & (mask - 1) or buffered)  # more than one CPU could run, or a store buffer may commit
 
 
 def preemptions(ds: list[Decision], upto: int) -> int:
     return sum(is_preemption(d.runnable, d.current, d.chosen, d.yielding) for d in ds[:upto])
+
+
+def commits(prefix: tuple[int, ...]) -> int:
+    """The early commits a schedule's answers take (the default never takes one)."""
+    return sum(is_commit(c) for c in prefix)
 
 
 # one schedule: (its violation kinds, sorted, () none; its policy's record; its report, None for a clean run)
@@ -388,38 +410,44 @@ def explore(
     stop_at_violation: bool = True,
     run: RunOne | None = None,
     progress: Callable[[Exploration], None] | None = None,
+    tso_commits: int = 0,
 ) -> Exploration:
     """Every schedule of ``cfg``'s scenario with at most ``bound`` preemptions, fewest first
     (``budget``: at most that many schedules, 0 none). Stops at the first violation unless told not to.
     ``reduce``: "sleep" (or True) sleep sets, "dpor" dynamic partial-order reduction, "none" (or False)
-    every schedule; the reductions apply under ``--memory-model sc`` only (else "none")."""
+    every schedule; the reductions apply under ``--memory-model sc`` only (else "none").
+    ``tso_commits``: under tso, a schedule may also take up to that many early commits of a store
+    buffer's oldest store, each at any decision where some CPU's buffer holds one (0: none, a
+    buffered store reaches memory where TSO forces it alone); fewest commits first, then fewest preemptions."""
     mode = "sleep" if reduce is True else "none" if reduce is False else reduce
     if mode not in REDUCTIONS:
         raise ValueError(f"reduce: one of {', '.join(REDUCTIONS)}, not {mode!r}")
-    if cfg.memory_model != "sc":
-        mode = "none"
+    if cfg.memory_model != "sc" or tso_commits:
+        mode = "none"  # the reduction's conflicts know no store buffer (nor an early commit's write)
     if run is None:
         lead0 = time.process_time()
         with Session(cfg) as session:
             ex = explore(
                 cfg, scenario, bound, reduce=mode, budget=budget, stop_at_violation=stop_at_violation,
-                run=lambda _cfg, prefix: session.outcome(prefix), progress=progress,
+                run=lambda _cfg, prefix: session.outcome(prefix), progress=progress, tso_commits=tso_commits,
             )  # fmt: skip
             ex.cpu_s = session.cpu_seconds() + time.process_time() - lead0
         return ex
     t0 = time.monotonic()
-    ex = Exploration(scenario=scenario, bound=bound, reduction=mode)
+    ex = Exploration(scenario=scenario, bound=bound, reduction=mode, tso_commits=tso_commits)
     # work by preemptions: (prefix, sleep set at the prefix's last decision)
-    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]] = [[] for _ in range(bound + 1)]
+    # (work by early commits, then preemptions: queue c * (bound + 1) + p; without commits, by preemptions alone: a
+    # --tso-commits exploration first runs the schedules of the one without, in the same order, then those with one...)
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]] = [[] for _ in range((tso_commits + 1) * (bound + 1))]
     queues[0].append(((), frozenset()))
     tree: dict[tuple[int, ...], set[int]] = {}  # dpor: each node's CPUs run or queued there (its prefix: the answers to it)
     try:
         while True:
             # the lowest bound with work first (dpor may add work below the one at hand: a race found late)
-            p = next((k for k in range(bound + 1) if queues[k]), -1)
-            if p < 0:
+            q = next((k for k in range(len(queues)) if queues[k]), -1)
+            if q < 0:
                 break
-            queue = queues[p]
+            queue, p = queues[q], q % (bound + 1)
             if budget and ex.schedules >= budget:
                 ex.stopped = f"the budget of {budget:,} schedules ran out"
                 return ex
@@ -428,7 +456,7 @@ def explore(
             ex.schedules += 1
             ex.by_bound[p] = ex.by_bound.get(p, 0) + 1
             diverged, steps = decisions_of(record, cfg.cpus, every_step=mode == "dpor")
-            ds = [d for d in steps if len(d.runnable) > 1]  # the branching decisions
+            ds = [d for d in steps if d.branches]
             ex.diverged += diverged
             seen = outcome(kinds, report)
             ex.outcomes.add(seen)
@@ -441,6 +469,7 @@ def explore(
                 if ex.report is None:
                     first = report.violations[0]["kind"] if report.violations else seen[0]
                     ex.verdict, ex.kind, ex.found_at, ex.prefix, ex.report = "violation", first, p, prefix, report
+                    ex.found_commits = commits(prefix)
                 if stop_at_violation:
                     return ex
             elif seen == ("harness_failure",):
@@ -448,7 +477,7 @@ def explore(
             if mode == "dpor":
                 _dpor(steps, prefix, bound, queues, tree, ex)
             else:
-                _branch(ds, prefix, asleep, bound, queues, ex, mode == "sleep")
+                _branch(ds, prefix, asleep, bound, queues, ex, mode == "sleep", tso_commits)
         # dpor under a bound: complete only if it dropped no reversal (then for every schedule, any preemptions)
         ex.complete = not (mode == "dpor" and ex.dropped)
         if not ex.complete:
@@ -464,13 +493,17 @@ class HarnessFailed(RuntimeError):
 
 def _branch(
     ds: list[Decision], prefix: tuple[int, ...], asleep: frozenset[int], bound: int,
-    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]], ex: Exploration, reduce: bool,
+    queues: list[list[tuple[tuple[int, ...], frozenset[int]]]], ex: Exploration, reduce: bool, tso_commits: int = 0,
 ) -> None:  # fmt: skip
     """The alternatives at each decision past the prefix, each a new prefix in the queue of its
-    preemptions, with the CPUs that sleep there (explored already at that decision, or before it)."""
+    preemptions, with the CPUs that sleep there (explored already at that decision, or before it);
+    while the prefix took fewer than ``tso_commits`` early commits, the commit of each buffer that
+    holds a store there too (no preemption: the turn stays where it is)."""
     chosen = tuple(d.chosen for d in ds)
     n = len(prefix)
     pre = preemptions(ds, n)
+    more = commits(prefix) < tso_commits
+    base = commits(prefix) * (bound + 1)  # the queue of this many commits and no preemption
     sleep: set[int] = set()
     if n and reduce and n <= len(ds):
         sleep = _wake(asleep, ds, n - 1)
@@ -486,9 +519,13 @@ def _branch(
             if reduce and c in sleep:
                 ex.pruned += 1
                 continue
-            queues[cost].append(((*chosen[:i], c), frozenset(done) if reduce else frozenset()))
+            queues[base + cost].append(((*chosen[:i], c), frozenset(done) if reduce else frozenset()))
             if reduce:
                 done.add(c)
+        if more:  # never with a reduction: an early commit's independence is not worked out (explore() turns it off)
+            for k in range(MASK_BITS):
+                if d.buffered >> k & 1:
+                    queues[base + bound + 1 + pre].append(((*chosen[:i], COMMIT | k), frozenset()))
         if reduce and d.chosen in sleep:
             ex.pruned += 1
             return  # the default path runs a sleeping CPU: what lies below was explored in a sibling subtree
@@ -534,10 +571,10 @@ def _dpor(
     answers: list[int] = []
     pcount = 0
     for d in steps:
-        bpos.append(len(answers) if len(d.runnable) > 1 else -1)
+        bpos.append(len(answers) if d.branches else -1)
         key.append(tuple(answers))
         pre.append(pcount)
-        if len(d.runnable) > 1:
+        if d.branches:
             answers.append(d.chosen)
         pcount += is_preemption(d.runnable, d.current, d.chosen, d.yielding)
     for i, d in enumerate(steps):  # this run's own path: its answer at each node past the prefix is tried

@@ -9,6 +9,7 @@ from typing import Any
 
 from emu.harness.config import ConfigError, RunConfig, read_json
 from emu.machine.detsched import Schedule
+from emu.machine.policy import COMMIT
 
 # settings a replay need not share with the recording: they do not steer the machine
 REPLAY_FREE = ("replay", "duration", "fail_fast", "watchdog", "ipi_timeout")
@@ -52,6 +53,6 @@ def load_replay(cfg: RunConfig) -> Schedule:
             diff = next((k for k in value if value[k] != theirs.get(k)), "")
             flag, value, theirs = diff.replace("_", "-"), value.get(diff), theirs.get(diff, "nothing")
         raise ConfigError(f"--replay {path}: recorded for another configuration: --{flag} {theirs} there, {value} here")
-    if any(not 0 <= c < cfg.cpus or s < 0 for c, s in schedule.handovers):
+    if any(not 0 <= c & ~COMMIT < cfg.cpus or s < 0 for c, s in schedule.handovers):
         raise ConfigError(f"--replay {path}: the schedule names a CPU this machine does not have")
     return schedule

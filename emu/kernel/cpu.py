@@ -173,6 +173,7 @@ class Cpu(Scheduler, RunQueue, Tasks, Hotplug, Drain):
             det.atomics, det.irq = self.atomics, self.irq
             if not det.tso_early_commits and isinstance(self.atomics, TsoAtomics):
                 self.atomics.commit_only_when_forced()  # the policy enumerates schedules, not TSO's early commits
+                det.track_store_buffer(self.atomics)  # early commits are the schedule's decisions (explore --tso-commits)
             install_points(self.atomics, det)  # before the scheme and the arch bind the primitives
             self.irq.use_det(det)
             walk = self.page_walk

@@ -36,7 +36,8 @@ policy in ``emu.machine.policies``: ``pct``, ``random``, ``replay``). This modul
 hand-over: the clock, who may run, the turn passed by semaphores, the log, the deadlock.
 
 The schedule is written compactly, as the hand-overs: (cpu, step) for every step at which the
-turn went to another CPU.
+turn went to another CPU, and (``COMMIT | k``, step) for every early commit of CPU k's TSO store
+buffer that the policy decided (``_commit``: the explorer's ``--tso-commits``, and its replays).
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from emu.machine.layout import H_NVIOL, H_PHASE, PHASE_DRAIN, PHASE_EXIT, PHASE_RUN, SCHED_CPU_WORDS, SCHED_HEADER_WORDS, Layout
 from emu.machine.points import declared_points, declared_words
-from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN, P_ACCESS, Policy, RunStart
+from emu.machine.policy import ACCESS_READ_ALL, ACCESS_UNKNOWN, COMMIT, P_ACCESS, S_BUFFERED, Policy, RunStart
 from emu.machine.trace import STEP_SHIFT
 
 if TYPE_CHECKING:
     from emu.machine.atomics import Atomics
     from emu.machine.irq import Irq
+    from emu.machine.memory_model import TsoAtomics
 
 STEP_NS = 1000  # the virtual clock: a step is a microsecond
 STEP_S = STEP_NS / 1e9
@@ -63,7 +65,8 @@ WALK = -2  # a point's ``word`` for a step that reads, but no one word: the page
 
 # the header (words from layout.sched_base); 7 is the policies' generator, 25..31 their own (emu.machine.policy)
 (S_STEP, S_PROGRESS, S_CURRENT, S_END, S_STOP, S_ERROR, S_LOGN, _S_RNG, S_INTERRUPT, S_DRAIN_AT, S_SETTLED, S_NEXT_EVENT,
- _S_FREE12, _S_FREE13, S_EVSEQ, S_STOPPED) = range(16)  # fmt: skip
+ _S_BUFFERED, S_COMMIT, S_EVSEQ, S_STOPPED) = range(16)  # fmt: skip
+assert _S_BUFFERED == S_BUFFERED  # the policy's interface names it (emu.machine.policy)
 S_PERTURB, PERTURB_SLOTS = 16, 4  # (next step, count) for each perturbation kind: 16..23
 S_TRUNCATED = 24  # the log filled up: the schedule written is its first part only
 # a CPU's record (10..15 are the policy's)
@@ -120,15 +123,19 @@ class Schedule:
     handovers: tuple[tuple[int, int], ...]
 
     def encode(self) -> str:
-        """``cpu@step`` for every hand-over, space separated: a few bytes a hand-over."""
-        return " ".join(f"{c}@{s}" for c, s in self.handovers)
+        """``cpu@step`` for every hand-over, space separated: a few bytes a hand-over; ``sbK@step`` for
+        an early commit of CPU K's oldest buffered store (``COMMIT | K``)."""
+        return " ".join(f"sb{c ^ COMMIT}@{s}" if c & COMMIT else f"{c}@{s}" for c, s in self.handovers)
 
     @staticmethod
     def decode(sched: str, text: str) -> Schedule:
         pairs = []
         for item in text.split():
             c, _, s = item.partition("@")
-            pairs.append((int(c), int(s)))
+            cpu = int(c[2:] if c.startswith("sb") else c)
+            if not 0 <= cpu < COMMIT:
+                raise ValueError(f"no CPU {cpu}")
+            pairs.append((COMMIT | cpu if c.startswith("sb") else cpu, int(s)))
         return Schedule(sched, tuple(pairs))
 
 
@@ -199,7 +206,10 @@ class DetSched:
         self.active = False  # scheduling points count only once the machine runs under the scheduler
         self.atomics: Atomics | None = None
         self.irq: Irq | None = None
+        # TSO's store buffer, where the policy decides its early commits (``track_store_buffer``); None elsewhere
+        self.store_buffer: TsoAtomics | None = None
         self.drain_seen = DrainSeen(words, layout)
+        self.committed_at = 0  # the step after the commits the last decision carried out (0: none)
 
     # -- the clock ----------------------------------------------------------------------------
     def clock(self) -> float:
@@ -234,7 +244,7 @@ class DetSched:
             self._events(s)
         nxt = self.decide(s)
         if nxt != self.cpu:
-            self._switch(nxt, s)
+            self._switch(nxt, self.committed_at or s)
         if w[self.me + P_IPI]:
             self._deliver()
 
@@ -285,7 +295,7 @@ class DetSched:
         if nxt < 0:
             self._deadlock()
         if nxt != self.cpu:
-            self._switch(nxt, s)
+            self._switch(nxt, self.committed_at or s)
         if w[self.me + P_IPI]:
             self._deliver()
 
@@ -330,11 +340,71 @@ class DetSched:
         return may, s
 
     def decide(self, s: int, yielding: bool = False) -> int:
-        """The CPU that runs at step ``s`` (the policy's answer); -1 if none may (a deadlock)."""
-        may, s = self.runnable(s)
-        if not may:
-            return -1
-        return self.next_cpu(may, self.w[self.CURRENT], yielding, s)
+        """The CPU that runs at step ``s`` (the policy's answer); -1 if none may (a deadlock). An answer
+        ``COMMIT | k`` is carried out (``_commit``: a step) and the decision asked again, at the next step
+        (``committed_at``: the step of the answer that is a CPU, 0 where none was a commit)."""
+        self.committed_at = 0
+        while True:
+            may, s = self.runnable(s)
+            if not may:
+                return -1
+            if self.store_buffer is not None:
+                self._note_buffer()
+            nxt = self.next_cpu(may, self.w[self.CURRENT], yielding, s)
+            if nxt < COMMIT:
+                return nxt
+            s = self.committed_at = self._commit(nxt ^ COMMIT, s)
+
+    # -- TSO's early commits as decisions (the store buffer as a thread the schedule runs) --------
+    def track_store_buffer(self, atomics: TsoAtomics) -> None:
+        """The policy decides this CPU's early commits (it declares none of TSO's random ones): the
+        hand-over keeps, for every CPU, whether its buffer holds a store (``S_BUFFERED``, one bit a CPU,
+        for the policy's ``buffered()``), and carries out the answers ``COMMIT | k``."""
+        self.store_buffer = atomics
+
+    def _note_buffer(self) -> None:
+        """This CPU's bit of ``S_BUFFERED``: whether its buffer holds a store (it changes only while the CPU runs)."""
+        sb, w, i = self.store_buffer, self.w, self.base + S_BUFFERED
+        if sb is not None and sb.buffered() and not w[self.me + P_EXITED]:
+            w[i] |= 1 << self.cpu
+        else:
+            w[i] &= ~(1 << self.cpu)
+
+    def _commit(self, k: int, s: int) -> int:
+        """``COMMIT | k`` at step ``s``: CPU k's store buffer commits its oldest store, in k's process (which
+        hands the turn straight back: the turn stays with the CPU holding it). A step of its own, logged as
+        a hand-over (``Schedule``: ``sbK@step``) so that a replay repeats it, and progress: a waiter may
+        see the store. Returns the step of the decision after it."""
+        w = self.w
+        self._log(COMMIT | k, s)
+        if k == self.cpu:
+            self._commit_own()
+        else:
+            w[self.base + S_COMMIT] = self.cpu << 8 | (k + 1)
+            self._post[k]()
+            self._take()
+        w[self.PROGRESS] += 1
+        s = w[self.STEP] + 1
+        w[self.STEP] = s
+        if s >= w[self.NEXT_EVENT] or (self.fail_fast and w[H_NVIOL] and not w[self.base + S_STOP]) or w[self.base + S_INTERRUPT]:
+            self._events(s)
+        return s
+
+    def _commit_own(self) -> None:
+        if self.store_buffer is not None:
+            self.store_buffer.commit_oldest()
+            self._note_buffer()
+
+    def _await_turn(self) -> None:
+        """Wait for the turn; meanwhile carry out the commits of this CPU's buffer that the CPU holding it asks for."""
+        w, at = self.w, self.base + S_COMMIT
+        self._take()
+        while w[at] & 0xFF == self.cpu + 1:
+            asker = w[at] >> 8
+            w[at] = 0
+            self._commit_own()
+            self._post[asker]()
+            self._take()
 
     def _jump(self) -> bool:
         """Nobody may run: jump the clock to the first sleeper's wake-up; False if none sleeps."""
@@ -347,6 +417,12 @@ class DetSched:
         return True
 
     def _switch(self, nxt: int, s: int) -> None:
+        self._log(nxt, s)
+        self.w[self.base + S_CURRENT] = nxt
+        self._post[nxt]()
+        self._await_turn()
+
+    def _log(self, nxt: int, s: int) -> None:
         w, b = self.w, self.base
         n = w[b + S_LOGN]
         if n < self.layout.sched_log:
@@ -355,9 +431,6 @@ class DetSched:
             w[b + S_LOGN] = n + 1
         else:
             w[b + S_TRUNCATED] = 1  # the seed still reruns it; the schedule written is its first part
-        w[b + S_CURRENT] = nxt
-        self._post[nxt]()
-        self._take()
 
     def _deadlock(self) -> None:
         w = self.w
@@ -375,10 +448,12 @@ class DetSched:
         """CPUs boot one after the other; the last one starts the run phase and takes the first turn."""
         w, b = self.w, self.base
         self.active = True
+        if self.store_buffer is not None:
+            self._note_buffer()
         if self.cpu + 1 < self.n:
             w[b + S_CURRENT] = self.cpu + 1
             self._post[self.cpu + 1]()
-            self._take()
+            self._await_turn()
             return
         w[b + S_CURRENT] = self.cpu
         w[b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS], w[b + SCHED_HEADER_WORDS + self.n * SCHED_CPU_WORDS + 1] = self.cpu, 0

@@ -105,8 +105,21 @@ class TsoAtomics(Atomics):
         interrupt entry, before an IPI, before idling, a wait loop's spin, a full buffer). The choice of a policy
         that declares ``tso_early_commits = False`` (``--sched explore``, and replays of its schedules): it enumerates
         schedules, not commit points, and with no early commit every schedule shows each store->load reordering
-        it can, with no draw of the seed in it."""
+        it can, with no draw of the seed in it. The explorer may still commit early, as one of its decisions
+        (``commit_oldest``, ``explore --tso-commits``)."""
         self._maybe_commit = _no_commit  # type: ignore[method-assign]
+
+    def buffered(self) -> int:
+        """The stores in the buffer, not yet in memory."""
+        return len(self._fifo)
+
+    def commit_oldest(self) -> None:
+        """An early commit decided by the scheduler (``explore --tso-commits``, and its replays): the oldest
+        buffered store reaches memory now, the store buffer acting as a thread of its own that the schedule runs."""
+        if self._fifo:
+            self.irq.in_atomic += 1
+            self._commit_oldest()
+            self.irq.in_atomic -= 1
 
     # -- plain accesses --------------------------------------------------------------------
     def READ_ONCE(self, i: int) -> int:

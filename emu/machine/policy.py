@@ -21,7 +21,7 @@ The calls, in order:
   (``current``): the CPUs that may run (never empty, ascending), whether ``current`` yields (it
   waits in a wait loop, or stalls in a marked race window: it asks that others run; ``current``
   may then not be in ``runnable``), and the step (the machine's clock). It answers one of
-  ``runnable``.
+  ``runnable``, or ``COMMIT | k`` where the store buffers are kept track of (``buffered()``).
 - ``next_u64()``: the policy's random numbers (62 bits), from a generator in the shared segment
   seeded by the run's seed at ``begin``.
 """
@@ -41,6 +41,12 @@ P_POLICY, POLICY_CPU_WORDS = 10, 6  # words 10..15 of each CPU's record
 # (word + 1) << 1 | writes, or 0 where it is not one word of the atomics API (a wait, a lock, a page walk, an IPI to take)
 P_ACCESS, ACCESS_UNKNOWN = 8, 0
 ACCESS_READ_ALL = 1  # reads, of any word: a page walk (it conflicts with every write)
+# header word 12: the CPUs whose TSO store buffer holds a store (bit c), written by the hand-over at every decision
+# where it keeps track of the buffers (``DetSched.store_buffer``: a policy without TSO's random early commits, under tso)
+S_BUFFERED = 12
+# an answer ``COMMIT | k`` (k one of ``buffered()``'s CPUs): CPU k's store buffer commits its oldest store now, a step
+# of its own (store buffer as a thread), and the decision is asked again; only the explorer and a replay give one
+COMMIT = 0x80
 LCG_MUL, LCG_INC, U62 = 6364136223846793005, 1442695040888963407, (1 << 62) - 1
 
 
@@ -86,6 +92,7 @@ class Policy:
         self._rec = [sched_base + header_words + c * record_words + P_POLICY for c in range(run.ncpus)]
         self._area, self._area_n = 0, 0  # bound by ``bind_area`` when the layout reserved any
         self._access = [sched_base + header_words + c * record_words + P_ACCESS for c in range(run.ncpus)]
+        self._buffered = sched_base + S_BUFFERED
 
     def bind_area(self, base: int, words: int) -> None:
         """Where the layout put the policy's area, and its size (at least ``area_words(run)``, checked)."""
@@ -103,6 +110,10 @@ class Policy:
     def pending_access(self, cpu: int) -> int:
         """What ``cpu`` accesses when it next runs (``P_ACCESS``'s encoding)."""
         return self.w[self._access[cpu]]
+
+    def buffered(self) -> int:
+        """The CPUs whose TSO store buffer holds a store, as a mask (0 where the hand-over does not keep track)."""
+        return self.w[self._buffered]
 
     def record(self) -> tuple[int, ...]:
         """What the policy tells the runner of the run after it (the explorer: its decisions); read

@@ -45,7 +45,7 @@ from emu.machine.memory_model import TsoAtomics, WeakAtomics
 from emu.machine.points import declared_points, sched_point
 from emu.machine.policies import policy_class, registry, sched_choices
 from emu.machine.policies.pct import PRIO, Pct, pct_change_points
-from emu.machine.policy import Policy, RunStart
+from emu.machine.policy import COMMIT, S_BUFFERED, Policy, RunStart
 from tests.procs import start, stress, wait_for_cpus
 
 SMALL = Workload(procs=2, threads=2, kthreads=1)
@@ -228,6 +228,59 @@ def test_a_schedule_encodes_and_decodes() -> None:
     assert Schedule.decode("pct", s.encode()) == s
     with pytest.raises(ValueError):
         Schedule.decode("pct", "1@x")
+
+
+def test_an_early_commit_encodes_and_a_replay_answers_it_at_its_step_where_the_buffer_holds_a_store() -> None:
+    s = Schedule("explore", ((1, 0), (COMMIT | 0, 12), (0, 30)))
+    assert s.encode() == "1@0 sb0@12 0@30" and Schedule.decode("explore", s.encode()) == s
+    for bad in ("sb@3", "200@3", "sb200@3"):
+        with pytest.raises(ValueError):
+            Schedule.decode("explore", bad)
+    w, lay, dets = _machine(2, "pct", handovers=s.handovers)
+    w[lay.sched_base + S_BUFFERED] = 0b01
+    assert dets[1].next_cpu([0, 1], 1, False, 5) == 1
+    assert dets[1].next_cpu([0, 1], 1, False, 12) == COMMIT | 0  # at its step: cpu0's oldest store commits
+    assert dets[1].next_cpu([0, 1], 1, False, 13) == 1  # the turn stays with the CPU that held it
+    assert dets[1].next_cpu([0, 1], 1, False, 30) == 0
+
+
+def test_a_replay_passes_a_commit_it_does_not_come_to() -> None:
+    w, lay, dets = _machine(2, "pct", handovers=((1, 0), (COMMIT | 0, 12), (0, 30)))
+    assert dets[1].next_cpu([0, 1], 1, False, 12) == 1  # cpu0's buffer is empty here: nothing to commit
+    assert dets[1].next_cpu([0, 1], 1, False, 14) == 1
+
+
+def test_a_commit_of_the_cpus_own_buffer_is_carried_out_as_a_step_of_its_own() -> None:
+    w, lay, dets = _machine(2, "pct", handovers=((0, 0), (COMMIT | 0, 12)))
+    mem = memoryview(bytearray(8 * 128)).cast("q")
+    tso = TsoAtomics(mem, [_SemLock()], _NoIrq(), 1)  # type: ignore[arg-type]
+    tso.commit_only_when_forced()
+    dets[0].track_store_buffer(tso)
+    tso.WRITE_ONCE(3, 7)
+    w[lay.sched_base + S_STEP] = 12
+    progress = w[lay.sched_base + S_PROGRESS]
+    assert dets[0].decide(12) == 0 and mem[3] == 7 and tso.buffered() == 0  # committed, then cpu0 runs on
+    assert w[lay.sched_base + S_STEP] == 13 and w[lay.sched_base + S_PROGRESS] == progress + 1
+    assert dets[0].committed_at == 13 and w[lay.sched_base + S_BUFFERED] == 0
+
+
+class _SemLock:
+    def __init__(self) -> None:
+        self._semlock = self
+
+    def acquire(self, *a: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class _NoIrq:
+    in_atomic = 0
+    pending = False
+
+    def replay(self) -> None:
+        pass
 
 
 def test_the_detection_table_times_a_catch_and_repeats_it(tmp_path: Path) -> None:

@@ -2,15 +2,17 @@
 
 The explorer runs a scenario again and again, each time under another schedule; this policy steers
 one of them. A decision branches when more than one CPU may run during the run phase (the boot and
-the drain are not explored: they follow the default). At its first branching decisions it answers
+the drain are not explored: they follow the default), or when a CPU's TSO store buffer holds a
+store (``Policy.buffered()``, under ``--memory-model tso``): an answer may then be ``COMMIT | k``, an
+early commit of CPU k's oldest buffered store, after which the decision is asked again. At its first branching decisions it answers
 the run's prefix (``RunStart.prefix``, one CPU a decision, which ``begin`` writes into the policy's
 area: the CPU processes read it from the segment, so they can be kept alive between schedules);
 after the prefix it answers the default, which never preempts: the CPU holding the turn keeps it
 while it may run and does not yield, else the next CPU after it that may run. Every decision of the
 run phase, a branching one or a step only one CPU may take, is recorded in the policy's area (one
-word for who could run, who held the turn, whether it yielded, who ran and the step; then one a CPU
-for the access it makes when it next runs, ``P_ACCESS``), and the harness reads the record back to
-branch from it and to tell which steps commute and which race (``record``).
+word for who could run, who held the turn, whether it yielded, who ran and the step; one for whose
+store buffers hold a store; then one a CPU for the access it makes when it next runs, ``P_ACCESS``),
+and the harness reads the record back to branch from it and to tell which steps commute and which race (``record``).
 
 A preemption is a decision that takes the turn from a CPU that may go on and does not yield: the
 explorer bounds their number (iterative context bounding, Musuvathi and Qadeer, PLDI 2007).
@@ -22,7 +24,7 @@ import functools
 from collections.abc import Sequence
 
 from emu.machine.layout import H_PHASE, PHASE_RUN
-from emu.machine.policy import Policy, RunStart
+from emu.machine.policy import COMMIT, Policy, RunStart
 
 N_DECISIONS, N_PREEMPTIONS, DIVERGED, N_BRANCHING = 0, 1, 2, 3  # header words
 AREA_SLACK = 64  # decisions at the boot's end, before the first step of the run phase
@@ -61,7 +63,12 @@ def default_choice(runnable: Sequence[int], current: int, yielding: bool) -> int
 
 
 def is_preemption(runnable: Sequence[int], current: int, chosen: int, yielding: bool) -> bool:
-    return chosen != current and current in runnable and not yielding
+    """An early commit (``COMMIT | k``) is none: the turn stays with the CPU holding it."""
+    return chosen != current and chosen < COMMIT and current in runnable and not yielding
+
+
+def is_commit(chosen: int) -> bool:
+    return chosen >= COMMIT
 
 
 class Explore(Policy):
@@ -79,7 +86,7 @@ class Explore(Policy):
     @classmethod
     def area_words(cls, run: RunStart) -> int:
         most = run.steps + AREA_SLACK
-        return 1 + most + most * (1 + run.ncpus)
+        return 1 + most + most * (2 + run.ncpus)
 
     def begin(self) -> None:
         super().begin()
@@ -98,12 +105,14 @@ class Explore(Policy):
         if w[H_PHASE] != PHASE_RUN:
             return default
         chosen = default
-        if len(runnable) > 1:  # a branching decision: the prefix answers it while it lasts
+        buffered = self.buffered()
+        if len(runnable) > 1 or buffered:  # a branching decision: the prefix answers it while it lasts
             b = self.g(N_BRANCHING)
             nb = w[b]
             if nb < w[self.a(0)]:
                 chosen = w[self.a(1 + nb)]
-                if chosen not in runnable:  # the prefix was recorded on another run: not this scenario's schedule
+                ok = buffered >> (chosen ^ COMMIT) & 1 if chosen >= COMMIT else chosen in runnable
+                if not ok:  # the prefix was recorded on another run: not this scenario's schedule
                     w[self.g(DIVERGED)] = 1
                     chosen = default
             w[b] = nb + 1
@@ -111,18 +120,19 @@ class Explore(Policy):
         # happens-before and races are over all the steps (emu.harness.explore)
         i = self.g(N_DECISIONS)
         k = w[i]
-        at = self.rec0 + k * (1 + self.n)
-        if at + self.n < self._area_n:
+        at = self.rec0 + k * (2 + self.n)
+        if at + 1 + self.n < self._area_n:
             w[self.a(at)] = pack(runnable, current, chosen, yielding, step)
+            w[self.a(at + 1)] = buffered
             for c in range(self.n):
-                w[self.a(at + 1 + c)] = self.pending_access(c)
+                w[self.a(at + 2 + c)] = self.pending_access(c)
             w[i] = k + 1
         if is_preemption(runnable, current, chosen, yielding):
             w[self.g(N_PREEMPTIONS)] += 1
         return chosen
 
     def record(self) -> tuple[int, ...]:
-        """Whether the prefix diverged (1) or not (0), then every decision's words (1 + ncpus each): the
-        run phase's steps, a branching decision where more than one CPU could run."""
-        n = self.w[self.g(N_DECISIONS)] * (1 + self.n)
+        """Whether the prefix diverged (1) or not (0), then every decision's words (2 + ncpus each): the
+        run phase's steps, a branching decision where more than one CPU could run or a store buffer held a store."""
+        n = self.w[self.g(N_DECISIONS)] * (2 + self.n)
         return (self.w[self.g(DIVERGED)], *(self.w[self._area + self.rec0 + k] for k in range(n)))

@@ -213,6 +213,9 @@ class Strategy:
             c.oracle.report(SCHEME_WARNING, mm, AT_UNLAZY)
             return
         c.arch.switch_mm_irqs_off(mm, INIT_MM)
+        # x86 has cleared this CPU from mm's mask while active_mm and the scheme's lazy slot still name mm: a
+        # scan of the mask (22/23's for_each_possible_lazymm_cpu) misses this CPU here
+        self.race_window()
         c.set_active_mm(INIT_MM)
         self.mmdrop_lazy_tlb(mm)
         self.mmgrab_lazy_tlb(INIT_MM)

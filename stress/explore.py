@@ -126,7 +126,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--tso-commits: early commits are TSO's; the memory model here is {model}, give --memory-model tso")
     on = f"{cfg.arch_mutant} ({cfg.arch})" if cfg.arch_mutant else cfg.arch
     who = f"{strategy}{' --fix ' + ns.fix if ns.fix else ''} on {on} ({ns.memory_model})"
-    bound = f"at most {ns.preemptions} preemptions"
+    bound = f"at most {ns.preemptions} preemption{'s' if ns.preemptions != 1 else ''}"
     if ns.tso_commits:
         bound += f" and {ns.tso_commits} early TSO commit{'s' if ns.tso_commits != 1 else ''}"
     if not ns.quiet:

@@ -146,7 +146,7 @@ FIX = NameList("fix", lambda: sorted({f for s in STRATEGIES.values() for f in s.
 def _add_workload(p: argparse.ArgumentParser) -> None:
     d = Workload()
     g = p.add_argument_group("workload")
-    g.add_argument("--procs", type=INT, default=d.procs, help="live user processes to keep (default: 0 = as many as CPUs, 2..64)")
+    g.add_argument("--procs", type=INT, default=d.procs, help="live user processes to keep (default: 0 = as many as CPUs, from 2 to 64)")
     g.add_argument("--threads", type=INT, default=d.threads, help=f"threads per process (default: {d.threads})")
     g.add_argument("--kthreads", type=INT, default=d.kthreads, help=f"kernel threads per CPU (default: {d.kthreads})")
     g.add_argument("--p-fork", type=FLOAT, default=d.p_fork, help=f"per user quantum, fork while below --procs (default: {d.p_fork})")

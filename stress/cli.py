@@ -157,7 +157,7 @@ def build_parser() -> Parser:
     findings.add_parser(sub)
     bench.add_parser(sub)
     explore.add_parser(sub)
-    ls = sub.add_parser("list", help="list strategies, mutants and architectures")
+    ls = sub.add_parser("list", help="list strategies, mutants, architectures, scenarios, benchmarks and machines")
     ls.add_argument(
         "--json", metavar="PATH", default=None, help="write the lists as JSON instead of the text ('-': standard output, the JSON alone)"
     )
@@ -189,7 +189,30 @@ def cmd_list() -> int:
     print("scenarios (explore --scenario NAME, or a JSON file of one):")
     for sc in SCENARIOS.values():
         print(f"  {sc.name:<{wd}} {sc.cpus} CPUs: {sc.summary}")
+    print("benchmarks (compare --benchmark NAME --machine NAME; run --benchmark NAME):")
+    for b in benchmark_items():
+        print(f"  {b['name']:<{wd}} {b['summary']}")
+    print("machines (compare --benchmark NAME --machine NAME: a cost MODEL of a real machine):")
+    for m in machine_items():
+        print(f"  {m['name']:<{wd}} {m['summary']}")
     return 0
+
+
+def benchmark_items() -> list[dict[str, Any]]:
+    from emu.harness.benchmark import BENCHMARKS
+
+    return [{"name": n, "summary": f"{b.what}; --tasks: {b.param}", "source": b.source} for n, b in BENCHMARKS.items()]
+
+
+def machine_items() -> list[dict[str, Any]]:
+    from emu.harness.bench_projection import load_machine, machine_names
+
+    items = []
+    for n in machine_names():
+        m = load_machine(n)
+        fitted = f"; FITTED: {', '.join(m.fitted)}" if m.fitted else ""
+        items.append({"name": n, "summary": f"{m.description}, {m.cpus} CPUs, {m.arch} model{fitted}", "published_as": m.published_as})
+    return items
 
 
 def cmd_list_options(ns: argparse.Namespace) -> int:
@@ -206,6 +229,8 @@ def cmd_list_options(ns: argparse.Namespace) -> int:
             {"name": n, "summary": a.summary, "source": a.source, "memory_model": a.memory_model} for n, a in sorted(ARCHES.items())
         ],
         "scenarios": [{"name": sc.name, "summary": sc.summary, "cpus": sc.cpus, "script": sc.script} for sc in SCENARIOS.values()],
+        "benchmarks": benchmark_items(),
+        "machines": machine_items(),
     }
     if ns.json:  # the JSON instead of the text; --quiet's names too where the JSON is not on stdout
         write_json(ns.json, lists)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from emu.harness.bench_projection import machine_names
+from emu.harness.benchmark import BENCHMARKS
 from tests.procs import stress
 
 
@@ -138,6 +140,12 @@ def test_list_quiet_prints_names_and_json_writes_them(tmp_path: Path) -> None:
     names = [x["name"] for items in lists.values() for x in items]
     assert r.stdout.split() == names and "refcount-no-grab" in names and "x86" in names
     assert {x["mutant_of"] for x in lists["mutants"]} <= {x["name"] for x in lists["strategies"]}
+    # what compare --benchmark takes: every benchmark and machine file, a variant naming the machine it stands for
+    assert [x["name"] for x in lists["benchmarks"]] == list(BENCHMARKS)
+    assert [x["name"] for x in lists["machines"]] == machine_names()
+    assert {x["name"]: x["published_as"] for x in lists["machines"]}["milan-36-nodrain"] == "milan-36"
+    text = stress("list").stdout
+    assert "benchmarks (compare --benchmark" in text and "machines (compare" in text and "FITTED: lru_gen_store" in text
 
 
 def test_a_benchmark_run_says_in_one_line_what_it_cannot_do() -> None:

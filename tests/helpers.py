@@ -34,3 +34,26 @@ def mm_users(cpu: Cpu, mm: int) -> int:
 
 def violations(cpu: Cpu) -> dict[str, int]:
     return {k: cpu.w[H_VIOL_KINDS + i] for i, k in enumerate(KINDS) if cpu.w[H_VIOL_KINDS + i]}
+
+
+class FreeLock:
+    """A lock the atomics take in a one-process test: always free (``Atomics`` reads ``_semlock``)."""
+
+    def __init__(self) -> None:
+        self._semlock = self
+
+    def acquire(self, *a: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class QuietIrq:
+    """The interrupt state the atomics touch, for a test with no IPI: never pending."""
+
+    in_atomic = 0
+    pending = False
+
+    def replay(self) -> None:
+        pass

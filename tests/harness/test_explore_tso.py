@@ -27,6 +27,7 @@ from emu.machine.layout import H_PHASE, PHASE_RUN, Layout
 from emu.machine.memory_model import TsoAtomics
 from emu.machine.policies.explore import Explore
 from emu.machine.policy import COMMIT, S_BUFFERED, RunStart
+from tests.helpers import FreeLock, QuietIrq
 
 ROOT = Path(__file__).resolve().parents[2]
 X, Y = 0, 64  # two words on two cache lines
@@ -37,25 +38,6 @@ SB = (
 STEPS = 40
 
 
-class _Lock:
-    def __init__(self) -> None:
-        self._semlock = self
-
-    def acquire(self, *a: object) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
-class _Irq:
-    in_atomic = 0
-    pending = False
-
-    def replay(self) -> None:
-        pass
-
-
 def sb_run(cfg: Any, prefix: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
     """One schedule of SB: the explorer's policy answers every decision (a CPU, or ``COMMIT | k``)."""
     lay = Layout.for_run(2, 2, 1, 1, (), sched_log=64, policy_area=Explore.area_words(RunStart(ncpus=2, seed=0, steps=STEPS)))
@@ -64,7 +46,7 @@ def sb_run(cfg: Any, prefix: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[in
     init_region(w, lay, policy, STEPS)
     w[H_PHASE] = PHASE_RUN
     mem = memoryview(bytearray(8 * 128)).cast("q")
-    cpus = [TsoAtomics(mem, [_Lock()], _Irq(), seed=c) for c in range(2)]  # type: ignore[arg-type]
+    cpus = [TsoAtomics(mem, [FreeLock()], QuietIrq(), seed=c) for c in range(2)]  # type: ignore[arg-type]
     for a in cpus:
         a.commit_only_when_forced()
     pc, regs, current, step = [0, 0], [-1, -1], 0, 0

@@ -46,6 +46,7 @@ from emu.machine.points import declared_points, sched_point
 from emu.machine.policies import policy_class, registry, sched_choices
 from emu.machine.policies.pct import PRIO, Pct, pct_change_points
 from emu.machine.policy import COMMIT, S_BUFFERED, Policy, RunStart
+from tests.helpers import FreeLock, QuietIrq
 from tests.procs import start, stress, wait_for_cpus
 
 SMALL = Workload(procs=2, threads=2, kthreads=1)
@@ -253,7 +254,7 @@ def test_a_replay_passes_a_commit_it_does_not_come_to() -> None:
 def test_a_commit_of_the_cpus_own_buffer_is_carried_out_as_a_step_of_its_own() -> None:
     w, lay, dets = _machine(2, "pct", handovers=((0, 0), (COMMIT | 0, 12)))
     mem = memoryview(bytearray(8 * 128)).cast("q")
-    tso = TsoAtomics(mem, [_SemLock()], _NoIrq(), 1)  # type: ignore[arg-type]
+    tso = TsoAtomics(mem, [FreeLock()], QuietIrq(), 1)  # type: ignore[arg-type]
     tso.commit_only_when_forced()
     dets[0].track_store_buffer(tso)
     tso.WRITE_ONCE(3, 7)
@@ -262,25 +263,6 @@ def test_a_commit_of_the_cpus_own_buffer_is_carried_out_as_a_step_of_its_own() -
     assert dets[0].decide(12) == 0 and mem[3] == 7 and tso.buffered() == 0  # committed, then cpu0 runs on
     assert w[lay.sched_base + S_STEP] == 13 and w[lay.sched_base + S_PROGRESS] == progress + 1
     assert dets[0].committed_at == 13 and w[lay.sched_base + S_BUFFERED] == 0
-
-
-class _SemLock:
-    def __init__(self) -> None:
-        self._semlock = self
-
-    def acquire(self, *a: object) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
-class _NoIrq:
-    in_atomic = 0
-    pending = False
-
-    def replay(self) -> None:
-        pass
 
 
 def test_the_detection_table_times_a_catch_and_repeats_it(tmp_path: Path) -> None:

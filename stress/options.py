@@ -345,7 +345,8 @@ def check_mode(cfg: RunConfig, given: frozenset[str]) -> None:
             if dest not in policy_class(cfg.sched, False).options:
                 owners = ", ".join(name for name, cls in registry().items() if dest in cls.options)
                 raise ConfigError(f"--{dest} is an option of --sched {owners}: it does nothing under --sched {cfg.sched}")
-    if cfg.race_delay and not resolve(cfg.scheme).has_race_window:
+    # the kernel's own window: unlazy_mm_irqs_off (x86 with --x86-unlazy-on-flush), under every scheme
+    if cfg.race_delay and not resolve(cfg.scheme).has_race_window and not cfg.x86_unlazy_on_flush:
         raise ConfigError(f"--race-delay: {cfg.scheme} marks no race window, so the delay would never be taken")
 
 

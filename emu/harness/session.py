@@ -58,6 +58,7 @@ def _session_cpu(
     # Ctrl-C and a SIGTERM to the whole group reach the CPUs too: the lead decides (it kills them)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked since the fork (Session._start)
     # what a run only reads, built once: the parts (classes and their options) and the policy's run
     # description; the perturbation's events too when the run has none (nothing in them then to carry over)
     parts, run, cls = parts_for(cfg), run_start(cfg, None), policy_class(cfg.sched, False)
@@ -117,11 +118,17 @@ class Session:
         self.done = ctx.Semaphore(0)
         self.stop = ctx.RawValue("i", 0)
         self.arr = np.frombuffer(seg.buf, dtype=np.int64)
-        for c in range(cfg.cpus):
-            args = (c, cfg, lay, seg, self.locks, self.doorbells, self.turns, self.go[c], self.done, self.stop, os.getpid())
-            p = ctx.Process(target=_session_cpu, args=args, name=f"lazytlb-cpu{c}", daemon=True)
-            p.start()
-            self.procs.append(p)
+        # the CPUs are born with Ctrl-C and SIGTERM blocked, and unblock them once they ignore them: a signal
+        # to the group between the fork and their SIG_IGN would otherwise run the lead's handler in a CPU
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for c in range(cfg.cpus):
+                args = (c, cfg, lay, seg, self.locks, self.doorbells, self.turns, self.go[c], self.done, self.stop, os.getpid())
+                p = ctx.Process(target=_session_cpu, args=args, name=f"lazytlb-cpu{c}", daemon=True)
+                p.start()
+                self.procs.append(p)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal held meanwhile reaches the lead now
 
     def run(self, prefix: tuple[int, ...] = ()) -> tuple[Report, tuple[int, ...]]:
         """One run steered by ``prefix``: its report, and its policy's record (``Policy.record``)."""

@@ -20,7 +20,7 @@ from emu.harness.bench_projection import (
     published_for,
     transfer_ns,
 )
-from emu.harness.benchmark import BENCHMARKS, MEASURE_CPUS, PAGEVEC_SIZE, PER_OP, BenchSpec, KernelLine, OpCounts, measure_cpus
+from emu.harness.benchmark import BENCHMARKS, MEASURE_CPUS, PAGEVEC_SIZE, PER_OP, KernelLine, OpCounts, measure_cpus
 from emu.harness.config import ConfigError
 
 CS1 = BENCHMARKS["context_switch1_threads"]
@@ -339,4 +339,3 @@ def test_context_switch1_and_hackbench_declare_no_kernel_line() -> None:
     assert {n for n, s in BENCHMARKS.items() if s.kernel_lines} == {"tlb_flush2_threads"}
     assert {k.name for k in TLB.kernel_lines} == {"lru_lock", "mmap_lock", "tlb_flush_pending", "tlb_gen"}
     assert all(len(k.source) > 80 and "COUNTED" in k.source for k in TLB.kernel_lines)
-    assert isinstance(TLB, BenchSpec)
